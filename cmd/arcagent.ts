@@ -1,0 +1,37 @@
+#!/usr/bin/env bun
+// arcagent: runs in the cluster, keeps an outbound tunnel to the relay, calls the API server as each caller.
+import { defineCommand } from "citty";
+import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
+import { logLevelArg, loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
+
+const main = defineCommand({
+  meta: { name: "arcagent", version, description: "cluster-connect agent: dials out to the relay and serves this cluster's API" },
+  args: {
+    relay: { type: "string", required: true, description: "relay URL, e.g. https://relay.example.com" },
+    cluster: { type: "string", required: true, description: "this cluster's name on the relay" },
+    "state-dir": { type: "string", required: true, description: "where the agent keeps its key (mode 0700)" },
+    "enroll-token": { type: "string", description: "one-time token from `arcrelay cluster add` (first start only; or ARC_ENROLL_TOKEN)" },
+    kubeconfig: { type: "string", description: "API server credentials (default: the in-cluster service account)" },
+    context: { type: "string", description: "kubeconfig context" },
+    "relay-ca": { type: "string", description: "PEM CA file for a relay with a private certificate" },
+    ...logLevelArg,
+  },
+  async run({ args }) {
+    const logger = loggerFor("arcagent", args["log-level"]);
+    const controller = new AbortController();
+    const agent = runAgent({
+      relay: parseRelayEndpoint(args.relay, args["relay-ca"]),
+      cluster: args.cluster,
+      keyStore: createFileKeyStore(args["state-dir"]),
+      enrollToken: args["enroll-token"] ?? process.env.ARC_ENROLL_TOKEN,
+      upstream: loadUpstream({ kubeconfig: args.kubeconfig, context: args.context }),
+      agentVersion: version,
+      logger,
+      signal: controller.signal,
+    });
+    void waitForShutdownSignal().then(() => controller.abort());
+    await agent;
+  },
+});
+
+await runCli(main, "arcagent");

@@ -1,0 +1,181 @@
+#!/usr/bin/env bun
+// arcrelay: the service where agents' tunnels and users' requests meet.
+import { defineCommand } from "citty";
+import { parsePrincipal, parseRole } from "../lib/auth/index.ts";
+import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
+import {
+  addCluster, createEnrollmentToken, describeCluster, formatClusterTable, loadStoredIssuer, openSqliteStore, startRelay,
+  type RelayStore,
+} from "../lib/relay/index.ts";
+import { logLevelArg, loggerFor, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
+
+const dataDirArg = {
+  "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
+} as const;
+
+async function withStore<T>(dataDir: string, fn: (store: RelayStore) => Promise<T>): Promise<T> {
+  const store = await openSqliteStore(dataDir);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+const serve = defineCommand({
+  meta: { name: "serve", description: "Run the relay" },
+  args: {
+    listen: { type: "string", description: "HOST:PORT to listen on", default: "127.0.0.1:8443" },
+    ...dataDirArg,
+    "public-url": { type: "string", description: "URL users and agents reach (default: from --listen)" },
+    "tls-cert": { type: "string", description: "PEM certificate file" },
+    "tls-key": { type: "string", description: "PEM private key file" },
+    "insecure-http": { type: "boolean", description: "plain HTTP; loopback addresses only" },
+    ...logLevelArg,
+  },
+  async run({ args }) {
+    const { host, port } = parseListen(args.listen);
+    if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new TypeError("--tls-cert and --tls-key go together");
+    if (!args["tls-cert"] && !args["insecure-http"]) throw new TypeError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
+    const relay = await startRelay({
+      host, port, dataDir: args["data-dir"], publicUrl: args["public-url"],
+      tls: args["tls-cert"] ? { certFile: args["tls-cert"], keyFile: args["tls-key"]! } : undefined,
+      logger: loggerFor("arcrelay", args["log-level"]),
+    });
+    process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
+    await waitForShutdownSignal();
+    await relay.close();
+  },
+});
+
+const clusterAdd = defineCommand({
+  meta: { name: "add", description: "Register a cluster; prints its one-time enrollment token last" },
+  args: {
+    name: { type: "positional", required: true, description: "cluster name" },
+    ttl: { type: "string", description: "enrollment token lifetime", default: "1h" },
+    ...dataDirArg,
+  },
+  async run({ args }) {
+    const result = await withStore(args["data-dir"], (s) => addCluster(s, args.name, parseDurationSeconds("ttl", args.ttl)));
+    process.stdout.write(`cluster "${result.cluster}" registered; enrollment token (single use, expires ${result.expiresAt.toISOString()}):\n${result.token}\n`);
+  },
+});
+
+const clusterEnrollToken = defineCommand({
+  meta: { name: "enroll-token", description: "A new one-time enrollment token for a registered cluster" },
+  args: {
+    name: { type: "positional", required: true, description: "cluster name" },
+    ttl: { type: "string", description: "token lifetime", default: "1h" },
+    ...dataDirArg,
+  },
+  async run({ args }) {
+    const name = validateClusterName(args.name);
+    const result = await withStore(args["data-dir"], (s) => createEnrollmentToken(s, name, parseDurationSeconds("ttl", args.ttl)));
+    process.stdout.write(`enrollment token for "${name}" (single use, expires ${result.expiresAt.toISOString()}):\n${result.token}\n`);
+  },
+});
+
+const clusterList = defineCommand({
+  meta: { name: "list", description: "Clusters with connected/offline, versions and last seen" },
+  args: { ...dataDirArg, output: { type: "string", alias: "o", description: "table or json", default: "table" } },
+  async run({ args }) {
+    const rows = await withStore(args["data-dir"], async (s) => (await s.listClusters()).map((r) => describeCluster(r)));
+    process.stdout.write((args.output === "json" ? JSON.stringify(rows, null, 2) : formatClusterTable(rows)) + "\n");
+  },
+});
+
+const clusterRemove = defineCommand({
+  meta: { name: "remove", description: "Unregister a cluster (its agent can no longer connect)" },
+  args: { name: { type: "positional", required: true }, ...dataDirArg },
+  async run({ args }) {
+    const name = validateClusterName(args.name);
+    const removed = await withStore(args["data-dir"], (s) => s.removeCluster(name));
+    if (!removed) throw new TypeError(`cluster "${name}" is not registered`);
+    process.stdout.write(`cluster "${name}" removed\n`);
+  },
+});
+
+const tokenCreate = defineCommand({
+  meta: { name: "create", description: "Print a user token from the relay's built-in issuer (last line)" },
+  args: {
+    user: { type: "string", required: true, description: "Kubernetes user name" },
+    group: { type: "string", description: "Kubernetes group (repeatable)" },
+    ttl: { type: "string", description: "lifetime, e.g. 1h, 12h, 7d", default: "1h" },
+    "public-url": { type: "string", description: "issuer URL, if the relay has not been served from this data dir yet" },
+    ...dataDirArg,
+  },
+  async run({ args, rawArgs }) {
+    const user = validateUserName(args.user);
+    const groups = repeatedFlag(rawArgs, "group").map(validateGroupName);
+    const ttlSeconds = parseDurationSeconds("ttl", args.ttl);
+    const token = await withStore(args["data-dir"], async (s) =>
+      (await loadStoredIssuer(s, args["public-url"])).signUserToken({ user, groups, ttlSeconds }));
+    process.stdout.write(token + "\n");
+  },
+});
+
+const grantArgs = {
+  principal: { type: "string", description: "user:NAME, group:NAME or sub:PATTERN" },
+  cluster: { type: "string", description: "cluster name or '*'" },
+  role: { type: "string", description: "cluster-user, cluster-admin or relay-admin" },
+  ...dataDirArg,
+} as const;
+
+const grantAdd = defineCommand({
+  meta: { name: "add", description: "Grant a principal a role on a cluster" },
+  args: { ...grantArgs, role: { ...grantArgs.role, default: "cluster-user" } },
+  async run({ args }) {
+    if (!args.principal || !args.cluster) throw new TypeError("grant add needs --principal and --cluster");
+    parsePrincipal(args.principal);
+    const cluster = args.cluster === "*" ? "*" : validateClusterName(args.cluster);
+    const role = parseRole(args.role);
+    const grant = await withStore(args["data-dir"], (s) => s.addGrant({ principal: args.principal!, cluster, role }));
+    process.stdout.write(`granted ${grant.role} on ${grant.cluster} to ${grant.principal} (id ${grant.id})\n`);
+  },
+});
+
+const grantList = defineCommand({
+  meta: { name: "list", description: "List grants" },
+  args: { cluster: grantArgs.cluster, ...dataDirArg },
+  async run({ args }) {
+    const grants = await withStore(args["data-dir"], (s) => s.listGrants(args.cluster ? { cluster: args.cluster } : undefined));
+    const rows = [["ID", "PRINCIPAL", "CLUSTER", "ROLE"], ...grants.map((g) => [g.id, g.principal, g.cluster, g.role])];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n") + "\n");
+  },
+});
+
+const grantRemove = defineCommand({
+  meta: { name: "remove", description: "Remove grants matching --id, or --principal/--cluster/--role" },
+  args: { id: { type: "string" }, ...grantArgs },
+  async run({ args }) {
+    if (!args.id && !args.principal) throw new TypeError("grant remove needs --id or --principal");
+    const removed = await withStore(args["data-dir"], (s) => s.removeGrant({
+      id: args.id, principal: args.principal, cluster: args.cluster, role: args.role ? parseRole(args.role) : undefined,
+    }));
+    process.stdout.write(`removed ${removed} grant(s)\n`);
+    if (removed === 0) process.exitCode = 1;
+  },
+});
+
+function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new TypeError(`--listen ${JSON.stringify(listen)}: use HOST:PORT, e.g. 0.0.0.0:8443`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+const main = defineCommand({
+  meta: { name: "arcrelay", version, description: "cluster-connect relay: agents dial out to it, users reach clusters through it" },
+  subCommands: {
+    serve,
+    cluster: defineCommand({
+      meta: { name: "cluster", description: "Manage clusters" },
+      subCommands: { add: clusterAdd, list: clusterList, remove: clusterRemove, "enroll-token": clusterEnrollToken },
+    }),
+    token: defineCommand({ meta: { name: "token", description: "User tokens" }, subCommands: { create: tokenCreate } }),
+    grant: defineCommand({ meta: { name: "grant", description: "Access grants" }, subCommands: { add: grantAdd, list: grantList, remove: grantRemove } }),
+  },
+});
+
+await runCli(main, "arcrelay");

@@ -1,0 +1,80 @@
+// What every entry point shares: version, logger from flags, duration parsing, error exit.
+import { runCommand, runMain, type CommandDef } from "citty";
+import ms from "ms";
+import { createLogger, type Logger, type LogLevel } from "../lib/observe/index.ts";
+
+declare const VERSION: string | undefined;
+/** Stamped by scripts/build.ts; "dev" when run from source. */
+export const version: string = typeof VERSION === "string" ? VERSION : "dev";
+
+export const logLevelArg = {
+  "log-level": { type: "string", description: "debug, info, warn or error", default: "info" },
+} as const;
+
+export function loggerFor(component: string, level: string | undefined): Logger {
+  const levels: LogLevel[] = ["debug", "info", "warn", "error"];
+  if (level && !levels.includes(level as LogLevel)) throw new TypeError(`--log-level ${level}: use one of ${levels.join(", ")}`);
+  return createLogger({ component, level: (level as LogLevel | undefined) ?? "info" });
+}
+
+/** `90s`, `15m`, `1h`, `7d` -> seconds. */
+export function parseDurationSeconds(flag: string, value: string): number {
+  const millis = ms(value as ms.StringValue);
+  if (typeof millis !== "number" || !Number.isFinite(millis) || millis <= 0) {
+    throw new TypeError(`--${flag} ${JSON.stringify(value)} is not a duration: use e.g. 90s, 15m, 1h or 7d`);
+  }
+  return Math.round(millis / 1000);
+}
+
+/** citty keeps only the last value of a repeated flag; this collects all of them from raw args. */
+export function repeatedFlag(rawArgs: string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === "--") break;
+    if (arg === `--${name}` && i + 1 < rawArgs.length) values.push(rawArgs[++i]!);
+    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+  }
+  return values;
+}
+
+/** Prints one line, no stack trace, and exits 1: what users see for every expected failure. */
+export function exitWithError(binary: string, error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`${binary}: ${message}\n`);
+  if (process.env.ARC_DEBUG && error instanceof Error && error.stack) process.stderr.write(error.stack + "\n");
+  process.exit(1);
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const handler = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", handler);
+      process.off("SIGTERM", handler);
+      resolve(signal);
+    };
+    process.on("SIGINT", handler);
+    process.on("SIGTERM", handler);
+  });
+}
+
+/**
+ * Runs a citty command with our error contract: usage errors and expected failures print one line
+ * and exit 1. Only flags before `--` count, so `arcproxy -- kubectl --help` reaches kubectl.
+ */
+export async function runCli(main: CommandDef<any>, binary: string): Promise<void> {
+  const rawArgs = process.argv.slice(2);
+  const dashdash = rawArgs.indexOf("--");
+  const own = dashdash >= 0 ? rawArgs.slice(0, dashdash) : rawArgs;
+  if (own.includes("--help") || own.includes("-h") || (own.length === 1 && own[0] === "--version")) {
+    await runMain(main, { rawArgs: own });
+    return;
+  }
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (error) {
+    if ((error as Error)?.name === "CLIError") exitWithError(binary, new Error(`${(error as Error).message} (see ${binary} --help)`));
+    exitWithError(binary, error);
+  }
+}

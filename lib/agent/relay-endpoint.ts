@@ -1,0 +1,44 @@
+// How the agent reaches its relay: base URL and the TLS trust for it.
+import { readFileSync } from "node:fs";
+import { Agent as HttpsAgent } from "node:https";
+
+export interface RelayEndpoint {
+  /** Base URL without trailing slash, e.g. https://relay.example.com */
+  url: string;
+  /** Extra CA (PEM) for a relay with a private certificate. */
+  ca?: string;
+}
+
+const LOOPBACK_HOST = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/;
+
+export function parseRelayEndpoint(url: string, caFile?: string): RelayEndpoint {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError(`--relay ${JSON.stringify(url)} is not a URL: use https://relay.example.com`);
+  }
+  if (parsed.protocol === "http:" && !LOOPBACK_HOST.test(parsed.hostname)) {
+    throw new TypeError(`--relay ${url}: plain http is only allowed to a loopback relay; use https`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new TypeError(`--relay ${url}: use an https URL`);
+  return { url: url.replace(/\/+$/, ""), ca: caFile ? readFileSync(caFile, "utf8") : undefined };
+}
+
+/** Converts the relay's https URL into the wss URL of one of its WebSocket paths. */
+export function relayWebSocketUrl(relay: RelayEndpoint, path: string): string {
+  return relay.url.replace(/^http/, "ws") + path;
+}
+
+/** A fetch with the relay's extra CA (Bun's fetch takes `tls.ca`). */
+export function relayFetch(relay: RelayEndpoint, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(relay.url + path, {
+    ...init,
+    signal: init.signal ?? AbortSignal.timeout(15_000),
+    ...(relay.ca ? { tls: { ca: relay.ca } } : {}),
+  } as RequestInit);
+}
+
+export function relayHttpsAgent(relay: RelayEndpoint): HttpsAgent | undefined {
+  return relay.ca ? new HttpsAgent({ ca: relay.ca }) : undefined;
+}

@@ -1,0 +1,111 @@
+// Serves one tunnel stream: verify the caller again, then call the API server as that caller.
+import http from "node:http";
+import https from "node:https";
+import type { Identity } from "../auth/index.ts";
+import { ArcError, BadGateway, isPeerHangup, statusResponse } from "../kube/index.ts";
+import type { Logger } from "../observe/index.ts";
+import {
+  endToEndHeaders, firstHeader, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,
+} from "../tunnel/index.ts";
+import { buildImpersonatedHeaders } from "./impersonation.ts";
+import type { Upstream } from "./upstream.ts";
+
+export interface StreamHandlerDeps {
+  cluster: string;
+  upstream: Upstream;
+  verifyUserToken(token: string): Promise<Identity>;
+  logger: Logger;
+}
+
+export function createStreamHandler(deps: StreamHandlerDeps) {
+  return function handleTunnelStream(stream: TunnelServerStream, headers: TunnelHeaders): void {
+    const requestId = firstHeader(headers[protocol.REQUEST_ID_HEADER]) ?? "unknown";
+    const log = deps.logger.child({ requestId });
+    stream.on("error", (error) => {
+      if (!isPeerHangup(error)) log.debug("tunnel stream error", { error });
+    });
+    serveStream(deps, stream, headers, requestId).catch((error: unknown) => {
+      if (error instanceof ArcError && error.status < 500) log.info("request refused", { error });
+      else if (!isPeerHangup(error)) log.warn("request failed", { error, path: String(headers[":path"]).split("?")[0] });
+      respondWithStatus(stream, error, requestId);
+    });
+  };
+}
+
+async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, headers: TunnelHeaders, requestId: string): Promise<void> {
+  const identity = await deps.verifyUserToken(bearerOf(headers));
+  const options = await deps.upstream.requestOptions();
+  const outgoing = buildImpersonatedHeaders(headers, identity, requestId, (options.headers ?? {}) as Record<string, string>);
+  const upgrade = firstHeader(headers[protocol.UPGRADE_HEADER]);
+  const request: https.RequestOptions = {
+    ...options,
+    hostname: deps.upstream.server.hostname,
+    port: deps.upstream.server.port,
+    method: String(headers[":method"]),
+    path: String(headers[":path"]),
+    headers: upgrade ? { ...outgoing, connection: "Upgrade", upgrade } : outgoing,
+    agent: upgrade ? false : deps.upstream.agent,
+  };
+  deps.logger.debug("forwarding", { requestId, user: identity.user, method: request.method, path: request.path?.split("?")[0], upgrade });
+  const client = deps.upstream.server.protocol === "https:" ? https : http;
+  const upstreamReq = client.request(request);
+  upstreamReq.setTimeout(upgrade ? timeouts.UPGRADE_TIMEOUT_MS : timeouts.RESPONSE_HEADERS_TIMEOUT_MS);
+
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: unknown) =>
+      reject(isPeerHangup(error) || error instanceof ArcError ? error : new BadGateway(
+        `the API server of cluster "${deps.cluster}" could not be reached by the agent (request id ${requestId})`, { cause: error },
+      ));
+    upstreamReq.once("error", fail);
+    upstreamReq.once("timeout", () => upstreamReq.destroy(new BadGateway(
+      `the API server of cluster "${deps.cluster}" did not answer in time (request id ${requestId})`,
+    )));
+    stream.once("close", () => upstreamReq.destroy());
+
+    upstreamReq.once("upgrade", (res: http.IncomingMessage, socket, head: Buffer) => {
+      upstreamReq.setTimeout(0);
+      socket.setTimeout(0);
+      stream.respond({ ":status": 200, [protocol.UPGRADE_STATUS_HEADER]: "101", ...responseHeaders(res.headers) });
+      if (head.length > 0) stream.write(head);
+      splice(stream, socket).then(resolve, resolve);
+    });
+    upstreamReq.once("response", (res: http.IncomingMessage) => {
+      upstreamReq.setTimeout(0);
+      const status = res.statusCode ?? 502;
+      stream.respond({
+        ":status": status,
+        ...(upgrade ? { [protocol.UPGRADE_STATUS_HEADER]: String(status) } : {}),
+        ...responseHeaders(res.headers),
+      });
+      res.pipe(stream);
+      res.once("error", (error) => stream.destroy(error));
+      res.once("end", resolve);
+      stream.once("close", () => res.destroy());
+    });
+
+    if (upgrade || stream.readableEnded) upstreamReq.end();
+    else stream.pipe(upstreamReq);
+    if (upgrade) upstreamReq.flushHeaders();
+  });
+}
+
+function responseHeaders(headers: http.IncomingHttpHeaders): HeaderMap {
+  return endToEndHeaders(headers);
+}
+
+function bearerOf(headers: TunnelHeaders): string {
+  const raw = firstHeader(headers["authorization"]) ?? "";
+  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(raw);
+  return match?.[1] ?? "";
+}
+
+function respondWithStatus(stream: TunnelServerStream, error: unknown, requestId: string): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) {
+    stream.destroy();
+    return;
+  }
+  const { code, body, headers } = statusResponse(error, requestId);
+  stream.respond({ ":status": code, ...headers });
+  stream.end(body);
+}

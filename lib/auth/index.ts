@@ -1,0 +1,20 @@
+// Public face of lib/auth: user and agent tokens, the built-in issuer, enrollment secrets, grants.
+export {
+  generateSigningKeyPair, importPrivateJwk, importPublicJwk, toPublicJwk,
+} from "./keys.ts";
+export type { SigningAlgorithm } from "./keys.ts";
+export {
+  loadOrCreateIssuerKeys, createBuiltinIssuer, builtinIssuerTrust,
+  ISSUER_KEYS_SETTING, JWKS_PATH, DEFAULT_USER_TOKEN_TTL_SECONDS, MAX_USER_TOKEN_TTL_SECONDS,
+} from "./issuer.ts";
+export type { SettingsStore, BuiltinIssuer } from "./issuer.ts";
+export { createUserTokenVerifier, MAX_TOKEN_BYTES } from "./verifier.ts";
+export type { TrustedIssuer, Identity, UserTokenVerifier, UserTokenVerifierOptions } from "./verifier.ts";
+export {
+  signAgentToken, verifyAgentToken, AGENT_TOKEN_ISSUER, MAX_AGENT_TOKEN_TTL_SECONDS,
+} from "./agent-token.ts";
+export {
+  createEnrollmentSecret, hashSecret, timingSafeEqualStrings, ENROLLMENT_SECRET_PREFIX,
+} from "./enrollment.ts";
+export { parsePrincipal, parseRole, findRole, roleAtLeast, matchGlob } from "./grants.ts";
+export type { Role, Grant, GrantIdentity, PrincipalKind } from "./grants.ts";

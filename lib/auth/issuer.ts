@@ -1,0 +1,128 @@
+// The relay's built-in token issuer: its persisted keys, JWKS, OIDC discovery and user tokens.
+import { randomBytes } from "node:crypto";
+import { SignJWT, type JWK } from "jose";
+import { BadRequest } from "../kube/index.ts";
+import { validateGroupName, validateUserName } from "../kube/index.ts";
+import { generateSigningKeyPair, importPrivateJwk, toPublicJwk } from "./keys.ts";
+import type { TrustedIssuer } from "./verifier.ts";
+
+/** The two RelayStore methods the issuer needs. */
+export interface SettingsStore {
+  getSetting(k: string): Promise<string | undefined>;
+  setSetting(k: string, v: string): Promise<void>;
+}
+
+export interface BuiltinIssuer {
+  issuer: string;
+  audience: string;
+  /** Served at `<issuer>/.well-known/jwks.json`. */
+  jwks(): { keys: JWK[] };
+  /** Served at `<issuer>/.well-known/openid-configuration`. */
+  discovery(): Record<string, unknown>;
+  signUserToken(input: { user: string; groups?: string[]; ttlSeconds?: number }): Promise<string>;
+}
+
+export const ISSUER_KEYS_SETTING = "issuer.keys";
+export const ISSUER_ALGORITHM = "ES256";
+export const DEFAULT_USER_TOKEN_TTL_SECONDS = 3600;
+export const MAX_USER_TOKEN_TTL_SECONDS = 31 * 24 * 3600;
+export const JWKS_PATH = "/.well-known/jwks.json";
+
+/** The issuer's ES256 key pair, created and stored under `issuer.keys` on first use. */
+export async function loadOrCreateIssuerKeys(settings: SettingsStore): Promise<{ privateJwk: JWK; publicJwk: JWK }> {
+  const stored = await settings.getSetting(ISSUER_KEYS_SETTING);
+  if (stored !== undefined) return parseIssuerKeys(stored);
+  await settings.setSetting(ISSUER_KEYS_SETTING, JSON.stringify(await generateSigningKeyPair(ISSUER_ALGORITHM)));
+  // Read back: if another replica wrote its pair at the same moment, every replica uses the stored one.
+  const written = await settings.getSetting(ISSUER_KEYS_SETTING);
+  if (written === undefined) throw new Error(`setting ${ISSUER_KEYS_SETTING} was written but reads back empty`);
+  return parseIssuerKeys(written);
+}
+
+function parseIssuerKeys(stored: string): { privateJwk: JWK; publicJwk: JWK } {
+  let keys: { privateJwk?: JWK; publicJwk?: JWK };
+  try {
+    keys = JSON.parse(stored);
+  } catch (error) {
+    throw new Error(`setting ${ISSUER_KEYS_SETTING} is not valid JSON; restore it from a backup or delete it to create new keys (existing tokens stop working)`, { cause: error });
+  }
+  if (typeof keys?.privateJwk?.d !== "string" || typeof keys.publicJwk?.kid !== "string") {
+    throw new Error(`setting ${ISSUER_KEYS_SETTING} does not hold a private and a public JWK`);
+  }
+  return { privateJwk: keys.privateJwk, publicJwk: keys.publicJwk };
+}
+
+export function createBuiltinIssuer(opts: { issuer: string; audience: string; privateJwk: JWK; publicJwk: JWK }): BuiltinIssuer {
+  const { issuer, audience } = opts;
+  checkIssuerUrl(issuer);
+  if (!audience) throw new TypeError("built-in issuer: audience is empty");
+  if (typeof opts.publicJwk.kid !== "string") throw new TypeError("built-in issuer: public JWK has no kid");
+  const publicJwk = toPublicJwk(opts.publicJwk);
+  const kid = publicJwk.kid as string;
+  let signingKey: Promise<CryptoKey> | undefined;
+
+  return {
+    issuer,
+    audience,
+    jwks() {
+      return { keys: [{ ...publicJwk }] };
+    },
+    discovery() {
+      return {
+        issuer,
+        jwks_uri: issuer + JWKS_PATH,
+        id_token_signing_alg_values_supported: [ISSUER_ALGORITHM],
+        subject_types_supported: ["public"],
+        response_types_supported: ["id_token"],
+        claims_supported: ["iss", "aud", "sub", "groups", "iat", "nbf", "exp", "jti"],
+      };
+    },
+    async signUserToken(input) {
+      const user = validateUserName(input.user);
+      const groups = (input.groups ?? []).map(validateGroupName);
+      const ttl = input.ttlSeconds ?? DEFAULT_USER_TOKEN_TTL_SECONDS;
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_USER_TOKEN_TTL_SECONDS) {
+        throw new BadRequest(`invalid token lifetime ${ttl}: use 1 to ${MAX_USER_TOKEN_TTL_SECONDS} seconds (31 days)`);
+      }
+      signingKey ??= importPrivateJwk({ ...opts.privateJwk, alg: ISSUER_ALGORITHM });
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ groups })
+        .setProtectedHeader({ alg: ISSUER_ALGORITHM, kid, typ: "JWT" })
+        .setIssuer(issuer)
+        .setAudience(audience)
+        .setSubject(user)
+        .setIssuedAt(now)
+        .setNotBefore(now)
+        .setExpirationTime(now + ttl)
+        .setJti(randomBytes(16).toString("base64url"))
+        .sign(await signingKey);
+    },
+  };
+}
+
+/** The built-in issuer as one of the verifier's trusted issuers (inline keys, or its JWKS URL for agents). */
+export function builtinIssuerTrust(
+  issuer: BuiltinIssuer | { issuer: string; audience: string; jwksUrl: string },
+): TrustedIssuer {
+  return {
+    issuer: issuer.issuer,
+    audiences: [issuer.audience],
+    jwks: "jwksUrl" in issuer ? { url: issuer.jwksUrl } : issuer.jwks(),
+    usernameClaim: "sub",
+    groupsClaim: "groups",
+    algorithms: [ISSUER_ALGORITHM],
+  };
+}
+
+function checkIssuerUrl(issuer: string): void {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    throw new TypeError(`built-in issuer: ${JSON.stringify(issuer)} is not a URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError(`built-in issuer: ${issuer} must be an https URL`);
+  // jwks_uri is issuer + path, and `iss` must match verifier config byte for byte.
+  if (issuer.endsWith("/")) throw new TypeError(`built-in issuer: ${issuer} must not end with "/"`);
+  if (url.search || url.hash) throw new TypeError(`built-in issuer: ${issuer} must not have a query or fragment`);
+}

@@ -1,0 +1,267 @@
+// Verifies users' JWTs against the trusted issuers and maps their claims to a Kubernetes identity.
+import { rootCertificates } from "node:tls";
+import {
+  createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, decodeProtectedHeader, errors, jwtVerify,
+  type JWK, type JWTPayload, type JWTVerifyGetKey,
+} from "jose";
+import { Unauthorized } from "../kube/index.ts";
+
+export interface TrustedIssuer {
+  /** Exact `iss` value. */
+  issuer: string;
+  /** A token must name at least one of these in `aud`. */
+  audiences: string[];
+  /** Keys given inline, or the issuer's JWKS URL (fetched lazily, cached, refetched on unknown kid). */
+  jwks: { keys: JWK[] } | { url: string };
+  /** Claim holding the user name, e.g. `sub` or `email`. */
+  usernameClaim: string;
+  groupsClaim?: string;
+  /** Prepended to the user name, e.g. `oidc:`. */
+  usernamePrefix?: string;
+  groupsPrefix?: string;
+  /** Asymmetric JWS algorithms accepted from this issuer, e.g. ["RS256"]. */
+  algorithms: string[];
+}
+
+export interface Identity {
+  user: string;
+  groups: string[];
+  subject: string;
+  issuer: string;
+}
+
+export interface UserTokenVerifierOptions {
+  issuers: TrustedIssuer[];
+  /** Allowed clock skew for exp/nbf/iat; default 30. */
+  clockToleranceSeconds?: number;
+  /** Timeout of one JWKS fetch; default 5000. */
+  fetchTimeoutMs?: number;
+  /** Replaces the global fetch for JWKS requests (tests). */
+  fetch?: typeof fetch;
+  /** PEM CA certificate(s) trusted for JWKS URLs, in addition to the system roots. */
+  tlsCa?: string;
+  /** After a JWKS fetch, an unknown kid refetches only after this long; default 30000. */
+  jwksCooldownMs?: number;
+}
+
+export interface UserTokenVerifier {
+  verifyUserToken(token: string): Promise<Identity>;
+}
+
+/** Tokens larger than this are refused before any parsing. */
+export const MAX_TOKEN_BYTES = 16 * 1024;
+const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
+const DEFAULT_FETCH_TIMEOUT_MS = 5_000;
+/** An unknown kid refetches the JWKS at most this often (key rotation vs. hammering the issuer). */
+const JWKS_COOLDOWN_MS = 30_000;
+/** Keys are refetched after this age even without an unknown kid. */
+const JWKS_MAX_AGE_MS = 10 * 60_000;
+const NEW_TOKEN_HINT = "get a new token (arcrelay token create, or your identity provider)";
+/** HMAC and `none` would let anyone holding a public key, or no key, mint tokens. */
+const REFUSED_ALGORITHMS = /^(?:none|HS\d+)$/i;
+
+/** Marks a failure to get the JWKS document itself, as opposed to a bad token. */
+class JwksFetchError extends Error {
+  override name = "JwksFetchError";
+}
+
+export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTokenVerifier {
+  const byIssuer = new Map<string, TrustedIssuer>();
+  for (const trusted of opts.issuers) {
+    checkTrustedIssuer(trusted);
+    if (byIssuer.has(trusted.issuer)) throw new TypeError(`issuer ${trusted.issuer} is configured twice`);
+    byIssuer.set(trusted.issuer, trusted);
+  }
+  const clockTolerance = opts.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+  const fetchJwks = createJwksFetch(opts.fetch ?? fetch, opts.tlsCa, opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS);
+  const keySets = new Map<string, JWTVerifyGetKey>();
+
+  function keySetOf(trusted: TrustedIssuer): JWTVerifyGetKey {
+    let keySet = keySets.get(trusted.issuer);
+    if (!keySet) {
+      keySet = "keys" in trusted.jwks
+        ? createLocalJWKSet(trusted.jwks)
+        : createRemoteJWKSet(new URL(trusted.jwks.url), {
+          timeoutDuration: opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+          cooldownDuration: opts.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
+          cacheMaxAge: JWKS_MAX_AGE_MS,
+          [customFetch]: fetchJwks,
+        });
+      keySets.set(trusted.issuer, keySet);
+    }
+    return keySet;
+  }
+
+  return {
+    async verifyUserToken(token: string): Promise<Identity> {
+      const trusted = pickIssuer(token, byIssuer);
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, keySetOf(trusted), {
+          issuer: trusted.issuer,
+          audience: trusted.audiences,
+          algorithms: trusted.algorithms,
+          clockTolerance,
+          requiredClaims: ["exp"],
+        }));
+      } catch (error) {
+        throw explainVerifyError(error, token, trusted);
+      }
+      return identityOf(payload, trusted);
+    },
+  };
+}
+
+function checkTrustedIssuer(trusted: TrustedIssuer): void {
+  if (!trusted.issuer) throw new TypeError("trusted issuer: issuer is empty");
+  if (trusted.audiences.length === 0) throw new TypeError(`trusted issuer ${trusted.issuer}: no audiences`);
+  if (trusted.algorithms.length === 0) throw new TypeError(`trusted issuer ${trusted.issuer}: no algorithms`);
+  const refused = trusted.algorithms.find((alg) => REFUSED_ALGORITHMS.test(alg));
+  if (refused) throw new TypeError(`trusted issuer ${trusted.issuer}: algorithm ${refused} is not allowed; use an asymmetric one`);
+  if (!trusted.usernameClaim) throw new TypeError(`trusted issuer ${trusted.issuer}: usernameClaim is empty`);
+}
+
+/** Reads the unverified `iss` only to choose which issuer's rules and keys apply. */
+function pickIssuer(token: string, byIssuer: Map<string, TrustedIssuer>): TrustedIssuer {
+  if (typeof token !== "string" || token.length === 0) throw new Unauthorized("no token given: " + NEW_TOKEN_HINT);
+  if (token.length > MAX_TOKEN_BYTES) {
+    throw new Unauthorized(`token is larger than ${MAX_TOKEN_BYTES / 1024} KiB: present a JWT from a trusted issuer`);
+  }
+  let iss: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch (error) {
+    throw new Unauthorized("token is not a valid JWT: present a JWT from a trusted issuer", { cause: error });
+  }
+  if (typeof iss !== "string") throw new Unauthorized("token has no issuer (iss) claim: present a JWT from a trusted issuer");
+  const trusted = byIssuer.get(iss);
+  if (!trusted) throw new Unauthorized(`token issuer ${describe(iss)} is not trusted: use a token from an issuer the relay trusts`);
+  return trusted;
+}
+
+function identityOf(payload: JWTPayload, trusted: TrustedIssuer): Identity {
+  const name = payload[trusted.usernameClaim];
+  if (typeof name !== "string" || name.length === 0) {
+    throw new Unauthorized(
+      `token of issuer ${trusted.issuer} has no usable user name: claim "${trusted.usernameClaim}" must be a non-empty string`,
+    );
+  }
+  if (typeof payload.sub !== "string" || payload.sub.length === 0) {
+    throw new Unauthorized(`token of issuer ${trusted.issuer} has no subject (sub) claim`);
+  }
+  return {
+    user: (trusted.usernamePrefix ?? "") + name,
+    groups: groupsOf(payload, trusted),
+    subject: payload.sub,
+    issuer: trusted.issuer,
+  };
+}
+
+function groupsOf(payload: JWTPayload, trusted: TrustedIssuer): string[] {
+  if (!trusted.groupsClaim) return [];
+  const claim = payload[trusted.groupsClaim];
+  // Some providers send a single group as a plain string.
+  const values = Array.isArray(claim) ? claim : typeof claim === "string" ? [claim] : [];
+  const prefix = trusted.groupsPrefix ?? "";
+  return values.filter((g): g is string => typeof g === "string" && g.length > 0).map((g) => prefix + g);
+}
+
+/** Turns jose's error into an Unauthorized that tells the user what to do; the jose error stays as `cause`. */
+function explainVerifyError(error: unknown, token: string, trusted: TrustedIssuer): Unauthorized {
+  const cause = { cause: error };
+  const fetchError = findFetchError(error);
+  if (fetchError) {
+    return new Unauthorized(`could not fetch signing keys of issuer ${trusted.issuer}: ${fetchError.message}`, cause);
+  }
+  if (error instanceof errors.JWTExpired) return new Unauthorized(`token expired: ${NEW_TOKEN_HINT}`, cause);
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case "nbf":
+        return new Unauthorized("token is not valid yet (nbf is in the future): check the clock where it was issued, or wait", cause);
+      case "iat":
+        return new Unauthorized("token is issued in the future (iat): check the clock where it was issued", cause);
+      case "aud":
+        return new Unauthorized(
+          `token audience does not match: request a token for audience ${trusted.audiences.join(" or ")}`, cause,
+        );
+      case "exp":
+        return new Unauthorized(`token has no valid expiry (exp): ${NEW_TOKEN_HINT}`, cause);
+      default:
+        return new Unauthorized(`token claim ${describe(error.claim)} is invalid (${error.reason}): ${NEW_TOKEN_HINT}`, cause);
+    }
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed) {
+    return new Unauthorized(
+      `token algorithm ${describe(headerOf(token).alg)} is not accepted from issuer ${trusted.issuer} (allowed: ${trusted.algorithms.join(", ")})`,
+      cause,
+    );
+  }
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) {
+    return new Unauthorized(
+      `token is signed with key ${describe(headerOf(token).kid)}, which issuer ${trusted.issuer} does not publish: ${NEW_TOKEN_HINT}`,
+      cause,
+    );
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) {
+    return new Unauthorized(`token signature is invalid: ${NEW_TOKEN_HINT}`, cause);
+  }
+  return new Unauthorized(`token is invalid: ${NEW_TOKEN_HINT}`, cause);
+}
+
+function findFetchError(error: unknown): JwksFetchError | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof JwksFetchError) return e;
+  }
+  return undefined;
+}
+
+function headerOf(token: string): { alg?: unknown; kid?: unknown } {
+  try {
+    return decodeProtectedHeader(token);
+  } catch {
+    return {};
+  }
+}
+
+/** Attacker-chosen header or claim values, quoted and cut short for messages. */
+function describe(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}...` : text;
+}
+
+/**
+ * The fetch jose uses for JWKS URLs: trusts `tlsCa` besides the system roots and turns every
+ * failure (network, timeout, status, not a JWKS) into JwksFetchError, so a down issuer reads
+ * differently from a bad token.
+ */
+function createJwksFetch(fetchImpl: typeof fetch, tlsCa: string | undefined, timeoutMs: number) {
+  const tls = tlsCa ? { ca: [...rootCertificates, tlsCa] } : undefined;
+  return async function fetchJwks(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
+    let response: Response;
+    try {
+      response = await fetchImpl(url, tls ? { ...init, tls } : init);
+    } catch (error) {
+      const reason = (error as Error)?.name === "TimeoutError" || init.signal.aborted
+        ? `no answer from ${url} within ${timeoutMs} ms`
+        : `${url}: ${(error as Error)?.message ?? String(error)}`;
+      throw new JwksFetchError(reason, { cause: error });
+    }
+    if (response.status !== 200) {
+      await response.body?.cancel().catch(() => {});
+      throw new JwksFetchError(`${url} answered HTTP ${response.status}`);
+    }
+    let text: string;
+    let body: unknown;
+    try {
+      text = await response.text();
+      body = JSON.parse(text);
+    } catch (error) {
+      throw new JwksFetchError(`${url} did not return JSON`, { cause: error });
+    }
+    const keys = (body as { keys?: unknown } | null)?.keys;
+    if (!Array.isArray(keys) || !keys.every((k) => k !== null && typeof k === "object")) {
+      throw new JwksFetchError(`${url} did not return a JSON Web Key Set`);
+    }
+    return new Response(text, { status: 200, headers: { "content-type": "application/json" } });
+  };
+}

@@ -1,0 +1,68 @@
+// The error hierarchy every layer throws; each maps to a Kubernetes Status reason and HTTP code.
+
+/** Base of every error a user can meet. `message` is safe to show to the caller. */
+export class ArcError extends Error {
+  readonly status: number = 500;
+  readonly reason: string = "InternalError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequest extends ArcError {
+  override readonly status = 400;
+  override readonly reason = "BadRequest";
+}
+
+export class Unauthorized extends ArcError {
+  override readonly status = 401;
+  override readonly reason = "Unauthorized";
+}
+
+export class Forbidden extends ArcError {
+  override readonly status = 403;
+  override readonly reason = "Forbidden";
+}
+
+export class NotFound extends ArcError {
+  override readonly status = 404;
+  override readonly reason = "NotFound";
+}
+
+export class Conflict extends ArcError {
+  override readonly status = 409;
+  override readonly reason = "AlreadyExists";
+}
+
+export class TooManyRequests extends ArcError {
+  override readonly status = 429;
+  override readonly reason = "TooManyRequests";
+}
+
+export class BadGateway extends ArcError {
+  override readonly status = 502;
+  override readonly reason = "InternalError";
+}
+
+export class AgentNotConnected extends ArcError {
+  override readonly status = 503;
+  override readonly reason = "ServiceUnavailable";
+}
+
+export class UpstreamTimeout extends ArcError {
+  override readonly status = 504;
+  override readonly reason = "Timeout";
+}
+
+/** A peer hanging up is normal traffic, not an error worth a log line. */
+export function isPeerHangup(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (
+    code === "ECONNRESET" ||
+    code === "EPIPE" ||
+    code === "ERR_STREAM_PREMATURE_CLOSE" ||
+    code === "ERR_HTTP2_STREAM_CANCEL" ||
+    code === "ERR_STREAM_DESTROYED"
+  );
+}

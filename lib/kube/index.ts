@@ -1,0 +1,7 @@
+export {
+  ArcError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests,
+  BadGateway, AgentNotConnected, UpstreamTimeout, isPeerHangup,
+} from "./errors.ts";
+export { toStatus, statusOf, statusResponse } from "./status.ts";
+export type { KubeStatus } from "./status.ts";
+export { validateClusterName, validateUserName, validateGroupName } from "./names.ts";

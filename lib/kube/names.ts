@@ -1,0 +1,43 @@
+// Validates the names users type: cluster names (DNS-1123 labels) and user or group names.
+import { BadRequest } from "./errors.ts";
+
+/** DNS-1123 label, ASCII only: look-alike letters, dots, slashes and escapes never match. */
+const CLUSTER_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** C0 controls, DEL and C1 controls. */
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+const MAX_SUBJECT_NAME_LENGTH = 256;
+
+/** Returns `name` if it is a valid cluster name; throws BadRequest otherwise. */
+export function validateClusterName(name: string): string {
+  if (typeof name !== "string" || !CLUSTER_NAME.test(name)) {
+    throw new BadRequest(
+      `invalid cluster name ${quote(name)}: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** Returns `name` if it is a usable Kubernetes user name (1-256 chars, no control chars). */
+export function validateUserName(name: string): string {
+  return validateSubjectName(name, "user");
+}
+
+/** Same rules as validateUserName, for group names. */
+export function validateGroupName(name: string): string {
+  return validateSubjectName(name, "group");
+}
+
+function validateSubjectName(name: string, what: "user" | "group"): string {
+  if (typeof name !== "string" || name.length === 0 || name.length > MAX_SUBJECT_NAME_LENGTH || CONTROL_CHARS.test(name)) {
+    throw new BadRequest(
+      `invalid ${what} name ${quote(name)}: use 1-${MAX_SUBJECT_NAME_LENGTH} characters without control characters`,
+    );
+  }
+  return name;
+}
+
+/** JSON quoting escapes control characters; long input is cut so messages stay readable. */
+function quote(value: unknown): string {
+  const text = typeof value === "string" ? value : String(value);
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
+}

@@ -1,0 +1,68 @@
+// One JSON line per event with fixed keys (level, msg, component, cluster, requestId); built on pino.
+import pino from "pino";
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line (e.g. `{ cluster, requestId }`). */
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  component: string;
+  level?: LogLevel;
+  /** Where lines go; defaults to stderr so stdout stays free for command output. */
+  write?: (line: string) => void;
+}
+
+// Header and field names that may carry a credential; pino replaces their values.
+const REDACT_PATHS = [
+  "token", "authorization", "Authorization", "password", "secret", "enrollToken",
+  "headers.authorization", "headers.Authorization", "*.token", "*.authorization",
+];
+
+/** Creates the process logger. Pass it down; tests pass a `write` that collects lines. */
+export function createLogger(options: LoggerOptions): Logger {
+  const write = options.write ?? ((line: string) => process.stderr.write(line));
+  const base = pino(
+    {
+      level: options.level ?? "info",
+      base: { component: options.component },
+      messageKey: "msg",
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    },
+    { write },
+  );
+  return wrap(base);
+}
+
+function wrap(p: pino.Logger): Logger {
+  return {
+    debug: (msg, fields) => p.debug(fields ?? {}, msg),
+    info: (msg, fields) => p.info(fields ?? {}, msg),
+    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    error: (msg, fields) => p.error(normalizeErrorFields(fields), msg),
+    child: (fields) => wrap(p.child(fields)),
+  };
+}
+
+// Errors are reduced to name, message and code: stacks stay out of the JSON lines.
+function normalizeErrorFields(fields?: LogFields): LogFields {
+  if (!fields) return {};
+  const { error, ...rest } = fields;
+  if (error instanceof Error) return { ...rest, error: { name: error.name, message: error.message, code: (error as { code?: unknown }).code } };
+  if (error !== undefined) return { ...rest, error: String(error) };
+  return rest;
+}
+
+/** A logger that discards everything, for code paths that are handed none. */
+export const silentLogger: Logger = {
+  debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => silentLogger,
+};

@@ -1,0 +1,55 @@
+// Registers clusters with single-use enrollment tokens, and exchanges a token for an agent key.
+import type { JWK } from "jose";
+import { createEnrollmentSecret, hashSecret, importPublicJwk, toPublicJwk } from "../auth/index.ts";
+import { BadRequest, Unauthorized, validateClusterName } from "../kube/index.ts";
+import type { RelayStore } from "./store/index.ts";
+
+export const DEFAULT_ENROLLMENT_TTL_SECONDS = 3600;
+const MAX_ENROLLMENT_TTL_SECONDS = 7 * 24 * 3600;
+
+/** Registers `name` and returns a one-time enrollment token for its agent. */
+export async function addCluster(store: RelayStore, name: string, ttlSeconds = DEFAULT_ENROLLMENT_TTL_SECONDS) {
+  validateClusterName(name);
+  await store.addCluster(name);
+  return createEnrollmentToken(store, name, ttlSeconds);
+}
+
+/** A new one-time token for a registered cluster (re-enrolling an agent that lost its key). */
+export async function createEnrollmentToken(store: RelayStore, cluster: string, ttlSeconds = DEFAULT_ENROLLMENT_TTL_SECONDS) {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_ENROLLMENT_TTL_SECONDS) {
+    throw new BadRequest(`invalid enrollment token lifetime ${ttlSeconds}s: use 60s to 7 days`);
+  }
+  const { secret, secretHash } = createEnrollmentSecret();
+  const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
+  await store.addEnrollmentToken({ cluster, secretHash, expiresAt });
+  return { cluster, token: secret, expiresAt };
+}
+
+/**
+ * Consumes the enrollment token and stores the agent's public key. The token names the cluster
+ * it was made for; presenting it for another cluster fails and burns it.
+ */
+export async function enrollAgent(store: RelayStore, input: { cluster: unknown; token: unknown; publicKey: unknown }): Promise<void> {
+  const cluster = validateClusterName(String(input.cluster ?? ""));
+  if (typeof input.token !== "string" || input.token.length > 512) throw new BadRequest("enrollment needs the token printed by arcrelay cluster add");
+  const publicKey = await validateAgentPublicKey(input.publicKey);
+  const record = await store.consumeEnrollmentToken(hashSecret(input.token), new Date());
+  if (!record || record.cluster !== cluster) {
+    throw new Unauthorized(
+      `enrollment token for cluster "${cluster}" is invalid, expired or already used: create a new one with arcrelay cluster enroll-token ${cluster}`,
+    );
+  }
+  await store.setAgentKey(cluster, publicKey);
+}
+
+async function validateAgentPublicKey(key: unknown): Promise<JWK> {
+  const jwk = key as JWK | undefined;
+  if (!jwk || typeof jwk !== "object" || jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string" || "d" in jwk) {
+    throw new BadRequest("the agent public key must be an Ed25519 public JWK");
+  }
+  const publicJwk = toPublicJwk(jwk);
+  await importPublicJwk(publicJwk, "EdDSA").catch((cause: unknown) => {
+    throw new BadRequest("the agent public key is not a valid Ed25519 key", { cause });
+  });
+  return publicJwk;
+}

@@ -1,0 +1,8 @@
+export { startRelay } from "./relay-server.ts";
+export type { RelayOptions, RunningRelay } from "./relay-server.ts";
+export { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } from "./enrollment.ts";
+export { loadStoredIssuer } from "./relay-issuer.ts";
+export { describeCluster, formatClusterTable } from "./cluster-status.ts";
+export type { ClusterStatus } from "./cluster-status.ts";
+export { openSqliteStore } from "./store/index.ts";
+export type { RelayStore, GrantRecord, ClusterRecord, Role } from "./store/index.ts";

@@ -1,0 +1,101 @@
+// Starts the relay: store, issuer, HTTP(S) listener dispatching to the API, cluster proxy and agent tunnels.
+import { readFile } from "node:fs/promises";
+import http from "node:http";
+import https from "node:https";
+import type { Duplex } from "node:stream";
+import { getRequestListener } from "@hono/node-server";
+import { builtinIssuerTrust, createUserTokenVerifier } from "../auth/index.ts";
+import { NotFound } from "../kube/index.ts";
+import type { Logger } from "../observe/index.ts";
+import { protocol, writeStatusToSocket } from "../tunnel/index.ts";
+import { createAgentConnectHandler } from "./agent-connect.ts";
+import { createRelayApp } from "./app.ts";
+import { isClusterApiTarget } from "./cluster-path.ts";
+import { loadRelayIssuer } from "./relay-issuer.ts";
+import { createClusterApiProxy } from "./k8s-proxy.ts";
+import { openSqliteStore, type RelayStore } from "./store/index.ts";
+import { createTunnelRegistry } from "./tunnel-registry.ts";
+import { createUserAccess } from "./user-access.ts";
+
+export interface RelayOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** The URL users and agents reach; the built-in issuer's `iss`. Defaults to the listen address. */
+  publicUrl?: string;
+  tls?: { certFile: string; keyFile: string };
+  logger: Logger;
+}
+
+export interface RunningRelay {
+  url: string;
+  port: number;
+  store: RelayStore;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/;
+
+export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
+  if (!opts.tls && !LOOPBACK.test(opts.host)) {
+    throw new TypeError(
+      `refusing plain HTTP on ${opts.host}: --insecure-http is only allowed on a loopback address; pass --tls-cert and --tls-key`,
+    );
+  }
+  const store = await openSqliteStore(opts.dataDir);
+  const server = opts.tls
+    ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) })
+    : http.createServer();
+  const port = await listen(server, opts.host, opts.port).catch(async (error: unknown) => {
+    await store.close();
+    throw error;
+  });
+  const scheme = opts.tls ? "https" : "http";
+  const hostInUrl = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
+  const url = (opts.publicUrl ?? `${scheme}://${hostInUrl}:${port}`).replace(/\/+$/, "");
+
+  const issuer = await loadRelayIssuer(store, url);
+  const verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer)] });
+  const registry = createTunnelRegistry();
+  const access = createUserAccess({ store, verifyUserToken: verifier.verifyUserToken });
+  const logger = opts.logger;
+  const clusterApi = createClusterApiProxy({ access, registry, logger });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url });
+  const app = createRelayApp({ store, registry, access, issuer, logger });
+  const honoListener = getRequestListener(app.fetch);
+
+  server.on("request", (req, res) => {
+    if (isClusterApiTarget(req.url ?? "")) void clusterApi.handleRequest(req, res);
+    else void honoListener(req, res);
+  });
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    const target = req.url ?? "";
+    if (target === protocol.AGENT_CONNECT_PATH) void agentConnect(req, socket, head);
+    else if (isClusterApiTarget(target)) void clusterApi.handleUpgrade(req, socket, head);
+    else writeStatusToSocket(socket, new NotFound(`no upgrade endpoint at ${target.split("?")[0]}`));
+  });
+  logger.info("relay listening", { url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), dataDir: opts.dataDir });
+
+  return {
+    url,
+    port,
+    store,
+    async close() {
+      server.close();
+      await registry.closeAll();
+      server.closeAllConnections?.();
+      await store.close();
+    },
+  };
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EADDRINUSE") reject(new Error(`${host}:${port} is already in use: pick another --listen port`, { cause: error }));
+      else reject(error);
+    });
+    server.listen(port, host, () => resolve((server.address() as { port: number }).port));
+  });
+}

@@ -1,0 +1,2 @@
+export type { RelayStore, ClusterRecord, GrantRecord, EnrollmentTokenRecord, Role } from "./types.ts";
+export { openSqliteStore } from "./sqlite-store.ts";

@@ -1,0 +1,84 @@
+// The SQLite schema as an ordered list of migrations, and the one function that applies them.
+import type { Database } from "bun:sqlite";
+
+/** Settings key holding the number of the last migration applied. */
+export const SCHEMA_VERSION_KEY = "schema_version";
+
+/**
+ * Migration N (1-based) brings the schema from version N-1 to N. Append only: never edit a
+ * migration that has shipped, since existing databases already ran it.
+ * Times are epoch milliseconds (INTEGER) so comparisons like `expires_at > now` are numeric.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE clusters (
+    name               TEXT PRIMARY KEY,
+    created_at         INTEGER NOT NULL,
+    agent_key          TEXT,
+    agent_version      TEXT,
+    kubernetes_version TEXT,
+    last_seen          INTEGER,
+    connected          INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  CREATE TABLE enrollment_tokens (
+    secret_hash TEXT PRIMARY KEY,
+    cluster     TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+    expires_at  INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX enrollment_tokens_cluster ON enrollment_tokens(cluster);
+  CREATE TABLE grants (
+    id         TEXT PRIMARY KEY,
+    principal  TEXT NOT NULL,
+    cluster    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (principal, cluster, role)
+  ) STRICT;
+  CREATE INDEX grants_cluster ON grants(cluster);
+  `,
+];
+
+/**
+ * Brings the database up to the latest schema version inside one write transaction
+ * (BEGIN IMMEDIATE), so two processes opening a fresh file at once migrate it once.
+ * Refuses a database written by a newer relay rather than guessing at its schema.
+ */
+export function migrateSqliteSchema(db: Database, migrations: readonly string[] = SQLITE_MIGRATIONS): number {
+  const migrate = db.transaction(() => {
+    const current = readSchemaVersion(db);
+    if (current > migrations.length) {
+      throw new Error(
+        `database schema version ${current} is newer than this relay supports (${migrations.length}): upgrade arcrelay`,
+      );
+    }
+    if (current === migrations.length) return current;
+    for (let version = current + 1; version <= migrations.length; version++) {
+      try {
+        db.run(migrations[version - 1]!);
+      } catch (error) {
+        throw new Error(`applying schema migration ${version}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    db.query("INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+      .run({ key: SCHEMA_VERSION_KEY, value: String(migrations.length) });
+    return migrations.length;
+  });
+  return migrate.immediate();
+}
+
+/** 0 for an empty database (no settings table yet). */
+function readSchemaVersion(db: Database): number {
+  const hasSettings = db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settings'").get();
+  if (!hasSettings) return 0;
+  const row = db.query<{ value: string }, { key: string }>("SELECT value FROM settings WHERE key = $key")
+    .get({ key: SCHEMA_VERSION_KEY });
+  const version = row ? Number(row.value) : 0;
+  if (!Number.isInteger(version) || version < 0) {
+    throw new Error(`settings.${SCHEMA_VERSION_KEY} is not a schema version: ${JSON.stringify(row?.value)}`);
+  }
+  return version;
+}

@@ -1,0 +1,263 @@
+// The embedded relay store: one SQLite file in the data dir, shared by `arcrelay serve` and the CLI.
+import { Database } from "bun:sqlite";
+import { mkdir, open } from "node:fs/promises";
+import { join } from "node:path";
+import type { JWK } from "jose";
+import { Conflict, NotFound } from "../../kube/index.ts";
+import { migrateSqliteSchema } from "./schema-sqlite.ts";
+import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
+
+/** The database file inside `--data-dir`. */
+export const SQLITE_FILE_NAME = "relay.db";
+
+/**
+ * How long a statement waits for another connection's write lock before failing with
+ * SQLITE_BUSY: the CLI writing while a relay serves, or two relays starting at once.
+ */
+const BUSY_TIMEOUT_MS = 5_000;
+
+interface ClusterRow {
+  name: string;
+  created_at: number;
+  agent_key: string | null;
+  agent_version: string | null;
+  kubernetes_version: string | null;
+  last_seen: number | null;
+  connected: number;
+}
+
+interface GrantRow {
+  id: string;
+  principal: string;
+  cluster: string;
+  role: string;
+  created_at: number;
+}
+
+interface TokenRow {
+  secret_hash: string;
+  cluster: string;
+  expires_at: number;
+}
+
+/**
+ * Opens (creating if needed) `<dataDir>/relay.db`: the directory is created 0700 and the file
+ * 0600, since it holds agent keys and the built-in issuer's signing keys.
+ */
+export async function openSqliteStore(dataDir: string): Promise<RelayStore> {
+  const path = join(dataDir, SQLITE_FILE_NAME);
+  let db: Database;
+  try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // SQLite would create the file with the umask's mode (often 0644); create it private first.
+    // Its -wal and -shm files copy the database file's permissions.
+    await (await open(path, "a", 0o600)).close();
+    db = new Database(path, { strict: true });
+  } catch (error) {
+    throw new Error(`opening relay store ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    configureConnection(db);
+    migrateSqliteSchema(db);
+  } catch (error) {
+    db.close();
+    throw new Error(`opening relay store ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return createSqliteStore(db);
+}
+
+function configureConnection(db: Database): void {
+  // busy_timeout first: switching to WAL needs a lock another process may hold.
+  db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get();
+  if (mode?.journal_mode !== "wal") {
+    throw new Error(`the file system refused WAL journal mode (got ${JSON.stringify(mode?.journal_mode)})`);
+  }
+  // NORMAL is durable across application crashes in WAL mode; only a power loss may drop the last commits.
+  db.run("PRAGMA synchronous = NORMAL");
+  db.run("PRAGMA foreign_keys = ON");
+}
+
+function createSqliteStore(db: Database): RelayStore {
+  // Read-then-write transactions start IMMEDIATE: a deferred one that upgrades to a writer after
+  // another connection committed fails with SQLITE_BUSY at once instead of waiting.
+  const notRegistered = (cluster: string) =>
+    new NotFound(`cluster ${JSON.stringify(cluster)} is not registered: arcrelay cluster add ${cluster}`);
+
+  return {
+    async addCluster(name) {
+      const row = db
+        .query<ClusterRow, { name: string; now: number }>(
+          "INSERT INTO clusters (name, created_at) VALUES ($name, $now) ON CONFLICT (name) DO NOTHING RETURNING *",
+        )
+        .get({ name, now: Date.now() });
+      if (!row) throw new Conflict(`cluster ${JSON.stringify(name)} already exists`);
+      return toClusterRecord(row);
+    },
+
+    async getCluster(name) {
+      const row = db.query<ClusterRow, { name: string }>("SELECT * FROM clusters WHERE name = $name").get({ name });
+      return row ? toClusterRecord(row) : undefined;
+    },
+
+    async listClusters() {
+      return db.query<ClusterRow, []>("SELECT * FROM clusters ORDER BY name").all().map(toClusterRecord);
+    },
+
+    async removeCluster(name) {
+      // Grants naming exactly this cluster go too: a cluster registered later under the same name
+      // must not inherit them. Grants on `*` stay.
+      return db.transaction(() => {
+        db.query("DELETE FROM grants WHERE cluster = $name").run({ name });
+        return db.query("DELETE FROM clusters WHERE name = $name").run({ name }).changes > 0;
+      }).immediate();
+    },
+
+    async setAgentKey(cluster, key) {
+      const agentKey = key === undefined ? null : JSON.stringify(key);
+      const { changes } = db
+        .query("UPDATE clusters SET agent_key = $agentKey WHERE name = $cluster")
+        .run({ agentKey, cluster });
+      if (changes === 0) throw notRegistered(cluster);
+    },
+
+    async recordAgentSeen(cluster, info) {
+      // A heartbeat may omit the versions: keep what the agent reported last.
+      const { changes } = db
+        .query(
+          `UPDATE clusters SET last_seen = $at, connected = $connected,
+             agent_version = coalesce($agentVersion, agent_version),
+             kubernetes_version = coalesce($kubernetesVersion, kubernetes_version)
+           WHERE name = $cluster`,
+        )
+        .run({
+          cluster,
+          at: toMillis(info.at, "recordAgentSeen: at"),
+          connected: info.connected ? 1 : 0,
+          agentVersion: info.agentVersion ?? null,
+          kubernetesVersion: info.kubernetesVersion ?? null,
+        });
+      if (changes === 0) throw notRegistered(cluster);
+    },
+
+    async addEnrollmentToken(token) {
+      const expiresAt = toMillis(token.expiresAt, "addEnrollmentToken: expiresAt");
+      db.transaction(() => {
+        if (!db.query("SELECT 1 FROM clusters WHERE name = $cluster").get({ cluster: token.cluster })) {
+          throw notRegistered(token.cluster);
+        }
+        const inserted = db
+          .query(
+            `INSERT INTO enrollment_tokens (secret_hash, cluster, expires_at) VALUES ($secretHash, $cluster, $expiresAt)
+             ON CONFLICT (secret_hash) DO NOTHING`,
+          )
+          .run({ secretHash: token.secretHash, cluster: token.cluster, expiresAt });
+        if (inserted.changes === 0) throw new Conflict("an enrollment token with this secret already exists");
+      }).immediate();
+    },
+
+    async consumeEnrollmentToken(secretHash, now) {
+      const nowMs = toMillis(now, "consumeEnrollmentToken: now");
+      return db.transaction(() => {
+        // Deleted whether or not it has expired: an expired token is garbage either way.
+        const row = db
+          .query<TokenRow, { secretHash: string }>("DELETE FROM enrollment_tokens WHERE secret_hash = $secretHash RETURNING *")
+          .get({ secretHash });
+        db.query("DELETE FROM enrollment_tokens WHERE expires_at <= $now").run({ now: nowMs });
+        return row && row.expires_at > nowMs ? toTokenRecord(row) : undefined;
+      }).immediate();
+    },
+
+    async addGrant(grant) {
+      const { principal, cluster, role } = grant;
+      return db.transaction(() => {
+        db.query(
+          `INSERT INTO grants (id, principal, cluster, role, created_at) VALUES ($id, $principal, $cluster, $role, $now)
+           ON CONFLICT (principal, cluster, role) DO NOTHING`,
+        ).run({ id: crypto.randomUUID(), principal, cluster, role, now: Date.now() });
+        const row = db
+          .query<GrantRow, { principal: string; cluster: string; role: string }>(
+            "SELECT * FROM grants WHERE principal = $principal AND cluster = $cluster AND role = $role",
+          )
+          .get({ principal, cluster, role });
+        return toGrantRecord(row!);
+      }).immediate();
+    },
+
+    async listGrants(filter) {
+      const cluster = filter?.cluster ?? null;
+      return db
+        .query<GrantRow, { cluster: string | null }>(
+          "SELECT * FROM grants WHERE $cluster IS NULL OR cluster = $cluster ORDER BY created_at, rowid",
+        )
+        .all({ cluster })
+        .map(toGrantRecord);
+    },
+
+    async removeGrant(match) {
+      const { id = null, principal = null, cluster = null, role = null } = match;
+      if (id === null && principal === null && cluster === null && role === null) {
+        throw new TypeError("removeGrant: give at least one of id, principal, cluster, role");
+      }
+      return db
+        .query(
+          `DELETE FROM grants WHERE ($id IS NULL OR id = $id) AND ($principal IS NULL OR principal = $principal)
+             AND ($cluster IS NULL OR cluster = $cluster) AND ($role IS NULL OR role = $role)`,
+        )
+        .run({ id, principal, cluster, role }).changes;
+    },
+
+    async getSetting(key) {
+      const row = db.query<{ value: string }, { key: string }>("SELECT value FROM settings WHERE key = $key").get({ key });
+      return row?.value;
+    },
+
+    async setSetting(key, value) {
+      db.query(
+        "INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run({ key, value });
+    },
+
+    async close() {
+      db.close();
+    },
+  };
+}
+
+function toClusterRecord(row: ClusterRow): ClusterRecord {
+  const record: ClusterRecord = { name: row.name, createdAt: new Date(row.created_at) };
+  if (row.agent_key !== null) record.agentKey = parseAgentKey(row.name, row.agent_key);
+  if (row.agent_version !== null) record.agentVersion = row.agent_version;
+  if (row.kubernetes_version !== null) record.kubernetesVersion = row.kubernetes_version;
+  if (row.last_seen !== null) record.lastSeen = new Date(row.last_seen);
+  record.connected = row.connected === 1;
+  return record;
+}
+
+function parseAgentKey(cluster: string, json: string): JWK {
+  try {
+    return JSON.parse(json) as JWK;
+  } catch (error) {
+    throw new Error(`cluster ${JSON.stringify(cluster)}: stored agent key is not valid JSON`, { cause: error });
+  }
+}
+
+function toGrantRecord(row: GrantRow): GrantRecord {
+  return {
+    id: row.id,
+    principal: row.principal,
+    cluster: row.cluster,
+    role: row.role as Role,
+    createdAt: new Date(row.created_at),
+  };
+}
+
+function toTokenRecord(row: TokenRow): EnrollmentTokenRecord {
+  return { cluster: row.cluster, secretHash: row.secret_hash, expiresAt: new Date(row.expires_at) };
+}
+
+function toMillis(date: Date, what: string): number {
+  const ms = date instanceof Date ? date.getTime() : Number.NaN;
+  if (Number.isNaN(ms)) throw new TypeError(`${what} must be a valid Date`);
+  return ms;
+}

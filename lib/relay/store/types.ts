@@ -1,0 +1,66 @@
+// The relay's state behind one interface: SQLite now, PostgreSQL for replicas later.
+import type { JWK } from "jose";
+
+export type Role = "cluster-user" | "cluster-admin" | "relay-admin";
+
+export interface ClusterRecord {
+  name: string;
+  createdAt: Date;
+  /** Public key of the enrolled agent; absent until the agent enrolls. */
+  agentKey?: JWK;
+  agentVersion?: string;
+  kubernetesVersion?: string;
+  /** Last time an agent tunnel was seen alive (connect, heartbeat or disconnect). */
+  lastSeen?: Date;
+  /** A relay holds this cluster's tunnel (as of lastSeen; stale when lastSeen is old). */
+  connected?: boolean;
+}
+
+export interface GrantRecord {
+  id: string;
+  /** `user:NAME`, `group:NAME` or `sub:PATTERN` (glob). */
+  principal: string;
+  /** A cluster name or `*`. */
+  cluster: string;
+  role: Role;
+  createdAt: Date;
+}
+
+export interface EnrollmentTokenRecord {
+  cluster: string;
+  /** SHA-256 of the secret, hex; the secret itself is never stored. */
+  secretHash: string;
+  expiresAt: Date;
+}
+
+/**
+ * Every method is async so a networked store (PostgreSQL) implements the same interface.
+ * Names are validated by callers before they reach the store.
+ */
+export interface RelayStore {
+  addCluster(name: string): Promise<ClusterRecord>;
+  getCluster(name: string): Promise<ClusterRecord | undefined>;
+  listClusters(): Promise<ClusterRecord[]>;
+  /** Removes the cluster, its enrollment tokens and the grants that name it exactly. */
+  removeCluster(name: string): Promise<boolean>;
+  setAgentKey(cluster: string, key: JWK | undefined): Promise<void>;
+  /** Presence: called on connect, on a heartbeat while connected, and on disconnect. */
+  recordAgentSeen(cluster: string, info: { agentVersion?: string; kubernetesVersion?: string; at: Date; connected: boolean }): Promise<void>;
+
+  addEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>;
+  /**
+   * Atomically deletes and returns the token with this hash if it exists and has not expired:
+   * a token can be consumed once, even by two concurrent callers.
+   */
+  consumeEnrollmentToken(secretHash: string, now: Date): Promise<EnrollmentTokenRecord | undefined>;
+
+  addGrant(grant: Omit<GrantRecord, "id" | "createdAt">): Promise<GrantRecord>;
+  listGrants(filter?: { cluster?: string }): Promise<GrantRecord[]>;
+  removeGrant(match: { id?: string; principal?: string; cluster?: string; role?: Role }): Promise<number>;
+
+  /** Small named values: the built-in issuer's keys and URL, schema version. */
+  getSetting(key: string): Promise<string | undefined>;
+  setSetting(key: string, value: string): Promise<void>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,13 @@
+export { createWebSocketDuplex } from "./ws-duplex.ts";
+export type { WebSocketDuplexOptions } from "./ws-duplex.ts";
+export { openTunnelClient, serveTunnel, http2Constants } from "./http2-session.ts";
+export type {
+  TunnelClient, TunnelServer, TunnelRequestStream, TunnelServerStream, TunnelHeaders, TunnelOutgoingHeaders,
+} from "./http2-session.ts";
+export { forwardHttpRequest, forwardUpgrade, writeStatusToSocket } from "./forward.ts";
+export type { ForwardTarget } from "./forward.ts";
+export { splice } from "./splice.ts";
+export { endToEndHeaders, firstHeader, renderResponseHead } from "./headers.ts";
+export type { HeaderMap } from "./headers.ts";
+export * as protocol from "./protocol.ts";
+export * as timeouts from "./timeouts.ts";

@@ -1,0 +1,24 @@
+// Header names that carry the tunnel's own signals between relay and agent, beside the user's request.
+
+/** Set by the relay on every request; the agent logs it and passes it to the API server as an extra. */
+export const REQUEST_ID_HEADER = "x-arc-request-id";
+
+/** Relay -> agent: the request is an HTTP/1.1 Upgrade; the value is the original `Upgrade` header. */
+export const UPGRADE_HEADER = "x-arc-upgrade";
+
+/**
+ * Agent -> relay: the API server answered the upgrade with this status (101). HTTP/2 has no 101,
+ * so the stream itself answers 200 and the real status rides here.
+ */
+export const UPGRADE_STATUS_HEADER = "x-arc-upgrade-status";
+
+/** Agent -> relay on connect: versions shown by `arcrelay cluster list`. */
+export const AGENT_VERSION_HEADER = "x-arc-agent-version";
+export const KUBE_VERSION_HEADER = "x-arc-kubernetes-version";
+
+/** Path of the agent's WebSocket endpoint on the relay. */
+export const AGENT_CONNECT_PATH = "/v1/agent/connect";
+export const AGENT_ENROLL_PATH = "/v1/agent/enroll";
+
+/** WebSocket subprotocol of the tunnel; a mismatch means the two ends are incompatible versions. */
+export const TUNNEL_SUBPROTOCOL = "arc-tunnel.v1";

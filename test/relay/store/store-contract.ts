@@ -1,0 +1,267 @@
+// The behaviour every RelayStore must show, as a suite any implementation (SQLite, PostgreSQL) runs.
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import type { JWK } from "jose";
+import { Conflict, NotFound } from "../../../lib/kube/index.ts";
+import type { RelayStore } from "../../../lib/relay/store/index.ts";
+
+export interface OpenedStore {
+  store: RelayStore;
+  cleanup(): Promise<void>;
+}
+
+const AGENT_KEY: JWK = { kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" };
+const HOUR = 3_600_000;
+
+/** Runs the RelayStore contract against `open`, which returns a fresh, empty store per test. */
+export function describeStoreContract(name: string, open: () => Promise<OpenedStore>): void {
+  describe(`${name}: RelayStore contract`, () => {
+    let opened: OpenedStore;
+    let store: RelayStore;
+    beforeEach(async () => {
+      opened = await open();
+      store = opened.store;
+    });
+    afterEach(async () => {
+      await opened.cleanup();
+    });
+
+    describe("clusters", () => {
+      test("addCluster returns the new record, which getCluster then finds", async () => {
+        const before = Date.now();
+        const added = await store.addCluster("prod");
+        expect(added.name).toBe("prod");
+        expect(added.createdAt).toBeInstanceOf(Date);
+        expect(added.createdAt.getTime()).toBeGreaterThanOrEqual(before - 1000);
+        expect(added.createdAt.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+        expect(added.agentKey).toBeUndefined();
+        expect(added.lastSeen).toBeUndefined();
+        expect(await store.getCluster("prod")).toEqual(added);
+      });
+
+      test("addCluster on an existing name throws Conflict and leaves the cluster as it was", async () => {
+        await store.addCluster("prod");
+        await store.setAgentKey("prod", AGENT_KEY);
+        const error = await rejectionOf(store.addCluster("prod"));
+        expect(error).toBeInstanceOf(Conflict);
+        expect((error as Error).message).toBe('cluster "prod" already exists');
+        expect((await store.getCluster("prod"))?.agentKey).toEqual(AGENT_KEY);
+      });
+
+      test("getCluster of an unknown name is undefined", async () => {
+        expect(await store.getCluster("nope")).toBeUndefined();
+      });
+
+      test("listClusters returns every cluster, sorted by name", async () => {
+        expect(await store.listClusters()).toEqual([]);
+        for (const n of ["staging", "dev", "prod"]) await store.addCluster(n);
+        expect((await store.listClusters()).map((c) => c.name)).toEqual(["dev", "prod", "staging"]);
+      });
+
+      test("removeCluster drops the grants naming that cluster, not those on '*' or other clusters", async () => {
+        await store.addCluster("prod");
+        await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+        await store.addGrant({ principal: "user:alice", cluster: "*", role: "cluster-user" });
+        await store.addGrant({ principal: "user:alice", cluster: "dev", role: "cluster-user" });
+        await store.removeCluster("prod");
+        expect((await store.listGrants()).map((g) => g.cluster).sort()).toEqual(["*", "dev"]);
+      });
+
+      test("removeCluster says whether there was a cluster to remove", async () => {
+        await store.addCluster("prod");
+        expect(await store.removeCluster("prod")).toBe(true);
+        expect(await store.getCluster("prod")).toBeUndefined();
+        expect(await store.removeCluster("prod")).toBe(false);
+      });
+
+      test("setAgentKey stores the JWK as given, and undefined clears it", async () => {
+        await store.addCluster("prod");
+        await store.setAgentKey("prod", AGENT_KEY);
+        expect((await store.getCluster("prod"))?.agentKey).toEqual(AGENT_KEY);
+        expect((await store.listClusters())[0]?.agentKey).toEqual(AGENT_KEY);
+        await store.setAgentKey("prod", undefined);
+        expect((await store.getCluster("prod"))?.agentKey).toBeUndefined();
+      });
+
+      test("recordAgentSeen stores versions and time; omitted versions keep the last ones", async () => {
+        await store.addCluster("prod");
+        const first = new Date("2030-01-02T03:04:05.678Z");
+        await store.recordAgentSeen("prod", { agentVersion: "0.1.0", kubernetesVersion: "v1.33.1", at: first, connected: true });
+        let cluster = await store.getCluster("prod");
+        expect(cluster?.connected).toBe(true);
+        expect(cluster?.agentVersion).toBe("0.1.0");
+        expect(cluster?.kubernetesVersion).toBe("v1.33.1");
+        expect(cluster?.lastSeen).toEqual(first);
+
+        const heartbeat = new Date(first.getTime() + 30_000);
+        await store.recordAgentSeen("prod", { at: heartbeat, connected: false });
+        cluster = await store.getCluster("prod");
+        expect(cluster?.connected).toBe(false);
+        expect(cluster?.agentVersion).toBe("0.1.0");
+        expect(cluster?.kubernetesVersion).toBe("v1.33.1");
+        expect(cluster?.lastSeen).toEqual(heartbeat);
+      });
+
+      test.each([
+        ["setAgentKey", (s: RelayStore) => s.setAgentKey("ghost", AGENT_KEY)],
+        ["recordAgentSeen", (s: RelayStore) => s.recordAgentSeen("ghost", { at: new Date(), connected: true })],
+        [
+          "addEnrollmentToken",
+          (s: RelayStore) => s.addEnrollmentToken({ cluster: "ghost", secretHash: "ab", expiresAt: new Date() }),
+        ],
+      ] as const)("%s on an unregistered cluster throws NotFound telling how to register it", async (_, call) => {
+        const error = await rejectionOf(call(store));
+        expect(error).toBeInstanceOf(NotFound);
+        expect((error as Error).message).toBe('cluster "ghost" is not registered: arcrelay cluster add ghost');
+        expect(await store.getCluster("ghost")).toBeUndefined();
+      });
+    });
+
+    describe("enrollment tokens", () => {
+      const now = new Date("2030-06-01T12:00:00.000Z");
+      const later = (ms: number) => new Date(now.getTime() + ms);
+
+      beforeEach(async () => {
+        await store.addCluster("prod");
+      });
+
+      test("a token is consumed once and returned with its cluster and expiry", async () => {
+        const token = { cluster: "prod", secretHash: "a".repeat(64), expiresAt: later(HOUR) };
+        await store.addEnrollmentToken(token);
+        expect(await store.consumeEnrollmentToken(token.secretHash, now)).toEqual(token);
+        expect(await store.consumeEnrollmentToken(token.secretHash, now)).toBeUndefined();
+      });
+
+      test("an unknown token is not consumed", async () => {
+        expect(await store.consumeEnrollmentToken("f".repeat(64), now)).toBeUndefined();
+      });
+
+      test("an expired token is refused and deleted", async () => {
+        await store.addEnrollmentToken({ cluster: "prod", secretHash: "b1", expiresAt: later(-1) });
+        expect(await store.consumeEnrollmentToken("b1", now)).toBeUndefined();
+        // Gone, not merely refused: even a clock before its expiry no longer finds it.
+        expect(await store.consumeEnrollmentToken("b1", later(-HOUR))).toBeUndefined();
+      });
+
+      test("a token expiring exactly now is expired", async () => {
+        await store.addEnrollmentToken({ cluster: "prod", secretHash: "b2", expiresAt: now });
+        expect(await store.consumeEnrollmentToken("b2", now)).toBeUndefined();
+      });
+
+      test("concurrent consumers of one token: exactly one wins", async () => {
+        await store.addEnrollmentToken({ cluster: "prod", secretHash: "c1", expiresAt: later(HOUR) });
+        const results = await Promise.all(Array.from({ length: 8 }, () => store.consumeEnrollmentToken("c1", now)));
+        expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      });
+
+      test("tokens are separate: consuming one leaves the others", async () => {
+        await store.addEnrollmentToken({ cluster: "prod", secretHash: "d1", expiresAt: later(HOUR) });
+        await store.addEnrollmentToken({ cluster: "prod", secretHash: "d2", expiresAt: later(HOUR) });
+        expect((await store.consumeEnrollmentToken("d1", now))?.secretHash).toBe("d1");
+        expect((await store.consumeEnrollmentToken("d2", now))?.secretHash).toBe("d2");
+      });
+
+      test("removing a cluster removes its tokens", async () => {
+        await store.addEnrollmentToken({ cluster: "prod", secretHash: "e1", expiresAt: later(HOUR) });
+        await store.removeCluster("prod");
+        await store.addCluster("prod");
+        expect(await store.consumeEnrollmentToken("e1", now)).toBeUndefined();
+      });
+    });
+
+    describe("grants", () => {
+      test("addGrant returns the grant with a fresh id and creation time", async () => {
+        const grant = await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+        expect(grant).toMatchObject({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+        expect(grant.id).toMatch(/^[0-9a-f-]{36}$/);
+        expect(grant.createdAt).toBeInstanceOf(Date);
+        expect(await store.listGrants()).toEqual([grant]);
+      });
+
+      test("addGrant of an existing (principal, cluster, role) returns the existing grant", async () => {
+        const first = await store.addGrant({ principal: "group:ops", cluster: "*", role: "cluster-admin" });
+        const again = await store.addGrant({ principal: "group:ops", cluster: "*", role: "cluster-admin" });
+        expect(again).toEqual(first);
+        expect(await store.listGrants()).toHaveLength(1);
+      });
+
+      test("grants need no registered cluster (a grant may name `*` or precede the cluster)", async () => {
+        await store.addGrant({ principal: "user:alice", cluster: "later", role: "cluster-user" });
+        expect(await store.listGrants({ cluster: "later" })).toHaveLength(1);
+      });
+
+      test("listGrants filters by cluster, literally", async () => {
+        const a = await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+        const b = await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-admin" });
+        const c = await store.addGrant({ principal: "user:bob", cluster: "dev", role: "cluster-user" });
+        const d = await store.addGrant({ principal: "group:admins", cluster: "*", role: "relay-admin" });
+        expect(sortById(await store.listGrants({ cluster: "prod" }))).toEqual(sortById([a, b]));
+        expect(await store.listGrants({ cluster: "*" })).toEqual([d]);
+        expect(sortById(await store.listGrants())).toEqual(sortById([a, b, c, d]));
+        expect(sortById(await store.listGrants({}))).toEqual(sortById([a, b, c, d]));
+      });
+
+      test("removeGrant by id removes that grant only", async () => {
+        const a = await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+        const b = await store.addGrant({ principal: "user:bob", cluster: "prod", role: "cluster-user" });
+        expect(await store.removeGrant({ id: a.id })).toBe(1);
+        expect(await store.listGrants()).toEqual([b]);
+        expect(await store.removeGrant({ id: a.id })).toBe(0);
+      });
+
+      test("removeGrant matches every field given and counts what it removed", async () => {
+        await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+        await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-admin" });
+        await store.addGrant({ principal: "user:alice", cluster: "dev", role: "cluster-user" });
+        const bob = await store.addGrant({ principal: "user:bob", cluster: "prod", role: "cluster-user" });
+        expect(await store.removeGrant({ principal: "user:alice", cluster: "prod", role: "relay-admin" })).toBe(0);
+        expect(await store.removeGrant({ principal: "user:alice", cluster: "prod" })).toBe(2);
+        expect(await store.removeGrant({ principal: "user:alice" })).toBe(1);
+        expect(await store.listGrants()).toEqual([bob]);
+        expect(await store.removeGrant({ role: "cluster-user" })).toBe(1);
+        expect(await store.listGrants()).toEqual([]);
+      });
+
+      test.each([[{}], [{ id: undefined, principal: undefined }]])(
+        "removeGrant(%j) throws TypeError instead of removing every grant",
+        async (match) => {
+          await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+          const error = await rejectionOf(store.removeGrant(match));
+          expect(error).toBeInstanceOf(TypeError);
+          expect(await store.listGrants()).toHaveLength(1);
+        },
+      );
+    });
+
+    describe("settings", () => {
+      test("an unset key is undefined", async () => {
+        expect(await store.getSetting("issuer.url")).toBeUndefined();
+      });
+
+      test("setSetting stores and overwrites a value", async () => {
+        await store.setSetting("issuer.url", "https://relay.example");
+        expect(await store.getSetting("issuer.url")).toBe("https://relay.example");
+        await store.setSetting("issuer.url", "https://relay2.example");
+        expect(await store.getSetting("issuer.url")).toBe("https://relay2.example");
+      });
+
+      test("values are stored verbatim, including multi-line JSON", async () => {
+        const value = JSON.stringify({ keys: [AGENT_KEY] }, null, 2);
+        await store.setSetting("issuer.jwks", value);
+        expect(await store.getSetting("issuer.jwks")).toBe(value);
+      });
+    });
+  });
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the call to fail, but it succeeded");
+}
+
+function sortById<T extends { id: string }>(grants: T[]): T[] {
+  return [...grants].sort((a, b) => a.id.localeCompare(b.id));
+}
