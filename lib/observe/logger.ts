@@ -45,9 +45,9 @@ export function createLogger(options: LoggerOptions): Logger {
 
 function wrap(p: pino.Logger): Logger {
   return {
-    debug: (msg, fields) => p.debug(fields ?? {}, msg),
-    info: (msg, fields) => p.info(fields ?? {}, msg),
-    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    debug: (msg, fields) => p.debug(normalizeErrorFields(fields), msg),
+    info: (msg, fields) => p.info(normalizeErrorFields(fields), msg),
+    warn: (msg, fields) => p.warn(normalizeErrorFields(fields), msg),
     error: (msg, fields) => p.error(normalizeErrorFields(fields), msg),
     child: (fields) => wrap(p.child(fields)),
   };
@@ -57,7 +57,7 @@ function wrap(p: pino.Logger): Logger {
 function normalizeErrorFields(fields?: LogFields): LogFields {
   if (!fields) return {};
   const { error, ...rest } = fields;
-  if (error instanceof Error) return { ...rest, error: { name: error.name, message: error.message, code: (error as { code?: unknown }).code } };
+  if (error instanceof Error) return { ...rest, error: describeError(error) };
   if (error !== undefined) return { ...rest, error: String(error) };
   return rest;
 }
@@ -66,3 +66,10 @@ function normalizeErrorFields(fields?: LogFields): LogFields {
 export const silentLogger: Logger = {
   debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => silentLogger,
 };
+
+// Keeps the chain of causes (a jose or socket error under our own) without stacks.
+function describeError(error: Error, depth = 0): Record<string, unknown> {
+  const code = (error as { code?: unknown }).code;
+  const cause = error.cause instanceof Error && depth < 3 ? describeError(error.cause, depth + 1) : undefined;
+  return { name: error.name, message: error.message, ...(code !== undefined ? { code } : {}), ...(cause ? { cause } : {}) };
+}
