@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // arcagent: runs in the cluster, keeps an outbound tunnel to the relay, calls the API server as each caller.
 import { defineCommand } from "citty";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
+import { createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
 import { logLevelArg, loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
 
 const main = defineCommand({
@@ -9,7 +9,8 @@ const main = defineCommand({
   args: {
     relay: { type: "string", required: true, description: "relay URL, e.g. https://relay.example.com" },
     cluster: { type: "string", required: true, description: "this cluster's name on the relay" },
-    "state-dir": { type: "string", required: true, description: "where the agent keeps its key (mode 0700)" },
+    "state-dir": { type: "string", description: "directory where the agent keeps its key (mode 0700)" },
+    "state-secret": { type: "string", description: "NAMESPACE/NAME of the Secret holding the agent's key (in-cluster)" },
     "enroll-token": { type: "string", description: "one-time token from `arcrelay cluster add` (first start only; or ARC_ENROLL_TOKEN)" },
     kubeconfig: { type: "string", description: "API server credentials (default: the in-cluster service account)" },
     context: { type: "string", description: "kubeconfig context" },
@@ -18,13 +19,20 @@ const main = defineCommand({
   },
   async run({ args }) {
     const logger = loggerFor("arcagent", args["log-level"]);
+    if (Boolean(args["state-dir"]) === Boolean(args["state-secret"])) {
+      throw new TypeError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
+    }
+    const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });
+    const keyStore = args["state-secret"]
+      ? createSecretKeyStore(upstream.kubeConfig, args["state-secret"])
+      : createFileKeyStore(args["state-dir"]!);
     const controller = new AbortController();
     const agent = runAgent({
       relay: parseRelayEndpoint(args.relay, args["relay-ca"]),
       cluster: args.cluster,
-      keyStore: createFileKeyStore(args["state-dir"]),
+      keyStore,
       enrollToken: args["enroll-token"] ?? process.env.ARC_ENROLL_TOKEN,
-      upstream: loadUpstream({ kubeconfig: args.kubeconfig, context: args.context }),
+      upstream,
       agentVersion: version,
       logger,
       signal: controller.signal,

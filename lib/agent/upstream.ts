@@ -10,6 +10,8 @@ export interface Upstream {
   requestOptions(): Promise<https.RequestOptions>;
   /** Keep-alive agent for ordinary requests; upgrades use their own connection. */
   agent: http.Agent;
+  /** The loaded configuration, for API clients of the agent's own (its key Secret). */
+  kubeConfig: KubeConfig;
 }
 
 /** Service-account tokens rotate; re-read credentials at most this often. */
@@ -37,6 +39,7 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
   return {
     server,
     agent,
+    kubeConfig: kc,
     async requestOptions() {
       if (!cached || Date.now() - cached.at > CREDENTIAL_REFRESH_MS) {
         const options: https.RequestOptions = { headers: {} };
