@@ -30,8 +30,13 @@ export function createFileKeyStore(stateDir: string): AgentKeyStore {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
         throw new Error(`cannot read the agent key at ${path}`, { cause: error });
       }
-      const keys = JSON.parse(text) as Partial<AgentKeys>;
-      if (typeof keys.cluster !== "string" || typeof keys.privateJwk?.d !== "string" || !keys.publicJwk) {
+      let keys: Partial<AgentKeys> | null;
+      try {
+        keys = JSON.parse(text) as Partial<AgentKeys> | null;
+      } catch {
+        keys = null;
+      }
+      if (!keys || typeof keys.cluster !== "string" || typeof keys.privateJwk?.d !== "string" || !keys.publicJwk) {
         throw new Error(`${path} is not an agent key file: remove it and enroll again with --enroll-token`);
       }
       return keys as AgentKeys;

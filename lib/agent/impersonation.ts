@@ -20,8 +20,8 @@ export function buildImpersonatedHeaders(
   return {
     ...headers,
     ...lowerCaseKeys(credentials),
-    "impersonate-user": identity.user,
-    ...(identity.groups.length > 0 ? { "impersonate-group": identity.groups } : {}),
+    "impersonate-user": utf8HeaderValue(identity.user),
+    ...(identity.groups.length > 0 ? { "impersonate-group": identity.groups.map(utf8HeaderValue) } : {}),
     [REQUEST_ID_EXTRA]: requestId,
   };
 }
@@ -42,6 +42,14 @@ export function stripIdentityHeaders(headers: HeaderMap): HeaderMap {
     out[lower] = value;
   }
   return out;
+}
+
+/**
+ * node:http writes header values as Latin-1; the API server reads the raw bytes as UTF-8 (as
+ * client-go sends them). Re-encoding keeps "josé" and "開発" intact on the wire.
+ */
+function utf8HeaderValue(value: string): string {
+  return Buffer.from(value, "utf8").toString("latin1");
 }
 
 function lowerCaseKeys(record: Record<string, string>): Record<string, string> {

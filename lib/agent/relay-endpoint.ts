@@ -22,7 +22,13 @@ export function parseRelayEndpoint(url: string, caFile?: string): RelayEndpoint 
     throw new TypeError(`--relay ${url}: plain http is only allowed to a loopback relay; use https`);
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new TypeError(`--relay ${url}: use an https URL`);
-  return { url: url.replace(/\/+$/, ""), ca: caFile ? readFileSync(caFile, "utf8") : undefined };
+  if (parsed.search || parsed.hash || parsed.username || parsed.password) {
+    throw new TypeError(`--relay ${url}: give the relay's base URL without query, fragment or credentials`);
+  }
+  // The normalized form (lower-case scheme and host, default port dropped) is also the audience the
+  // agent signs for, so it must match the relay's --public-url.
+  const base = (parsed.origin + parsed.pathname).replace(/\/+$/, "");
+  return { url: base, ca: caFile ? readFileSync(caFile, "utf8") : undefined };
 }
 
 /** Converts the relay's https URL into the wss URL of one of its WebSocket paths. */

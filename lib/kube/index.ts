@@ -5,3 +5,5 @@ export {
 export { toStatus, statusOf, statusResponse } from "./status.ts";
 export type { KubeStatus } from "./status.ts";
 export { validateClusterName, validateUserName, validateGroupName } from "./names.ts";
+export { buildKubeconfig, writeKubeconfig } from "./kubeconfig.ts";
+export type { KubeconfigOptions, KubeconfigExec } from "./kubeconfig.ts";

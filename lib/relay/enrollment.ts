@@ -10,19 +10,24 @@ const MAX_ENROLLMENT_TTL_SECONDS = 7 * 24 * 3600;
 /** Registers `name` and returns a one-time enrollment token for its agent. */
 export async function addCluster(store: RelayStore, name: string, ttlSeconds = DEFAULT_ENROLLMENT_TTL_SECONDS) {
   validateClusterName(name);
+  checkEnrollmentTtl(ttlSeconds);
   await store.addCluster(name);
   return createEnrollmentToken(store, name, ttlSeconds);
 }
 
 /** A new one-time token for a registered cluster (re-enrolling an agent that lost its key). */
 export async function createEnrollmentToken(store: RelayStore, cluster: string, ttlSeconds = DEFAULT_ENROLLMENT_TTL_SECONDS) {
-  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_ENROLLMENT_TTL_SECONDS) {
-    throw new BadRequest(`invalid enrollment token lifetime ${ttlSeconds}s: use 60s to 7 days`);
-  }
+  checkEnrollmentTtl(ttlSeconds);
   const { secret, secretHash } = createEnrollmentSecret();
   const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
   await store.addEnrollmentToken({ cluster, secretHash, expiresAt });
   return { cluster, token: secret, expiresAt };
+}
+
+function checkEnrollmentTtl(ttlSeconds: number): void {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_ENROLLMENT_TTL_SECONDS) {
+    throw new BadRequest(`invalid enrollment token lifetime ${ttlSeconds}s: use 60s to 7 days`);
+  }
 }
 
 /**

@@ -53,7 +53,10 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
  */
 export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const upgrade = String(req.headers["upgrade"] ?? "");
-  const stream = openStream(target, req.method ?? "GET", { [UPGRADE_HEADER]: upgrade }, false);
+  // After an upgrade the stream carries the protocol's bytes, not a body: a `content-length: 0`
+  // (kubectl's SPDY POST sends one) would make HTTP/2 reset the stream at the first byte.
+  const { "content-length": _bodyLength, ...headers } = target.headers;
+  const stream = openStream({ ...target, headers }, req.method ?? "GET", { [UPGRADE_HEADER]: upgrade }, false);
   if (head.length > 0) stream.write(head);
   socket.once("close", () => {
     if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
@@ -78,9 +81,12 @@ export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, sock
   );
 }
 
-/** Answers a raw (pre-upgrade) socket with a Kubernetes Status and closes it. */
+/**
+ * Answers a raw (pre-upgrade) socket with a Kubernetes Status and closes it. Does nothing if the
+ * socket is already answered (forwardUpgrade writes the Status itself before rethrowing).
+ */
 export function writeStatusToSocket(socket: Duplex, error: unknown, requestId?: string): void {
-  if (socket.destroyed) return;
+  if (socket.destroyed || socket.writableEnded) return;
   const { code, body, headers } = statusResponse(error, requestId);
   const head = renderResponseHead(code, "Error", {
     ...headers,

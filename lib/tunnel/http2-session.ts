@@ -10,8 +10,10 @@ export type TunnelOutgoingHeaders = http2.OutgoingHttpHeaders;
 
 // Larger windows than the 64 KiB default let one stream move bulk data at full speed; memory stays
 // bounded because a reader that stops reading stops its own stream's window, not the others'.
+// The connection window stays at its default: on Bun 1.4.5, session.setLocalWindowSize() also
+// raises the engine's idea of each stream's window without telling the peer, so the peer stops at
+// STREAM_WINDOW_BYTES and every body larger than that stalls for good (oven-sh/bun#40180, #41942).
 const STREAM_WINDOW_BYTES = 1024 * 1024;
-const SESSION_WINDOW_BYTES = 16 * 1024 * 1024;
 
 const SETTINGS: http2.Settings = {
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
@@ -42,7 +44,6 @@ export function openTunnelClient(socket: Duplex, onError?: (error: Error) => voi
     maxSessionMemory: 64,
   });
   session.on("error", (error) => onError?.(error));
-  session.on("connect", () => widenSessionWindow(session));
   const done = sessionDone(session, socket);
   return {
     request: (headers, options) => session.request(headers, { endStream: options?.endStream ?? false }),
@@ -65,7 +66,6 @@ export function serveTunnel(
   server.on("session", (session) => {
     current = session;
     session.on("error", (error) => onError?.(error));
-    session.on("connect", () => widenSessionWindow(session));
     void sessionDone(session, socket).then(resolveDone);
   });
   server.on("stream", onStream);
@@ -78,14 +78,6 @@ export function serveTunnel(
       else socket.destroy();
     },
   };
-}
-
-function widenSessionWindow(session: http2.Http2Session): void {
-  try {
-    session.setLocalWindowSize(SESSION_WINDOW_BYTES);
-  } catch {
-    // Only an optimisation: the default window still works, just slower for bulk transfers.
-  }
 }
 
 function sessionDone(session: http2.Http2Session, socket: Duplex): Promise<void> {

@@ -35,6 +35,12 @@ export function createWebSocketDuplex(ws: WebSocket, options: WebSocketDuplexOpt
     if (ws.readyState === ws.OPEN) ws.ping();
   }, pingEvery);
   timer.unref?.();
-  ws.once("close", () => clearInterval(timer));
+  ws.once("close", () => {
+    clearInterval(timer);
+    // ws's stream only ends its readable side when the socket closes and never emits 'close';
+    // HTTP/2 (Bun's node:http2) waits for 'close', so without this a dead tunnel never ends.
+    if (duplex.readableLength === 0) duplex.destroy();
+    else duplex.once("end", () => duplex.destroy());
+  });
   return duplex;
 }

@@ -1,0 +1,178 @@
+// The whole path with the real kubectl: kubectl -> arcproxy -> arcrelay -> arcagent -> the stand-in API server.
+// The stand-in (test/fixtures) serves exec/attach/port-forward, which need a kubelet the real server lacks here.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startStandinApiServer } from "../fixtures/standin-apiserver.ts";
+import { findKubectl } from "../kube/find-kubectl.ts";
+import { startStack, waitFor, type Stack } from "./stack.ts";
+import { expiredToken, forgedToken } from "./tokens.ts";
+
+setDefaultTimeout(60_000);
+const AGENT_TOKEN = "standin-agent-token-" + crypto.randomUUID();
+let standin: Awaited<ReturnType<typeof startStandinApiServer>>;
+let stack: Stack;
+let kubectl: string;
+let alice: string;
+
+beforeAll(async () => {
+  kubectl = findKubectl();
+  standin = await startStandinApiServer({ dir: await mkdtemp(join(tmpdir(), "arc-standin-")), agentToken: AGENT_TOKEN });
+  stack = await startStack({ server: standin.url, caFile: standin.caFile, agentToken: AGENT_TOKEN });
+  await stack.startAgent();
+  await stack.waitForAgent("connected");
+  alice = await stack.userToken("alice", ["dev", "ops"]);
+  await stack.grant("user:alice");
+}, 15 * 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await standin?.stop();
+});
+
+function kubectlVia(token: string, args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) {
+  return stack.arcproxy({ token, command: [kubectl, ...args], ...opts });
+}
+
+describe("identity", () => {
+  test("kubectl auth whoami shows the caller's user and groups as the API server sees them", async () => {
+    const r = await kubectlVia(alice, ["auth", "whoami", "-o", "json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.stdout).status.userInfo;
+    expect(info.username).toBe("alice");
+    expect(info.groups).toEqual(expect.arrayContaining(["dev", "ops"]));
+  });
+
+  test("kubectl --as/--as-group cannot change the identity the API server sees", async () => {
+    await standin.clearRequests();
+    const r = await kubectlVia(alice, ["--as", "system:admin", "--as-group", "system:masters", "auth", "whoami", "-o", "json"]);
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.stdout).status.userInfo;
+    expect(info.username).toBe("alice");
+    expect(info.groups).not.toContain("system:masters");
+    const seen = await standin.requests();
+    expect(JSON.stringify(seen)).not.toContain("system:admin");
+  });
+
+  test("raw Impersonate-* and smuggled identity headers never reach the API server", async () => {
+    await standin.clearRequests();
+    const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`, "content-type": "application/json",
+        "IMPERSONATE-USER": "system:admin", "impersonate-group": "system:masters", "Impersonate-Extra-Scopes": "all",
+        "X-Remote-User": "root",
+      },
+      body: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
+    });
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as { status: { userInfo: { username: string; groups: string[] } } };
+    expect(body.status.userInfo.username).toBe("alice");
+    expect(JSON.stringify(await standin.requests())).not.toMatch(/system:admin|system:masters|root|"all"/);
+  });
+});
+
+describe("requests and streams", () => {
+  test("kubectl get --raw returns the API server's answer", async () => {
+    const r = await kubectlVia(alice, ["get", "--raw", "/version"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).gitVersion).toContain("standin");
+  });
+
+  test("a watch delivers events as they happen", async () => {
+    const name = `watched-${Date.now()}`;
+    const proc = Bun.spawn(
+      [process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", alice, "--", kubectl, "get", "configmaps", "-w", "-o", "name"],
+      { cwd: join(import.meta.dir, "..", ".."), stdout: "pipe", stderr: "pipe" },
+    );
+    let out = "";
+    void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) out += new TextDecoder().decode(c); })();
+    try {
+      await Bun.sleep(1500); // the watch is established and idle
+      const created = await kubectlVia(alice, ["create", "configmap", name, "--from-literal=k=v"]);
+      expect(created.code).toBe(0);
+      await waitFor(`watch event for ${name}`, () => out.includes(`configmap/${name}`), 10_000);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  });
+
+  test("kubectl exec without stdin prints the command's output", async () => {
+    const r = await kubectlVia(alice, ["exec", "demo", "--", "echo", "hello-from-pod"]);
+    expect(r.stdout).toBe("hello-from-pod\n");
+    expect(r.code).toBe(0);
+  });
+
+  test.each([["websocket", "true"], ["SPDY/3.1", "false"]])("kubectl exec -i carries stdin over %s", async (_, ws) => {
+    const r = await kubectlVia(alice, ["exec", "-i", "demo", "--", "cat"], { stdin: "line one\nline two\n", env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: ws } });
+    expect(r.stdout).toBe("line one\nline two\n");
+    expect(r.code).toBe(0);
+  });
+
+  test("the exit status of a command in the pod and of the child command pass through", async () => {
+    const r = await kubectlVia(alice, ["exec", "demo", "--", "sh", "-c", "exit 3"]);
+    expect(r.code).toBe(3);
+    const missing = await kubectlVia(alice, ["get", "configmap", "does-not-exist"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("not found");
+  });
+});
+
+describe("refusals", () => {
+  test("a user without a grant gets a Forbidden message that says what to do", async () => {
+    const bob = await stack.userToken("bob");
+    const r = await kubectlVia(bob, ["get", "--raw", "/version"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('user "bob" has no cluster-user access to cluster "demo"');
+  });
+
+  test("forged and expired tokens are refused with 401", async () => {
+    for (const token of [await forgedToken(stack.dataDir, stack.relayUrl, "alice"), await expiredToken(stack.dataDir, stack.relayUrl, "alice")]) {
+      const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/version`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(401);
+      const status = (await res.json()) as { kind: string; reason: string; message: string };
+      expect(status.kind).toBe("Status");
+      expect(status.reason).toBe("Unauthorized");
+    }
+    const r = await stack.arcproxy({ token: await expiredToken(stack.dataDir, stack.relayUrl, "alice"), command: [kubectl, "get", "--raw", "/version"] });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/expired/i);
+  });
+
+  test("an enrollment token works once", async () => {
+    const add = await stack.arcrelay(["cluster", "add", "second"]);
+    const token = add.stdout.trim().split("\n").at(-1)!;
+    const enroll = (body: object) => fetch(`${stack.relayUrl}/v1/agent/enroll`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const { generateSigningKeyPair } = await import("../../lib/auth/index.ts");
+    const key = (await generateSigningKeyPair("EdDSA")).publicJwk;
+    expect((await enroll({ cluster: "second", token, publicKey: key })).status).toBe(201);
+    const again = await enroll({ cluster: "second", token, publicKey: key });
+    expect(again.status).toBe(401);
+    expect(((await again.json()) as { message: string }).message).toContain("already used");
+  });
+});
+
+describe("agent lifecycle", () => {
+  test("a request while the agent is down gets 503 with advice, and a restarted agent needs no token", async () => {
+    await stack.stopAgent();
+    await stack.waitForAgent("offline");
+    const r = await kubectlVia(alice, ["get", "--raw", "/version"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('cluster "demo" is offline');
+    await stack.startAgent(); // no --enroll-token: the key from the first start is reused
+    await stack.waitForAgent("connected");
+    const again = await kubectlVia(alice, ["get", "--raw", "/version"]);
+    expect(again.code).toBe(0);
+  }, 60_000);
+
+  test("the relay and agent logs carry request ids and never a token", async () => {
+    const logs = stack.relayLog() + stack.agentLog();
+    expect(logs).toContain("requestId");
+    expect(logs).not.toContain(alice);
+    expect(logs).not.toContain(AGENT_TOKEN);
+    expect(logs).not.toMatch(/arcenroll_[A-Za-z0-9_-]{20,}/);
+  });
+});

@@ -1,0 +1,114 @@
+// The relay's map from cluster to agent tunnel: newest wins, stale removals are ignored.
+import { describe, expect, mock, test } from "bun:test";
+import { createTunnelRegistry, type AgentTunnel } from "../../lib/relay/tunnel-registry.ts";
+import type { TunnelClient } from "../../lib/tunnel/index.ts";
+
+type FakeTunnel = TunnelClient & { closed: boolean; close: ReturnType<typeof mock> };
+
+function fakeTunnel(): FakeTunnel {
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => { resolveDone = resolve; });
+  const tunnel = {
+    closed: false,
+    done,
+    request: () => { throw new Error("not used in these tests"); },
+    close: mock(async () => {
+      tunnel.closed = true;
+      resolveDone();
+    }),
+  };
+  return tunnel as FakeTunnel;
+}
+
+function entry(cluster: string, tunnel = fakeTunnel()): AgentTunnel & { tunnel: FakeTunnel } {
+  return { cluster, tunnel, connectedAt: new Date() };
+}
+
+describe("createTunnelRegistry", () => {
+  test("get returns the registered tunnel of a cluster, undefined for others", () => {
+    const registry = createTunnelRegistry();
+    const prod = entry("prod");
+    registry.register(prod);
+    expect(registry.get("prod")).toBe(prod);
+    expect(registry.get("dev")).toBeUndefined();
+  });
+
+  test("the newest registration wins and closes the previous tunnel", () => {
+    const registry = createTunnelRegistry();
+    const first = entry("prod");
+    const second = entry("prod");
+    registry.register(first);
+    registry.register(second);
+    expect(registry.get("prod")).toBe(second);
+    expect(first.tunnel.close).toHaveBeenCalledTimes(1);
+    expect(second.tunnel.close).not.toHaveBeenCalled();
+    expect(registry.list()).toEqual([second]);
+  });
+
+  test("registering the same entry twice does not close it", () => {
+    const registry = createTunnelRegistry();
+    const prod = entry("prod");
+    registry.register(prod);
+    registry.register(prod);
+    expect(prod.tunnel.close).not.toHaveBeenCalled();
+    expect(registry.get("prod")).toBe(prod);
+  });
+
+  test("clusters do not replace each other", () => {
+    const registry = createTunnelRegistry();
+    const a = entry("a");
+    const b = entry("b");
+    registry.register(a);
+    registry.register(b);
+    expect(registry.get("a")).toBe(a);
+    expect(registry.get("b")).toBe(b);
+    expect(a.tunnel.close).not.toHaveBeenCalled();
+  });
+
+  test("unregister of a replaced (stale) entry returns false and keeps the current one", () => {
+    const registry = createTunnelRegistry();
+    const first = entry("prod");
+    const second = entry("prod");
+    registry.register(first);
+    registry.register(second);
+    expect(registry.unregister(first)).toBe(false);
+    expect(registry.get("prod")).toBe(second);
+  });
+
+  test("unregister of the current entry returns true once, then false", () => {
+    const registry = createTunnelRegistry();
+    const prod = entry("prod");
+    registry.register(prod);
+    expect(registry.unregister(prod)).toBe(true);
+    expect(registry.get("prod")).toBeUndefined();
+    expect(registry.unregister(prod)).toBe(false);
+  });
+
+  test("unregister of an entry that was never registered returns false", () => {
+    const registry = createTunnelRegistry();
+    expect(registry.unregister(entry("prod"))).toBe(false);
+  });
+
+  test("get ignores a tunnel that has closed but is not unregistered yet", () => {
+    const registry = createTunnelRegistry();
+    const prod = entry("prod");
+    registry.register(prod);
+    prod.tunnel.closed = true;
+    expect(registry.get("prod")).toBeUndefined();
+    // It is still the current entry, so its own deregistration succeeds.
+    expect(registry.unregister(prod)).toBe(true);
+  });
+
+  test("closeAll closes every tunnel and empties the registry", async () => {
+    const registry = createTunnelRegistry();
+    const a = entry("a");
+    const b = entry("b");
+    registry.register(a);
+    registry.register(b);
+    await registry.closeAll();
+    expect(a.tunnel.close).toHaveBeenCalledTimes(1);
+    expect(b.tunnel.close).toHaveBeenCalledTimes(1);
+    expect(registry.list()).toEqual([]);
+    expect(registry.get("a")).toBeUndefined();
+  });
+});
