@@ -1,7 +1,8 @@
 // The whole path with the real kubectl: kubectl -> arcproxy -> arcrelay -> arcagent -> the stand-in API server.
 // The stand-in (test/fixtures) serves exec/attach/port-forward, which need a kubelet the real server lacks here.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startStandinApiServer } from "../fixtures/standin-apiserver.ts";
@@ -118,6 +119,57 @@ describe("requests and streams", () => {
     const missing = await kubectlVia(alice, ["get", "configmap", "does-not-exist"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("not found");
+  });
+});
+
+describe("upgrades through the tunnel", () => {
+  for (const [proto, ws] of [["websocket", "true"], ["SPDY/3.1", "false"]] as const) {
+    test(`kubectl port-forward over ${proto} reaches a port in the pod`, async () => {
+      const echo = createServer((sock) => sock.pipe(sock));
+      await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+      const podPort = (echo.address() as { port: number }).port;
+      const proc = Bun.spawn(
+        [process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", alice,
+          "--", kubectl, "port-forward", "pod/demo", `:${podPort}`, "--address", "127.0.0.1"],
+        { cwd: join(import.meta.dir, "..", ".."), stdout: "pipe", stderr: "pipe", env: { ...process.env, KUBECTL_PORT_FORWARD_WEBSOCKETS: ws } },
+      );
+      let out = "";
+      void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) out += new TextDecoder().decode(c); })();
+      try {
+        await waitFor("port-forward to listen", () => /Forwarding from 127\.0\.0\.1:\d+/.test(out), 15_000);
+        const localPort = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)![1]);
+        const reply = await new Promise<string>((resolve, reject) => {
+          const sock = connect(localPort, "127.0.0.1", () => sock.write("ping-through-relay"));
+          let got = "";
+          sock.on("data", (d) => {
+            got += d;
+            if (got.length >= "ping-through-relay".length) { sock.end(); resolve(got); }
+          });
+          sock.on("error", reject);
+        });
+        expect(reply).toBe("ping-through-relay");
+      } finally {
+        proc.kill("SIGINT");
+        await proc.exited;
+        echo.close();
+      }
+    });
+  }
+
+  test("kubectl cp copies a file out of and into the pod", async () => {
+    await writeFile(join(standin.podDir, "report.txt"), "from the pod\n");
+    const local = join(stack.dir, "report-copy.txt");
+    const out = await kubectlVia(alice, ["cp", "demo:report.txt", local]);
+    expect(out.code).toBe(0);
+    expect(await readFile(local, "utf8")).toBe("from the pod\n");
+    const up = await kubectlVia(alice, ["cp", local, "demo:uploaded.txt"], { env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: "false" } });
+    expect(up.code).toBe(0);
+    expect(await readFile(join(standin.podDir, "uploaded.txt"), "utf8")).toBe("from the pod\n");
+  });
+
+  test("kubectl attach -i reaches the pod's process", async () => {
+    const r = await kubectlVia(alice, ["attach", "-i", "demo"], { stdin: "attached-line\n" });
+    expect(r.stdout).toContain("attached-line");
   });
 });
 
