@@ -7,7 +7,7 @@ import type { Logger } from "../observe/index.ts";
 import {
   endToEndHeaders, firstHeader, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,
 } from "../tunnel/index.ts";
-import { buildImpersonatedHeaders } from "./impersonation.ts";
+import { buildImpersonatedHeaders, buildPassThroughHeaders } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
 
 export interface StreamHandlerDeps {
@@ -35,7 +35,12 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
 async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, headers: TunnelHeaders, requestId: string): Promise<void> {
   const identity = await deps.verifyUserToken(bearerOf(headers));
   const options = await deps.upstream.requestOptions();
-  const outgoing = buildImpersonatedHeaders(headers, identity, requestId, (options.headers ?? {}) as Record<string, string>);
+  // Token mode: the caller brought a Kubernetes credential of its own, so the agent's is not used.
+  const kubeToken = firstHeader(headers[protocol.KUBE_TOKEN_HEADER]);
+  const outgoing = kubeToken
+    ? buildPassThroughHeaders(headers, kubeToken)
+    : buildImpersonatedHeaders(headers, identity, requestId, (options.headers ?? {}) as Record<string, string>);
+  if (kubeToken) delete options.headers;
   const upgrade = firstHeader(headers[protocol.UPGRADE_HEADER]);
   const request: https.RequestOptions = {
     ...options,
@@ -46,7 +51,7 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
     headers: upgrade ? { ...outgoing, connection: "Upgrade", upgrade } : outgoing,
     agent: upgrade ? false : deps.upstream.agent,
   };
-  deps.logger.debug("forwarding", { requestId, user: identity.user, method: request.method, path: request.path?.split("?")[0], upgrade });
+  deps.logger.debug("forwarding", { requestId, user: identity.user, tokenMode: Boolean(kubeToken), method: request.method, path: request.path?.split("?")[0], upgrade });
   const client = deps.upstream.server.protocol === "https:" ? https : http;
   const upstreamReq = client.request(request);
   upstreamReq.setTimeout(upgrade ? timeouts.UPGRADE_TIMEOUT_MS : timeouts.RESPONSE_HEADERS_TIMEOUT_MS);

@@ -1,4 +1,8 @@
 // Decides which headers cross the proxy: hop-by-hop ones stop here, the session token becomes the user token.
+import { protocol } from "../tunnel/index.ts";
+
+/** Token mode's header (lib/tunnel/protocol.ts): the caller's own Kubernetes token, for the agent. */
+const KUBE_TOKEN_HEADER = protocol.KUBE_TOKEN_HEADER;
 
 export type HeaderPair = [name: string, value: string];
 
@@ -32,9 +36,13 @@ export function stripHopByHop(rawHeaders: readonly string[]): HeaderPair[] {
  * replaced by the user's token. For an upgrade, `Connection: Upgrade` and the client's
  * `Upgrade` value are kept (Sec-WebSocket-* and X-Stream-Protocol-Version pass as end-to-end).
  */
-export function buildRelayRequestHeaders(rawHeaders: readonly string[], userToken: string, upgrade?: string): HeaderPair[] {
-  const pairs = stripHopByHop(rawHeaders).filter(([name]) => name.toLowerCase() !== "authorization");
+export function buildRelayRequestHeaders(rawHeaders: readonly string[], userToken: string, upgrade?: string, kubeToken?: string): HeaderPair[] {
+  const pairs = stripHopByHop(rawHeaders).filter(([name]) => {
+    const lower = name.toLowerCase();
+    return lower !== "authorization" && lower !== KUBE_TOKEN_HEADER;
+  });
   pairs.push(["Authorization", `Bearer ${userToken}`]);
+  if (kubeToken) pairs.push([KUBE_TOKEN_HEADER, kubeToken]);
   if (upgrade) pairs.push(["Connection", "Upgrade"], ["Upgrade", upgrade]);
   return pairs;
 }

@@ -16,6 +16,8 @@ export interface LocalProxyOptions {
   cluster: string;
   /** Called for every request, so a token source can refresh an expiring token. */
   getToken: () => Promise<string>;
+  /** Token mode: forward this Kubernetes token instead of having the agent impersonate. */
+  kubeToken?: string;
   /** 0 picks a free port. */
   port: number;
   host?: "127.0.0.1";
@@ -39,7 +41,7 @@ export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalPro
   const { certPem, keyPem, caPem } = await createSessionCertificate();
   const sessionToken = createSessionToken();
   const logger = opts.logger.child({ cluster: opts.cluster });
-  const ctx: ForwardContext = { endpoint, cluster: opts.cluster, getToken: opts.getToken, logger };
+  const ctx: ForwardContext = { endpoint, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, logger };
 
   const server = https.createServer({ cert: certPem, key: keyPem }, function handleRequest(req, res) {
     if (!isSessionAuthorized(req.headers.authorization, sessionToken)) {

@@ -12,6 +12,8 @@ export interface ProxySessionOptions {
   relayUrl: string;
   cluster: string;
   getToken: () => Promise<string>;
+  /** Token mode: the caller's own Kubernetes bearer token, forwarded without impersonation. */
+  kubeToken?: string;
   /** 0 picks a free port. */
   port: number;
   /** Where to write the kubeconfig; default a fresh private temp directory. */
@@ -40,7 +42,7 @@ export async function startProxySession(opts: ProxySessionOptions): Promise<Prox
   }
 
   const proxy = await startLocalProxy({
-    relayUrl: opts.relayUrl, cluster: opts.cluster, getToken: opts.getToken, port: opts.port, tls: opts.tls, logger: opts.logger,
+    relayUrl: opts.relayUrl, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, port: opts.port, tls: opts.tls, logger: opts.logger,
   });
   let tempDir: string | undefined;
   try {

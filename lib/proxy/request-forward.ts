@@ -13,6 +13,8 @@ export interface ForwardContext {
   endpoint: RelayEndpoint;
   cluster: string;
   getToken: () => Promise<string>;
+  /** Token mode: the caller's own Kubernetes bearer token, sent beside the user token. */
+  kubeToken?: string;
   logger: Logger;
 }
 
@@ -37,7 +39,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     path: buildClusterApiPath(endpoint, ctx.cluster, kubePath),
     agent: endpoint.agent,
     ...endpoint.tlsOptions,
-    headers: toHeaderObject(buildRelayRequestHeaders(req.rawHeaders, token)),
+    headers: toHeaderObject(buildRelayRequestHeaders(req.rawHeaders, token, undefined, ctx.kubeToken)),
   });
 
   // Only the wait for the response head is bounded: a watch may then stay quiet for minutes.

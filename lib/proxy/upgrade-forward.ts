@@ -49,7 +49,7 @@ export async function forwardUpgrade(req: IncomingMessage, client: Duplex, head:
 
   relay.once(endpoint.secure ? "secureConnect" : "connect", () => {
     const lines = [`${req.method} ${buildClusterApiPath(endpoint, ctx.cluster, kubePath)} HTTP/1.1`, `Host: ${hostHeader(endpoint.hostname, endpoint.port)}`];
-    for (const [name, value] of buildRelayRequestHeaders(req.rawHeaders, token, upgrade)) lines.push(`${name}: ${value}`);
+    for (const [name, value] of buildRelayRequestHeaders(req.rawHeaders, token, upgrade, ctx.kubeToken)) lines.push(`${name}: ${value}`);
     relay.write(`${lines.join("\r\n")}\r\n\r\n`);
     if (head.length > 0) relay.write(head);
   });

@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, isPeerHangup, statusResponse } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  endToEndHeaders, forwardHttpRequest, forwardUpgrade, writeStatusToSocket, type ForwardTarget, type HeaderMap,
+  endToEndHeaders, forwardHttpRequest, forwardUpgrade, protocol, writeStatusToSocket, type ForwardTarget, type HeaderMap,
 } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
@@ -71,6 +71,7 @@ export function createClusterApiProxy(deps: { access: UserAccess; registry: Tunn
 function relayedHeaders(req: IncomingMessage): HeaderMap {
   const headers = endToEndHeaders(req.headers);
   for (const name of Object.keys(headers)) {
+    if (name === protocol.KUBE_TOKEN_HEADER) continue;
     if (name.startsWith("impersonate-") || name.startsWith("x-arc-") || name.startsWith("x-remote-")) delete headers[name];
   }
   return headers;

@@ -12,6 +12,12 @@ export const UPGRADE_HEADER = "x-arc-upgrade";
  */
 export const UPGRADE_STATUS_HEADER = "x-arc-upgrade-status";
 
+/**
+ * Client -> relay -> agent, token mode: the caller's own Kubernetes bearer token (e.g. a
+ * service-account token). The agent forwards it as `Authorization` and impersonates nobody.
+ */
+export const KUBE_TOKEN_HEADER = "x-arc-kube-token";
+
 /** Agent -> relay on connect: versions shown by `arcrelay cluster list`. */
 export const AGENT_VERSION_HEADER = "x-arc-agent-version";
 export const KUBE_VERSION_HEADER = "x-arc-kubernetes-version";

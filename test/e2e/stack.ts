@@ -98,7 +98,7 @@ export async function startStack(target: KubeTarget, opts: { cluster?: string } 
   const port = await freePort();
   const relayUrl = `http://127.0.0.1:${port}`;
   const relay = spawnLogged([BUN, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--insecure-http", "--log-level", "debug"]);
-  await waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true);
+  await waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000);
 
   const kubeconfig = join(dir, "agent.kubeconfig");
   await writeFile(kubeconfig, [

@@ -12,6 +12,8 @@ import { expiredToken, forgedToken } from "./tokens.ts";
 
 setDefaultTimeout(60_000);
 const AGENT_TOKEN = "standin-agent-token-" + crypto.randomUUID();
+const CI_SERVICE_ACCOUNT = "system:serviceaccount:ci:deployer";
+const CI_KUBE_TOKEN = "ci-kube-token-" + crypto.randomUUID();
 let standin: Awaited<ReturnType<typeof startStandinApiServer>>;
 let stack: Stack;
 let kubectl: string;
@@ -19,7 +21,11 @@ let alice: string;
 
 beforeAll(async () => {
   kubectl = findKubectl();
-  standin = await startStandinApiServer({ dir: await mkdtemp(join(tmpdir(), "arc-standin-")), agentToken: AGENT_TOKEN });
+  standin = await startStandinApiServer({
+    dir: await mkdtemp(join(tmpdir(), "arc-standin-")),
+    agentToken: AGENT_TOKEN,
+    userTokens: { [CI_SERVICE_ACCOUNT]: CI_KUBE_TOKEN },
+  });
   stack = await startStack({ server: standin.url, caFile: standin.caFile, agentToken: AGENT_TOKEN });
   await stack.startAgent();
   await stack.waitForAgent("connected");
@@ -73,6 +79,19 @@ describe("identity", () => {
     expect(body.status.userInfo.username).toBe("alice");
     expect(JSON.stringify(await standin.requests())).not.toMatch(/system:admin|system:masters|root|"all"/);
   });
+});
+
+test("token mode: a caller's own Kubernetes token is forwarded as is, with no impersonation", async () => {
+  await standin.clearRequests();
+  const r = await stack.arcproxy({ token: alice, args: ["--kube-token", CI_KUBE_TOKEN], command: [kubectl, "auth", "whoami", "-o", "json"] });
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).status.userInfo.username).toBe(CI_SERVICE_ACCOUNT);
+  const seen = (await standin.requests()).filter((q) => q.path.includes("selfsubjectreviews"));
+  expect(seen.length).toBeGreaterThan(0);
+  for (const q of seen) {
+    expect(q.token).toBe(`user:${CI_SERVICE_ACCOUNT}`);
+    expect(Object.keys(q.impersonate ?? {})).toEqual([]);
+  }
 });
 
 describe("requests and streams", () => {

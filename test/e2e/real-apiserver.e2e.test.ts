@@ -1,0 +1,331 @@
+// The whole path against a REAL kube-apiserver (etcd + kube-apiserver v1.34 from test/kube):
+// kubectl and @kubernetes/client-node -> arcproxy -> arcrelay -> arcagent -> kube-apiserver,
+// where the server's own authentication and RBAC decide, as they would for any other client.
+// The control plane runs no kubelet, scheduler or controller-manager; the setup stands in for the
+// one controller RBAC needs (ClusterRole aggregation) and Pods stay Pending.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../kube/cluster.ts";
+import { findKubectl } from "../kube/find-kubectl.ts";
+import { run, startStack, waitFor, type CommandResult, type Stack } from "./stack.ts";
+
+setDefaultTimeout(120_000);
+const ROOT = join(import.meta.dir, "..", "..");
+const BULK_COUNT = 5_000;
+
+let dir: string;
+let cluster: KubeCluster;
+let stack: Stack;
+let kubectl: string;
+let alice: string;
+let opsAdmin: string;
+
+beforeAll(async () => {
+  kubectl = findKubectl();
+  dir = await mkdtemp(join(tmpdir(), "arc-real-"));
+  const started = Date.now();
+  cluster = await startKubeCluster({ dir, manifests: [join(ROOT, "deploy", "agent.yaml")], log: (l) => console.error(l) });
+  console.error(`[e2e] real cluster up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  const agent = await createServiceAccountKubeconfig(cluster, {
+    namespace: "cluster-connect", serviceAccount: "arcagent", out: join(dir, "agent.kubeconfig"),
+  });
+  await aggregateClusterRoles(["view", "edit"]);
+  await applyAsAdmin("rbac.yaml", RBAC_MANIFEST);
+  stack = await startStack({ server: cluster.server, caFile: cluster.caFile, agentToken: agent.token });
+  await stack.startAgent();
+  await stack.waitForAgent("connected");
+  alice = await stack.userToken("alice", ["dev"]);
+  opsAdmin = await stack.userToken("ops-admin");
+  await stack.grant("user:alice");
+  await stack.grant("user:ops-admin");
+}, 20 * 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const RBAC_MANIFEST = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: bulk}
+---
+# No controller-manager creates "default" ServiceAccounts; Pod admission needs one.
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: team-a}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice-edit, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: dev-view, namespace: team-b}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: dev}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice-view, namespace: bulk}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: ops-admin-cluster-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ops-admin}]
+`;
+
+/** `arcproxy --token T [args] -- kubectl ...kubectlArgs` */
+function kubectlVia(token: string, kubectlArgs: string[], opts: { args?: string[]; stdin?: string; env?: Record<string, string> } = {}) {
+  return stack.arcproxy({ token, args: opts.args, command: [kubectl, ...kubectlArgs], stdin: opts.stdin, env: opts.env });
+}
+
+/** Fails with everything kubectl printed, so a broken step reads like a terminal session. */
+function expectOk(r: CommandResult): string {
+  if (r.code !== 0) throw new Error(`exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function applyAsAdmin(name: string, yaml: string): Promise<void> {
+  const file = join(dir, name);
+  await writeFile(file, yaml);
+  await adminKubectl(cluster, ["apply", "--server-side", "-f", file]);
+}
+
+/**
+ * Does the job of kube-controller-manager's clusterrole-aggregation controller (not run here):
+ * fills each aggregated ClusterRole's rules from the roles its selector matches, in order, so
+ * `edit` picks up the already filled `view`.
+ */
+async function aggregateClusterRoles(names: string[]): Promise<void> {
+  for (const name of names) {
+    const list = JSON.parse(await adminKubectl(cluster, ["get", "clusterroles", "-l", `rbac.authorization.k8s.io/aggregate-to-${name}=true`, "-o", "json"]));
+    const rules = (list.items as { rules?: unknown[] }[]).flatMap((role) => role.rules ?? []);
+    await adminKubectl(cluster, ["patch", "clusterrole", name, "--type", "merge", "-p", JSON.stringify({ rules })]);
+  }
+}
+
+/** The admin's client certificate from its kubeconfig, for fetch(). */
+async function adminTls(): Promise<{ ca: string; cert: string; key: string }> {
+  const config = parse(await readFile(cluster.adminKubeconfig, "utf8"));
+  const decode = (b64: string) => Buffer.from(b64, "base64").toString("utf8");
+  return {
+    ca: decode(config.clusters[0].cluster["certificate-authority-data"]),
+    cert: decode(config.users[0].user["client-certificate-data"]),
+    key: decode(config.users[0].user["client-key-data"]),
+  };
+}
+
+/** Creates `count` ConfigMaps straight at the API server, `concurrency` POSTs at a time. */
+async function createConfigMapsDirectly(namespace: string, count: number, concurrency = 16): Promise<void> {
+  const tls = await adminTls();
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const body = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `cm-${String(i).padStart(5, "0")}` }, data: { index: String(i) } };
+      const res = await fetch(`${cluster.server}/api/v1/namespaces/${namespace}/configmaps`, {
+        method: "POST", tls, headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (res.status !== 201) throw new Error(`creating ${body.metadata.name}: ${res.status} ${text}`);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+function whoami(stdout: string): { username: string; groups: string[]; extra?: Record<string, string[]> } {
+  return JSON.parse(stdout).status.userInfo;
+}
+
+describe("identity as the API server sees it", () => {
+  test("kubectl auth whoami shows alice, her groups, system:authenticated and the request id extra", async () => {
+    const r = await kubectlVia(alice, ["auth", "whoami", "-o", "json"]);
+    const info = whoami(expectOk(r));
+    expect(info.username).toBe("alice");
+    expect(info.groups).toEqual(expect.arrayContaining(["dev", "system:authenticated"]));
+    expect(info.groups).not.toContain("system:masters");
+    expect(info.extra?.["arc-request-id"]?.[0]).toMatch(/\S/);
+  });
+
+  test("kubectl --as/--as-group cannot change who the API server sees", async () => {
+    const r = await kubectlVia(alice, ["--as", "system:admin", "--as-group", "system:masters", "auth", "whoami", "-o", "json"]);
+    const info = whoami(expectOk(r));
+    expect(info.username).toBe("alice");
+    expect(info.groups).not.toContain("system:masters");
+
+    const secrets = await kubectlVia(alice, ["--as", "system:admin", "get", "secrets", "-n", "kube-system"]);
+    expect(secrets.code).not.toBe(0);
+    expect(secrets.stderr).toContain('User "alice" cannot list resource "secrets"');
+  });
+});
+
+describe("RBAC decided by the real API server", () => {
+  test("alice creates, applies, gets, patches and deletes ConfigMaps in team-a", async () => {
+    expectOk(await kubectlVia(alice, ["create", "configmap", "settings", "-n", "team-a", "--from-literal=color=blue"]));
+    const manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: team-a\ndata:\n  size: small\n";
+    expect(expectOk(await kubectlVia(alice, ["apply", "-f", "-"], { stdin: manifest }))).toContain("configmap/applied created");
+    const patched = await kubectlVia(alice, ["patch", "configmap", "settings", "-n", "team-a", "--type", "merge", "-p", '{"data":{"color":"green"}}']);
+    expect(expectOk(patched)).toContain("configmap/settings patched");
+    const got = JSON.parse(expectOk(await kubectlVia(alice, ["get", "configmap", "settings", "-n", "team-a", "-o", "json"])));
+    expect(got.data).toEqual({ color: "green" });
+    expectOk(await kubectlVia(alice, ["create", "configmap", "short-lived", "-n", "team-a"]));
+    expect(expectOk(await kubectlVia(alice, ["delete", "configmap", "short-lived", "-n", "team-a"]))).toContain('"short-lived" deleted');
+    const gone = await kubectlVia(alice, ["get", "configmap", "short-lived", "-n", "team-a"]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('configmaps "short-lived" not found');
+  });
+
+  test("server-side apply records kubectl as the field manager", async () => {
+    const manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: team-a\ndata:\n  mode: server-side\n";
+    expect(expectOk(await kubectlVia(alice, ["apply", "--server-side", "-f", "-"], { stdin: manifest }))).toContain("configmap/ssa serverside-applied");
+    const got = JSON.parse(expectOk(await kubectlVia(alice, ["get", "configmap", "ssa", "-n", "team-a", "-o", "json", "--show-managed-fields"])));
+    expect(got.data).toEqual({ mode: "server-side" });
+    expect(got.metadata.managedFields.map((f: { manager: string; operation: string }) => `${f.manager}/${f.operation}`)).toContain("kubectl/Apply");
+  });
+
+  test("alice creates, scales, gets and deletes a Deployment in team-a", async () => {
+    expectOk(await kubectlVia(alice, ["create", "deployment", "web", "-n", "team-a", "--image=registry.k8s.io/pause:3.10"]));
+    expectOk(await kubectlVia(alice, ["scale", "deployment", "web", "-n", "team-a", "--replicas=3"]));
+    const got = JSON.parse(expectOk(await kubectlVia(alice, ["get", "deployment", "web", "-n", "team-a", "-o", "json"])));
+    expect(got.spec.replicas).toBe(3);
+    expectOk(await kubectlVia(alice, ["delete", "deployment", "web", "-n", "team-a"]));
+  });
+
+  test("in team-b alice may read through her group dev but not write: Kubernetes' own Forbidden", async () => {
+    expectOk(await kubectlVia(alice, ["get", "configmaps", "-n", "team-b"]));
+    const r = await kubectlVia(alice, ["create", "configmap", "nope", "-n", "team-b"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('User "alice" cannot create resource "configmaps" in API group "" in the namespace "team-b"');
+  });
+
+  test("in kube-system alice gets Kubernetes' own Forbidden", async () => {
+    const r = await kubectlVia(alice, ["get", "configmaps", "-n", "kube-system"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('User "alice" cannot list resource "configmaps" in API group "" in the namespace "kube-system"');
+  });
+
+  test("namespace lifecycle: alice is refused, ops-admin (cluster-admin) creates, labels and deletes", async () => {
+    const refused = await kubectlVia(alice, ["create", "namespace", "scratch"]);
+    expect(refused.stderr).toContain('User "alice" cannot create resource "namespaces"');
+    expectOk(await kubectlVia(opsAdmin, ["create", "namespace", "scratch"]));
+    expectOk(await kubectlVia(opsAdmin, ["label", "namespace", "scratch", "owner=ops"]));
+    const got = JSON.parse(expectOk(await kubectlVia(opsAdmin, ["get", "namespace", "scratch", "-o", "json"])));
+    expect(got.metadata.labels.owner).toBe("ops");
+    // No namespace controller runs here to finalize it, so do not wait for it to vanish.
+    expectOk(await kubectlVia(opsAdmin, ["delete", "namespace", "scratch", "--wait=false"]));
+    const phase = expectOk(await kubectlVia(opsAdmin, ["get", "namespace", "scratch", "-o", "jsonpath={.status.phase}"]));
+    expect(phase).toBe("Terminating");
+  });
+});
+
+describe("streams and big responses", () => {
+  test("a watch through arcproxy sees a ConfigMap that another client creates", async () => {
+    expectOk(await kubectlVia(alice, ["create", "configmap", "watch-marker", "-n", "team-a"]));
+    const proc = Bun.spawn(
+      [process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", alice,
+        "--", kubectl, "get", "configmaps", "-w", "-n", "team-a", "-o", "name"],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    let out = "";
+    void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) out += new TextDecoder().decode(c); })();
+    try {
+      // The initial list is printed first; the watch starts from its resourceVersion, so nothing after it is missed.
+      await waitFor("the watch's initial list", () => out.includes("configmap/watch-marker"), 20_000);
+      await adminKubectl(cluster, ["create", "configmap", "made-by-admin", "-n", "team-a"]);
+      await waitFor("the watch event for made-by-admin", () => out.includes("configmap/made-by-admin"), 15_000);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  });
+
+  test(`a LIST of ${BULK_COUNT} ConfigMaps through the proxy equals the same LIST made directly`, async () => {
+    const created = Date.now();
+    await createConfigMapsDirectly("bulk", BULK_COUNT);
+    console.error(`[e2e] created ${BULK_COUNT} ConfigMaps directly in ${ms(created)}`);
+
+    const viaStart = Date.now();
+    const via = await kubectlVia(alice, ["get", "configmaps", "-n", "bulk", "-o", "json"]);
+    const viaMs = ms(viaStart);
+    const directStart = Date.now();
+    const direct = await run([kubectl, "--kubeconfig", cluster.adminKubeconfig, "get", "configmaps", "-n", "bulk", "-o", "json"]);
+    console.error(`[e2e] LIST of ${BULK_COUNT}: through arcproxy ${viaMs} (incl. arcproxy start), direct ${ms(directStart)}`);
+
+    const viaList = JSON.parse(expectOk(via));
+    const directList = JSON.parse(expectOk(direct));
+    delete viaList.metadata.resourceVersion;
+    delete directList.metadata.resourceVersion;
+    expect(viaList.items).toHaveLength(BULK_COUNT);
+    const key = (list: { items: { metadata: { name: string; resourceVersion: string } }[] }) =>
+      list.items.map((i) => `${i.metadata.name}@${i.metadata.resourceVersion}`);
+    expect(key(viaList)).toEqual(key(directList));
+    expect(viaList).toEqual(directList);
+  });
+});
+
+describe("token mode", () => {
+  test("with --kube-token the API server sees the ServiceAccount, not alice, and its RBAC applies", async () => {
+    await applyAsAdmin("token-mode.yaml", `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: arcagent-tm, namespace: team-a}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: arcagent-tm-view, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{kind: ServiceAccount, name: arcagent-tm, namespace: team-a}]
+`);
+    const saToken = (await adminKubectl(cluster, ["create", "token", "arcagent-tm", "-n", "team-a", "--duration", "1h"])).trim();
+    const args = ["--kube-token", saToken];
+    const info = whoami(expectOk(await kubectlVia(alice, ["auth", "whoami", "-o", "json"], { args })));
+    expect(info.username).toBe("system:serviceaccount:team-a:arcagent-tm");
+    expect(info.groups).toContain("system:serviceaccounts:team-a");
+    expect(info.groups).not.toContain("dev");
+
+    const names = expectOk(await kubectlVia(alice, ["get", "configmaps", "-n", "team-a", "-o", "name"], { args }));
+    expect(names).toContain("configmap/settings");
+    // view, not edit: the ServiceAccount's rights, not alice's.
+    const write = await kubectlVia(alice, ["create", "configmap", "as-sa", "-n", "team-a"], { args });
+    expect(write.stderr).toContain('User "system:serviceaccount:team-a:arcagent-tm" cannot create resource "configmaps"');
+  });
+});
+
+describe("other clients and upgrades", () => {
+  test("a @kubernetes/client-node program run through arcproxy lists alice's ConfigMaps", async () => {
+    const r = await stack.arcproxy({ token: alice, command: [process.execPath, "test/e2e/client-node-program.ts", "team-a"] });
+    const names = JSON.parse(expectOk(r)) as string[];
+    expect(names).toEqual(expect.arrayContaining(["settings", "applied", "ssa"]));
+  });
+
+  test.each([["websocket", "true"], ["SPDY/3.1", "false"]])("kubectl exec over %s reaches the API server, which answers for the Pending pod", async (_, ws) => {
+    // No scheduler: the Pod stays Pending without a node, and only the API server knows to say so.
+    await adminKubectl(cluster, ["run", `idle-${ws}`, "-n", "team-a", "--image=registry.k8s.io/pause:3.10", "--restart=Never"]);
+    const r = await kubectlVia(alice, ["exec", "-n", "team-a", `idle-${ws}`, "--", "true"], { env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: ws } });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`pod idle-${ws} does not have a host assigned`);
+    expect(r.stderr).not.toMatch(/cluster-connect|arcproxy|arcrelay|arcagent/);
+  });
+});
+
+function ms(since: number): string {
+  return `${Date.now() - since} ms`;
+}
