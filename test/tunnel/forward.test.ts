@@ -1,0 +1,335 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import http from "node:http";
+import net from "node:net";
+import { http2Constants, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
+import {
+  collect, httpRequest, rawConnect, readAll, sleep, startFrontServer, startTunnelPair, waitFor, within,
+  type FrontServer, type StreamHandler, type TunnelPair,
+} from "./tunnel-pair.ts";
+
+const pairs: TunnelPair[] = [];
+let front: FrontServer | undefined;
+afterEach(async () => {
+  await front?.close();
+  front = undefined;
+  await Promise.all(pairs.splice(0).map((p) => p.close()));
+});
+
+/** A front server forwarding over a fresh tunnel whose agent answers with `handler`. */
+async function setup(handler: StreamHandler): Promise<{ pair: TunnelPair; front: FrontServer }> {
+  const pair = await startTunnelPair(handler);
+  pairs.push(pair);
+  front = await startFrontServer(() => pair.client);
+  return { pair, front };
+}
+
+function parseStatus(body: Buffer): { kind: string; code: number; reason: string; message: string } {
+  return JSON.parse(body.toString());
+}
+
+describe("forwardHttpRequest", () => {
+  test("passes status, end-to-end headers and body through, both ways", async () => {
+    const seen: Array<{ headers: TunnelHeaders; body: string }> = [];
+    const { front } = await setup((stream, headers) => {
+      void readAll(stream).then((body) => {
+        seen.push({ headers, body: body.toString() });
+        stream.respond({
+          ":status": 201,
+          "content-type": "application/json",
+          "set-cookie": ["a=1", "b=2"],
+          "x-kubernetes-pf-flowschema-uid": "abc",
+        });
+        stream.end(JSON.stringify({ kind: "Pod", metadata: { name: "web" } }));
+      });
+    });
+    const res = await within("the forwarded POST", httpRequest(front.port, {
+      method: "POST",
+      path: "/api/v1/namespaces/default/pods?dryRun=All",
+      headers: { "content-type": "application/json", authorization: "Bearer user-token" },
+      body: JSON.stringify({ kind: "Pod" }),
+    }));
+    expect(res.status).toBe(201);
+    expect(res.headers["content-type"]).toBe("application/json");
+    expect(res.headers["set-cookie"]).toEqual(["a=1", "b=2"]);
+    expect(res.headers["x-kubernetes-pf-flowschema-uid"]).toBe("abc");
+    expect(JSON.parse(res.body.toString())).toEqual({ kind: "Pod", metadata: { name: "web" } });
+
+    expect(seen).toHaveLength(1);
+    const agentSaw = seen[0]!;
+    expect(agentSaw.headers[":method"]).toBe("POST");
+    expect(agentSaw.headers[":path"]).toBe("/api/v1/namespaces/default/pods?dryRun=All");
+    expect(agentSaw.headers["authorization"]).toBe("Bearer user-token");
+    expect(agentSaw.headers["x-arc-request-id"]).toBe("req-1");
+    expect(agentSaw.body).toBe(JSON.stringify({ kind: "Pod" }));
+  });
+
+  test("x-arc-* headers from the agent never reach the client", async () => {
+    const { front } = await setup((stream) => {
+      stream.respond({
+        ":status": 200,
+        "x-arc-upgrade-status": "101",
+        "x-arc-agent-version": "1.2.3",
+        "x-arc-internal": "secret",
+        "x-visible": "yes",
+      });
+      stream.end("ok");
+    });
+    const res = await within("the forwarded GET", httpRequest(front.port, { path: "/version" }));
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe("ok");
+    expect(res.headers["x-visible"]).toBe("yes");
+    expect(Object.keys(res.headers).filter((name) => name.startsWith("x-arc-"))).toEqual([]);
+  });
+
+  test.each([400, 403, 404, 409, 500, 503])("the API server's %p reaches the client with its body", async (code) => {
+    const status = { kind: "Status", apiVersion: "v1", status: "Failure", reason: "Whatever", code, message: `it said ${code}` };
+    const { front } = await setup((stream) => {
+      stream.respond({ ":status": code, "content-type": "application/json" });
+      stream.end(JSON.stringify(status));
+    });
+    const res = await within("the forwarded GET", httpRequest(front.port, { path: "/api/v1/pods" }));
+    expect(res.status).toBe(code);
+    expect(JSON.parse(res.body.toString())).toEqual(status);
+  });
+
+  test("a streamed response body larger than the HTTP/2 windows arrives whole", async () => {
+    const size = 6 * 1024 * 1024;
+    const { front } = await setup((stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/octet-stream" });
+      stream.end(Buffer.alloc(size, 0x5a));
+    });
+    const res = await within("a 6 MiB download", httpRequest(front.port, { path: "/logs" }), 4000);
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(size);
+    expect(res.body.equals(Buffer.alloc(size, 0x5a))).toBe(true);
+  });
+
+  test("a closed tunnel answers 503 ServiceUnavailable as a Kubernetes Status", async () => {
+    const { pair, front } = await setup(() => { throw new Error("the agent must not be reached"); });
+    await pair.close();
+    expect(pair.client.closed).toBe(true);
+    const res = await within("the GET on a closed tunnel", httpRequest(front.port, { path: "/api/v1/pods" }));
+    expect(res.status).toBe(503);
+    expect(res.headers["content-type"]).toBe("application/json");
+    const status = parseStatus(res.body);
+    expect(status).toMatchObject({ kind: "Status", code: 503, reason: "ServiceUnavailable" });
+    expect(status.message).toContain(`cluster "prod" is offline`);
+  });
+
+  test("an agent that resets the stream before answering gives 502 naming the cluster and request id", async () => {
+    const { front } = await setup((stream) => {
+      // On Bun the resetting side's own stream also emits the error.
+      stream.on("error", () => {});
+      stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    const res = await within("the GET the agent reset", httpRequest(front.port, {
+      path: "/api/v1/pods",
+      headers: { "x-test-request-id": "req-42" },
+    }));
+    expect(res.status).toBe(502);
+    expect(res.headers["content-type"]).toBe("application/json");
+    const status = parseStatus(res.body);
+    expect(status).toMatchObject({ kind: "Status", code: 502 });
+    expect(status.message).toContain(`cluster "prod"`);
+    expect(status.message).toContain("req-42");
+  });
+
+  test("the agent's WebSocket dying mid-response cuts the response short, and a new tunnel serves the next request", async () => {
+    let current: TunnelPair | undefined;
+    const first = await startTunnelPair((stream) => {
+      stream.respond({ ":status": 200, "content-length": "100000" });
+      stream.write(Buffer.alloc(1000, 0x61));
+      setTimeout(() => current?.agentWs.terminate(), 100);
+    });
+    pairs.push(first);
+    current = first;
+    front = await startFrontServer(() => current!.client);
+
+    const outcome = await within("the client to see the response end", new Promise<{ status: number; received: number; complete: boolean }>((resolve) => {
+      const req = http.request({ host: "127.0.0.1", port: front!.port, path: "/api/v1/pods/log", agent: false }, (res) => {
+        let received = 0;
+        res.on("data", (chunk: Buffer) => { received += chunk.length; });
+        res.on("error", () => {});
+        res.once("close", () => resolve({ status: res.statusCode ?? 0, received, complete: res.complete }));
+      });
+      req.on("error", () => resolve({ status: 0, received: 0, complete: false }));
+      req.end();
+    }));
+    expect(outcome.status).toBe(200);
+    expect(outcome.complete).toBe(false);
+    expect(outcome.received).toBeLessThan(100000);
+    await within("the old tunnel to be done", first.client.done);
+
+    const second = await startTunnelPair((stream) => {
+      stream.respond({ ":status": 200 });
+      stream.end("fresh tunnel");
+    });
+    pairs.push(second);
+    current = second;
+    const res = await within("the next request on the new tunnel", httpRequest(front.port, { path: "/healthz" }));
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe("fresh tunnel");
+  });
+
+  test("a client that hangs up mid-stream cancels the agent's stream within a second", async () => {
+    let agentStream: TunnelServerStream | undefined;
+    let agentClosedAt = 0;
+    const { front } = await setup((stream) => {
+      agentStream = stream;
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.once("close", () => { agentClosedAt = Date.now(); });
+      stream.on("error", () => {});
+      const timer = setInterval(() => {
+        if (stream.destroyed) clearInterval(timer);
+        else stream.write(`{"type":"MODIFIED"}\n`);
+      }, 50);
+    });
+    const firstChunk = new Promise<http.ClientRequest>((resolve) => {
+      const req = http.request({ host: "127.0.0.1", port: front.port, path: "/api/v1/pods?watch=1", agent: false }, (res) => {
+        res.once("data", () => resolve(req));
+        res.on("error", () => {});
+      });
+      req.on("error", () => {});
+      req.end();
+    });
+    const req = await within("the first watch event", firstChunk);
+    const abortedAt = Date.now();
+    req.destroy();
+    await waitFor("the agent's stream to close", () => agentClosedAt > 0, 1000);
+    expect(agentClosedAt - abortedAt).toBeLessThan(1000);
+    expect(agentStream?.rstCode).toBe(http2Constants.NGHTTP2_CANCEL);
+  });
+});
+
+describe("forwardUpgrade", () => {
+  const EXEC_HEAD =
+    "POST /api/v1/namespaces/default/pods/web/exec?command=sh HTTP/1.1\r\n" +
+    "Host: relay\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n";
+
+  /** An agent that accepts upgrades like the API server does for exec, then echoes bytes. */
+  const echoAgent: StreamHandler = (stream, headers) => {
+    if (!headers["x-arc-upgrade"]) {
+      stream.respond({ ":status": 400 });
+      stream.end("expected an upgrade");
+      return;
+    }
+    stream.respond({ ":status": 200, "x-arc-upgrade-status": "101", "x-stream-protocol-version": "v4.channel.k8s.io" });
+    stream.on("data", (chunk: Buffer) => stream.write(chunk));
+    stream.once("end", () => stream.end("bye"));
+    stream.on("error", () => {});
+  };
+
+  async function readHead(got: () => string): Promise<{ head: string; rest: string }> {
+    await waitFor("the response head", () => got().includes("\r\n\r\n"));
+    const text = got();
+    const end = text.indexOf("\r\n\r\n") + 4;
+    return { head: text.slice(0, end), rest: text.slice(end) };
+  }
+
+  test("a 101 from the agent reaches the client with its headers, then bytes flow both ways", async () => {
+    const { front } = await setup(echoAgent);
+    const socket = await rawConnect(front.port, EXEC_HEAD);
+    const got = collect(socket);
+    const { head } = await readHead(got.text);
+    const lines = head.split("\r\n");
+    expect(lines[0]).toBe("HTTP/1.1 101 Switching Protocols");
+    expect(lines).toContain("connection: Upgrade");
+    expect(lines).toContain("upgrade: SPDY/3.1");
+    expect(lines).toContain("x-stream-protocol-version: v4.channel.k8s.io");
+    expect(head.toLowerCase()).not.toContain("x-arc-");
+
+    socket.write("stdin bytes");
+    await waitFor("the echo", () => got.text().endsWith("stdin bytes"));
+    const big = Buffer.alloc(3 * 1024 * 1024, 0x37);
+    const before = got.bytes().length;
+    socket.write(big);
+    await waitFor("a 3 MiB echo", () => got.bytes().length - before >= big.length, 4000);
+    expect(got.bytes().subarray(before).equals(big)).toBe(true);
+    socket.destroy();
+  });
+
+  test("kubectl's SPDY upgrade (POST with Content-Length: 0) is not reset when bytes flow", async () => {
+    const { front } = await setup(echoAgent);
+    const socket = await rawConnect(front.port, EXEC_HEAD.replace("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n"));
+    const got = collect(socket);
+    const { head } = await readHead(got.text);
+    expect(head.startsWith("HTTP/1.1 101 Switching Protocols\r\n")).toBe(true);
+    socket.write("stdin after a zero-length body");
+    await waitFor("the echo", () => got.text().endsWith("stdin after a zero-length body"));
+    socket.destroy();
+  });
+
+  test("bytes sent right behind the upgrade request are not lost", async () => {
+    const { front } = await setup(echoAgent);
+    const socket = await rawConnect(front.port, EXEC_HEAD + "early");
+    const got = collect(socket);
+    const { head } = await readHead(got.text);
+    expect(head.startsWith("HTTP/1.1 101 Switching Protocols\r\n")).toBe(true);
+    await waitFor("the early bytes echoed", () => got.text().endsWith("early"));
+    socket.destroy();
+  });
+
+  test("the client's half-close reaches the agent, and the agent's last words reach the client", async () => {
+    let agentSawEnd = false;
+    const { front } = await setup((stream, headers) => {
+      echoAgent(stream, headers);
+      stream.once("end", () => { agentSawEnd = true; });
+    });
+    const socket = net.connect({ port: front.port, host: "127.0.0.1", allowHalfOpen: true });
+    const got = collect(socket);
+    socket.write(EXEC_HEAD);
+    await readHead(got.text);
+    socket.write("last input");
+    await waitFor("the echo", () => got.text().endsWith("last input"));
+    socket.end();
+    await waitFor("the agent to see end of input", () => agentSawEnd);
+    await waitFor("the client to get the agent's reply and EOF", () => got.ended());
+    expect(got.text().endsWith("last inputbye")).toBe(true);
+    await waitFor("the upgrade to finish", () => front.outcomes.length === 1);
+    expect(front.outcomes[0]).toEqual({ kind: "upgrade" });
+  });
+
+  test("a refused upgrade reaches the client as HTTP/1.1 403 with the API server's body, then closes", async () => {
+    const body = JSON.stringify({ kind: "Status", code: 403, reason: "Forbidden", message: "pods \"web\" is forbidden" });
+    const { front } = await setup((stream) => {
+      stream.respond({ ":status": 200, "x-arc-upgrade-status": "403", "content-type": "application/json" });
+      stream.end(body);
+    });
+    const socket = await rawConnect(front.port, EXEC_HEAD);
+    const got = collect(socket);
+    await waitFor("the socket to close", () => got.closed());
+    const { head, rest } = await readHead(got.text);
+    expect(head.startsWith("HTTP/1.1 403 ")).toBe(true);
+    expect(head).toContain("content-type: application/json");
+    expect(head).toContain("connection: close");
+    expect(head.toLowerCase()).not.toContain("x-arc-");
+    expect(rest).toBe(body);
+  });
+
+  test("an agent that resets the upgrade gives a 502 Status on the socket and the relay keeps serving", async () => {
+    const { front } = await setup((stream, headers) => {
+      if (headers["x-arc-upgrade"]) {
+        stream.on("error", () => {});
+        stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+        return;
+      }
+      stream.respond({ ":status": 200 });
+      stream.end("still here");
+    });
+    const socket = await rawConnect(front.port, EXEC_HEAD);
+    const got = collect(socket);
+    await waitFor("the socket to close", () => got.closed());
+    const { head, rest } = await readHead(got.text);
+    expect(head.startsWith("HTTP/1.1 502 ")).toBe(true);
+    const status = parseStatus(Buffer.from(rest));
+    expect(status).toMatchObject({ kind: "Status", code: 502 });
+    expect(status.message).toContain(`cluster "prod"`);
+    expect(status.message).toContain("req-1");
+    // The Status is written once: the caller writing it again after forwardUpgrade did would be a
+    // write after end on the user's socket.
+    expect(front.socketErrors.map((e) => (e as { code?: string }).code ?? e.message)).toEqual([]);
+    await sleep(50);
+    const res = await within("a request after the reset upgrade", httpRequest(front.port, { path: "/version" }));
+    expect(res.body.toString()).toBe("still here");
+  });
+});

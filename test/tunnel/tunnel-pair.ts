@@ -1,0 +1,236 @@
+// Real tunnels for tests: a relay (node:http + ws noServer) and an agent dialing it with `ws`,
+// both ends wrapped with createWebSocketDuplex, plus a front server that forwards over the tunnel.
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import net, { type AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { WebSocket, WebSocketServer } from "ws";
+import { statusResponse } from "../../lib/kube/index.ts";
+import {
+  createWebSocketDuplex, endToEndHeaders, forwardHttpRequest, forwardUpgrade, openTunnelClient, protocol, serveTunnel,
+  writeStatusToSocket, type ForwardTarget, type HeaderMap, type TunnelClient, type TunnelHeaders,
+  type TunnelServer, type TunnelServerStream, type WebSocketDuplexOptions,
+} from "../../lib/tunnel/index.ts";
+
+export type StreamHandler = (stream: TunnelServerStream, headers: TunnelHeaders) => void;
+
+export interface TunnelPair {
+  /** The relay's HTTP/2 client end. */
+  client: TunnelClient;
+  /** The agent's HTTP/2 server end. */
+  server: TunnelServer;
+  /** The relay's WebSocket (accepted by the WebSocketServer). */
+  relayWs: WebSocket;
+  /** The agent's WebSocket (dialed with `ws`). */
+  agentWs: WebSocket;
+  close(): Promise<void>;
+}
+
+export async function listen(server: http.Server | net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+export async function closeServer(server: http.Server | net.Server): Promise<void> {
+  if ("closeAllConnections" in server) server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** Rejects with a message naming `what` if `promise` has not settled within `timeoutMs`. */
+export function within<T>(what: string, promise: Promise<T>, timeoutMs = 3000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A relay with a WebSocket endpoint and an agent connected to it, with HTTP/2 over the pair. */
+export async function startTunnelPair(
+  onStream: StreamHandler,
+  options: { duplex?: WebSocketDuplexOptions } = {},
+): Promise<TunnelPair> {
+  const relay = http.createServer((_req, res) => res.writeHead(404).end());
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  const accepted = new Promise<WebSocket>((resolve) => {
+    relay.on("upgrade", (req, socket, head) => wss.handleUpgrade(req, socket, head, resolve));
+  });
+  const port = await listen(relay);
+
+  const agentWs = new WebSocket(`ws://127.0.0.1:${port}${protocol.AGENT_CONNECT_PATH}`, [protocol.TUNNEL_SUBPROTOCOL], {
+    perMessageDeflate: false,
+  });
+  await new Promise<void>((resolve, reject) => {
+    agentWs.once("open", () => resolve());
+    agentWs.once("error", reject);
+  });
+  const relayWs = await accepted;
+
+  const server = serveTunnel(createWebSocketDuplex(agentWs, options.duplex), onStream, () => {});
+  const client = openTunnelClient(createWebSocketDuplex(relayWs, options.duplex), () => {});
+
+  return {
+    client,
+    server,
+    relayWs,
+    agentWs,
+    async close() {
+      agentWs.terminate();
+      relayWs.terminate();
+      await within("the tunnel to close", Promise.all([client.done, server.done]), 2000).catch(() => {});
+      wss.close();
+      await closeServer(relay);
+    },
+  };
+}
+
+/**
+ * Reads a whole stream (an HTTP/2 stream or an IncomingMessage) into one Buffer. Events, not
+ * `for await`: on Bun 1.4.5 a ClientHttp2Stream reports `closed` as soon as END_STREAM arrives,
+ * with its body still buffered, and the async iterator then fails with ERR_STREAM_PREMATURE_CLOSE.
+ */
+export function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(Buffer.from(chunk)));
+    stream.once("end", () => resolve(Buffer.concat(chunks)));
+    stream.once("error", reject);
+    stream.once("close", () => setImmediate(() => reject(new Error(`stream closed after ${Buffer.concat(chunks).length} bytes, before its end`))));
+  });
+}
+
+/** Sends one request on the tunnel and reads the response whole. */
+export async function tunnelGet(client: TunnelClient, path: string): Promise<{ status: number; headers: TunnelHeaders; body: Buffer }> {
+  const stream = client.request({ ":method": "GET", ":path": path }, { endStream: true });
+  const headers = await new Promise<TunnelHeaders>((resolve, reject) => {
+    stream.once("response", resolve);
+    stream.once("error", reject);
+  });
+  const body = await readAll(stream);
+  return { status: Number(headers[":status"]), headers, body };
+}
+
+/** Deterministic bytes so a transfer can be checked byte for byte. */
+export function patternBytes(size: number, seed = 7): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export interface FrontServer {
+  port: number;
+  /** Every promise forwardHttpRequest/forwardUpgrade returned, settled, with its failure if any. */
+  outcomes: Array<{ kind: "request" | "upgrade"; error?: unknown }>;
+  /** Errors emitted by upgraded client sockets (the relay destroys the socket on one). */
+  socketErrors: Error[];
+  close(): Promise<void>;
+}
+
+/**
+ * The relay's user-facing side, as lib/relay/k8s-proxy.ts uses the tunnel: each request and
+ * upgrade is forwarded over `tunnel()` as cluster "prod" with request id "req-1" (or the
+ * x-test-request-id header), and a failure that left nothing written becomes a Kubernetes Status.
+ */
+export async function startFrontServer(tunnel: () => TunnelClient): Promise<FrontServer> {
+  const outcomes: FrontServer["outcomes"] = [];
+  const socketErrors: Error[] = [];
+  const targetFor = (req: IncomingMessage): ForwardTarget => {
+    // As the relay does: end-to-end headers only (content-length included).
+    const headers: HeaderMap = endToEndHeaders(req.headers);
+    delete headers["x-test-request-id"];
+    return {
+      tunnel: tunnel(),
+      cluster: "prod",
+      requestId: String(req.headers["x-test-request-id"] ?? "req-1"),
+      path: req.url ?? "/",
+      headers,
+    };
+  };
+  const front = http.createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    try {
+      await forwardHttpRequest(targetFor(req), req, res);
+      outcomes.push({ kind: "request" });
+    } catch (error) {
+      outcomes.push({ kind: "request", error });
+      if (!res.headersSent) {
+        const { code, body, headers } = statusResponse(error, String(req.headers["x-test-request-id"] ?? "req-1"));
+        res.writeHead(code, headers).end(body);
+      }
+    }
+  });
+  front.on("upgrade", async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", (error) => { socketErrors.push(error); socket.destroy(); });
+    try {
+      await forwardUpgrade(targetFor(req), req, socket, head);
+      outcomes.push({ kind: "upgrade" });
+    } catch (error) {
+      outcomes.push({ kind: "upgrade", error });
+      writeStatusToSocket(socket, error, "req-1");
+    }
+  });
+  const port = await listen(front);
+  return { port, outcomes, socketErrors, close: () => closeServer(front) };
+}
+
+/** A plain HTTP/1.1 request to the front server, read whole. */
+export function httpRequest(
+  port: number,
+  options: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer | string } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port, method: options.method ?? "GET", path: options.path ?? "/", headers: options.headers, agent: false },
+      (res) => {
+        readAll(res).then((body) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }), reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
+
+/** Opens a raw TCP connection and sends `head` (an HTTP/1.1 request head). */
+export async function rawConnect(port: number, head: string): Promise<net.Socket> {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  socket.write(head);
+  return socket;
+}
+
+/** Collects everything a socket receives, and whether it ended/closed. */
+export function collect(socket: net.Socket): { bytes: () => Buffer; text: () => string; ended: () => boolean; closed: () => boolean } {
+  const chunks: Buffer[] = [];
+  let ended = false;
+  let closed = false;
+  socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+  socket.on("end", () => { ended = true; });
+  socket.on("close", () => { closed = true; });
+  socket.on("error", () => {});
+  return {
+    bytes: () => Buffer.concat(chunks),
+    text: () => Buffer.concat(chunks).toString("latin1"),
+    ended: () => ended,
+    closed: () => closed,
+  };
+}
