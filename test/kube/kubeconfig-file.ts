@@ -1,0 +1,28 @@
+// Writes self-contained kubeconfig files (certificates embedded as data).
+import { readFile, writeFile } from "node:fs/promises";
+import { stringify } from "yaml";
+
+export type KubeconfigUser = { token: string } | { certFile: string; keyFile: string };
+
+export async function writeKubeconfig(
+  path: string,
+  opts: { server: string; caFile: string; userName: string; user: KubeconfigUser; namespace?: string },
+): Promise<void> {
+  const b64 = async (file: string) => (await readFile(file)).toString("base64");
+  const user =
+    "token" in opts.user
+      ? { token: opts.user.token }
+      : { "client-certificate-data": await b64(opts.user.certFile), "client-key-data": await b64(opts.user.keyFile) };
+  const context = { cluster: "cluster-connect-test", user: opts.userName, ...(opts.namespace && { namespace: opts.namespace }) };
+  const config = {
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [
+      { name: "cluster-connect-test", cluster: { server: opts.server, "certificate-authority-data": await b64(opts.caFile) } },
+    ],
+    users: [{ name: opts.userName, user }],
+    contexts: [{ name: opts.userName, context }],
+    "current-context": opts.userName,
+  };
+  await writeFile(path, stringify(config), { mode: 0o600 });
+}
