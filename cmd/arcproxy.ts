@@ -1,9 +1,12 @@
-// arcproxy: a local kubeconfig endpoint for a cluster behind a cluster-connect relay.
+// arcproxy: a local kubeconfig endpoint for a cluster behind a cluster-connect relay; also a kubectl exec credential plugin.
 import { readFile } from "node:fs/promises";
 import { defineCommand, runMain } from "citty";
 import { createLogger, type LogLevel } from "../lib/observe/index.ts";
-import { runChildCommand, startProxySession } from "../lib/proxy/index.ts";
-import { logLevelArgs, relayArgs, relayTlsArgs } from "./flags.ts";
+import {
+  buildCredentialKubeconfig, buildExecCredential, buildTokenSourceArgs, createTokenSource, resolveSelfCommand,
+  resolveTokenSourceSpec, runChildCommand, startProxySession,
+} from "../lib/proxy/index.ts";
+import { clusterArgs, logLevelArgs, relayArgs, relayTlsArgs, tokenSourceArgs } from "./flags.ts";
 
 declare const VERSION: string | undefined;
 const version = typeof VERSION === "string" ? VERSION : "dev";
@@ -14,39 +17,44 @@ const split = argv.indexOf("--");
 const ownArgs = split === -1 ? argv : argv.slice(0, split);
 const command = split === -1 ? [] : argv.slice(split + 1);
 
-const main = defineCommand({
-  meta: { name: "arcproxy", version, description: "Reach a cluster through a cluster-connect relay with a local kubeconfig; add -- COMMAND ARGS to run one command with it" },
-  args: {
-    ...relayArgs,
-    cluster: { type: "string", required: true, valueHint: "NAME", description: "Cluster name on the relay" },
-    token: { type: "string", valueHint: "T", description: "User token (default: $ARC_TOKEN)" },
-    port: { type: "string", default: "47011", valueHint: "N", description: "Local port; 0 picks a free one" },
-    "kube-token": { type: "string", valueHint: "T", description: "Token mode: your own Kubernetes bearer token (e.g. kubectl create token), forwarded without impersonation (default: $ARC_KUBE_TOKEN)" },
-    "kubeconfig-out": { type: "string", valueHint: "FILE", description: "Write the kubeconfig here (default: a temp file)" },
-    ...relayTlsArgs,
-    ...logLevelArgs,
-  },
+const proxyArgs = {
+  ...relayArgs,
+  ...clusterArgs,
+  ...tokenSourceArgs,
+  port: { type: "string", default: "47011", valueHint: "N", description: "Local port; 0 picks a free one" },
+  "kube-token": { type: "string", valueHint: "T", description: "Token mode: your own Kubernetes bearer token (e.g. kubectl create token), forwarded without impersonation (default: $ARC_KUBE_TOKEN)" },
+  "kubeconfig-out": { type: "string", valueHint: "FILE", description: "Write the kubeconfig here (default: a temp file)" },
+  ...relayTlsArgs,
+  ...logLevelArgs,
+} as const;
+
+const proxy = defineCommand({
+  meta: { name: "proxy", hidden: true, description: "The default: serve a local kubeconfig endpoint" },
+  args: proxyArgs,
   async run({ args }) {
     try {
-      const token = args.token || process.env.ARC_TOKEN;
-      if (!token) throw new Error("no token: pass --token or set ARC_TOKEN (e.g. from arcrelay token create)");
+      const logger = createLogger({ component: "arcproxy", level: (args["log-level"] ?? (command.length > 0 ? "warn" : "info")) as LogLevel });
+      const source = createTokenSource(resolveTokenSourceSpec(args, process.env), { logger });
       const port = Number(args.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${args.port}: expected 0-65535`);
       const ca = args["relay-ca"] ? await readCa(args["relay-ca"]) : undefined;
+      logger.debug("token source", { source: source.describe() });
       const session = await startProxySession({
         relayUrl: args.relay,
         cluster: args.cluster,
-        getToken: async () => token,
+        // Asked on every request, so the source can hand out a fresh token as the old one nears expiry.
+        getToken: () => source.getToken(),
         kubeToken: args["kube-token"] || process.env.ARC_KUBE_TOKEN || undefined,
         port,
         kubeconfigOut: args["kubeconfig-out"] || undefined,
         tls: { ca, insecureSkipVerify: args["insecure-skip-tls-verify"] },
         // Around a child command, only problems are logged: its own output comes first.
-        logger: createLogger({ component: "arcproxy", level: (args["log-level"] ?? (command.length > 0 ? "warn" : "info")) as LogLevel }),
+        logger,
       });
       if (command.length > 0) {
         const env = { ...(process.env as Record<string, string>), KUBECONFIG: session.kubeconfigPath };
         const code = await runChildCommand(command[0]!, command.slice(1), env).finally(() => session.close());
+        source.close?.();
         process.exit(code);
       }
       const stopped = new Promise<void>((resolve) => {
@@ -56,12 +64,57 @@ const main = defineCommand({
       process.stdout.write(`kubeconfig: ${session.kubeconfigPath}\nexport KUBECONFIG=${session.kubeconfigPath}\n`);
       await stopped;
       await session.close();
+      source.close?.();
       process.exit(0);
     } catch (error) {
-      process.stderr.write(`arcproxy: ${(error as Error).message ?? String(error)}\n`);
-      process.exit(1);
+      fail(error);
     }
   },
+});
+
+const credential = defineCommand({
+  meta: { name: "credential", description: "kubectl exec credential plugin: print an ExecCredential with the user token (see arcproxy kubeconfig)" },
+  args: { ...relayArgs, ...clusterArgs, ...tokenSourceArgs },
+  async run({ args }) {
+    try {
+      const source = createTokenSource(resolveTokenSourceSpec(args, process.env));
+      const json = buildExecCredential(await source.getCredential());
+      source.close?.();
+      process.stdout.write(json + "\n");
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  },
+});
+
+const kubeconfig = defineCommand({
+  meta: { name: "kubeconfig", description: "Print a kubeconfig that reaches the cluster through the relay directly, with arcproxy credential as its exec plugin" },
+  args: { ...relayArgs, ...clusterArgs, "relay-ca": relayTlsArgs["relay-ca"], ...tokenSourceArgs },
+  async run({ args }) {
+    try {
+      resolveTokenSourceSpec(args, process.env);
+      const yaml = buildCredentialKubeconfig({
+        relayUrl: args.relay,
+        cluster: args.cluster,
+        caPem: args["relay-ca"] ? await readCa(args["relay-ca"]) : undefined,
+        self: resolveSelfCommand(process.execPath, import.meta.path),
+        tokenArgs: buildTokenSourceArgs(args, process.cwd()),
+      });
+      process.stdout.write(yaml);
+      process.exit(0);
+    } catch (error) {
+      fail(error);
+    }
+  },
+});
+
+// The proxy is the default; its flags are declared here too so citty can tell a flag's value from a subcommand name.
+const main = defineCommand({
+  meta: { name: "arcproxy", version, description: "Reach a cluster through a cluster-connect relay with a local kubeconfig; add -- COMMAND ARGS to run one command with it" },
+  args: proxyArgs,
+  subCommands: { proxy, credential, kubeconfig },
+  default: "proxy",
 });
 
 async function readCa(path: string): Promise<string> {
@@ -70,6 +123,11 @@ async function readCa(path: string): Promise<string> {
   } catch (error) {
     throw new Error(`cannot read --relay-ca ${path}: ${(error as Error).message}`);
   }
+}
+
+function fail(error: unknown): never {
+  process.stderr.write(`arcproxy: ${(error as Error)?.message ?? String(error)}\n`);
+  process.exit(1);
 }
 
 runMain(main, { rawArgs: ownArgs });

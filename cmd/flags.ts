@@ -21,3 +21,16 @@ export const relayTlsArgs = {
     description: "Do not verify the relay's certificate (tests only: exposes your token)",
   },
 } as const satisfies Record<string, ArgDef>;
+
+export const clusterArgs = {
+  cluster: { type: "string", required: true, valueHint: "NAME", description: "Cluster name on the relay" },
+} as const satisfies Record<string, ArgDef>;
+
+/** Where arcproxy gets the user token; at most one of the first four, else $ARC_TOKEN. */
+export const tokenSourceArgs = {
+  token: { type: "string", valueHint: "T", description: "User token (default: $ARC_TOKEN)" },
+  "token-file": { type: "string", valueHint: "FILE", description: "Read the user token from FILE, again whenever it changes (e.g. a rotated, mounted token)" },
+  "token-command": { type: "string", valueHint: "CMD", description: "Run CMD (sh -c) for the user token: stdout is the token or an ExecCredential JSON; run again before the token expires" },
+  "token-source": { type: "enum", options: ["github-actions"], description: "github-actions: the job's OIDC ID token (needs `permissions: id-token: write`)" },
+  audience: { type: "string", valueHint: "AUD", description: "Audience of the GitHub Actions ID token (default: cluster-connect)" },
+} as const satisfies Record<string, ArgDef>;
