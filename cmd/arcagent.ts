@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // arcagent: runs in the cluster, keeps an outbound tunnel to the relay, calls the API server as each caller.
 import { defineCommand } from "citty";
+import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import { createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
 import { logLevelArg, loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
 
@@ -15,6 +16,7 @@ const main = defineCommand({
     kubeconfig: { type: "string", description: "API server credentials (default: the in-cluster service account)" },
     context: { type: "string", description: "kubeconfig context" },
     "relay-ca": { type: "string", description: "PEM CA file for a relay with a private certificate" },
+    config: { type: "string", description: "YAML file of external OIDC issuers this agent trusts (issuers: [...])" },
     ...logLevelArg,
   },
   async run({ args }) {
@@ -22,6 +24,7 @@ const main = defineCommand({
     if (Boolean(args["state-dir"]) === Boolean(args["state-secret"])) {
       throw new TypeError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
     }
+    const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });
     const keyStore = args["state-secret"]
       ? createSecretKeyStore(upstream.kubeConfig, args["state-secret"])
@@ -36,6 +39,7 @@ const main = defineCommand({
       agentVersion: version,
       logger,
       signal: controller.signal,
+      trustedIssuers,
     });
     void waitForShutdownSignal().then(() => controller.abort());
     await agent;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // arcrelay: the service where agents' tunnels and users' requests meet.
 import { defineCommand } from "citty";
-import { parsePrincipal, parseRole } from "../lib/auth/index.ts";
+import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
   addCluster, createEnrollmentToken, describeCluster, formatClusterTable, loadStoredIssuer, openSqliteStore, startRelay,
@@ -31,15 +31,18 @@ const serve = defineCommand({
     "tls-cert": { type: "string", description: "PEM certificate file" },
     "tls-key": { type: "string", description: "PEM private key file" },
     "insecure-http": { type: "boolean", description: "plain HTTP; loopback addresses only" },
+    config: { type: "string", description: "YAML file of external OIDC issuers to trust (issuers: [...])" },
     ...logLevelArg,
   },
   async run({ args }) {
     const { host, port } = parseListen(args.listen);
     if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new TypeError("--tls-cert and --tls-key go together");
     if (!args["tls-cert"] && !args["insecure-http"]) throw new TypeError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
+    const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const relay = await startRelay({
       host, port, dataDir: args["data-dir"], publicUrl: args["public-url"],
       tls: args["tls-cert"] ? { certFile: args["tls-cert"], keyFile: args["tls-key"]! } : undefined,
+      trustedIssuers,
       logger: loggerFor("arcrelay", args["log-level"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);

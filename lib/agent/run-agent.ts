@@ -1,5 +1,5 @@
 // The agent's whole life: load or enroll its key, learn whom to trust, keep the tunnel up.
-import { builtinIssuerTrust, createUserTokenVerifier } from "../auth/index.ts";
+import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer } from "../auth/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { AgentKeyStore } from "./agent-state.ts";
@@ -19,6 +19,11 @@ export interface AgentOptions {
   logger: Logger;
   signal: AbortSignal;
   onState?: (state: "connected" | "disconnected") => void;
+  /**
+   * External OIDC issuers from the agent's own config, trusted beside the relay's built-in issuer.
+   * The agent verifies their tokens itself; the relay trusting an issuer is never enough.
+   */
+  trustedIssuers?: TrustedIssuer[];
 }
 
 export async function runAgent(opts: AgentOptions): Promise<void> {
@@ -42,9 +47,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   }
 
   const verifier = createUserTokenVerifier({
-    issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay))],
+    issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay)), ...(opts.trustedIssuers ?? [])],
     ...(opts.relay.ca ? { tlsCa: opts.relay.ca } : {}),
   });
+  if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
   const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log });
   await runConnector({
     relay: opts.relay,

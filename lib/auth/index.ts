@@ -1,4 +1,4 @@
-// Public face of lib/auth: user and agent tokens, the built-in issuer, enrollment secrets, grants.
+// Public face of lib/auth: user and agent tokens, the built-in and external issuers, enrollment secrets, grants.
 export {
   generateSigningKeyPair, importPrivateJwk, importPublicJwk, toPublicJwk,
 } from "./keys.ts";
@@ -10,6 +10,10 @@ export {
 export type { SettingsStore, BuiltinIssuer } from "./issuer.ts";
 export { createUserTokenVerifier, MAX_TOKEN_BYTES } from "./verifier.ts";
 export type { TrustedIssuer, Identity, UserTokenVerifier, UserTokenVerifierOptions } from "./verifier.ts";
+export { loadIssuerConfig, parseIssuerConfig, resolveTrustedIssuers, ISSUER_ALGORITHMS } from "./issuer-config.ts";
+export type { TrustedIssuerConfig } from "./issuer-config.ts";
+export { discoverJwksUrl, createLazyJwksUrl, DISCOVERY_PATH } from "./discovery.ts";
+export type { DiscoveryOptions } from "./discovery.ts";
 export {
   signAgentToken, verifyAgentToken, AGENT_TOKEN_ISSUER, MAX_AGENT_TOKEN_TTL_SECONDS,
 } from "./agent-token.ts";

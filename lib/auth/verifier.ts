@@ -11,8 +11,11 @@ export interface TrustedIssuer {
   issuer: string;
   /** A token must name at least one of these in `aud`. */
   audiences: string[];
-  /** Keys given inline, or the issuer's JWKS URL (fetched lazily, cached, refetched on unknown kid). */
-  jwks: { keys: JWK[] } | { url: string };
+  /**
+   * Keys given inline, or the issuer's JWKS URL (fetched lazily, cached, refetched on unknown kid),
+   * or a function that finds that URL (OIDC discovery) on first use; its failure reads as a key fetch failure.
+   */
+  jwks: { keys: JWK[] } | { url: string } | { discover: () => Promise<string> };
   /** Claim holding the user name, e.g. `sub` or `email`. */
   usernameClaim: string;
   groupsClaim?: string;
@@ -21,6 +24,8 @@ export interface TrustedIssuer {
   groupsPrefix?: string;
   /** Asymmetric JWS algorithms accepted from this issuer, e.g. ["RS256"]. */
   algorithms: string[];
+  /** PEM CA certificate(s) trusted for this issuer's JWKS URL, besides the system roots and the verifier's `tlsCa`. */
+  tlsCa?: string;
 }
 
 export interface Identity {
@@ -73,20 +78,41 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
     byIssuer.set(trusted.issuer, trusted);
   }
   const clockTolerance = opts.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
-  const fetchJwks = createJwksFetch(opts.fetch ?? fetch, opts.tlsCa, opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS);
+  const fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+  const fetchJwks = createJwksFetch(opts.fetch ?? fetch, [opts.tlsCa], fetchTimeoutMs);
   const keySets = new Map<string, JWTVerifyGetKey>();
+
+  function remoteKeySet(url: string, trusted: TrustedIssuer): JWTVerifyGetKey {
+    return createRemoteJWKSet(new URL(url), {
+      timeoutDuration: fetchTimeoutMs,
+      cooldownDuration: opts.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
+      cacheMaxAge: JWKS_MAX_AGE_MS,
+      [customFetch]: trusted.tlsCa ? createJwksFetch(opts.fetch ?? fetch, [opts.tlsCa, trusted.tlsCa], fetchTimeoutMs) : fetchJwks,
+    });
+  }
+
+  /** Finds the JWKS URL on first use, so an issuer that is down at start only fails its own tokens. */
+  function discoveredKeySet(discover: () => Promise<string>, trusted: TrustedIssuer): JWTVerifyGetKey {
+    let remote: { url: string; keySet: JWTVerifyGetKey } | undefined;
+    return async function getDiscoveredKey(header, token) {
+      let url: string;
+      try {
+        url = await discover();
+      } catch (error) {
+        throw new JwksFetchError((error as Error)?.message ?? String(error), { cause: error });
+      }
+      if (remote?.url !== url) remote = { url, keySet: remoteKeySet(url, trusted) };
+      return remote.keySet(header, token);
+    };
+  }
 
   function keySetOf(trusted: TrustedIssuer): JWTVerifyGetKey {
     let keySet = keySets.get(trusted.issuer);
     if (!keySet) {
-      keySet = "keys" in trusted.jwks
-        ? createLocalJWKSet(trusted.jwks)
-        : createRemoteJWKSet(new URL(trusted.jwks.url), {
-          timeoutDuration: opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
-          cooldownDuration: opts.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
-          cacheMaxAge: JWKS_MAX_AGE_MS,
-          [customFetch]: fetchJwks,
-        });
+      const jwks = trusted.jwks;
+      keySet = "keys" in jwks
+        ? createLocalJWKSet(jwks)
+        : "url" in jwks ? remoteKeySet(jwks.url, trusted) : discoveredKeySet(jwks.discover, trusted);
       keySets.set(trusted.issuer, keySet);
     }
     return keySet;
@@ -230,12 +256,13 @@ function describe(value: unknown): string {
 }
 
 /**
- * The fetch jose uses for JWKS URLs: trusts `tlsCa` besides the system roots and turns every
+ * The fetch jose uses for JWKS URLs: trusts the `tlsCa` PEMs besides the system roots and turns every
  * failure (network, timeout, status, not a JWKS) into JwksFetchError, so a down issuer reads
  * differently from a bad token.
  */
-function createJwksFetch(fetchImpl: typeof fetch, tlsCa: string | undefined, timeoutMs: number) {
-  const tls = tlsCa ? { ca: [...rootCertificates, tlsCa] } : undefined;
+function createJwksFetch(fetchImpl: typeof fetch, tlsCa: (string | undefined)[], timeoutMs: number) {
+  const extraCas = tlsCa.filter((ca): ca is string => Boolean(ca));
+  const tls = extraCas.length > 0 ? { ca: [...rootCertificates, ...extraCas] } : undefined;
   return async function fetchJwks(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
     let response: Response;
     try {

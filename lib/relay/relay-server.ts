@@ -4,7 +4,7 @@ import http from "node:http";
 import https from "node:https";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
-import { builtinIssuerTrust, createUserTokenVerifier } from "../auth/index.ts";
+import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
 import { NotFound } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol, writeStatusToSocket } from "../tunnel/index.ts";
@@ -24,6 +24,8 @@ export interface RelayOptions {
   /** The URL users and agents reach; the built-in issuer's `iss`. Defaults to the listen address. */
   publicUrl?: string;
   tls?: { certFile: string; keyFile: string };
+  /** External OIDC issuers (Entra ID, Dex, Keycloak, GitHub Actions) trusted beside the built-in one. */
+  trustedIssuers?: TrustedIssuer[];
   logger: Logger;
 }
 
@@ -55,14 +57,25 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const url = (opts.publicUrl ?? `${scheme}://${hostInUrl}:${port}`).replace(/\/+$/, "");
 
   const issuer = await loadRelayIssuer(store, url);
-  const verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer)] });
+  const external = opts.trustedIssuers ?? [];
+  let verifier: UserTokenVerifier;
+  try {
+    verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer), ...external] });
+  } catch (error) {
+    // e.g. an external issuer configured with the relay's own URL
+    server.close();
+    await store.close();
+    throw error;
+  }
+  if (external.length > 0) opts.logger.info("trusting external OIDC issuers", { issuers: external.map((t) => t.issuer) });
   const registry = createTunnelRegistry();
   const access = createUserAccess({ store, verifyUserToken: verifier.verifyUserToken });
   const logger = opts.logger;
   const clusterApi = createClusterApiProxy({ access, registry, logger });
   const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url });
   const app = createRelayApp({ store, registry, access, issuer, logger });
-  const honoListener = getRequestListener(app.fetch);
+  // The relay must not replace the process-wide Request/Response (tests and embedders share them).
+  const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
   server.on("request", (req, res) => {
     if (isClusterApiTarget(req.url ?? "")) void clusterApi.handleRequest(req, res);
