@@ -262,15 +262,19 @@ describe("streams and big responses", () => {
     await createConfigMapsDirectly("bulk", BULK_COUNT);
     console.error(`[e2e] created ${BULK_COUNT} ConfigMaps directly in ${ms(created)}`);
 
+    // Into files, not pipes: this compares the proxied bytes; the next test covers pipes.
+    const listInto = (file: string) => ["sh", "-c", '"$0" get configmaps -n bulk -o json > "$1"', kubectl, file];
+    const viaFile = join(dir, "list-via-proxy.json");
+    const directFile = join(dir, "list-direct.json");
     const viaStart = Date.now();
-    const via = await kubectlVia(alice, ["get", "configmaps", "-n", "bulk", "-o", "json"]);
+    expectOk(await stack.arcproxy({ token: alice, command: listInto(viaFile) }));
     const viaMs = ms(viaStart);
     const directStart = Date.now();
-    const direct = await run([kubectl, "--kubeconfig", cluster.adminKubeconfig, "get", "configmaps", "-n", "bulk", "-o", "json"]);
+    expectOk(await run(listInto(directFile), { env: { KUBECONFIG: cluster.adminKubeconfig } }));
     console.error(`[e2e] LIST of ${BULK_COUNT}: through arcproxy ${viaMs} (incl. arcproxy start), direct ${ms(directStart)}`);
 
-    const viaList = JSON.parse(expectOk(via));
-    const directList = JSON.parse(expectOk(direct));
+    const viaList = JSON.parse(await readFile(viaFile, "utf8"));
+    const directList = JSON.parse(await readFile(directFile, "utf8"));
     delete viaList.metadata.resourceVersion;
     delete directList.metadata.resourceVersion;
     expect(viaList.items).toHaveLength(BULK_COUNT);
@@ -278,6 +282,16 @@ describe("streams and big responses", () => {
       list.items.map((i) => `${i.metadata.name}@${i.metadata.resourceVersion}`);
     expect(key(viaList)).toEqual(key(directList));
     expect(viaList).toEqual(directList);
+  });
+
+  test("the same 2 MB LIST written by kubectl into a pipe arrives whole (kubectl's stdout stays blocking)", async () => {
+    // What `arcproxy -- kubectl get ... -o json | jq` does. kubectl shares arcproxy's stdout; if
+    // arcproxy switches that pipe to O_NONBLOCK while kubectl runs, kubectl fails with
+    // "write /dev/stdout: resource temporarily unavailable" once the reader falls behind.
+    const r = await kubectlVia(alice, ["get", "configmaps", "-n", "bulk", "-o", "json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).items).toHaveLength(BULK_COUNT);
   });
 });
 
@@ -312,6 +326,7 @@ subjects: [{kind: ServiceAccount, name: arcagent-tm, namespace: team-a}]
 describe("other clients and upgrades", () => {
   test("a @kubernetes/client-node program run through arcproxy lists alice's ConfigMaps", async () => {
     const r = await stack.arcproxy({ token: alice, command: [process.execPath, "test/e2e/client-node-program.ts", "team-a"] });
+    expect(r.stderr).toBe("");
     const names = JSON.parse(expectOk(r)) as string[];
     expect(names).toEqual(expect.arrayContaining(["settings", "applied", "ssa"]));
   });

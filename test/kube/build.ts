@@ -75,8 +75,8 @@ async function runGoBuild(cache: string, binDir: string, log: (l: string) => voi
   const tmpDir = `${binDir}.tmp-${process.pid}`;
   await rm(tmpDir, { recursive: true, force: true });
   await mkdir(tmpDir, { recursive: true });
-  const args = [go, "build", "-v", "-trimpath", "-buildvcs=false", "-tags", "selinux,notest", "-ldflags", ldflags.join(" ")];
-  args.push("-o", `${tmpDir}/`, "./cmd/kube-apiserver", "./cmd/etcd");
+  const args = [go, "build", "-v", "-trimpath", "-buildvcs=false", "-tags", "selinux,notest"];
+  args.push("-ldflags", ldflags.join(" "), "-o", `${tmpDir}/`, "./cmd/kube-apiserver", "./cmd/etcd");
   log(`[kube-build] building kube-apiserver ${version} and etcd in ${binDir} (first build takes minutes)`);
 
   const started = Date.now();

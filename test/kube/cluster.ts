@@ -130,7 +130,11 @@ export async function startKubeCluster(opts: StartKubeClusterOptions): Promise<K
 }
 
 /** Runs kubectl with the cluster's admin kubeconfig; resolves with stdout. */
-export async function kubectl(cluster: KubeCluster, args: string[], kubeconfig = cluster.adminKubeconfig): Promise<string> {
+export async function kubectl(
+  cluster: KubeCluster,
+  args: string[],
+  kubeconfig = cluster.adminKubeconfig,
+): Promise<string> {
   const proc = Bun.spawn([cluster.kubectl, "--kubeconfig", kubeconfig, ...args], { stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([
     new Response(proc.stdout).text(),
@@ -163,7 +167,9 @@ async function waitFor(proc: ManagedProcess, timeoutMs: number, ready: () => Pro
   for (;;) {
     if (proc.hasExited()) {
       const code = await proc.exited;
-      throw new Error(`${proc.name} exited (code ${code}) before becoming ready; ${proc.logFile} ends with:\n${proc.logTail()}`);
+      throw new Error(
+        `${proc.name} exited (code ${code}) before becoming ready; ${proc.logFile} ends with:\n${proc.logTail()}`,
+      );
     }
     if (await ready()) return;
     if (Date.now() > deadline) {

@@ -36,7 +36,7 @@ const main = defineCommand({
     const log = (line: string) => console.error(line);
     let manifest = AGENT_MANIFEST;
     if (!existsSync(manifest)) {
-      log(`[kube] ${AGENT_MANIFEST} not found; creating only namespace ${AGENT_NAMESPACE} and ServiceAccount ${AGENT_SERVICE_ACCOUNT}`);
+      log(`[kube] ${AGENT_MANIFEST} not found; creating only the namespace and ServiceAccount`);
       manifest = join(dir, "agent-fallback.yaml");
       await writeFile(manifest, FALLBACK_MANIFEST);
     }

@@ -2,6 +2,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { stringify } from "yaml";
 
+const CLUSTER = "cluster-connect-test";
+
 export type KubeconfigUser = { token: string } | { certFile: string; keyFile: string };
 
 export async function writeKubeconfig(
@@ -13,12 +15,12 @@ export async function writeKubeconfig(
     "token" in opts.user
       ? { token: opts.user.token }
       : { "client-certificate-data": await b64(opts.user.certFile), "client-key-data": await b64(opts.user.keyFile) };
-  const context = { cluster: "cluster-connect-test", user: opts.userName, ...(opts.namespace && { namespace: opts.namespace }) };
+  const context = { cluster: CLUSTER, user: opts.userName, ...(opts.namespace && { namespace: opts.namespace }) };
   const config = {
     apiVersion: "v1",
     kind: "Config",
     clusters: [
-      { name: "cluster-connect-test", cluster: { server: opts.server, "certificate-authority-data": await b64(opts.caFile) } },
+      { name: CLUSTER, cluster: { server: opts.server, "certificate-authority-data": await b64(opts.caFile) } },
     ],
     users: [{ name: opts.userName, user }],
     contexts: [{ name: opts.userName, context }],
