@@ -1,13 +1,14 @@
 #!/usr/bin/env bun
 // arcrelay: the service where agents' tunnels and users' requests meet.
-import { defineCommand } from "citty";
+import { defineCommand, type ArgDef } from "citty";
 import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
-  addCluster, createEnrollmentToken, describeCluster, formatClusterTable, loadStoredIssuer, openSqliteStore, startRelay,
-  type RelayStore,
+  formatClusterTable, formatGrantTable, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
+  type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { logLevelArg, loggerFor, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
+import { relayTlsArgs } from "./flags.ts";
 
 const dataDirArg = {
   "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
@@ -51,15 +52,38 @@ const serve = defineCommand({
   },
 });
 
+/** Local on --data-dir, or remote through the relay's admin API with --relay and a token. */
+const adminTargetArgs = {
+  "data-dir": { type: "string", description: "the relay's data dir (on the relay host; or use --relay)" },
+  relay: { type: "string", valueHint: "URL", description: "relay URL, to manage a relay remotely (instead of --data-dir)" },
+  token: { type: "string", valueHint: "T", description: "user token with --relay (default: $ARC_TOKEN)" },
+  "relay-ca": relayTlsArgs["relay-ca"],
+} as const satisfies Record<string, ArgDef>;
+
+function adminTarget(args: { "data-dir"?: string; relay?: string; token?: string; "relay-ca"?: string }): AdminTarget {
+  if (Boolean(args["data-dir"]) === Boolean(args.relay)) {
+    throw new TypeError("pass exactly one of --data-dir DIR (on the relay host) or --relay URL (remotely, with --token or ARC_TOKEN)");
+  }
+  if (args["data-dir"]) {
+    if (args.token || args["relay-ca"]) throw new TypeError("--token and --relay-ca go with --relay, not with --data-dir");
+    return { dataDir: args["data-dir"] };
+  }
+  const token = args.token || process.env.ARC_TOKEN;
+  if (!token) throw new TypeError("--relay needs a user token with an admin grant: pass --token or set ARC_TOKEN");
+  return { relayUrl: args.relay!, token, caFile: args["relay-ca"] };
+}
+
 const clusterAdd = defineCommand({
   meta: { name: "add", description: "Register a cluster; prints its one-time enrollment token last" },
   args: {
     name: { type: "positional", required: true, description: "cluster name" },
     ttl: { type: "string", description: "enrollment token lifetime", default: "1h" },
-    ...dataDirArg,
+    ...adminTargetArgs,
   },
   async run({ args }) {
-    const result = await withStore(args["data-dir"], (s) => addCluster(s, args.name, parseDurationSeconds("ttl", args.ttl)));
+    const name = validateClusterName(args.name);
+    const ttlSeconds = parseDurationSeconds("ttl", args.ttl);
+    const result = await withAdminOperations(adminTarget(args), (ops) => ops.addCluster(name, ttlSeconds));
     process.stdout.write(`cluster "${result.cluster}" registered; enrollment token (single use, expires ${result.expiresAt.toISOString()}):\n${result.token}\n`);
   },
 });
@@ -69,32 +93,43 @@ const clusterEnrollToken = defineCommand({
   args: {
     name: { type: "positional", required: true, description: "cluster name" },
     ttl: { type: "string", description: "token lifetime", default: "1h" },
-    ...dataDirArg,
+    ...adminTargetArgs,
   },
   async run({ args }) {
     const name = validateClusterName(args.name);
-    const result = await withStore(args["data-dir"], (s) => createEnrollmentToken(s, name, parseDurationSeconds("ttl", args.ttl)));
+    const ttlSeconds = parseDurationSeconds("ttl", args.ttl);
+    const result = await withAdminOperations(adminTarget(args), (ops) => ops.createEnrollmentToken(name, ttlSeconds));
     process.stdout.write(`enrollment token for "${name}" (single use, expires ${result.expiresAt.toISOString()}):\n${result.token}\n`);
   },
 });
 
 const clusterList = defineCommand({
   meta: { name: "list", description: "Clusters with connected/offline, versions and last seen" },
-  args: { ...dataDirArg, output: { type: "string", alias: "o", description: "table or json", default: "table" } },
+  args: { ...adminTargetArgs, output: { type: "string", alias: "o", description: "table or json", default: "table" } },
   async run({ args }) {
-    const rows = await withStore(args["data-dir"], async (s) => (await s.listClusters()).map((r) => describeCluster(r)));
+    const rows = await withAdminOperations(adminTarget(args), (ops) => ops.listClusters());
     process.stdout.write((args.output === "json" ? JSON.stringify(rows, null, 2) : formatClusterTable(rows)) + "\n");
   },
 });
 
 const clusterRemove = defineCommand({
   meta: { name: "remove", description: "Unregister a cluster (its agent can no longer connect)" },
-  args: { name: { type: "positional", required: true }, ...dataDirArg },
+  args: { name: { type: "positional", required: true }, ...adminTargetArgs },
   async run({ args }) {
     const name = validateClusterName(args.name);
-    const removed = await withStore(args["data-dir"], (s) => s.removeCluster(name));
-    if (!removed) throw new TypeError(`cluster "${name}" is not registered`);
+    await withAdminOperations(adminTarget(args), (ops) => ops.removeCluster(name));
     process.stdout.write(`cluster "${name}" removed\n`);
+  },
+});
+
+const clusterRevokeAgent = defineCommand({
+  meta: { name: "revoke-agent", description: "Forget a cluster's agent key and drop its tunnel; the agent must enroll again" },
+  args: { name: { type: "positional", required: true, description: "cluster name" }, ...adminTargetArgs },
+  async run({ args }) {
+    const name = validateClusterName(args.name);
+    const result = await withAdminOperations(adminTarget(args), (ops) => ops.revokeAgent(name));
+    const tunnel = result.tunnelClosed === undefined ? "" : result.tunnelClosed ? "; its tunnel was closed" : "; it had no open tunnel";
+    process.stdout.write(`agent key of cluster "${name}" revoked${tunnel}; enroll again with a new token (arcrelay cluster enroll-token ${name})\n`);
   },
 });
 
@@ -121,7 +156,7 @@ const grantArgs = {
   principal: { type: "string", description: "user:NAME, group:NAME or sub:PATTERN" },
   cluster: { type: "string", description: "cluster name or '*'" },
   role: { type: "string", description: "cluster-user, cluster-admin or relay-admin" },
-  ...dataDirArg,
+  ...adminTargetArgs,
 } as const;
 
 const grantAdd = defineCommand({
@@ -132,19 +167,17 @@ const grantAdd = defineCommand({
     parsePrincipal(args.principal);
     const cluster = args.cluster === "*" ? "*" : validateClusterName(args.cluster);
     const role = parseRole(args.role);
-    const grant = await withStore(args["data-dir"], (s) => s.addGrant({ principal: args.principal!, cluster, role }));
+    const grant = await withAdminOperations(adminTarget(args), (ops) => ops.addGrant({ principal: args.principal!, cluster, role }));
     process.stdout.write(`granted ${grant.role} on ${grant.cluster} to ${grant.principal} (id ${grant.id})\n`);
   },
 });
 
 const grantList = defineCommand({
   meta: { name: "list", description: "List grants" },
-  args: { cluster: grantArgs.cluster, ...dataDirArg },
+  args: { cluster: grantArgs.cluster, ...adminTargetArgs, output: { type: "string", alias: "o", description: "table or json", default: "table" } },
   async run({ args }) {
-    const grants = await withStore(args["data-dir"], (s) => s.listGrants(args.cluster ? { cluster: args.cluster } : undefined));
-    const rows = [["ID", "PRINCIPAL", "CLUSTER", "ROLE"], ...grants.map((g) => [g.id, g.principal, g.cluster, g.role])];
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n") + "\n");
+    const grants = await withAdminOperations(adminTarget(args), (ops) => ops.listGrants(args.cluster || undefined));
+    process.stdout.write((args.output === "json" ? JSON.stringify(grants, null, 2) : formatGrantTable(grants)) + "\n");
   },
 });
 
@@ -153,9 +186,8 @@ const grantRemove = defineCommand({
   args: { id: { type: "string" }, ...grantArgs },
   async run({ args }) {
     if (!args.id && !args.principal) throw new TypeError("grant remove needs --id or --principal");
-    const removed = await withStore(args["data-dir"], (s) => s.removeGrant({
-      id: args.id, principal: args.principal, cluster: args.cluster, role: args.role ? parseRole(args.role) : undefined,
-    }));
+    const match = { id: args.id, principal: args.principal, cluster: args.cluster, role: args.role ? parseRole(args.role) : undefined };
+    const removed = await withAdminOperations(adminTarget(args), (ops) => ops.removeGrants(match));
     process.stdout.write(`removed ${removed} grant(s)\n`);
     if (removed === 0) process.exitCode = 1;
   },
@@ -174,7 +206,9 @@ const main = defineCommand({
     serve,
     cluster: defineCommand({
       meta: { name: "cluster", description: "Manage clusters" },
-      subCommands: { add: clusterAdd, list: clusterList, remove: clusterRemove, "enroll-token": clusterEnrollToken },
+      subCommands: {
+        add: clusterAdd, list: clusterList, remove: clusterRemove, "enroll-token": clusterEnrollToken, "revoke-agent": clusterRevokeAgent,
+      },
     }),
     token: defineCommand({ meta: { name: "token", description: "User tokens" }, subCommands: { create: tokenCreate } }),
     grant: defineCommand({ meta: { name: "grant", description: "Access grants" }, subCommands: { add: grantAdd, list: grantList, remove: grantRemove } }),

@@ -6,3 +6,11 @@ export { describeCluster, formatClusterTable } from "./cluster-status.ts";
 export type { ClusterStatus } from "./cluster-status.ts";
 export { openSqliteStore } from "./store/index.ts";
 export type { RelayStore, GrantRecord, ClusterRecord, Role } from "./store/index.ts";
+export { ADMIN_API_PATH, createAdminApi } from "./admin-api.ts";
+export type { AdminApiDeps } from "./admin-api.ts";
+export { createAdminClient } from "./admin-client.ts";
+export type { AdminClient, AdminClientOptions, AdminClusterView, AdminGrantView } from "./admin-client.ts";
+export {
+  openAdminOperations, withAdminOperations, createLocalAdminOperations, createRemoteAdminOperations, formatGrantTable,
+} from "./admin-operations.ts";
+export type { AdminOperations, AdminTarget, GrantMatch } from "./admin-operations.ts";
