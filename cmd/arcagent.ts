@@ -2,33 +2,60 @@
 // arcagent: runs in the cluster, keeps an outbound tunnel to the relay, calls the API server as each caller.
 import { defineCommand } from "citty";
 import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
-import { createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
+import {
+  createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, runAgent, type AgentKeyStore,
+} from "../lib/agent/index.ts";
 import { logLevelArg, loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
+
+/** Where the agent is and where it keeps its key: shared by the agent and `rotate-key`. */
+const agentIdentityArgs = {
+  relay: { type: "string", required: true, description: "relay URL, e.g. https://relay.example.com" },
+  cluster: { type: "string", required: true, description: "this cluster's name on the relay" },
+  "state-dir": { type: "string", description: "directory where the agent keeps its key (mode 0700)" },
+  "state-secret": { type: "string", description: "NAMESPACE/NAME of the Secret holding the agent's key (in-cluster)" },
+  kubeconfig: { type: "string", description: "API server credentials (default: the in-cluster service account)" },
+  context: { type: "string", description: "kubeconfig context" },
+  "relay-ca": { type: "string", description: "PEM CA file for a relay with a private certificate" },
+} as const;
+
+function keyStoreFrom(args: { "state-dir"?: string; "state-secret"?: string; kubeconfig?: string; context?: string }): AgentKeyStore {
+  if (Boolean(args["state-dir"]) === Boolean(args["state-secret"])) {
+    throw new TypeError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
+  }
+  return args["state-secret"]
+    ? createSecretKeyStore(loadUpstream({ kubeconfig: args.kubeconfig, context: args.context }).kubeConfig, args["state-secret"])
+    : createFileKeyStore(args["state-dir"]!);
+}
+
+const rotateKey = defineCommand({
+  meta: { name: "rotate-key", description: "Replace the agent's key at the relay and in its key store; a running agent uses it from its next connection" },
+  args: agentIdentityArgs,
+  async run({ args }) {
+    const keyStore = keyStoreFrom(args);
+    const rotated = await rotateAgentKey({ relay: parseRelayEndpoint(args.relay, args["relay-ca"]), cluster: args.cluster, keyStore });
+    process.stdout.write(
+      `rotated the agent key of cluster ${rotated.cluster}: ${rotated.previousKid} -> ${rotated.kid} (saved in ${keyStore.describe()})\n` +
+        "the relay closes tunnels of the old key within seconds; a running agent reconnects with the new key\n",
+    );
+  },
+});
 
 const main = defineCommand({
   meta: { name: "arcagent", version, description: "cluster-connect agent: dials out to the relay and serves this cluster's API" },
   args: {
-    relay: { type: "string", required: true, description: "relay URL, e.g. https://relay.example.com" },
-    cluster: { type: "string", required: true, description: "this cluster's name on the relay" },
-    "state-dir": { type: "string", description: "directory where the agent keeps its key (mode 0700)" },
-    "state-secret": { type: "string", description: "NAMESPACE/NAME of the Secret holding the agent's key (in-cluster)" },
+    ...agentIdentityArgs,
     "enroll-token": { type: "string", description: "one-time token from `arcrelay cluster add` (first start only; or ARC_ENROLL_TOKEN)" },
-    kubeconfig: { type: "string", description: "API server credentials (default: the in-cluster service account)" },
-    context: { type: "string", description: "kubeconfig context" },
-    "relay-ca": { type: "string", description: "PEM CA file for a relay with a private certificate" },
     config: { type: "string", description: "YAML file of external OIDC issuers this agent trusts (issuers: [...])" },
     ...logLevelArg,
   },
+  subCommands: { "rotate-key": rotateKey },
   async run({ args }) {
+    // citty also runs the parent after a subcommand: the agent itself runs only when none was named.
+    if (args._.length > 0) return;
     const logger = loggerFor("arcagent", args["log-level"]);
-    if (Boolean(args["state-dir"]) === Boolean(args["state-secret"])) {
-      throw new TypeError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
-    }
+    const keyStore = keyStoreFrom(args);
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });
-    const keyStore = args["state-secret"]
-      ? createSecretKeyStore(upstream.kubeConfig, args["state-secret"])
-      : createFileKeyStore(args["state-dir"]!);
     const controller = new AbortController();
     const agent = runAgent({
       relay: parseRelayEndpoint(args.relay, args["relay-ca"]),

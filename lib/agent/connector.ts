@@ -1,7 +1,7 @@
 // Keeps one outbound tunnel to the relay: dial, serve until it drops, back off, dial again.
 import WebSocket from "ws";
 import { signAgentToken } from "../auth/index.ts";
-import { isPeerHangup } from "../kube/index.ts";
+import { isPeerHangup, Unauthorized } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { createWebSocketDuplex, protocol, serveTunnel, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
 import type { AgentKeys } from "./agent-state.ts";
@@ -9,7 +9,10 @@ import { relayWebSocketUrl, type RelayEndpoint } from "./relay-endpoint.ts";
 
 export interface ConnectorOptions {
   relay: RelayEndpoint;
-  keys: AgentKeys;
+  /** Called before every connection attempt, so a rotated key is used from the next connection on. */
+  keys: () => Promise<AgentKeys>;
+  /** Appended to the error logged when the relay refuses the agent's key (401). */
+  refusedHint?: string;
   agentVersion: string;
   kubernetesVersion?: () => Promise<string | undefined>;
   onStream(stream: TunnelServerStream, headers: TunnelHeaders): void;
@@ -32,7 +35,11 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
     try {
       await connectOnce(opts);
     } catch (error) {
-      opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url, error, retryInMs: backoff });
+      if (error instanceof Unauthorized) {
+        opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url, error, retryInMs: backoff });
+      } else {
+        opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url, error, retryInMs: backoff });
+      }
     }
     if (opts.signal.aborted) break;
     if (Date.now() - started > STABLE_AFTER_MS) backoff = BACKOFF_INITIAL_MS;
@@ -42,7 +49,8 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
 }
 
 async function connectOnce(opts: ConnectorOptions): Promise<void> {
-  const token = await signAgentToken({ privateJwk: opts.keys.privateJwk, cluster: opts.keys.cluster, audience: opts.relay.url });
+  const keys = await opts.keys();
+  const token = await signAgentToken({ privateJwk: keys.privateJwk, cluster: keys.cluster, audience: opts.relay.url });
   const kubeVersion = await opts.kubernetesVersion?.();
   const ws = new WebSocket(relayWebSocketUrl(opts.relay, protocol.AGENT_CONNECT_PATH), [protocol.TUNNEL_SUBPROTOCOL], {
     headers: {
@@ -61,7 +69,10 @@ async function connectOnce(opts: ConnectorOptions): Promise<void> {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => { if (body.length < 4096) body += c; });
-      res.on("end", () => reject(new Error(`relay refused the tunnel (${res.statusCode}): ${statusMessage(body)}`)));
+      res.on("end", () => {
+        const message = `relay refused the tunnel (${res.statusCode}): ${statusMessage(body)}`;
+        reject(res.statusCode === 401 ? new Unauthorized(message) : new Error(message));
+      });
     });
     ws.once("error", reject);
   });

@@ -1,6 +1,7 @@
 // Accepts an agent's WebSocket: authenticate -> upgrade -> register -> serve -> deregister.
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { calculateJwkThumbprint, type JWK } from "jose";
 import { WebSocketServer } from "ws";
 import { verifyAgentToken } from "../auth/index.ts";
 import { ArcError, isPeerHangup } from "../kube/index.ts";
@@ -14,6 +15,11 @@ import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
 
 /** While a tunnel is up, the relay refreshes the cluster's last-seen time this often. */
 const PRESENCE_HEARTBEAT_MS = 20_000;
+/**
+ * While a tunnel is up, the relay re-reads the cluster's agent key this often and closes the tunnel
+ * once that key was revoked or rotated away, so a stolen or retired key loses its tunnel within seconds.
+ */
+const AGENT_KEY_CHECK_MS = 3_000;
 
 export interface AgentConnectDeps {
   store: RelayStore;
@@ -33,11 +39,14 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
 
   return async function handleAgentConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     let cluster: string;
+    let keyThumbprint: string;
     try {
+      let verifiedWith: JWK | undefined;
       ({ cluster } = await verifyAgentToken(bearerToken(req.headers), {
         audience: deps.audience,
-        publicKeyOf: async (name) => (await deps.store.getCluster(name))?.agentKey,
+        publicKeyOf: async (name) => (verifiedWith = (await deps.store.getCluster(name))?.agentKey),
       }));
+      keyThumbprint = await calculateJwkThumbprint(verifiedWith!, "sha256");
     } catch (error) {
       deps.logger.warn("agent connection refused", { remote: req.socket.remoteAddress, error });
       writeStatusToSocket(socket, error);
@@ -59,6 +68,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       deps.registry.register(entry);
       log.info("agent connected", { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: req.socket.remoteAddress });
       void recordPresence(entry, log, deps);
+      watchAgentKey(entry, keyThumbprint, log, deps);
     });
   };
 }
@@ -77,4 +87,33 @@ async function recordPresence(entry: AgentTunnel, log: Logger, deps: AgentConnec
     log.info("agent disconnected");
     await record(false);
   }
+}
+
+/** Closes the tunnel once the key it authenticated with is no longer the cluster's agent key. */
+function watchAgentKey(entry: AgentTunnel, keyThumbprint: string, log: Logger, deps: AgentConnectDeps): void {
+  let checking = false;
+  const check = async () => {
+    if (checking || entry.tunnel.closed) return;
+    checking = true;
+    try {
+      const key = (await deps.store.getCluster(entry.cluster))?.agentKey;
+      const why = !key
+        ? "the cluster's agent key was revoked (or the cluster removed)"
+        : (await calculateJwkThumbprint(key, "sha256")) !== keyThumbprint
+          ? "the cluster's agent key was rotated"
+          : undefined;
+      if (why) {
+        log.info("closing agent tunnel: its key is no longer enrolled", { reason: why, kid: keyThumbprint });
+        clearInterval(timer);
+        await entry.tunnel.close();
+      }
+    } catch (error) {
+      log.warn("could not re-check the agent key in the store; keeping the tunnel", { error: error instanceof ArcError ? error.message : error });
+    } finally {
+      checking = false;
+    }
+  };
+  const timer = setInterval(() => void check(), AGENT_KEY_CHECK_MS);
+  timer.unref?.();
+  void entry.tunnel.done.then(() => clearInterval(timer), () => clearInterval(timer));
 }

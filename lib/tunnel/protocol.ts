@@ -25,6 +25,9 @@ export const KUBE_VERSION_HEADER = "x-arc-kubernetes-version";
 /** Path of the agent's WebSocket endpoint on the relay. */
 export const AGENT_CONNECT_PATH = "/v1/agent/connect";
 export const AGENT_ENROLL_PATH = "/v1/agent/enroll";
+export const AGENT_ROTATE_KEY_PATH = "/v1/agent/rotate-key";
+/** Agents behind a firewall fetch an external issuer's signing keys here (`?issuer=`). */
+export const AGENT_ISSUER_KEYS_PATH = "/v1/agent/issuer-keys";
 
 /** WebSocket subprotocol of the tunnel; a mismatch means the two ends are incompatible versions. */
 export const TUNNEL_SUBPROTOCOL = "arc-tunnel.v1";
