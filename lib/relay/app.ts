@@ -1,13 +1,17 @@
-// The relay's HTTP API on hono: health, OIDC discovery and JWKS, cluster details, agent enrollment.
+// The relay's HTTP API on hono: health, OIDC discovery and JWKS, cluster details, agent enrollment, admin API.
 import { Hono } from "hono";
+import { AuthRateLimited } from "./auth-rate-limit.ts";
 import type { BuiltinIssuer } from "../auth/index.ts";
 import { ArcError, BadRequest, NotFound, toStatus, validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol } from "../tunnel/index.ts";
+import { registerAgentRoutes } from "./agent-routes.ts";
+import type { IssuerKeySource } from "./issuer-keys.ts";
+import { ADMIN_API_PATH, createAdminApi } from "./admin-api.ts";
 import { enrollAgent } from "./enrollment.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
-import type { UserAccess } from "./user-access.ts";
+import { remoteAddressOf, type UserAccess } from "./user-access.ts";
 
 export interface RelayAppDeps {
   store: RelayStore;
@@ -17,6 +21,8 @@ export interface RelayAppDeps {
   logger: Logger;
   /** Enrollment bodies are tiny; anything larger is refused before parsing. */
   maxBodyBytes?: number;
+  /** Keys of the external issuers, for agents that cannot reach them. */
+  issuerKeys?: IssuerKeySource;
 }
 
 export function createRelayApp(deps: RelayAppDeps): Hono {
@@ -29,7 +35,7 @@ export function createRelayApp(deps: RelayAppDeps): Hono {
 
   app.get("/v1/clusters/:name", async (c) => {
     const name = validateClusterName(c.req.param("name"));
-    const identity = await deps.access.authenticate(c.req.raw.headers);
+    const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env));
     await deps.access.authorize(identity, name, "cluster-user");
     const record = await deps.store.getCluster(name);
     if (!record) throw new NotFound(`cluster "${name}" is not registered with this relay`);
@@ -54,12 +60,17 @@ export function createRelayApp(deps: RelayAppDeps): Hono {
     return c.json({ enrolled: true, cluster: body.cluster }, 201);
   });
 
+  registerAgentRoutes(app, deps);
+
+  app.route(ADMIN_API_PATH, createAdminApi({ ...deps, maxBodyBytes: maxBody }));
+
   app.notFound((c) => c.json(toStatus(new NotFound(`no route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((error, c) => {
     const requestId = crypto.randomUUID();
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", { path: c.req.path, requestId, error });
     else deps.logger.error("request failed", { path: c.req.path, requestId, error });
     const status = toStatus(error, requestId);
+    if (error instanceof AuthRateLimited) c.header("retry-after", String(error.retryAfterSeconds));
     return c.json(status, status.code as 400);
   });
   return app;

@@ -5,8 +5,10 @@ import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, isPeerHangup, statusResponse } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  endToEndHeaders, forwardHttpRequest, forwardUpgrade, protocol, writeStatusToSocket, type ForwardTarget, type HeaderMap,
+  endToEndHeaders, forwardHttpRequest, forwardUpgrade, protocol, renderResponseHead, writeStatusToSocket,
+  type ForwardTarget, type HeaderMap,
 } from "../tunnel/index.ts";
+import { AuthRateLimited } from "./auth-rate-limit.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import type { UserAccess } from "./user-access.ts";
@@ -19,7 +21,7 @@ export interface ClusterApiProxy {
 export function createClusterApiProxy(deps: { access: UserAccess; registry: TunnelRegistry; logger: Logger }): ClusterApiProxy {
   async function resolveTarget(req: IncomingMessage, requestId: string): Promise<ForwardTarget> {
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
-    const identity = await deps.access.authenticate(req.headers);
+    const identity = await deps.access.authenticate(req.headers, req.socket.remoteAddress);
     await deps.access.authorize(identity, cluster, "cluster-user");
     const entry = deps.registry.get(cluster);
     if (!entry) {
@@ -33,7 +35,7 @@ export function createClusterApiProxy(deps: { access: UserAccess; registry: Tunn
 
   function logFailure(error: unknown, req: IncomingMessage, requestId: string): void {
     if (isPeerHangup(error)) return;
-    const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], error };
+    const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: req.socket.remoteAddress, error };
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", fields);
     else deps.logger.warn("request failed", fields);
   }
@@ -49,7 +51,7 @@ export function createClusterApiProxy(deps: { access: UserAccess; registry: Tunn
         logFailure(error, req, requestId);
         if (!res.headersSent) {
           const { code, body, headers } = statusResponse(error, requestId);
-          res.writeHead(code, headers).end(body);
+          res.writeHead(code, { ...headers, ...retryAfter(error) }).end(body);
         }
       }
     },
@@ -60,7 +62,8 @@ export function createClusterApiProxy(deps: { access: UserAccess; registry: Tunn
         await forwardUpgrade(target, req, socket, head);
       } catch (error) {
         logFailure(error, req, requestId);
-        writeStatusToSocket(socket, error, requestId);
+        if (error instanceof AuthRateLimited) writeRateLimitedToSocket(socket, error, requestId);
+        else writeStatusToSocket(socket, error, requestId);
       }
     },
   };
@@ -75,4 +78,18 @@ function relayedHeaders(req: IncomingMessage): HeaderMap {
     if (name.startsWith("impersonate-") || name.startsWith("x-arc-") || name.startsWith("x-remote-")) delete headers[name];
   }
   return headers;
+}
+
+function retryAfter(error: unknown): Record<string, string> {
+  return error instanceof AuthRateLimited ? { "retry-after": String(error.retryAfterSeconds) } : {};
+}
+
+/** writeStatusToSocket with a `Retry-After`, which client-go honours before retrying a 429. */
+function writeRateLimitedToSocket(socket: Duplex, error: AuthRateLimited, requestId: string): void {
+  if (socket.destroyed || socket.writableEnded) return;
+  const { code, body, headers } = statusResponse(error, requestId);
+  const head = renderResponseHead(code, "Too Many Requests", {
+    ...headers, ...retryAfter(error), "content-length": String(Buffer.byteLength(body)), connection: "close",
+  });
+  socket.end(head + body);
 }

@@ -1,0 +1,95 @@
+// Guessing tokens from one address: after the failure budget, 429 with Retry-After before any verification.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createLogger } from "../../../lib/observe/index.ts";
+import { CLUSTER, expectNoStack, rawExchange, rawRequest, startHarness, statusCodes, type Harness } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+const MAX_FAILURES = 5;
+let h: Harness;
+const lines: string[] = [];
+
+beforeAll(async () => {
+  h = await startHarness({
+    logger: createLogger({ component: "relay", level: "debug", write: (l) => lines.push(l) }),
+    relayOptions: { authRateLimit: { maxFailures: MAX_FAILURES, windowSeconds: 60 } },
+  });
+});
+afterAll(() => h?.stop());
+
+const url = () => `${h.base}/v1/clusters/${CLUSTER}/k8s/version`;
+const guess = (i: number) => `eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.guess-${i}`;
+
+describe("a client that keeps failing authentication is slowed down", () => {
+  test("valid requests are never limited", async () => {
+    for (let i = 0; i < 3 * MAX_FAILURES; i++) {
+      expect((await fetch(url(), { headers: { authorization: `Bearer ${h.alice}` } })).status).toBe(200);
+    }
+  });
+
+  test("requests without credentials are refused but do not count", async () => {
+    for (let i = 0; i < 3 * MAX_FAILURES; i++) expect((await fetch(url())).status).toBe(401);
+  });
+
+  test(`${MAX_FAILURES} bad tokens get 401, the next one 429 with Retry-After, and so does a valid token from that address`, async () => {
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      expect((await fetch(url(), { headers: { authorization: `Bearer ${guess(i)}` } })).status).toBe(401);
+    }
+    const limited = await fetch(url(), { headers: { authorization: `Bearer ${guess(99)}` } });
+    expect(limited.status).toBe(429);
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60 / MAX_FAILURES);
+    const text = await limited.text();
+    expect(JSON.parse(text)).toMatchObject({
+      kind: "Status", code: 429, reason: "TooManyRequests",
+      message: `too many failed authentications from this address; retry in ${retryAfter} s`,
+    });
+    expectNoStack(text);
+    // The block is on the address, before verification: a good token waits too.
+    expect((await fetch(url(), { headers: { authorization: `Bearer ${h.alice}` } })).status).toBe(429);
+  });
+
+  test("a burst of 150 concurrent guesses from a fresh address gets at most twice the budget verified", async () => {
+    const codes = await Promise.all(Array.from({ length: 150 }, (_, i) =>
+      rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/version`, [`Authorization: Bearer ${guess(1000 + i)}`, "Connection: close"]), 1500, "127.0.0.3")
+        .then((raw) => statusCodes(raw)[0])));
+    expect(codes.filter((c) => c === 401).length).toBeLessThanOrEqual(2 * MAX_FAILURES);
+    expect(codes.filter((c) => c === 429).length).toBeGreaterThanOrEqual(150 - 2 * MAX_FAILURES);
+  });
+
+  test("an upgrade (exec) from the blocked address gets 429 with Retry-After on the raw socket", async () => {
+    const raw = await rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods/demo/exec?command=sh`, [
+      `Authorization: Bearer ${guess(100)}`, "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ]));
+    expect(statusCodes(raw)).toEqual([429]);
+    expect(raw).toMatch(/\r\nretry-after: \d+\r\n/i);
+    expect(raw).toContain('"reason":"TooManyRequests"');
+  });
+
+  // Fails until app.ts passes the client address: `deps.access.authenticate(c.req.raw.headers, <remote address>)`
+  // (c.env.incoming.socket.remoteAddress with @hono/node-server), and its onError adds Retry-After for AuthRateLimited.
+  test("the cluster details route (GET /v1/clusters/NAME) is limited too, or it is a free guessing oracle", async () => {
+    const res = await fetch(`${h.base}/v1/clusters/${CLUSTER}`, { headers: { authorization: `Bearer ${guess(101)}` } });
+    expect(res.status).toBe(429);
+    expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+  });
+
+  test("another address is not blocked", async () => {
+    const raw = await rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/version`, [`Authorization: Bearer ${h.alice}`, "Connection: close"]), 1500, "127.0.0.2");
+    expect(statusCodes(raw)).toEqual([200]);
+  });
+
+  test("X-Forwarded-For and X-Real-IP do not change the address that is counted", async () => {
+    const res = await fetch(url(), { headers: { authorization: `Bearer ${h.alice}`, "x-forwarded-for": "198.51.100.1", "x-real-ip": "198.51.100.1", forwarded: "for=198.51.100.1" } });
+    expect(res.status).toBe(429);
+  });
+
+  test("refusals are logged at info with the address, never with the token", async () => {
+    const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.some((r) => r.level === "info" && r.address === "127.0.0.1" && String(r.msg).includes("refusing authentication"))).toBe(true);
+    expect(records.some((r) => r.level === "info" && r.address === "127.0.0.1" && String(JSON.stringify(r.error)).includes("too many failed authentications"))).toBe(true);
+    const all = lines.join("\n");
+    for (let i = 0; i < MAX_FAILURES; i++) expect(all).not.toContain(guess(i));
+    expect(all).not.toContain(h.alice);
+  });
+});

@@ -1,0 +1,174 @@
+// An in-process relay, agent and header-recording upstream for the attack tests, plus raw-socket helpers.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../../lib/agent/index.ts";
+import type { BuiltinIssuer } from "../../../lib/auth/index.ts";
+import { silentLogger, type Logger } from "../../../lib/observe/index.ts";
+import { addCluster, loadStoredIssuer, startRelay, type RelayOptions, type RunningRelay } from "../../../lib/relay/index.ts";
+
+/** One request as the API server stand-in received it. */
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  /** As node parsed them (lower-case names, duplicates joined). */
+  headers: http.IncomingHttpHeaders;
+  /** Name/value pairs exactly as they came on the wire. */
+  rawHeaders: string[];
+  body: string;
+}
+
+export interface Harness {
+  relay: RunningRelay;
+  /** The relay's own listener (clients connect here; agents go through the wire tap). */
+  base: string;
+  port: number;
+  issuer: BuiltinIssuer;
+  /** cluster-user on `alpha` (agent connected, upstream records). */
+  alice: string;
+  /** cluster-user on `beta` only (registered, no agent). */
+  bob: string;
+  /** The agent's own ServiceAccount token towards the upstream. */
+  agentSaToken: string;
+  enrollToken: string;
+  requests: RecordedRequest[];
+  /** Everything the agent sent to the relay (its enrollment secret and connection JWTs are in here). */
+  agentWire(): string;
+  stop(): Promise<void>;
+}
+
+export const CLUSTER = "alpha";
+export const OTHER_CLUSTER = "beta";
+
+export async function startHarness(opts: {
+  logger?: Logger;
+  agentLogger?: Logger;
+  relayOptions?: Partial<RelayOptions>;
+} = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), "arc-hardening-"));
+  const requests: RecordedRequest[] = [];
+  const upstream = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString() });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ kind: "Status", status: "Success", path: req.url }));
+    });
+  });
+  // Upgrades (exec): record, switch protocols, then echo, as the API server's stream would.
+  upstream.on("upgrade", (req: http.IncomingMessage, socket: net.Socket) => {
+    requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body: "" });
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${req.headers.upgrade}\r\n\r\n`);
+    socket.pipe(socket);
+    socket.on("error", () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+  const upstreamPort = (upstream.address() as net.AddressInfo).port;
+
+  // The agent dials the relay through this tap, so the test can see every credential it sent.
+  let relayPort = 0;
+  const wire: Buffer[] = [];
+  const tapSockets = new Set<net.Socket>();
+  const tap = net.createServer((client) => {
+    const server = net.connect(relayPort, "127.0.0.1");
+    tapSockets.add(client).add(server);
+    client.on("data", (d: Buffer) => wire.push(Buffer.from(d)));
+    client.pipe(server).pipe(client);
+    const end = () => { client.destroy(); server.destroy(); };
+    client.on("error", end).on("close", end);
+    server.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => tap.listen(0, "127.0.0.1", resolve));
+  const publicUrl = `http://127.0.0.1:${(tap.address() as net.AddressInfo).port}`;
+
+  const agentSaToken = "agent-sa-token-" + crypto.randomUUID();
+  const kubeconfig = join(dir, "kubeconfig");
+  await writeFile(kubeconfig, [
+    "apiVersion: v1", "kind: Config",
+    `clusters: [{name: u, cluster: {server: "http://127.0.0.1:${upstreamPort}", insecure-skip-tls-verify: true}}]`,
+    `users: [{name: a, user: {token: ${agentSaToken}}}]`,
+    "contexts: [{name: u, context: {cluster: u, user: a}}]",
+    "current-context: u", "",
+  ].join("\n"));
+
+  const relay = await startRelay({
+    host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), publicUrl, logger: opts.logger ?? silentLogger, ...opts.relayOptions,
+  });
+  relayPort = relay.port;
+  const { token: enrollToken } = await addCluster(relay.store, CLUSTER);
+  await addCluster(relay.store, OTHER_CLUSTER);
+  await relay.store.addGrant({ principal: "user:alice", cluster: CLUSTER, role: "cluster-user" });
+  await relay.store.addGrant({ principal: "user:bob", cluster: OTHER_CLUSTER, role: "cluster-user" });
+  const issuer = await loadStoredIssuer(relay.store);
+
+  let agentError: unknown;
+  const controller = new AbortController();
+  let connected!: () => void;
+  const up = new Promise<void>((resolve) => { connected = resolve; });
+  const agentDone = runAgent({
+    relay: parseRelayEndpoint(publicUrl), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
+    upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: opts.agentLogger ?? silentLogger, signal: controller.signal,
+    onState: (s) => s === "connected" && connected(),
+  }).catch((error: unknown) => { agentError = error; });
+  await Promise.race([up, Bun.sleep(15_000).then(() => { throw new Error("agent did not connect within 15 s", { cause: agentError }); })]);
+
+  return {
+    relay, base: `http://127.0.0.1:${relay.port}`, port: relay.port, issuer,
+    alice: await issuer.signUserToken({ user: "alice", groups: ["dev"] }),
+    bob: await issuer.signUserToken({ user: "bob" }),
+    agentSaToken, enrollToken, requests,
+    agentWire: () => Buffer.concat(wire).toString("latin1"),
+    async stop() {
+      controller.abort();
+      for (const s of tapSockets) s.destroy();
+      tap.close();
+      await relay.close();
+      await agentDone;
+      upstream.closeAllConnections();
+      upstream.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Writes `bytes` on a fresh TCP connection and collects what comes back until the relay closes
+ * the connection or stays quiet for `idleMs`.
+ */
+export function rawExchange(port: number, bytes: string | Buffer, idleMs = 1500, localAddress?: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
+    const chunks: Buffer[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finish = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(chunks).toString("latin1"));
+    };
+    const idle = () => { clearTimeout(timer); timer = setTimeout(finish, idleMs); };
+    socket.on("connect", () => { socket.write(bytes); idle(); });
+    socket.on("data", (d: Buffer) => { chunks.push(d); idle(); });
+    socket.on("error", finish);
+    socket.on("close", finish);
+  });
+}
+
+/** Status codes of every HTTP/1.1 response in a raw exchange, in order. */
+export function statusCodes(raw: string): number[] {
+  return [...raw.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+}
+
+/** A Kubernetes Status body never carries a stack trace. */
+export function expectNoStack(text: string): void {
+  if (/\n\s+at .+[:(]/.test(text) || /\bat [\w$.<>]+ \(.+:\d+:\d+\)/.test(text)) {
+    throw new Error(`response carries a stack trace: ${text.slice(0, 500)}`);
+  }
+}
+
+/** An HTTP/1.1 request as raw bytes; `lines` are header lines, sent exactly as given. */
+export function rawRequest(method: string, target: string, lines: string[], body = ""): string {
+  return [`${method} ${target} HTTP/1.1`, "Host: relay", ...lines, "", body].join("\r\n");
+}

@@ -1,0 +1,129 @@
+// Callers try to choose their identity with headers; the API server must only ever see the agent's choice.
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { CLUSTER, rawExchange, rawRequest, startHarness, statusCodes, type Harness, type RecordedRequest } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness({ relayOptions: { authRateLimit: false } });
+});
+afterAll(() => h?.stop());
+beforeEach(() => {
+  h.requests.length = 0;
+});
+
+const PATH = `/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods`;
+
+/** What the API server saw of identity: only the agent's credential and alice, exactly once each. */
+function expectAgentChosenIdentity(seen: RecordedRequest): void {
+  expect(seen.headers["authorization"]).toBe(`Bearer ${h.agentSaToken}`);
+  expect(seen.headers["impersonate-user"]).toBe("alice");
+  expect(seen.headers["impersonate-group"]).toBe("dev");
+  const names = seen.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+  expect(names.filter((n) => n === "authorization")).toHaveLength(1);
+  expect(names.filter((n) => n === "impersonate-user")).toHaveLength(1);
+  expect(names.filter((n) => n === "impersonate-group")).toHaveLength(1);
+  expect(names.filter((n) => n.startsWith("impersonate-") && !["impersonate-user", "impersonate-group", "impersonate-extra-arc-request-id"].includes(n))).toEqual([]);
+  expect(names.filter((n) => n.startsWith("x-remote-") || n === "proxy-authorization" || n === "cookie")).toEqual([]);
+  expect(JSON.stringify(seen.rawHeaders)).not.toMatch(/system:admin|system:masters|root-user|evil/);
+}
+
+/** Sends raw header lines (so duplicates and odd casing stay exactly as written) and returns the one recorded request. */
+async function sendRaw(lines: string[], method = "GET", target = PATH): Promise<{ codes: number[]; raw: string; seen: RecordedRequest[] }> {
+  const raw = await rawExchange(h.port, rawRequest(method, target, [`Authorization: Bearer ${h.alice}`, "Connection: close", ...lines]));
+  return { codes: statusCodes(raw), raw, seen: h.requests.filter((r) => r.url.startsWith("/api/v1/namespaces/default/pods")) };
+}
+
+describe("Impersonate-* from the caller never reaches the API server", () => {
+  test.each([
+    ["upper case", ["IMPERSONATE-USER: system:admin"]],
+    ["mixed case", ["iMpErSoNaTe-UsEr: system:admin", "ImPeRsOnAtE-GrOuP: system:masters"]],
+    ["duplicate group headers", ["Impersonate-Group: system:masters", "Impersonate-Group: system:masters", "impersonate-group: evil"]],
+    ["a duplicate user header", ["Impersonate-User: system:admin", "Impersonate-User: root-user"]],
+    ["uid and extras", ["Impersonate-Uid: 0", "Impersonate-Extra-Scopes: evil", "Impersonate-Extra-Arc-Request-Id: evil"]],
+    ["a comma-folded list", ["Impersonate-Group: dev, system:masters"]],
+    ["forty of them", Array.from({ length: 40 }, (_, i) => `Impersonate-Group: system:masters-${i}`)],
+  ])("%s", async (_what, lines) => {
+    const { codes, seen } = await sendRaw(lines);
+    expect(codes).toEqual([200]);
+    expect(seen).toHaveLength(1);
+    expectAgentChosenIdentity(seen[0]!);
+  });
+
+  test("on an upgrade (exec) too", async () => {
+    const raw = await rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods/demo/exec?command=sh`, [
+      `Authorization: Bearer ${h.alice}`, "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "IMPERSONATE-USER: system:admin", "impersonate-group: system:masters",
+      "X-Remote-User: root-user", "Proxy-Authorization: Basic ZXZpbA==",
+    ]), 500);
+    expect(statusCodes(raw)).toEqual([101]);
+    const seen = h.requests.filter((r) => r.url.includes("/exec"));
+    expect(seen).toHaveLength(1);
+    expectAgentChosenIdentity(seen[0]!);
+  });
+});
+
+describe("credentials smuggled in other headers never act as an identity", () => {
+  test.each([
+    ["X-Remote-User / X-Remote-Group / X-Remote-Extra", ["X-Remote-User: root-user", "X-Remote-Group: system:masters", "X-Remote-Extra-Scopes: evil"]],
+    ["Proxy-Authorization", ["Proxy-Authorization: Bearer evil-proxy-token"]],
+    ["Cookie", ["Cookie: session=evil"]],
+    ["a second Authorization header", ["Authorization: Bearer evil-second-token"]],
+  ])("%s", async (_what, lines) => {
+    const { codes, seen } = await sendRaw(lines);
+    // A duplicate Authorization may also be refused outright; it must never change who the API server sees.
+    if (codes[0] !== 200) {
+      expect([400, 401]).toContain(codes[0]!);
+      expect(seen).toEqual([]);
+      return;
+    }
+    expect(seen).toHaveLength(1);
+    expectAgentChosenIdentity(seen[0]!);
+  });
+
+  test("another user's token in X-Forwarded-Authorization is not used: the API server sees alice", async () => {
+    const { codes, seen } = await sendRaw([`X-Forwarded-Authorization: Bearer ${h.bob}`, "X-Forwarded-User: bob", "X-Auth-Request-User: bob"]);
+    expect(codes).toEqual([200]);
+    expect(seen).toHaveLength(1);
+    expectAgentChosenIdentity(seen[0]!);
+  });
+
+  test("another user's token first and alice's second: never bob on alice's cluster", async () => {
+    const raw = await rawExchange(h.port, rawRequest("GET", PATH, [`Authorization: Bearer ${h.bob}`, `Authorization: Bearer ${h.alice}`, "Connection: close"]));
+    const seen = h.requests.filter((r) => r.url.startsWith("/api/v1/namespaces/default/pods"));
+    if (statusCodes(raw)[0] === 200) expectAgentChosenIdentity(seen[0]!);
+    else expect(seen).toEqual([]);
+  });
+});
+
+describe("hop-by-hop abuse is neutralised", () => {
+  test("Connection: Impersonate-User cannot make a hop drop the impersonation the agent sets", async () => {
+    const { codes, seen } = await sendRaw(["Connection: Impersonate-User, Impersonate-Group, Impersonate-Extra-Arc-Request-Id", "Impersonate-User: system:admin"]);
+    expect(codes).toEqual([200]);
+    expectAgentChosenIdentity(seen[0]!);
+  });
+
+  test("Connection: Authorization drops the caller's token at the relay: the agent refuses, nothing reaches the API server", async () => {
+    // RFC 9110 7.6.1: a proxy removes what Connection names. The agent then has no token to verify.
+    const { codes, raw, seen } = await sendRaw(["Connection: Impersonate-User, Authorization", "Impersonate-User: system:admin"]);
+    expect(codes).toEqual([401]);
+    expect(raw).toContain('"reason":"Unauthorized"');
+    expect(seen).toEqual([]);
+  });
+
+  test("Connection: close, x-arc-request-id cannot replace or remove the relay's request id", async () => {
+    const { codes, raw, seen } = await sendRaw(["Connection: close, x-arc-request-id", "X-Arc-Request-Id: evil-request-id"]);
+    expect(codes).toEqual([200]);
+    const requestId = /\r\nx-arc-request-id: ([0-9a-f-]{36})\r\n/i.exec(raw)?.[1];
+    expect(requestId).toBeDefined();
+    expectAgentChosenIdentity(seen[0]!);
+    expect(seen[0]!.headers["impersonate-extra-arc-request-id"]).toBe(requestId!);
+  });
+
+  test("Connection naming the tunnel's upgrade marker or the kube-token header changes nothing", async () => {
+    const { codes, seen } = await sendRaw(["Connection: x-arc-upgrade, x-arc-kube-token, keep-alive", "X-Arc-Upgrade: websocket"]);
+    expect(codes).toEqual([200]);
+    expectAgentChosenIdentity(seen[0]!);
+  });
+});
