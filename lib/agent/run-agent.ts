@@ -1,8 +1,9 @@
 // The agent's whole life: load or enroll its key, learn whom to trust, keep the tunnel up.
-import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer } from "../auth/index.ts";
+import { builtinIssuerTrust, createUserTokenVerifier, signAgentToken, type TrustedIssuer } from "../auth/index.ts";
+import { protocol } from "../tunnel/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
-import type { AgentKeyStore } from "./agent-state.ts";
+import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
 import { runConnector } from "./connector.ts";
 import { enrollWithRelay } from "./enroll.ts";
 import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
@@ -46,15 +47,21 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     log.info("already enrolled; ignoring the enrollment token", { keyStore: opts.keyStore.describe() });
   }
 
+  let current = keys;
+  const external = (opts.trustedIssuers ?? []).map((t) =>
+    t.keysFrom === "relay" ? keysThroughRelay(t, opts.relay, () => current) : t);
   const verifier = createUserTokenVerifier({
-    issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay)), ...(opts.trustedIssuers ?? [])],
+    issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay)), ...external],
     ...(opts.relay.ca ? { tlsCa: opts.relay.ca } : {}),
   });
   if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
   const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log });
   await runConnector({
     relay: opts.relay,
-    keys,
+    keys: async () => (current = await reloadKeys(opts.keyStore, current, log)),
+    refusedHint:
+      `if the agent was revoked, re-enroll it: run \`arcrelay cluster enroll-token ${cluster}\`, delete the key in ${opts.keyStore.describe()}, ` +
+      `then restart the agent with --enroll-token`,
     agentVersion: opts.agentVersion,
     kubernetesVersion: () => fetchKubernetesVersion(opts.upstream),
     onStream,
@@ -62,6 +69,28 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     signal: opts.signal,
     onState: opts.onState,
   });
+}
+
+/**
+ * The key for the next connection: the store's, which `arcagent rotate-key` may have replaced while
+ * this process runs. If the store cannot be read, the key in memory is still the best guess.
+ */
+async function reloadKeys(store: AgentKeyStore, inMemory: AgentKeys, log: Logger): Promise<AgentKeys> {
+  let stored: AgentKeys | undefined;
+  try {
+    stored = await store.load();
+  } catch (error) {
+    log.warn("could not re-read the agent key; connecting with the one in memory", { keyStore: store.describe(), error });
+    return inMemory;
+  }
+  if (!stored || stored.cluster !== inMemory.cluster) {
+    log.warn("the agent key store no longer holds this cluster's key; connecting with the one in memory", { keyStore: store.describe() });
+    return inMemory;
+  }
+  if (stored.publicJwk.kid !== inMemory.publicJwk.kid || stored.privateJwk.d !== inMemory.privateJwk.d) {
+    log.info("agent key changed in the key store; connecting with the new key", { kid: stored.publicJwk.kid });
+  }
+  return stored;
 }
 
 /**
@@ -76,4 +105,20 @@ async function discoverRelayIssuer(relay: RelayEndpoint): Promise<{ issuer: stri
   const doc = (await response.json()) as { issuer?: string; jwks_uri?: string };
   if (!doc.issuer || !doc.jwks_uri) throw new Error(`the relay at ${relay.url} published no issuer or jwks_uri`);
   return { issuer: doc.issuer, audience: "cluster-connect", jwksUrl: relay.url + "/.well-known/jwks.json" };
+}
+
+/**
+ * An issuer the cluster cannot reach: its keys come from the relay, which fetched them from the
+ * issuer. The issuer, audiences and claim mapping stay those of the agent's own config, so the
+ * relay can serve keys only for issuers this agent already trusts.
+ */
+function keysThroughRelay(trusted: TrustedIssuer, relay: RelayEndpoint, keys: () => AgentKeys): TrustedIssuer {
+  return {
+    ...trusted,
+    jwks: { url: `${relay.url}${protocol.AGENT_ISSUER_KEYS_PATH}?issuer=${encodeURIComponent(trusted.issuer)}` },
+    tlsCa: relay.ca,
+    jwksRequestHeaders: async () => ({
+      authorization: `Bearer ${await signAgentToken({ privateJwk: keys().privateJwk, cluster: keys().cluster, audience: relay.url })}`,
+    }),
+  };
 }

@@ -23,6 +23,8 @@ export interface TrustedIssuerConfig {
   caFile?: string;
   /** PEM contents of `caFile`, read by loadIssuerConfig. */
   ca?: string;
+  /** Agents only: `relay` fetches this issuer's keys through the relay (the cluster cannot reach the issuer). */
+  keysFrom?: "issuer" | "relay";
 }
 
 /** Asymmetric JWS algorithms: HMAC or `none` would let anyone holding the public key, or nothing, mint tokens. */
@@ -32,6 +34,7 @@ export const ISSUER_ALGORITHMS: readonly string[] = [
 const DEFAULT_ALGORITHMS = ["RS256"];
 const ISSUER_FIELDS = [
   "issuer", "audiences", "usernameClaim", "usernamePrefix", "groupsClaim", "groupsPrefix", "algorithms", "jwksUrl", "caFile",
+  "keysFrom",
 ];
 /** A config file is a few issuers; anything this large is the wrong file. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -130,7 +133,10 @@ function parseIssuerEntry(entry: unknown, at: Path, fail: (at: Path, message: st
   const groupsClaim = text("groupsClaim");
   const groupsPrefix = prefix("groupsPrefix");
   if (groupsPrefix !== undefined && groupsClaim === undefined) fail([...at, "groupsPrefix"], "needs groupsClaim");
+  const keysFrom = text("keysFrom");
+  if (keysFrom !== undefined && keysFrom !== "issuer" && keysFrom !== "relay") fail([...at, "keysFrom"], "must be issuer or relay");
   return dropUndefined({
+    keysFrom: keysFrom as "issuer" | "relay" | undefined,
     issuer,
     audiences: list("audiences"),
     usernameClaim: text("usernameClaim", { required: true })!,
@@ -163,6 +169,7 @@ export function resolveTrustedIssuers(
     groupsPrefix: config.groupsPrefix,
     algorithms: config.algorithms,
     tlsCa: config.ca,
+    keysFrom: config.keysFrom,
   }));
 }
 

@@ -26,6 +26,14 @@ export interface TrustedIssuer {
   algorithms: string[];
   /** PEM CA certificate(s) trusted for this issuer's JWKS URL, besides the system roots and the verifier's `tlsCa`. */
   tlsCa?: string;
+  /**
+   * For an agent behind a firewall: "relay" means it fetches this issuer's keys from its relay
+   * (which fetched them from the issuer) instead of from the issuer. Trust still comes from the
+   * agent's own config: the relay is only asked about issuers listed there.
+   */
+  keysFrom?: "issuer" | "relay";
+  /** Headers for each JWKS request, made fresh per fetch (the agent's token for the relay). */
+  jwksRequestHeaders?: () => Promise<Record<string, string>>;
 }
 
 export interface Identity {
@@ -87,7 +95,9 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
       timeoutDuration: fetchTimeoutMs,
       cooldownDuration: opts.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
       cacheMaxAge: JWKS_MAX_AGE_MS,
-      [customFetch]: trusted.tlsCa ? createJwksFetch(opts.fetch ?? fetch, [opts.tlsCa, trusted.tlsCa], fetchTimeoutMs) : fetchJwks,
+      [customFetch]: trusted.tlsCa || trusted.jwksRequestHeaders
+        ? createJwksFetch(opts.fetch ?? fetch, [opts.tlsCa, trusted.tlsCa], fetchTimeoutMs, trusted.jwksRequestHeaders)
+        : fetchJwks,
     });
   }
 
@@ -260,12 +270,18 @@ function describe(value: unknown): string {
  * failure (network, timeout, status, not a JWKS) into JwksFetchError, so a down issuer reads
  * differently from a bad token.
  */
-function createJwksFetch(fetchImpl: typeof fetch, tlsCa: (string | undefined)[], timeoutMs: number) {
+function createJwksFetch(
+  fetchImpl: typeof fetch,
+  tlsCa: (string | undefined)[],
+  timeoutMs: number,
+  requestHeaders?: () => Promise<Record<string, string>>,
+) {
   const extraCas = tlsCa.filter((ca): ca is string => Boolean(ca));
   const tls = extraCas.length > 0 ? { ca: [...rootCertificates, ...extraCas] } : undefined;
   return async function fetchJwks(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
     let response: Response;
     try {
+      if (requestHeaders) init = { ...init, headers: { ...(init.headers as Record<string, string>), ...(await requestHeaders()) } };
       response = await fetchImpl(url, tls ? { ...init, tls } : init);
     } catch (error) {
       const reason = (error as Error)?.name === "TimeoutError" || init.signal.aborted

@@ -9,7 +9,9 @@ import { NotFound } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol, writeStatusToSocket } from "../tunnel/index.ts";
 import { createAgentConnectHandler } from "./agent-connect.ts";
+import { createAuthRateLimiter, type AuthRateLimitOptions } from "./auth-rate-limit.ts";
 import { createRelayApp } from "./app.ts";
+import { createIssuerKeySource } from "./issuer-keys.ts";
 import { isClusterApiTarget } from "./cluster-path.ts";
 import { loadRelayIssuer } from "./relay-issuer.ts";
 import { createClusterApiProxy } from "./k8s-proxy.ts";
@@ -26,6 +28,13 @@ export interface RelayOptions {
   tls?: { certFile: string; keyFile: string };
   /** External OIDC issuers (Entra ID, Dex, Keycloak, GitHub Actions) trusted beside the built-in one. */
   trustedIssuers?: TrustedIssuer[];
+  /**
+   * User tokens must name `cluster-connect:<cluster>` in `aud` to reach that cluster, so a token
+   * made for one cluster is refused on every other. Off by default (no CLI flag yet).
+   */
+  bindAudienceToCluster?: boolean;
+  /** Failed user authentications allowed per client address (default 20 a minute); `false` turns it off. */
+  authRateLimit?: AuthRateLimitOptions | false;
   logger: Logger;
 }
 
@@ -69,11 +78,17 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   }
   if (external.length > 0) opts.logger.info("trusting external OIDC issuers", { issuers: external.map((t) => t.issuer) });
   const registry = createTunnelRegistry();
-  const access = createUserAccess({ store, verifyUserToken: verifier.verifyUserToken });
   const logger = opts.logger;
+  const access = createUserAccess({
+    store,
+    verifyUserToken: verifier.verifyUserToken,
+    bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
+    ...(opts.authRateLimit === false ? {} : { rateLimiter: createAuthRateLimiter({ ...opts.authRateLimit, logger }) }),
+  });
   const clusterApi = createClusterApiProxy({ access, registry, logger });
   const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url });
-  const app = createRelayApp({ store, registry, access, issuer, logger });
+  const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 

@@ -78,6 +78,7 @@ describe("mistakes are refused naming the file, line and field", () => {
     ["no issuers", "issuers: []", /^relay\.yaml:1: issuers: must be a non-empty list/],
     ["an issuer that is not a mapping", "issuers: [https://idp.example.com]", /issuers\[0\]: must be a mapping/],
     ["unknown issuer field", entry("    usernameclaim: email\n"), /^relay\.yaml:5: issuers\[0\]\.usernameclaim: unknown field; known fields are issuer, audiences/],
+    ["keysFrom neither issuer nor relay", entry("    keysFrom: proxy\n"), /issuers\[0\]\.keysFrom: must be issuer or relay/],
     ["missing issuer", "issuers:\n  - audiences: [arc]\n    usernameClaim: sub\n", /^relay\.yaml:2: issuers\[0\]\.issuer: is required/],
     ["plain http issuer", entry("").replace("https://idp", "http://idp"), /issuers\[0\]\.issuer: http:\/\/idp\.example\.com must be an https URL \(plain http only on a loopback address\)/],
     ["issuer not a URL", entry("").replace("https://idp.example.com", "idp.example.com"), /issuers\[0\]\.issuer: "idp\.example\.com" is not a URL/],
