@@ -4,7 +4,7 @@ import { defineCommand, type ArgDef } from "citty";
 import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
-  formatClusterTable, formatGrantTable, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
+  clusterAudience, formatClusterTable, formatGrantTable, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { logLevelArg, loggerFor, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
@@ -33,6 +33,7 @@ const serve = defineCommand({
     "tls-key": { type: "string", description: "PEM private key file" },
     "insecure-http": { type: "boolean", description: "plain HTTP; loopback addresses only" },
     config: { type: "string", description: "YAML file of external OIDC issuers to trust (issuers: [...])" },
+    "bind-audience-to-cluster": { type: "boolean", description: "user tokens must name cluster-connect:<cluster> in aud (token create --cluster)" },
     ...logLevelArg,
   },
   async run({ args }) {
@@ -44,6 +45,7 @@ const serve = defineCommand({
       host, port, dataDir: args["data-dir"], publicUrl: args["public-url"],
       tls: args["tls-cert"] ? { certFile: args["tls-cert"], keyFile: args["tls-key"]! } : undefined,
       trustedIssuers,
+      bindAudienceToCluster: Boolean(args["bind-audience-to-cluster"]),
       logger: loggerFor("arcrelay", args["log-level"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
@@ -140,14 +142,16 @@ const tokenCreate = defineCommand({
     group: { type: "string", description: "Kubernetes group (repeatable)" },
     ttl: { type: "string", description: "lifetime, e.g. 1h, 12h, 7d", default: "1h" },
     "public-url": { type: "string", description: "issuer URL, if the relay has not been served from this data dir yet" },
+    cluster: { type: "string", description: "bind the token to this cluster (repeatable), for relays run with --bind-audience-to-cluster" },
     ...dataDirArg,
   },
   async run({ args, rawArgs }) {
     const user = validateUserName(args.user);
     const groups = repeatedFlag(rawArgs, "group").map(validateGroupName);
+    const extraAudiences = repeatedFlag(rawArgs, "cluster").map((c) => clusterAudience(validateClusterName(c)));
     const ttlSeconds = parseDurationSeconds("ttl", args.ttl);
     const token = await withStore(args["data-dir"], async (s) =>
-      (await loadStoredIssuer(s, args["public-url"])).signUserToken({ user, groups, ttlSeconds }));
+      (await loadStoredIssuer(s, args["public-url"])).signUserToken({ user, groups, ttlSeconds, extraAudiences }));
     process.stdout.write(token + "\n");
   },
 });

@@ -19,7 +19,8 @@ export interface BuiltinIssuer {
   jwks(): { keys: JWK[] };
   /** Served at `<issuer>/.well-known/openid-configuration`. */
   discovery(): Record<string, unknown>;
-  signUserToken(input: { user: string; groups?: string[]; ttlSeconds?: number }): Promise<string>;
+  /** `extraAudiences` are added to the issuer's audience, e.g. `cluster-connect:prod` for relays that bind tokens to clusters. */
+  signUserToken(input: { user: string; groups?: string[]; ttlSeconds?: number; extraAudiences?: string[] }): Promise<string>;
 }
 
 export const ISSUER_KEYS_SETTING = "issuer.keys";
@@ -89,7 +90,7 @@ export function createBuiltinIssuer(opts: { issuer: string; audience: string; pr
       return new SignJWT({ groups })
         .setProtectedHeader({ alg: ISSUER_ALGORITHM, kid, typ: "JWT" })
         .setIssuer(issuer)
-        .setAudience(audience)
+        .setAudience(input.extraAudiences?.length ? [audience, ...input.extraAudiences] : audience)
         .setSubject(user)
         .setIssuedAt(now)
         .setNotBefore(now)

@@ -9,6 +9,7 @@ import type { Logger } from "../observe/index.ts";
 import {
   createWebSocketDuplex, firstHeader, openTunnelClient, protocol, timeouts, writeStatusToSocket,
 } from "../tunnel/index.ts";
+import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { bearerToken } from "./user-access.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
@@ -27,6 +28,8 @@ export interface AgentConnectDeps {
   logger: Logger;
   /** The audience agents put in their connection tokens: the relay's public URL. */
   audience: string;
+  /** Failed agent logins spend the address's budget too. */
+  rateLimiter?: AuthRateLimiter;
 }
 
 export function createAgentConnectHandler(deps: AgentConnectDeps) {
@@ -42,10 +45,11 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
     let keyThumbprint: string;
     try {
       let verifiedWith: JWK | undefined;
-      ({ cluster } = await verifyAgentToken(bearerToken(req.headers), {
-        audience: deps.audience,
-        publicKeyOf: async (name) => (verifiedWith = (await deps.store.getCluster(name))?.agentKey),
-      }));
+      ({ cluster } = await limitAuthentication(deps.rateLimiter, req.socket.remoteAddress, () =>
+        verifyAgentToken(bearerToken(req.headers), {
+          audience: deps.audience,
+          publicKeyOf: async (name) => (verifiedWith = (await deps.store.getCluster(name))?.agentKey),
+        })));
       keyThumbprint = await calculateJwkThumbprint(verifiedWith!, "sha256");
     } catch (error) {
       deps.logger.warn("agent connection refused", { remote: req.socket.remoteAddress, error });

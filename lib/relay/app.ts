@@ -1,6 +1,6 @@
 // The relay's HTTP API on hono: health, OIDC discovery and JWKS, cluster details, agent enrollment, admin API.
 import { Hono } from "hono";
-import { AuthRateLimited } from "./auth-rate-limit.ts";
+import { AuthRateLimited, limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import type { BuiltinIssuer } from "../auth/index.ts";
 import { ArcError, BadRequest, NotFound, toStatus, validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
@@ -23,6 +23,8 @@ export interface RelayAppDeps {
   maxBodyBytes?: number;
   /** Keys of the external issuers, for agents that cannot reach them. */
   issuerKeys?: IssuerKeySource;
+  /** Failed enrollments spend the caller's address budget, like failed logins. */
+  rateLimiter?: AuthRateLimiter;
 }
 
 export function createRelayApp(deps: RelayAppDeps): Hono {
@@ -55,7 +57,7 @@ export function createRelayApp(deps: RelayAppDeps): Hono {
     const body = await c.req.json().catch((cause: unknown) => {
       throw new BadRequest("enrollment request body must be JSON", { cause });
     });
-    await enrollAgent(deps.store, body ?? {});
+    await limitAuthentication(deps.rateLimiter, remoteAddressOf(c.env), () => enrollAgent(deps.store, body ?? {}));
     deps.logger.info("agent enrolled", { cluster: body.cluster });
     return c.json({ enrolled: true, cluster: body.cluster }, 201);
   });

@@ -1,5 +1,5 @@
 // Slows down token guessing: too many failed authentications from one address get 429 before any verification.
-import { TooManyRequests } from "../kube/index.ts";
+import { TooManyRequests, Unauthorized } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 
 /** Failed authentications one address may spend at once; the budget refills over `windowSeconds`. */
@@ -133,4 +133,23 @@ function expandIpv6(address: string): string[] | undefined {
   const groups = [...head, ...Array<string>(missing).fill("0"), ...tail];
   if (!groups.every((g) => /^[0-9a-f]{1,4}$/i.test(g))) return undefined;
   return groups.map((g) => g.toLowerCase().replace(/^0+(?=.)/, ""));
+}
+
+/**
+ * Runs one authentication attempt (an agent token, an enrollment secret) under the limiter: a
+ * blocked address is refused before `attempt` runs, and an Unauthorized result spends its budget.
+ */
+export async function limitAuthentication<T>(
+  limiter: AuthRateLimiter | undefined,
+  address: string | undefined,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  if (!limiter || !address) return attempt();
+  limiter.check(address);
+  try {
+    return await attempt();
+  } catch (error) {
+    if (error instanceof Unauthorized) limiter.recordFailure(address);
+    throw error;
+  }
 }

@@ -14,3 +14,4 @@ export {
   openAdminOperations, withAdminOperations, createLocalAdminOperations, createRemoteAdminOperations, formatGrantTable,
 } from "./admin-operations.ts";
 export type { AdminOperations, AdminTarget, GrantMatch } from "./admin-operations.ts";
+export { clusterAudience } from "./user-access.ts";

@@ -79,16 +79,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   if (external.length > 0) opts.logger.info("trusting external OIDC issuers", { issuers: external.map((t) => t.issuer) });
   const registry = createTunnelRegistry();
   const logger = opts.logger;
+  // One failure budget per address across users, agents and enrollment.
+  const rateLimiter = opts.authRateLimit === false ? undefined : createAuthRateLimiter({ ...opts.authRateLimit, logger });
   const access = createUserAccess({
     store,
     verifyUserToken: verifier.verifyUserToken,
     bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
-    ...(opts.authRateLimit === false ? {} : { rateLimiter: createAuthRateLimiter({ ...opts.authRateLimit, logger }) }),
+    ...(rateLimiter ? { rateLimiter } : {}),
   });
   const clusterApi = createClusterApiProxy({ access, registry, logger });
-  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
-  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys });
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 

@@ -84,6 +84,13 @@ describe("createBuiltinIssuer", () => {
     expect(decodeJwt(await (await newIssuer()).signUserToken({ user: "bob" })).groups).toEqual([]);
   });
 
+  test("a token bound to clusters carries their audiences beside the issuer's", async () => {
+    const issuer = await newIssuer();
+    const bound = decodeJwt(await issuer.signUserToken({ user: "alice", extraAudiences: ["cluster-connect:prod"] }));
+    expect(bound.aud).toEqual([issuer.audience, "cluster-connect:prod"]);
+    expect(decodeJwt(await issuer.signUserToken({ user: "alice" })).aud).toBe(issuer.audience);
+  });
+
   test.each([0, -1, 1.5, 31 * 24 * 3600 + 1])("refuses a lifetime of %p seconds", async (ttlSeconds) => {
     const issuer = await newIssuer();
     const attempt = issuer.signUserToken({ user: "alice", ttlSeconds });

@@ -93,3 +93,25 @@ describe("a client that keeps failing authentication is slowed down", () => {
     expect(all).not.toContain(h.alice);
   });
 });
+
+describe("agent logins and enrollment share the address's failure budget", () => {
+  const fromAddress = "127.0.0.5";
+  const agentConnect = (token: string) => rawExchange(h.port, rawRequest("GET", "/v1/agent/connect", [
+    `Authorization: Bearer ${token}`, "Connection: Upgrade", "Upgrade: websocket",
+    "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol: arc-tunnel.v1",
+  ]), 1500, fromAddress).then((raw) => statusCodes(raw)[0]);
+  const enroll = (secret: string) => {
+    const body = JSON.stringify({ cluster: CLUSTER, token: secret, publicKey: { kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" } });
+    return rawExchange(h.port, rawRequest("POST", "/v1/agent/enroll", [
+      "Content-Type: application/json", `Content-Length: ${Buffer.byteLength(body)}`, "Connection: close",
+    ], body), 1500, fromAddress).then((raw) => statusCodes(raw)[0]);
+  };
+
+  test("forged agent tokens and guessed enrollment secrets are refused with 401, then 429", async () => {
+    const codes: (number | undefined)[] = [];
+    for (let i = 0; i < MAX_FAILURES; i++) codes.push(i % 2 === 0 ? await agentConnect(guess(2000 + i)) : await enroll(`arcenroll_guess${i}`));
+    expect(codes).toEqual(Array(MAX_FAILURES).fill(401));
+    expect(await agentConnect(guess(3000))).toBe(429);
+    expect(await enroll("arcenroll_guess-last")).toBe(429);
+  });
+});
