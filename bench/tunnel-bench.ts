@@ -55,9 +55,13 @@ void runAgent({
 await up;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+// BENCH_TARGET=direct measures the same client against the upstream itself, for comparison.
+const direct = process.env.BENCH_TARGET === "direct";
+const base = direct ? `http://127.0.0.1:${upstreamPort}` : `${relay.url}/v1/clusters/bench/k8s`;
+
 function get(path: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.get(`${relay.url}/v1/clusters/bench/k8s${path}`, { agent, headers: { authorization: `Bearer ${userToken}` } }, (res) => {
+    const req = http.get(`${base}${path}`, { agent, headers: { authorization: `Bearer ${userToken}` } }, (res) => {
       let bytes = 0;
       res.on("data", (d: Buffer) => { bytes += d.length; });
       let body = "";
@@ -91,6 +95,7 @@ const bytes = await get("/bulk");
 const mbps = bytes / 1024 / 1024 / ((performance.now() - t1) / 1000);
 
 console.log(JSON.stringify({
+  target: direct ? "upstream directly" : "relay -> tunnel -> agent -> upstream",
   sequentialSmallRequest: { n: latencies.length, p50_us: Math.round(percentile(latencies, 0.5)), p99_us: Math.round(percentile(latencies, 0.99)) },
   concurrent: { concurrency, requests: total, requestsPerSecond: Math.round(rate) },
   bulk: { bytes, MiBps: Math.round(mbps) },

@@ -5,6 +5,7 @@ import {
   type JWK, type JWTPayload, type JWTVerifyGetKey,
 } from "jose";
 import { Unauthorized } from "../kube/index.ts";
+import { createVerifiedTokenCache } from "./verified-token-cache.ts";
 
 export interface TrustedIssuer {
   /** Exact `iss` value. */
@@ -128,8 +129,12 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
     return keySet;
   }
 
+  const verified = createVerifiedTokenCache<Identity>();
+
   return {
     async verifyUserToken(token: string): Promise<Identity> {
+      const known = verified.get(token);
+      if (known) return known;
       const trusted = pickIssuer(token, byIssuer);
       let payload: JWTPayload;
       try {
@@ -143,7 +148,9 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
       } catch (error) {
         throw explainVerifyError(error, token, trusted);
       }
-      return identityOf(payload, trusted);
+      const identity = identityOf(payload, trusted);
+      verified.set(token, identity, payload.exp! * 1000);
+      return identity;
     },
   };
 }

@@ -53,7 +53,7 @@ test("no credential of any kind appears in a relay or agent log line", async () 
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ cluster: CLUSTER, token: h.enrollToken, publicKey: { kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" } }),
   });
-  expect(reEnroll.status).toBe(401);
+  expect([401, 429]).toContain(reEnroll.status);
   const agentToken = agentJwts()[0]!;
   expect(agentToken).toBeDefined();
   await rawExchange(h.port, rawRequest("GET", "/v1/agent/connect", [
