@@ -5,7 +5,8 @@ import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import {
   createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, runAgent, type AgentKeyStore,
 } from "../lib/agent/index.ts";
-import { logLevelArg, loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
+import { loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
+import { logLevelArgs } from "./flags.ts";
 
 /** Where the agent is and where it keeps its key: shared by the agent and `rotate-key`. */
 const agentIdentityArgs = {
@@ -46,7 +47,7 @@ const main = defineCommand({
     ...agentIdentityArgs,
     "enroll-token": { type: "string", description: "one-time token from `arcrelay cluster add` (first start only; or ARC_ENROLL_TOKEN)" },
     config: { type: "string", description: "YAML file of external OIDC issuers this agent trusts (issuers: [...])" },
-    ...logLevelArg,
+    ...logLevelArgs,
   },
   subCommands: { "rotate-key": rotateKey },
   async run({ args }) {

@@ -7,8 +7,8 @@ import {
   clusterAudience, formatClusterTable, formatGrantTable, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
-import { logLevelArg, loggerFor, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
-import { relayTlsArgs } from "./flags.ts";
+import { loggerFor, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
+import { logLevelArgs, relayTlsArgs } from "./flags.ts";
 
 const dataDirArg = {
   "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
@@ -34,7 +34,7 @@ const serve = defineCommand({
     "insecure-http": { type: "boolean", description: "plain HTTP; loopback addresses only" },
     config: { type: "string", description: "YAML file of external OIDC issuers to trust (issuers: [...])" },
     "bind-audience-to-cluster": { type: "boolean", description: "user tokens must name cluster-connect:<cluster> in aud (token create --cluster)" },
-    ...logLevelArg,
+    ...logLevelArgs,
   },
   async run({ args }) {
     const { host, port } = parseListen(args.listen);

@@ -7,10 +7,6 @@ declare const VERSION: string | undefined;
 /** Stamped by scripts/build.ts; "dev" when run from source. */
 export const version: string = typeof VERSION === "string" ? VERSION : "dev";
 
-export const logLevelArg = {
-  "log-level": { type: "string", description: "debug, info, warn or error", default: "info" },
-} as const;
-
 export function loggerFor(component: string, level: string | undefined): Logger {
   const levels: LogLevel[] = ["debug", "info", "warn", "error"];
   if (level && !levels.includes(level as LogLevel)) throw new TypeError(`--log-level ${level}: use one of ${levels.join(", ")}`);

@@ -41,7 +41,7 @@ beforeAll(async () => {
   opsAdmin = await stack.userToken("ops-admin");
   await stack.grant("user:alice");
   await stack.grant("user:ops-admin");
-}, 20 * 60_000);
+}, 40 * 60_000); // a fresh machine builds kube-apiserver from Go first (~15 min on 2 cores)
 
 afterAll(async () => {
   await stack?.stop();

@@ -31,7 +31,7 @@ beforeAll(async () => {
   await stack.waitForAgent("connected");
   alice = await stack.userToken("alice", ["dev", "ops"]);
   await stack.grant("user:alice");
-}, 15 * 60_000);
+}, 30 * 60_000); // a fresh machine builds the stand-in from Go first
 
 afterAll(async () => {
   await stack?.stop();
