@@ -1,17 +1,10 @@
 // Decides which headers cross the proxy: hop-by-hop ones stop here, the session token becomes the user token.
-import { protocol } from "../tunnel/index.ts";
+import { HOP_BY_HOP_HEADERS, protocol } from "../tunnel/index.ts";
 
 /** Token mode's header (lib/tunnel/protocol.ts): the caller's own Kubernetes token, for the agent. */
 const KUBE_TOKEN_HEADER = protocol.KUBE_TOKEN_HEADER;
 
 export type HeaderPair = [name: string, value: string];
-
-// RFC 9110 7.6.1 connection-specific fields, plus the de-facto Proxy-Connection and Host
-// (the outgoing request sets its own Host for the relay).
-const HOP_BY_HOP = new Set([
-  "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-  "te", "trailer", "transfer-encoding", "upgrade", "host", "http2-settings",
-]);
 
 /** Pairs from node's flat `rawHeaders`, without hop-by-hop fields and those `Connection` names. */
 export function stripHopByHop(rawHeaders: readonly string[]): HeaderPair[] {
@@ -25,7 +18,7 @@ export function stripHopByHop(rawHeaders: readonly string[]): HeaderPair[] {
   const pairs: HeaderPair[] = [];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    if (HOP_BY_HOP_HEADERS.has(lower) || named.has(lower)) continue;
     pairs.push([rawHeaders[i]!, rawHeaders[i + 1]!]);
   }
   return pairs;

@@ -2,10 +2,11 @@
 import { protocol } from "../tunnel/index.ts";
 import type { Hono } from "hono";
 import { calculateJwkThumbprint, type JWK } from "jose";
-import { importPublicJwk, toPublicJwk, verifyAgentToken, type BuiltinIssuer } from "../auth/index.ts";
+import { verifyAgentToken, type BuiltinIssuer } from "../auth/index.ts";
 import { BadRequest, NotFound, Unauthorized } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { RelayStore } from "./store/index.ts";
+import { validateAgentPublicKey } from "./enrollment.ts";
 import type { IssuerKeySource } from "./issuer-keys.ts";
 import { bearerToken } from "./user-access.ts";
 
@@ -59,7 +60,7 @@ export function registerAgentRoutes(app: Hono, deps: AgentRoutesDeps): void {
     const body = (await c.req.json().catch((cause: unknown) => {
       throw new BadRequest("key rotation request body must be JSON", { cause });
     })) as { publicKey?: unknown; proof?: unknown } | null;
-    const newKey = await parseAgentPublicKey(body?.publicKey);
+    const newKey = await validateAgentPublicKey(body?.publicKey);
     if (typeof body?.proof !== "string" || body.proof.length === 0) {
       throw new BadRequest("key rotation needs a proof: an agent token signed with the new private key");
     }
@@ -78,17 +79,4 @@ export function registerAgentRoutes(app: Hono, deps: AgentRoutesDeps): void {
     }
     return c.json({ cluster, kid, rotated: kid !== previousKid });
   });
-}
-
-async function parseAgentPublicKey(key: unknown): Promise<JWK> {
-  const jwk = key as JWK | undefined;
-  if (!jwk || typeof jwk !== "object" || jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string" || "d" in jwk) {
-    throw new BadRequest("publicKey must be the new Ed25519 public JWK of the agent");
-  }
-  if (jwk.alg !== undefined && jwk.alg !== "EdDSA") throw new BadRequest(`publicKey is for ${jwk.alg}, not EdDSA`);
-  const publicJwk = toPublicJwk(jwk);
-  await importPublicJwk(publicJwk, "EdDSA").catch((cause: unknown) => {
-    throw new BadRequest("publicKey is not a valid Ed25519 key", { cause });
-  });
-  return publicJwk;
 }

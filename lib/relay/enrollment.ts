@@ -47,11 +47,13 @@ export async function enrollAgent(store: RelayStore, input: { cluster: unknown; 
   await store.setAgentKey(cluster, publicKey);
 }
 
-async function validateAgentPublicKey(key: unknown): Promise<JWK> {
+/** An agent's public key as sent at enrollment or rotation: an Ed25519 public JWK, nothing private. */
+export async function validateAgentPublicKey(key: unknown): Promise<JWK> {
   const jwk = key as JWK | undefined;
   if (!jwk || typeof jwk !== "object" || jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string" || "d" in jwk) {
     throw new BadRequest("the agent public key must be an Ed25519 public JWK");
   }
+  if (jwk.alg !== undefined && jwk.alg !== "EdDSA") throw new BadRequest(`the agent public key must be an Ed25519 key for EdDSA, not ${jwk.alg}`);
   const publicJwk = toPublicJwk(jwk);
   await importPublicJwk(publicJwk, "EdDSA").catch((cause: unknown) => {
     throw new BadRequest("the agent public key is not a valid Ed25519 key", { cause });

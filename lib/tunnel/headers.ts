@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 
 // Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): meaningless past one hop and
 // forbidden in HTTP/2. Transfer-Encoding and Content-Length framing is redone by each hop.
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
   "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
   "te", "trailer", "transfer-encoding", "upgrade", "host", "http2-settings",
 ]);
@@ -19,7 +19,7 @@ export function endToEndHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeade
   const out: HeaderMap = {};
   for (const [rawName, value] of Object.entries(headers)) {
     const name = rawName.toLowerCase();
-    if (value === undefined || name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    if (value === undefined || name.startsWith(":") || HOP_BY_HOP_HEADERS.has(name) || named.has(name)) continue;
     out[name] = Array.isArray(value) ? value.map(String) : String(value);
   }
   return out;

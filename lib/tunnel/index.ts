@@ -7,7 +7,7 @@ export type {
 export { forwardHttpRequest, forwardUpgrade, writeStatusToSocket } from "./forward.ts";
 export type { ForwardTarget } from "./forward.ts";
 export { splice } from "./splice.ts";
-export { endToEndHeaders, firstHeader, renderResponseHead } from "./headers.ts";
+export { HOP_BY_HOP_HEADERS, endToEndHeaders, firstHeader, renderResponseHead } from "./headers.ts";
 export type { HeaderMap } from "./headers.ts";
 export * as protocol from "./protocol.ts";
 export * as timeouts from "./timeouts.ts";
