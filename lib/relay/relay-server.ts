@@ -45,6 +45,12 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
+/**
+ * Room for large identity-provider tokens (Entra ID tokens with many groups approach 16 KiB, the
+ * parser's default): an oversized token then gets the verifier's 401 that says why, not a bare 431.
+ */
+const MAX_HEADER_BYTES = 64 * 1024;
+
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/;
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
@@ -55,8 +61,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   }
   const store = await openSqliteStore(opts.dataDir);
   const server = opts.tls
-    ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile) })
-    : http.createServer();
+    ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile), maxHeaderSize: MAX_HEADER_BYTES })
+    : http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
   const port = await listen(server, opts.host, opts.port).catch(async (error: unknown) => {
     await store.close();
     throw error;
