@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../kube/cluster.ts";
-import { findKubectl } from "../kube/find-kubectl.ts";
+import { ensureKubectl } from "../kube/find-kubectl.ts";
 import { run, startStack, waitFor, type CommandResult, type Stack } from "./stack.ts";
 
 setDefaultTimeout(120_000);
@@ -24,7 +24,7 @@ let alice: string;
 let opsAdmin: string;
 
 beforeAll(async () => {
-  kubectl = findKubectl();
+  kubectl = await ensureKubectl();
   dir = await mkdtemp(join(tmpdir(), "arc-real-"));
   const started = Date.now();
   cluster = await startKubeCluster({ dir, manifests: [join(ROOT, "deploy", "agent.yaml")], log: (l) => console.error(l) });

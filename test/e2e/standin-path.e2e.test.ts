@@ -6,7 +6,7 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startStandinApiServer } from "../fixtures/standin-apiserver.ts";
-import { findKubectl } from "../kube/find-kubectl.ts";
+import { ensureKubectl } from "../kube/find-kubectl.ts";
 import { startStack, waitFor, type Stack } from "./stack.ts";
 import { expiredToken, forgedToken } from "./tokens.ts";
 
@@ -20,7 +20,7 @@ let kubectl: string;
 let alice: string;
 
 beforeAll(async () => {
-  kubectl = findKubectl();
+  kubectl = await ensureKubectl();
   standin = await startStandinApiServer({
     dir: await mkdtemp(join(tmpdir(), "arc-standin-")),
     agentToken: AGENT_TOKEN,

@@ -1,20 +1,23 @@
-// Builds a real kube-apiserver and etcd from the Go module in ./go, once per
+// Builds a real kube-apiserver, etcd and kubectl from the Go module in ./go, once per
 // machine. Binaries are cached under <cache>/bin/<sha256(go.sum)[:16]>/ and
 // GOCACHE/GOMODCACHE live under <cache>, so only the first build pays.
 //
 //   <cache> = $CLUSTER_CONNECT_CACHE or ~/.cache/cluster-connect/go
 //
-// Run as a script: `bun test/kube/build.ts` prints the two binary paths.
+// Run as a script: `bun test/kube/build.ts` prints the binary paths.
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { findGo, goEnv } from "./go-toolchain.ts";
 import { acquireLock } from "./lock.ts";
 import { readLines } from "./lines.ts";
 
 export interface KubeBinaries {
   apiserver: string;
   etcd: string;
+  /** Same version as the API server; used only where the machine has no kubectl >= 1.33. */
+  kubectl: string;
 }
 
 export interface BuildOptions {
@@ -34,8 +37,8 @@ export async function buildKubeBinaries(opts: BuildOptions = {}): Promise<KubeBi
   const goSum = await readFile(join(MODULE_DIR, "go.sum"));
   const key = new Bun.CryptoHasher("sha256").update(goSum).digest("hex").slice(0, 16);
   const binDir = join(cache, "bin", key);
-  const bins: KubeBinaries = { apiserver: join(binDir, "kube-apiserver"), etcd: join(binDir, "etcd") };
-  const built = () => existsSync(bins.apiserver) && existsSync(bins.etcd);
+  const bins: KubeBinaries = { apiserver: join(binDir, "kube-apiserver"), etcd: join(binDir, "etcd"), kubectl: join(binDir, "kubectl") };
+  const built = () => existsSync(bins.apiserver) && existsSync(bins.etcd) && existsSync(bins.kubectl);
   if (built()) return bins;
 
   await mkdir(join(cache, "bin"), { recursive: true });
@@ -50,9 +53,10 @@ export async function buildKubeBinaries(opts: BuildOptions = {}): Promise<KubeBi
 }
 
 async function runGoBuild(cache: string, binDir: string, log: (l: string) => void): Promise<void> {
-  const go = findGo();
+  const go = await findGo({ log });
   const env: Record<string, string | undefined> = {
     ...process.env,
+    ...goEnv(),
     GOCACHE: join(cache, "build"),
     GOMODCACHE: join(cache, "mod"),
     CGO_ENABLED: "0",
@@ -76,8 +80,8 @@ async function runGoBuild(cache: string, binDir: string, log: (l: string) => voi
   await rm(tmpDir, { recursive: true, force: true });
   await mkdir(tmpDir, { recursive: true });
   const args = [go, "build", "-v", "-trimpath", "-buildvcs=false", "-tags", "selinux,notest"];
-  args.push("-ldflags", ldflags.join(" "), "-o", `${tmpDir}/`, "./cmd/kube-apiserver", "./cmd/etcd");
-  log(`[kube-build] building kube-apiserver ${version} and etcd in ${binDir} (first build takes minutes)`);
+  args.push("-ldflags", ldflags.join(" "), "-o", `${tmpDir}/`, "./cmd/kube-apiserver", "./cmd/etcd", "./cmd/kubectl");
+  log(`[kube-build] building kube-apiserver ${version}, etcd and kubectl in ${binDir} (first build takes minutes)`);
 
   const started = Date.now();
   let packages = 0;
@@ -110,13 +114,6 @@ async function runGoBuild(cache: string, binDir: string, log: (l: string) => voi
   log(`[kube-build] done in ${Math.round((Date.now() - started) / 1000)}s`);
 }
 
-function findGo(): string {
-  const candidates = [process.env.GO, Bun.which("go"), "/usr/local/go/bin/go", join(homedir(), "go", "bin", "go")];
-  const go = candidates.find((c): c is string => !!c && existsSync(c));
-  if (!go) throw new Error("Go toolchain (>= 1.24) not found: put `go` on PATH or set GO=/path/to/go");
-  return go;
-}
-
 /** Release time of k8s.io/kubernetes, used as a reproducible buildDate. */
 async function moduleTime(go: string, env: Record<string, string | undefined>): Promise<string | undefined> {
   const proc = Bun.spawn([go, "list", "-m", "-json", "k8s.io/kubernetes"], {
@@ -139,4 +136,5 @@ if (import.meta.main) {
   const bins = await buildKubeBinaries({ log: (l) => console.error(l) });
   console.log(bins.apiserver);
   console.log(bins.etcd);
+  console.log(bins.kubectl);
 }

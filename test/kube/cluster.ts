@@ -5,7 +5,7 @@ import { mkdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { buildKubeBinaries } from "./build.ts";
-import { findKubectl } from "./find-kubectl.ts";
+import { ensureKubectl } from "./find-kubectl.ts";
 import { writeKubeconfig } from "./kubeconfig-file.ts";
 import { generatePki } from "./pki.ts";
 import { startProcess, type ManagedProcess } from "./proc.ts";
@@ -39,7 +39,7 @@ export async function startKubeCluster(opts: StartKubeClusterOptions): Promise<K
   const dir = opts.dir;
   await mkdir(dir, { recursive: true });
   const bins = await buildKubeBinaries({ log });
-  const kubectlPath = findKubectl();
+  const kubectlPath = await ensureKubectl(log);
   const started = Date.now();
   const pki = await generatePki(join(dir, "pki"));
   const [clientPort, peerPort, securePort] = await freePorts3();

@@ -1,5 +1,6 @@
 // Finds a kubectl new enough for the tests (>= 1.33): the one on PATH, or one
-// of the versioned kubectl.1.NN binaries that the Google Cloud SDK ships.
+// of the versioned kubectl.1.NN binaries that the Google Cloud SDK ships; on a
+// machine with none, ensureKubectl builds one with the test API server.
 import { existsSync, readdirSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 
@@ -95,4 +96,19 @@ function kubectlMinor(path: string): number | undefined {
   }
 }
 
-if (import.meta.main) console.log(findKubectl());
+/**
+ * The machine's kubectl >= 1.33 if it has one, else the kubectl built from the same Go module as
+ * the test API server (a newcomer's machine may have only Node.js and npm).
+ */
+export async function ensureKubectl(log: (line: string) => void = () => {}): Promise<string> {
+  try {
+    return findKubectl();
+  } catch (error) {
+    log(`[kubectl] ${(error as Error).message.split("\n")[0]}; building kubectl 1.34 from Go modules instead`);
+    const { buildKubeBinaries } = await import("./build.ts");
+    cached = (await buildKubeBinaries({ log })).kubectl;
+    return cached;
+  }
+}
+
+if (import.meta.main) console.log(await ensureKubectl(console.error));

@@ -1,5 +1,6 @@
-// Test PKI made with the openssl CLI: a CA, the apiserver serving cert, the
-// service-account signing key pair and an admin client cert (system:masters).
+// Test PKI made in-process with WebCrypto and @peculiar/x509 (no openssl CLI needed): a CA, the
+// apiserver serving cert, the service-account signing key pair and an admin client cert (system:masters).
+import "../../lib/proxy/reflect-metadata-shim.ts";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -15,76 +16,71 @@ export interface Pki {
   adminKey: string;
 }
 
-const OPENSSL_CNF = `
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign, digitalSignature
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = @server_names
-authorityKeyIdentifier = keyid
-[server_names]
-IP.1 = 127.0.0.1
-IP.2 = 10.0.0.1
-DNS.1 = localhost
-DNS.2 = kubernetes
-DNS.3 = kubernetes.default
-DNS.4 = kubernetes.default.svc
-DNS.5 = kubernetes.default.svc.cluster.local
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-`;
+const EC = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+const RSA = { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" } as const;
+const DAY_MS = 24 * 60 * 60 * 1000;
+const SERVER_NAMES = [
+  { type: "ip", value: "127.0.0.1" }, { type: "ip", value: "10.0.0.1" },
+  { type: "dns", value: "localhost" }, { type: "dns", value: "kubernetes" }, { type: "dns", value: "kubernetes.default" },
+  { type: "dns", value: "kubernetes.default.svc" }, { type: "dns", value: "kubernetes.default.svc.cluster.local" },
+] as const;
 
 export async function generatePki(dir: string): Promise<Pki> {
+  // Loaded lazily: the Reflect shim above must be in place before x509's dependencies evaluate.
+  const x509 = await import("@peculiar/x509");
   await mkdir(dir, { recursive: true });
   const f = (name: string) => join(dir, name);
-  const cnf = f("openssl.cnf");
-  await writeFile(cnf, OPENSSL_CNF);
   const pki: Pki = {
-    dir,
-    caCert: f("ca.crt"),
-    caKey: f("ca.key"),
-    serverCert: f("apiserver.crt"),
-    serverKey: f("apiserver.key"),
-    saKey: f("sa.key"),
-    saPub: f("sa.pub"),
-    adminCert: f("admin.crt"),
-    adminKey: f("admin.key"),
+    dir, caCert: f("ca.crt"), caKey: f("ca.key"), serverCert: f("apiserver.crt"), serverKey: f("apiserver.key"),
+    saKey: f("sa.key"), saPub: f("sa.pub"), adminCert: f("admin.crt"), adminKey: f("admin.key"),
   };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(["req", "-config", cnf, "-x509", ...ec, "-keyout", pki.caKey, "-out", pki.caCert]
-    .concat(["-days", "3650", "-subj", "/CN=cluster-connect-test-ca", "-extensions", "ca"]));
-  await signed(cnf, pki, "server", "/CN=kube-apiserver", pki.serverKey, pki.serverCert);
-  await signed(cnf, pki, "client", "/O=system:masters/CN=admin", pki.adminKey, pki.adminCert);
-  await openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", pki.saKey]);
-  await openssl(["pkey", "-in", pki.saKey, "-pubout", "-out", pki.saPub]);
-  return pki;
+  const now = Date.now();
+  const validity = (days: number) => ({ notBefore: new Date(now - DAY_MS), notAfter: new Date(now + days * DAY_MS) });
+  const serial = () => {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[0] = bytes[0]! & 0x7f;
+    return Buffer.from(bytes).toString("hex");
+  };
+  const newEcKeys = async () => (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as CryptoKeyPair;
+  const pkcs8Pem = async (key: CryptoKey) => x509.PemConverter.encode(await crypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");
 
-  async function signed(cnf: string, pki: Pki, ext: string, subj: string, key: string, cert: string) {
-    const csr = `${cert}.csr`;
-    await openssl(["req", "-config", cnf, "-new", ...ec, "-keyout", key, "-out", csr, "-subj", subj]);
-    await openssl(["x509", "-req", "-in", csr, "-CA", pki.caCert, "-CAkey", pki.caKey, "-CAcreateserial"]
-      .concat(["-CAserial", f("ca.srl"), "-days", "365", "-out", cert, "-extfile", cnf, "-extensions", ext]));
+  const caKeys = await newEcKeys();
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(), name: "CN=cluster-connect-test-ca", ...validity(3650), signingAlgorithm: EC, keys: caKeys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
+    ],
+  });
+
+  async function issue(subject: string, usage: string, names: readonly { type: "ip" | "dns"; value: string }[]) {
+    const keys = await newEcKeys();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(), subject, issuer: ca.subject, ...validity(365), signingAlgorithm: EC,
+      publicKey: keys.publicKey, signingKey: caKeys.privateKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([usage]),
+        ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension([...names])] : []),
+        await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
+      ],
+    });
+    return { cert: cert.toString("pem"), key: await pkcs8Pem(keys.privateKey) };
   }
-}
 
-async function openssl(args: string[]): Promise<void> {
-  const proc = Bun.spawn(["openssl", ...args], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0) throw new Error(`openssl ${args.join(" ")} failed (exit ${code}):\n${out}${err}`);
+  const server = await issue("CN=kube-apiserver", x509.ExtendedKeyUsage.serverAuth, SERVER_NAMES);
+  const admin = await issue("O=system:masters, CN=admin", x509.ExtendedKeyUsage.clientAuth, []);
+  const sa = (await crypto.subtle.generateKey(RSA, true, ["sign", "verify"])) as CryptoKeyPair;
+
+  const files: [string, string][] = [
+    [pki.caCert, ca.toString("pem")], [pki.caKey, await pkcs8Pem(caKeys.privateKey)],
+    [pki.serverCert, server.cert], [pki.serverKey, server.key],
+    [pki.adminCert, admin.cert], [pki.adminKey, admin.key],
+    [pki.saKey, await pkcs8Pem(sa.privateKey)],
+    [pki.saPub, x509.PemConverter.encode(await crypto.subtle.exportKey("spki", sa.publicKey), "PUBLIC KEY")],
+  ];
+  for (const [path, pem] of files) await writeFile(path, pem + "\n", { mode: path.endsWith(".key") ? 0o600 : 0o644 });
+  return pki;
 }
