@@ -2,7 +2,7 @@
 // machine. Binaries are cached under <cache>/bin/<sha256(go.sum)[:16]>/ and
 // GOCACHE/GOMODCACHE live under <cache>, so only the first build pays.
 //
-//   <cache> = $CLUSTER_CONNECT_CACHE or ~/.cache/cluster-connect/go
+//   <cache> = ${CLUSTER_CONNECT_CACHE:-~/.cache/cluster-connect}/go
 //
 // Run as a script: `bun test/kube/build.ts` prints the binary paths.
 import { existsSync } from "node:fs";
@@ -28,7 +28,7 @@ const MODULE_DIR = join(import.meta.dir, "go");
 const HEARTBEAT_MS = 15_000;
 
 export function kubeCacheDir(): string {
-  return process.env.CLUSTER_CONNECT_CACHE ?? join(homedir(), ".cache", "cluster-connect", "go");
+  return join(process.env.CLUSTER_CONNECT_CACHE ?? join(homedir(), ".cache", "cluster-connect"), "go");
 }
 
 export async function buildKubeBinaries(opts: BuildOptions = {}): Promise<KubeBinaries> {
