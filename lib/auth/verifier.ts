@@ -1,10 +1,10 @@
 // Verifies users' JWTs against the trusted issuers and maps their claims to a Kubernetes identity.
-import { rootCertificates } from "node:tls";
 import {
   createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, decodeProtectedHeader, errors, jwtVerify,
   type JWK, type JWTPayload, type JWTVerifyGetKey,
 } from "jose";
 import { Unauthorized } from "../kube/index.ts";
+import { JwksFetchError, createJwksFetch } from "./jwks-fetch.ts";
 import { createVerifiedTokenCache } from "./verified-token-cache.ts";
 
 export interface TrustedIssuer {
@@ -74,10 +74,6 @@ const NEW_TOKEN_HINT = "get a new token (arcrelay token create, or your identity
 /** HMAC and `none` would let anyone holding a public key, or no key, mint tokens. */
 const REFUSED_ALGORITHMS = /^(?:none|HS\d+)$/i;
 
-/** Marks a failure to get the JWKS document itself, as opposed to a bad token. */
-class JwksFetchError extends Error {
-  override name = "JwksFetchError";
-}
 
 export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTokenVerifier {
   const byIssuer = new Map<string, TrustedIssuer>();
@@ -270,48 +266,4 @@ function headerOf(token: string): { alg?: unknown; kid?: unknown } {
 function describe(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 80)}...` : text;
-}
-
-/**
- * The fetch jose uses for JWKS URLs: trusts the `tlsCa` PEMs besides the system roots and turns every
- * failure (network, timeout, status, not a JWKS) into JwksFetchError, so a down issuer reads
- * differently from a bad token.
- */
-function createJwksFetch(
-  fetchImpl: typeof fetch,
-  tlsCa: (string | undefined)[],
-  timeoutMs: number,
-  requestHeaders?: () => Promise<Record<string, string>>,
-) {
-  const extraCas = tlsCa.filter((ca): ca is string => Boolean(ca));
-  const tls = extraCas.length > 0 ? { ca: [...rootCertificates, ...extraCas] } : undefined;
-  return async function fetchJwks(url: string, init: RequestInit & { signal: AbortSignal }): Promise<Response> {
-    let response: Response;
-    try {
-      if (requestHeaders) init = { ...init, headers: { ...(init.headers as Record<string, string>), ...(await requestHeaders()) } };
-      response = await fetchImpl(url, tls ? { ...init, tls } : init);
-    } catch (error) {
-      const reason = (error as Error)?.name === "TimeoutError" || init.signal.aborted
-        ? `no answer from ${url} within ${timeoutMs} ms`
-        : `${url}: ${(error as Error)?.message ?? String(error)}`;
-      throw new JwksFetchError(reason, { cause: error });
-    }
-    if (response.status !== 200) {
-      await response.body?.cancel().catch(() => {});
-      throw new JwksFetchError(`${url} answered HTTP ${response.status}`);
-    }
-    let text: string;
-    let body: unknown;
-    try {
-      text = await response.text();
-      body = JSON.parse(text);
-    } catch (error) {
-      throw new JwksFetchError(`${url} did not return JSON`, { cause: error });
-    }
-    const keys = (body as { keys?: unknown } | null)?.keys;
-    if (!Array.isArray(keys) || !keys.every((k) => k !== null && typeof k === "object")) {
-      throw new JwksFetchError(`${url} did not return a JSON Web Key Set`);
-    }
-    return new Response(text, { status: 200, headers: { "content-type": "application/json" } });
-  };
 }
