@@ -40,7 +40,14 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
   const outgoing = kubeToken
     ? buildPassThroughHeaders(headers, kubeToken)
     : buildImpersonatedHeaders(headers, identity, requestId, (options.headers ?? {}) as Record<string, string>);
-  if (kubeToken) delete options.headers;
+  if (kubeToken) {
+    // Nothing of the agent's own identity may ride along: not its token, and not a client
+    // certificate, which the API server would authenticate before the caller's bearer token.
+    delete options.headers;
+    delete options.cert;
+    delete options.key;
+    delete options.pfx;
+  }
   const upgrade = firstHeader(headers[protocol.UPGRADE_HEADER]);
   const request: https.RequestOptions = {
     ...options,
@@ -49,7 +56,8 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
     method: String(headers[":method"]),
     path: String(headers[":path"]),
     headers: upgrade ? { ...outgoing, connection: "Upgrade", upgrade } : outgoing,
-    agent: upgrade ? false : deps.upstream.agent,
+    // Token mode never shares a pooled connection that may carry the agent's client certificate.
+    agent: upgrade || kubeToken ? false : deps.upstream.agent,
   };
   deps.logger.debug("forwarding", { requestId, user: identity.user, tokenMode: Boolean(kubeToken), method: request.method, path: request.path?.split("?")[0], upgrade });
   const client = deps.upstream.server.protocol === "https:" ? https : http;
