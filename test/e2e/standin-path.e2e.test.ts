@@ -175,6 +175,23 @@ describe("upgrades through the tunnel", () => {
     });
   }
 
+  for (const [proto, ws] of [["websocket", "true"], ["SPDY/3.1", "false"]] as const) {
+    test(`kubectl exec -it gives an interactive terminal over ${proto} (under a real pty from script)`, async () => {
+      const arcproxy = [process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", alice];
+      const inner = [...arcproxy, "--", kubectl, "exec", "-it", "demo", "--", "sh"].join(" ");
+      const proc = Bun.spawn(["script", "-qec", inner, "/dev/null"], {
+        cwd: join(import.meta.dir, "..", ".."),
+        stdin: new TextEncoder().encode("echo tty-$((6*7)); tty; exit 5\n"),
+        stdout: "pipe", stderr: "pipe",
+        env: { ...process.env, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: ws },
+      });
+      const out = await new Response(proc.stdout as ReadableStream).text();
+      expect(await proc.exited).toBe(5);
+      expect(out).toContain("tty-42");
+      expect(out).toMatch(/\/dev\/pts\/\d+/); // the command in the pod has a terminal of its own
+    });
+  }
+
   test("kubectl cp copies a file out of and into the pod", async () => {
     await writeFile(join(standin.podDir, "report.txt"), "from the pod\n");
     const local = join(stack.dir, "report-copy.txt");
