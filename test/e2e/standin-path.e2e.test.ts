@@ -120,6 +120,23 @@ describe("requests and streams", () => {
     }
   });
 
+  test("kubectl logs -f delivers lines as the pod writes them", async () => {
+    const proc = Bun.spawn(
+      [process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", alice, "--", kubectl, "logs", "-f", "demo"],
+      { cwd: join(import.meta.dir, "..", ".."), stdout: "pipe", stderr: "pipe" },
+    );
+    let out = "";
+    void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) out += new TextDecoder().decode(c); })();
+    try {
+      // Lines 4 and 5 are written half a second apart, long after the response started.
+      await waitFor("the 5th log line", () => out.includes("standin demo log line 5\n"), 15_000);
+      expect(out.startsWith("standin demo log line 1\n")).toBe(true);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  });
+
   test("kubectl exec without stdin prints the command's output", async () => {
     const r = await kubectlVia(alice, ["exec", "demo", "--", "echo", "hello-from-pod"]);
     expect(r.stdout).toBe("hello-from-pod\n");
