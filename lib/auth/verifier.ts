@@ -42,6 +42,8 @@ export interface Identity {
   groups: string[];
   subject: string;
   issuer: string;
+  /** The token's verified `aud`, for relays that bind tokens to clusters. */
+  audiences: string[];
 }
 
 export interface UserTokenVerifierOptions {
@@ -193,6 +195,7 @@ function identityOf(payload: JWTPayload, trusted: TrustedIssuer): Identity {
     groups: groupsOf(payload, trusted),
     subject: payload.sub,
     issuer: trusted.issuer,
+    audiences: typeof payload.aud === "string" ? [payload.aud] : (payload.aud ?? []),
   };
 }
 

@@ -1,25 +1,19 @@
 // Who is calling (the user token) and whether they may reach this cluster (the grants).
 import type { IncomingHttpHeaders } from "node:http";
-import { decodeJwt } from "jose";
 import { findRole, roleAtLeast, type Identity, type Role } from "../auth/index.ts";
 import { Forbidden, NotFound, Unauthorized } from "../kube/index.ts";
 import type { AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
 import type { RelayStore } from "./store/index.ts";
 
-/** A verified caller, with the token's audiences for the per-cluster audience check. */
-export interface UserIdentity extends Identity {
-  audiences: string[];
-}
-
 export interface UserAccess {
   /**
    * Verifies the bearer token; throws Unauthorized with a message that says how to get one.
    * With `remoteAddress`, repeated failures from that address are refused with 429 before verifying.
    */
-  authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string): Promise<UserIdentity>;
+  authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string): Promise<Identity>;
   /** Throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
-  authorize(identity: Identity & { audiences?: string[] }, cluster: string, role: Role): Promise<void>;
+  authorize(identity: Identity, cluster: string, role: Role): Promise<void>;
 }
 
 export function createUserAccess(opts: {
@@ -30,23 +24,18 @@ export function createUserAccess(opts: {
   /** Tokens must name `cluster-connect:<cluster>` in `aud` to reach that cluster. */
   bindAudienceToCluster?: boolean;
 }): UserAccess {
-  async function verify(token: string): Promise<UserIdentity> {
-    const identity = await opts.verifyUserToken(token);
-    return { ...identity, audiences: audiencesOf(token) };
-  }
-
   return {
     async authenticate(headers, remoteAddress) {
       const limiter = remoteAddress ? opts.rateLimiter : undefined;
       limiter?.check(remoteAddress!);
       // A missing or malformed header costs nothing to refuse (and probes send none): not counted.
       const token = bearerToken(headers);
-      if (!limiter) return verify(token);
+      if (!limiter) return opts.verifyUserToken(token);
       const release = await limiter.acquire(remoteAddress!);
       try {
         // Again: failures of the attempts this one waited behind may have used up the budget.
         limiter.check(remoteAddress!);
-        return await verify(token);
+        return await opts.verifyUserToken(token);
       } catch (error) {
         if (error instanceof Unauthorized) limiter.recordFailure(remoteAddress!);
         throw error;
@@ -55,7 +44,7 @@ export function createUserAccess(opts: {
       }
     },
     async authorize(identity, cluster, role) {
-      if (opts.bindAudienceToCluster && !identity.audiences?.includes(clusterAudience(cluster))) {
+      if (opts.bindAudienceToCluster && !identity.audiences.includes(clusterAudience(cluster))) {
         throw new Unauthorized(
           `token audience does not include cluster "${cluster}": this relay binds tokens to clusters; ` +
             `get a token whose aud includes ${clusterAudience(cluster)}`,
@@ -80,12 +69,6 @@ export function createUserAccess(opts: {
 /** The audience a token needs to reach `cluster` when tokens are bound to clusters. */
 export function clusterAudience(cluster: string): string {
   return `${BUILTIN_AUDIENCE}:${cluster}`;
-}
-
-/** `aud` of a token the verifier has just accepted (so decoding without verifying reads verified claims). */
-function audiencesOf(token: string): string[] {
-  const aud = decodeJwt(token).aud;
-  return Array.isArray(aud) ? aud.filter((a): a is string => typeof a === "string") : typeof aud === "string" ? [aud] : [];
 }
 
 export function bearerToken(headers: IncomingHttpHeaders | Headers): string {

@@ -4,7 +4,7 @@ import type { Identity } from "../../lib/auth/index.ts";
 import { buildImpersonatedHeaders, buildPassThroughHeaders, REQUEST_ID_EXTRA } from "../../lib/agent/impersonation.ts";
 import type { TunnelHeaders } from "../../lib/tunnel/index.ts";
 
-const ALICE: Identity = { user: "alice", groups: ["dev", "ops"], subject: "alice", issuer: "https://relay.test" };
+const ALICE: Identity = { user: "alice", groups: ["dev", "ops"], subject: "alice", issuer: "https://relay.test", audiences: ["cluster-connect"] };
 const AGENT_CREDENTIALS = { Authorization: "Bearer agent-sa-token" };
 
 /** Headers as they reach the agent from the tunnel: pseudo-headers plus whatever the caller sent. */

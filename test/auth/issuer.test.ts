@@ -123,7 +123,7 @@ describe("builtinIssuerTrust", () => {
     const verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer)] });
     const token = await issuer.signUserToken({ user: "alice", groups: ["devs", "ops"] });
     expect(await verifier.verifyUserToken(token)).toEqual({
-      user: "alice", groups: ["devs", "ops"], subject: "alice", issuer: ISSUER,
+      user: "alice", groups: ["devs", "ops"], subject: "alice", issuer: ISSUER, audiences: [AUDIENCE],
     });
   });
 

@@ -111,7 +111,7 @@ interface Provider {
   audience: string;
   config: string;
   claims: JWTPayload;
-  expected: { user: string; groups: string[]; subject: string };
+  expected: { user: string; groups: string[]; subject: string; audiences: string[] };
 }
 
 const providers: Provider[] = [
@@ -130,7 +130,7 @@ const providers: Provider[] = [
       aud: "api://cluster-connect", sub: "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ", oid: OID, tid: TENANT,
       preferred_username: "alice@contoso.com", name: "Alice", groups: GROUP_GUIDS, ver: "2.0",
     },
-    expected: { user: `entra:${OID}`, groups: GROUP_GUIDS.map((g) => `entra:${g}`), subject: "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ" },
+    expected: { user: `entra:${OID}`, groups: GROUP_GUIDS.map((g) => `entra:${g}`), subject: "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ", audiences: ["api://cluster-connect"] },
   },
   {
     name: "Keycloak",
@@ -146,7 +146,7 @@ const providers: Provider[] = [
       aud: ["cluster-connect", "account"], sub: "f1b2c3d4-0000-4000-8000-000000000001", azp: "arcproxy",
       preferred_username: "bob", email: "bob@acme.example", groups: ["/platform", "/platform/oncall"],
     },
-    expected: { user: "keycloak:bob", groups: ["keycloak:/platform", "keycloak:/platform/oncall"], subject: "f1b2c3d4-0000-4000-8000-000000000001" },
+    expected: { user: "keycloak:bob", groups: ["keycloak:/platform", "keycloak:/platform/oncall"], subject: "f1b2c3d4-0000-4000-8000-000000000001", audiences: ["cluster-connect", "account"] },
   },
   {
     name: "Dex",
@@ -160,7 +160,7 @@ const providers: Provider[] = [
       groupsPrefix: "dex:"
       algorithms: [ES256]`,
     claims: { aud: "arc-dex", sub: "CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs", email: "carol@acme.example", email_verified: true, groups: ["devs"] },
-    expected: { user: "dex:carol@acme.example", groups: ["dex:devs"], subject: "CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs" },
+    expected: { user: "dex:carol@acme.example", groups: ["dex:devs"], subject: "CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs", audiences: ["arc-dex"] },
   },
   {
     name: "GitHub Actions",
@@ -175,7 +175,7 @@ const providers: Provider[] = [
       aud: "cluster-connect", sub: "repo:acme/app:ref:refs/heads/main", repository: "acme/app", repository_owner: "acme",
       ref: "refs/heads/main", workflow: "deploy", actor: "octocat", event_name: "push", jti: crypto.randomUUID(),
     },
-    expected: { user: "github:repo:acme/app:ref:refs/heads/main", groups: [], subject: "repo:acme/app:ref:refs/heads/main" },
+    expected: { user: "github:repo:acme/app:ref:refs/heads/main", groups: [], subject: "repo:acme/app:ref:refs/heads/main", audiences: ["cluster-connect"] },
   },
 ];
 

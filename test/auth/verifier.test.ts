@@ -67,7 +67,7 @@ const unsignedToken = (header: object, payload: object, signature = "") =>
 describe("valid tokens", () => {
   test("map claims to user, groups and subject", async () => {
     const verifier = createUserTokenVerifier({ issuers: [trusted()] });
-    expect(await verifier.verifyUserToken(await sign())).toEqual({ user: "alice", groups: ["devs"], subject: "alice", issuer: ISS });
+    expect(await verifier.verifyUserToken(await sign())).toEqual({ user: "alice", groups: ["devs"], subject: "alice", issuer: ISS, audiences: [AUD] });
   });
 
   test("use the configured claims and prefixes", async () => {
@@ -76,7 +76,7 @@ describe("valid tokens", () => {
     });
     const token = await sign({ sub: "0f3a", email: "alice@example.com", roles: ["admins", 7, "", "ops"] });
     expect(await verifier.verifyUserToken(token)).toEqual({
-      user: "oidc:alice@example.com", groups: ["oidc:admins", "oidc:ops"], subject: "0f3a", issuer: ISS,
+      user: "oidc:alice@example.com", groups: ["oidc:admins", "oidc:ops"], subject: "0f3a", issuer: ISS, audiences: [AUD],
     });
   });
 
