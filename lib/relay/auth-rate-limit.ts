@@ -136,8 +136,9 @@ function expandIpv6(address: string): string[] | undefined {
 }
 
 /**
- * Runs one authentication attempt (an agent token, an enrollment secret) under the limiter: a
- * blocked address is refused before `attempt` runs, and an Unauthorized result spends its budget.
+ * Runs one authentication attempt (a user or agent token, an enrollment secret) under the limiter:
+ * a blocked address is refused before `attempt` runs, at most `maxConcurrent` attempts per address
+ * run at once, and an Unauthorized result spends the address's budget.
  */
 export async function limitAuthentication<T>(
   limiter: AuthRateLimiter | undefined,
@@ -146,10 +147,15 @@ export async function limitAuthentication<T>(
 ): Promise<T> {
   if (!limiter || !address) return attempt();
   limiter.check(address);
+  const release = await limiter.acquire(address);
   try {
+    // Again: failures of the attempts this one waited behind may have used up the budget.
+    limiter.check(address);
     return await attempt();
   } catch (error) {
     if (error instanceof Unauthorized) limiter.recordFailure(address);
     throw error;
+  } finally {
+    release();
   }
 }

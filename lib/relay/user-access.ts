@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { findRole, roleAtLeast, type Identity, type Role } from "../auth/index.ts";
 import { Forbidden, NotFound, Unauthorized } from "../kube/index.ts";
-import type { AuthRateLimiter } from "./auth-rate-limit.ts";
+import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
 import type { RelayStore } from "./store/index.ts";
 
@@ -26,22 +26,10 @@ export function createUserAccess(opts: {
 }): UserAccess {
   return {
     async authenticate(headers, remoteAddress) {
-      const limiter = remoteAddress ? opts.rateLimiter : undefined;
-      limiter?.check(remoteAddress!);
+      if (remoteAddress) opts.rateLimiter?.check(remoteAddress);
       // A missing or malformed header costs nothing to refuse (and probes send none): not counted.
       const token = bearerToken(headers);
-      if (!limiter) return opts.verifyUserToken(token);
-      const release = await limiter.acquire(remoteAddress!);
-      try {
-        // Again: failures of the attempts this one waited behind may have used up the budget.
-        limiter.check(remoteAddress!);
-        return await opts.verifyUserToken(token);
-      } catch (error) {
-        if (error instanceof Unauthorized) limiter.recordFailure(remoteAddress!);
-        throw error;
-      } finally {
-        release();
-      }
+      return limitAuthentication(opts.rateLimiter, remoteAddress, () => opts.verifyUserToken(token));
     },
     async authorize(identity, cluster, role) {
       if (opts.bindAudienceToCluster && !identity.audiences.includes(clusterAudience(cluster))) {
