@@ -1,4 +1,5 @@
 // How the agent reaches its relay: base URL and the TLS trust for it.
+import { isLoopbackHost } from "../kube/index.ts";
 import { readFileSync } from "node:fs";
 import { Agent as HttpsAgent } from "node:https";
 
@@ -9,7 +10,6 @@ export interface RelayEndpoint {
   ca?: string;
 }
 
-const LOOPBACK_HOST = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/;
 
 export function parseRelayEndpoint(url: string, caFile?: string): RelayEndpoint {
   let parsed: URL;
@@ -18,7 +18,7 @@ export function parseRelayEndpoint(url: string, caFile?: string): RelayEndpoint 
   } catch {
     throw new TypeError(`--relay ${JSON.stringify(url)} is not a URL: use https://relay.example.com`);
   }
-  if (parsed.protocol === "http:" && !LOOPBACK_HOST.test(parsed.hostname)) {
+  if (parsed.protocol === "http:" && !isLoopbackHost(parsed.hostname)) {
     throw new TypeError(`--relay ${url}: plain http is only allowed to a loopback relay; use https`);
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new TypeError(`--relay ${url}: use an https URL`);

@@ -1,4 +1,5 @@
 // Finds an external OIDC issuer's JWKS URL from its discovery document, once, on first use.
+import { isLoopbackHost } from "../kube/index.ts";
 import { rootCertificates } from "node:tls";
 
 export interface DiscoveryOptions {
@@ -16,7 +17,6 @@ const DEFAULT_TIMEOUT_MS = 5_000;
 /** After a failed discovery, callers get the same failure for this long before it is tried again. */
 const DEFAULT_RETRY_AFTER_MS = 10_000;
 /** Plain http is only for issuers on this machine (tests, local Dex). */
-const LOOPBACK_HOST = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/;
 
 class OidcDiscoveryError extends Error {
   override name = "OidcDiscoveryError";
@@ -92,7 +92,7 @@ export function endpointUrlProblem(value: string): string | undefined {
   } catch {
     return `${JSON.stringify(value)} is not a URL`;
   }
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK_HOST.test(url.hostname))) {
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname))) {
     return `${value} must be an https URL (plain http only on a loopback address)`;
   }
   if (url.username || url.password || url.hash) return `${value} must not carry credentials or a fragment`;

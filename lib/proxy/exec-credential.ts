@@ -1,7 +1,6 @@
 // arcproxy as a kubectl exec credential plugin: the ExecCredential it prints and the kubeconfig that runs it.
 import { isAbsolute, resolve } from "node:path";
-import { buildKubeconfig, validateClusterName } from "../kube/index.ts";
-import { isLoopback } from "./relay-endpoint.ts";
+import { buildKubeconfig, isLoopbackHost, validateClusterName } from "../kube/index.ts";
 import type { TokenCredential } from "./token-source-cache.ts";
 
 /** The exec plugin protocol version kubectl 1.22+ speaks. */
@@ -72,7 +71,7 @@ function normalizeRelayUrl(relayUrl: string): string {
     throw new TypeError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
   }
   const hostname = url.hostname.replace(/^\[|\]$/g, "");
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopback(hostname))) {
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(hostname))) {
     throw new TypeError(`invalid relay URL ${relayUrl}: the scheme must be https:// (http:// only for loopback)`);
   }
   if (url.search || url.hash) throw new TypeError(`invalid relay URL ${relayUrl}: no query or fragment`);

@@ -1,4 +1,5 @@
 // Where and how to reach the relay: URL checks, TLS trust, and the keep-alive agent for requests.
+import { isLoopbackHost } from "../kube/index.ts";
 import http from "node:http";
 import https from "node:https";
 import { isIP } from "node:net";
@@ -41,7 +42,7 @@ export function createRelayEndpoint(relayUrl: string, tls: RelayTls): RelayEndpo
   }
   const hostname = url.hostname.replace(/^\[|\]$/g, "");
   const secure = url.protocol === "https:";
-  if (!secure && !isLoopback(hostname)) {
+  if (!secure && !isLoopbackHost(hostname)) {
     throw new TypeError(`refusing plain http:// to ${url.host}: use https:// (http:// is allowed for loopback hosts only)`);
   }
   const port = url.port ? Number(url.port) : secure ? 443 : 80;
@@ -71,6 +72,3 @@ export function buildClusterApiPath(endpoint: RelayEndpoint, cluster: string, ku
   return `${endpoint.basePath}/v1/clusters/${encodeURIComponent(cluster)}/k8s${kubePath}`;
 }
 
-export function isLoopback(hostname: string): boolean {
-  return hostname === "localhost" || hostname === "::1" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
-}

@@ -1,8 +1,6 @@
 // A typed client for the relay's admin API (/v1/admin); the relay's Status messages become ArcErrors.
 import { rootCertificates } from "node:tls";
-import {
-  AgentNotConnected, ArcError, BadGateway, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, UpstreamTimeout,
-} from "../kube/index.ts";
+import { AgentNotConnected, ArcError, BadGateway, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, UpstreamTimeout, isLoopbackHost } from "../kube/index.ts";
 import type { Role } from "./store/index.ts";
 
 export interface AdminClientOptions {
@@ -47,7 +45,6 @@ export interface AdminClient {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 export function createAdminClient(opts: AdminClientOptions): AdminClient {
   const base = adminBaseUrl(opts.relayUrl);
@@ -111,7 +108,7 @@ function adminBaseUrl(relayUrl: string): string {
     throw new TypeError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError(`invalid relay URL ${relayUrl}: the scheme must be https://`);
-  if (url.protocol === "http:" && !LOOPBACK.test(url.hostname.replace(/^\[|\]$/g, ""))) {
+  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
     throw new TypeError(`refusing plain http:// to ${url.host}: use https:// (http:// is allowed for loopback hosts only)`);
   }
   if (url.search || url.hash || url.username || url.password) throw new TypeError(`invalid relay URL ${relayUrl}: no query, fragment or credentials`);

@@ -5,7 +5,7 @@ import https from "node:https";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
-import { NotFound } from "../kube/index.ts";
+import { NotFound, isLoopbackHost } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol, writeStatusToSocket } from "../tunnel/index.ts";
 import { createAgentConnectHandler } from "./agent-connect.ts";
@@ -51,10 +51,9 @@ export interface RunningRelay {
  */
 const MAX_HEADER_BYTES = 64 * 1024;
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/;
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
-  if (!opts.tls && !LOOPBACK.test(opts.host)) {
+  if (!opts.tls && !isLoopbackHost(opts.host)) {
     throw new TypeError(
       `refusing plain HTTP on ${opts.host}: --insecure-http is only allowed on a loopback address; pass --tls-cert and --tls-key`,
     );
