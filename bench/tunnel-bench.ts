@@ -1,12 +1,13 @@
 // Measures the relay <-> agent path in one process: sequential latency, concurrent rate, bulk throughput.
 // Run: bun bench/tunnel-bench.ts   (results go in bench/BENCHMARKS.md with the command and machine)
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
 import { createLogger, silentLogger } from "../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay } from "../lib/relay/index.ts";
+import { writeKubeconfig } from "../test/kube/kubeconfig-file.ts";
 
 const BULK_BYTES = 64 * 1024 * 1024;
 const chunk = Buffer.alloc(1024 * 1024, 120);
@@ -33,13 +34,7 @@ const upstreamPort = (upstream.address() as { port: number }).port;
 
 const dir = await mkdtemp(join(tmpdir(), "arc-bench-"));
 const kubeconfig = join(dir, "kubeconfig");
-await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: u, cluster: {server: "http://127.0.0.1:${upstreamPort}", insecure-skip-tls-verify: true}}]
-users: [{name: a, user: {token: bench}}]
-contexts: [{name: u, context: {cluster: u, user: a}}]
-current-context: u
-`);
+await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${upstreamPort}`, userName: "agent", user: { token: "bench" } });
 const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), logger: process.env.BENCH_DEBUG ? createLogger({ component: "bench" }) : silentLogger });
 const { token: enrollToken } = await addCluster(relay.store, "bench");
 await relay.store.addGrant({ principal: "user:bench", cluster: "bench", role: "cluster-user" });

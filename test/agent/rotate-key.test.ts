@@ -1,6 +1,6 @@
 // arcagent rotate-key against a real relay and a running agent: old tunnel closed, reconnect with the new key, old key refused.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, r
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
+import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 
@@ -30,13 +31,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: u, cluster: {server: "http://127.0.0.1:${(upstream.address() as { port: number }).port}", insecure-skip-tls-verify: true}}]
-users: [{name: a, user: {token: agent-sa}}]
-contexts: [{name: u, context: {cluster: u, user: a}}]
-current-context: u
-`);
+  await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${(upstream.address() as { port: number }).port}`, userName: "agent", user: { token: "agent-sa" } });
   relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), logger: silentLogger });
   const { token: enrollToken } = await addCluster(relay.store, CLUSTER);
   await relay.store.addGrant({ principal: "user:alice", cluster: CLUSTER, role: "cluster-user" });

@@ -1,6 +1,6 @@
 // Token mode carries only the caller's credential: not the agent's token, and not the agent's client certificate.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 import { generatePki } from "../kube/pki.ts";
+import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 
@@ -47,13 +48,10 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   const kubeconfig = join(dir, "agent.kubeconfig");
   // An agent that authenticates with a client certificate, as outside a cluster it may.
-  await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: u, cluster: {server: "https://127.0.0.1:${(upstream.address() as { port: number }).port}", certificate-authority: "${pki.caCert}"}}]
-users: [{name: a, user: {client-certificate: "${pki.adminCert}", client-key: "${pki.adminKey}"}}]
-contexts: [{name: u, context: {cluster: u, user: a}}]
-current-context: u
-`);
+  await writeKubeconfig(kubeconfig, {
+    server: `https://127.0.0.1:${(upstream.address() as { port: number }).port}`, caFile: pki.caCert,
+    userName: "agent", user: { certFile: pki.adminCert, keyFile: pki.adminKey },
+  });
   relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), logger: silentLogger });
   const { token: enrollToken } = await addCluster(relay.store, CLUSTER);
   await relay.store.addGrant({ principal: "user:alice", cluster: CLUSTER, role: "cluster-user" });

@@ -1,8 +1,9 @@
 // Starts arcrelay, arcagent (and arcproxy on demand) from source on loopback, for end-to-end tests.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const BUN = process.execPath;
@@ -101,13 +102,7 @@ export async function startStack(target: KubeTarget, opts: { cluster?: string } 
   await waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000);
 
   const kubeconfig = join(dir, "agent.kubeconfig");
-  await writeFile(kubeconfig, [
-    "apiVersion: v1", "kind: Config",
-    `clusters: [{name: target, cluster: {server: "${target.server}", certificate-authority: "${target.caFile}"}}]`,
-    `users: [{name: agent, user: {token: "${target.agentToken}"}}]`,
-    "contexts: [{name: target, context: {cluster: target, user: agent}}]",
-    "current-context: target", "",
-  ].join("\n"), { mode: 0o600 });
+  await writeKubeconfig(kubeconfig, { server: target.server, caFile: target.caFile, userName: "agent", user: { token: target.agentToken } });
 
   const arcrelay = (args: string[]) => run([BUN, "cmd/arcrelay.ts", ...args, "--data-dir", dataDir]);
   const added = await arcrelay(["cluster", "add", cluster]);

@@ -1,6 +1,6 @@
 // Agent keys at the relay over HTTP: revocation closes the tunnel, rotation needs proof, cluster A's key never serves B.
 import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
+import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 
@@ -30,13 +31,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: u, cluster: {server: "http://127.0.0.1:${(upstream.address() as { port: number }).port}", insecure-skip-tls-verify: true}}]
-users: [{name: a, user: {token: agent-sa}}]
-contexts: [{name: u, context: {cluster: u, user: a}}]
-current-context: u
-`);
+  await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${(upstream.address() as { port: number }).port}`, userName: "agent", user: { token: "agent-sa" } });
   relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), logger: silentLogger });
   for (const name of ["alpha", "beta"]) await addCluster(relay.store, name);
 });

@@ -1,6 +1,6 @@
 // A firewalled agent verifies an external issuer's tokens with keys fetched through its relay.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "
 import { signAgentToken, type TrustedIssuer } from "../../lib/auth/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
+import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 
@@ -44,13 +45,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [{name: u, cluster: {server: "http://127.0.0.1:${(upstream.address() as { port: number }).port}", insecure-skip-tls-verify: true}}]
-users: [{name: a, user: {token: agent-sa}}]
-contexts: [{name: u, context: {cluster: u, user: a}}]
-current-context: u
-`);
+  await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${(upstream.address() as { port: number }).port}`, userName: "agent", user: { token: "agent-sa" } });
   const trust = (jwks: TrustedIssuer["jwks"]): TrustedIssuer => ({
     issuer: issuerUrl, audiences: ["cluster-connect"], jwks, usernameClaim: "sub", usernamePrefix: "gh:", algorithms: ["RS256"],
   });

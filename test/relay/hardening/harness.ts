@@ -1,5 +1,5 @@
 // An in-process relay, agent and header-recording upstream for the attack tests, plus raw-socket helpers.
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -8,6 +8,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "
 import type { BuiltinIssuer } from "../../../lib/auth/index.ts";
 import { silentLogger, type Logger } from "../../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RelayOptions, type RunningRelay } from "../../../lib/relay/index.ts";
+import { writeKubeconfig } from "../../kube/kubeconfig-file.ts";
 
 /** One request as the API server stand-in received it. */
 export interface RecordedRequest {
@@ -86,13 +87,7 @@ export async function startHarness(opts: {
 
   const agentSaToken = "agent-sa-token-" + crypto.randomUUID();
   const kubeconfig = join(dir, "kubeconfig");
-  await writeFile(kubeconfig, [
-    "apiVersion: v1", "kind: Config",
-    `clusters: [{name: u, cluster: {server: "http://127.0.0.1:${upstreamPort}", insecure-skip-tls-verify: true}}]`,
-    `users: [{name: a, user: {token: ${agentSaToken}}}]`,
-    "contexts: [{name: u, context: {cluster: u, user: a}}]",
-    "current-context: u", "",
-  ].join("\n"));
+  await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${upstreamPort}`, userName: "agent", user: { token: agentSaToken } });
 
   const relay = await startRelay({
     host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), publicUrl, logger: opts.logger ?? silentLogger, ...opts.relayOptions,
