@@ -23,3 +23,9 @@ export const MAX_CONCURRENT_STREAMS = 1000;
 
 /** Graceful close: how long in-flight streams get before a tunnel is torn down. */
 export const TUNNEL_DRAIN_TIMEOUT_MS = 5_000;
+
+/**
+ * When one side of a spliced upgrade (exec, port-forward) ends and closes, the other side gets this
+ * long to hand its last buffered bytes to its reader before it is closed too.
+ */
+export const SPLICE_FLUSH_TIMEOUT_MS = 30_000;

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import net from "node:net";
 import { splice } from "../../lib/tunnel/index.ts";
-import { closeServer, collect, listen, waitFor, within } from "./tunnel-pair.ts";
+import { closeServer, collect, listen, patternBytes, waitFor, within } from "./tunnel-pair.ts";
 
 // Two real TCP connections: the test holds the outer ends, splice() joins the inner ones, as the
 // relay joins a user's socket to a tunnel stream.
@@ -24,8 +24,8 @@ afterEach(async () => {
 
 // The inner sockets are half-open capable, as node:http's upgraded sockets are. The user's end
 // closes when it reads EOF (a client that is done), unless the test needs it to keep talking.
-async function socketPair(userHalfOpen: boolean): Promise<[outer: net.Socket, inner: net.Socket]> {
-  const server = net.createServer({ allowHalfOpen: true });
+async function socketPair(userHalfOpen: boolean, innerHalfOpen = true): Promise<[outer: net.Socket, inner: net.Socket]> {
+  const server = net.createServer({ allowHalfOpen: innerHalfOpen });
   servers.push(server);
   const inner = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
   const port = await listen(server);
@@ -115,6 +115,23 @@ describe("splice", () => {
     expect(j.innerA.destroyed).toBe(true);
     expect(j.innerB.destroyed).toBe(true);
     await waitFor("both user sockets to close", () => (atA.closed() || atA.ended()) && (atB.closed() || atB.ended()));
+  });
+
+  test("bytes still on their way when one side closes all reach the other side", async () => {
+    // A kubectl cp over WebSocket: the API server writes the last of a tar and hangs up at once,
+    // while the user's side is still reading earlier bytes.
+    const [userA, innerA] = await socketPair(false);
+    const [userB, innerB] = await socketPair(false, false);
+    userA.pause();
+    const done = splice(innerA, innerB);
+    const payload = patternBytes(4 * 1024 * 1024);
+    userB.end(payload);
+    await waitFor("B's inner socket to close after its EOF", () => innerB.destroyed);
+    const atA = collect(userA);
+    userA.resume();
+    await waitFor("all 4 MiB at A", () => atA.bytes().length >= payload.length);
+    expect(atA.bytes().equals(payload)).toBe(true);
+    await within("splice to resolve", done);
   });
 
   test("resolves only when both sides are closed", async () => {

@@ -1,0 +1,138 @@
+// The test cluster itself: a real control plane and node come up, run a pod, and leave nothing
+// behind when stopped, even when the harness dies without stopping it.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { applyManifest, createServiceAccountKubeconfig, kubectl, startKubeCluster, type KubeCluster } from "./cluster.ts";
+
+setDefaultTimeout(120_000);
+
+interface WhoAmI {
+  status: { userInfo: { username: string; groups?: string[] } };
+}
+
+let dir: string;
+let cluster: KubeCluster;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "kube-cluster-test-"));
+  cluster = await startKubeCluster({ dir, log: (line) => console.error(line) });
+}, 40 * 60_000); // a fresh machine builds the Kubernetes binaries from Go first
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("a whole single-node cluster", () => {
+  test("serves Kubernetes v1.34 with the admin and ServiceAccount identities a real cluster has", async () => {
+    const version = JSON.parse(await kubectl(cluster, ["get", "--raw", "/version"])) as { gitVersion: string };
+    expect(version.gitVersion).toMatch(/^v1\.34\.\d+$/);
+    const admin = JSON.parse(await kubectl(cluster, ["auth", "whoami", "-o", "json"])) as WhoAmI;
+    expect(admin.status.userInfo.username).toBe("admin");
+    expect(admin.status.userInfo.groups).toContain("system:masters");
+
+    await kubectl(cluster, ["create", "namespace", "e2e"]);
+    await kubectl(cluster, ["create", "serviceaccount", "robot", "-n", "e2e"]);
+    const sa = await createServiceAccountKubeconfig(cluster, { namespace: "e2e", serviceAccount: "robot", out: join(dir, "robot.kubeconfig") });
+    const robot = JSON.parse(await kubectl(cluster, ["auth", "whoami", "-o", "json"], sa.kubeconfig)) as WhoAmI;
+    expect(robot.status.userInfo.username).toBe("system:serviceaccount:e2e:robot");
+  });
+
+  test("the controllers run: aggregated roles are filled and a Deployment gets a running pod", async () => {
+    const edit = JSON.parse(await kubectl(cluster, ["get", "clusterrole", "edit", "-o", "json"])) as { rules?: unknown[] };
+    expect(edit.rules?.length ?? 0).toBeGreaterThan(5);
+    await kubectl(cluster, ["create", "deployment", "sleeper", "-n", "default", `--image=${cluster.node!.testImage}`, "--", "sleep", "3600"]);
+    await kubectl(cluster, ["patch", "deployment", "sleeper", "-n", "default", "--type=json",
+      "-p", '[{"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"Never"}]']);
+    await kubectl(cluster, ["rollout", "status", "deployment/sleeper", "-n", "default", "--timeout=60s"]);
+    const pods = JSON.parse(await kubectl(cluster, ["get", "pods", "-n", "default", "-l", "app=sleeper", "-o", "json"])) as {
+      items: { status: { phase: string; podIP?: string } }[];
+    };
+    expect(pods.items.map((p) => p.status.phase)).toContain("Running");
+    expect(pods.items[0]!.status.podIP).toMatch(/^10\.123\.\d+\.\d+$/);
+  });
+
+  test("the node runs containers: logs, exec with its exit status, and the API server reaches the kubelet securely", async () => {
+    await applyManifest(cluster, "echo.yaml", `apiVersion: v1
+kind: Pod
+metadata: {name: echo, namespace: default}
+spec:
+  containers:
+    - name: main
+      image: ${cluster.node!.testImage}
+      imagePullPolicy: Never
+      command: ["sh", "-c", "echo started; sleep 3600"]
+`);
+    await kubectl(cluster, ["wait", "--for=condition=Ready", "pod/echo", "-n", "default", "--timeout=60s"]);
+    expect(await kubectl(cluster, ["logs", "echo", "-n", "default"])).toBe("started\n");
+    const proc = Bun.spawn([cluster.kubectl, "--kubeconfig", cluster.adminKubeconfig, "exec", "echo", "-n", "default", "--", "sh", "-c", "echo in-pod; exit 7"], { stdout: "pipe", stderr: "pipe" });
+    expect(await new Response(proc.stdout).text()).toBe("in-pod\n");
+    expect(await proc.exited).toBe(7);
+    // The kubelet answers only authenticated, authorized callers: anonymous gets 401.
+    const kubeletPort = JSON.parse(await kubectl(cluster, ["get", "node", "localhost", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]));
+    const anonymous = await fetch(`https://127.0.0.1:${kubeletPort}/pods`, { tls: { rejectUnauthorized: false } });
+    expect(anonymous.status).toBe(401);
+  });
+});
+
+describe("stopping", () => {
+  test("stop() removes every process, mount, cgroup and the bridge", async () => {
+    const state = JSON.parse(readFileSync(join(dir, "cluster-state.json"), "utf8")) as { cgroupRoot: string; bridge: string };
+    expect(Object.keys(cluster.pids).sort()).toEqual(["containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"]);
+    const pids = Object.values(cluster.pids);
+    expect(processesMentioning(dir).length).toBeGreaterThan(0); // the pods' containerd shims, still running
+    await cluster.stop();
+    for (const pid of pids) expect(isAlive(pid)).toBe(false);
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(dir);
+    expect(existsSync(`/sys/fs/cgroup/memory${state.cgroupRoot}`)).toBe(false);
+    expect(existsSync(`/sys/class/net/${state.bridge}`)).toBe(false);
+    expect(processesMentioning(dir)).toEqual([]);
+  });
+});
+
+test("a harness killed with SIGKILL leaves nothing running: the watchdog tears its cluster down", async () => {
+  const killedDir = await mkdtemp(join(tmpdir(), "kube-cluster-killed-"));
+  const harness = Bun.spawn([process.execPath, join(import.meta.dir, "kube-up.ts"), "--dir", killedDir], { stdout: "pipe", stderr: "ignore" });
+  const reader = harness.stdout.getReader();
+  let out = "";
+  while (!out.includes("ready\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`kube-up exited before it was ready: ${out}`);
+    out += new TextDecoder().decode(value);
+  }
+  const state = JSON.parse(readFileSync(join(killedDir, "cluster-state.json"), "utf8")) as { cgroupRoot: string; bridge: string };
+  harness.kill("SIGKILL");
+  await harness.exited;
+  // The watchdog polls every half second and stops everything with a bounded grace each.
+  const deadline = Date.now() + 60_000;
+  while (existsSync(join(killedDir, "cluster-state.json")) && Date.now() < deadline) await Bun.sleep(200);
+  expect(existsSync(join(killedDir, "cluster-state.json"))).toBe(false);
+  expect(processesMentioning(killedDir)).toEqual([]);
+  expect(existsSync(`/sys/fs/cgroup/memory${state.cgroupRoot}`)).toBe(false);
+  expect(existsSync(`/sys/class/net/${state.bridge}`)).toBe(false);
+  expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(killedDir);
+  await rm(killedDir, { recursive: true, force: true });
+}, 5 * 60_000);
+
+function processesMentioning(path: string): number[] {
+  const found: number[] = [];
+  for (const entry of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(path)) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}

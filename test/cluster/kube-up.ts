@@ -1,0 +1,58 @@
+// `bun run kube:up -- --dir DIR [--agent-relay URL --agent-cluster NAME --agent-enroll-token T]`
+//
+// Starts a whole single-node cluster (see cluster.ts), writes DIR/admin.kubeconfig and
+// DIR/test-image, and prints `ready` once the node is Ready. With the --agent-* flags it also
+// builds the agent image from Dockerfile.agent, installs the agent's Helm chart into the namespace
+// cluster-connect and prints `agent ready` once the agent pod runs. Runs until SIGINT or SIGTERM,
+// then stops everything it started.
+import { defineCommand, runMain } from "citty";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { installAgentChart } from "./agent-install.ts";
+import { startKubeCluster } from "./cluster.ts";
+
+const main = defineCommand({
+  meta: { name: "kube-up", description: "Run a whole single-node Kubernetes cluster for local testing" },
+  args: {
+    dir: { type: "string", required: true, description: "Directory for PKI, data, logs and kubeconfigs" },
+    "agent-relay": { type: "string", description: "Install the agent chart, dialling this relay URL" },
+    "agent-cluster": { type: "string", description: "The cluster's name at the relay (with --agent-relay)" },
+    "agent-enroll-token": { type: "string", description: "Enrollment token from `arcrelay cluster add` (with --agent-relay)" },
+  },
+  async run({ args }) {
+    const dir = resolve(args.dir);
+    const agent = args["agent-relay"];
+    if (agent && (!args["agent-cluster"] || !args["agent-enroll-token"])) {
+      throw new TypeError("--agent-relay needs --agent-cluster and --agent-enroll-token");
+    }
+    await mkdir(dir, { recursive: true });
+    const log = (line: string) => console.error(line);
+    // Persistent handlers (not `once`): `bun run` forwards signals, so each may arrive twice.
+    const stopped = new Promise<string>((done) => {
+      for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => done(sig));
+    });
+    const cluster = await startKubeCluster({ dir, log });
+    try {
+      await writeFile(join(dir, "test-image"), `${cluster.node!.testImage}\n`);
+      log(`[kube] server:           ${cluster.server}`);
+      log(`[kube] admin kubeconfig: ${cluster.adminKubeconfig}`);
+      log(`[kube] kubectl:          ${cluster.kubectl}`);
+      log(`[kube] test image:       ${cluster.node!.testImage}`);
+      console.log("ready");
+      if (agent) {
+        await installAgentChart(cluster, { relayUrl: agent, cluster: args["agent-cluster"]!, enrollToken: args["agent-enroll-token"]!, log });
+        console.log("agent ready");
+      }
+      const reason = await Promise.race([stopped, cluster.exited.then((msg) => `error: ${msg}`)]);
+      log(`[kube] ${reason}; stopping`);
+      await cluster.stop();
+      log("[kube] stopped");
+      process.exit(reason.startsWith("error:") ? 1 : 0);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  },
+});
+
+await runMain(main);
