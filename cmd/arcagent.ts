@@ -24,7 +24,7 @@ function keyStoreFrom(args: { "state-dir"?: string; "state-secret"?: string; kub
     throw new TypeError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
   }
   return args["state-secret"]
-    ? createSecretKeyStore(loadUpstream({ kubeconfig: args.kubeconfig, context: args.context }).kubeConfig, args["state-secret"])
+    ? createSecretKeyStore(loadUpstream({ kubeconfig: args.kubeconfig, context: args.context }), args["state-secret"])
     : createFileKeyStore(args["state-dir"]!);
 }
 

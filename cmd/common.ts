@@ -34,10 +34,19 @@ export function repeatedFlag(rawArgs: string[], name: string): string[] {
   return values;
 }
 
-/** Prints one line, no stack trace, and exits 1: what users see for every expected failure. */
+/**
+ * Prints the message and the chain of causes (what the operating system, TLS or the API server
+ * said), no stack trace, and exits 1: what users see for every expected failure.
+ */
 export function exitWithError(binary: string, error: unknown): never {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`${binary}: ${message}\n`);
+  let cause = error instanceof Error ? error.cause : undefined;
+  for (let depth = 0; cause !== undefined && depth < 4; depth++) {
+    const text = cause instanceof Error ? cause.message : String(cause);
+    if (text && !message.includes(text)) process.stderr.write(`  caused by: ${text}\n`);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
   if (process.env.ARC_DEBUG && error instanceof Error && error.stack) process.stderr.write(error.stack + "\n");
   process.exit(1);
 }

@@ -8,7 +8,8 @@ import { runConnector } from "./connector.ts";
 import { enrollWithRelay } from "./enroll.ts";
 import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
 import { createStreamHandler } from "./stream-handler.ts";
-import { fetchKubernetesVersion, type Upstream } from "./upstream.ts";
+import { fetchKubernetesVersion } from "./kube-api.ts";
+import type { Upstream } from "./upstream.ts";
 
 export interface AgentOptions {
   relay: RelayEndpoint;
@@ -63,7 +64,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       `if the agent was revoked, re-enroll it: run \`arcrelay cluster enroll-token ${cluster}\`, delete the key in ${opts.keyStore.describe()}, ` +
       `then restart the agent with --enroll-token`,
     agentVersion: opts.agentVersion,
-    kubernetesVersion: () => fetchKubernetesVersion(opts.upstream),
+    kubernetesVersion: () => fetchKubernetesVersion(opts.upstream, log),
     onStream,
     logger: log,
     signal: opts.signal,

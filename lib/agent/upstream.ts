@@ -10,8 +10,6 @@ export interface Upstream {
   requestOptions(): Promise<https.RequestOptions>;
   /** Keep-alive agent for ordinary requests; upgrades use their own connection. */
   agent: http.Agent;
-  /** The loaded configuration, for API clients of the agent's own (its key Secret). */
-  kubeConfig: KubeConfig;
 }
 
 /** Service-account tokens rotate; re-read credentials at most this often. */
@@ -39,7 +37,6 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
   return {
     server,
     agent,
-    kubeConfig: kc,
     async requestOptions() {
       if (!cached || Date.now() - cached.at > CREDENTIAL_REFRESH_MS) {
         const options: https.RequestOptions = { headers: {} };
@@ -49,30 +46,4 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
       return { ...cached.options, headers: { ...(cached.options.headers as Record<string, string>) } };
     },
   };
-}
-
-/** Asks the API server for its version; shown by `arcrelay cluster list`. Never fatal. */
-export async function fetchKubernetesVersion(upstream: Upstream): Promise<string | undefined> {
-  const options = await upstream.requestOptions();
-  const client = upstream.server.protocol === "https:" ? https : http;
-  return new Promise((resolve) => {
-    const req = client.request(
-      { ...options, hostname: upstream.server.hostname, port: upstream.server.port, path: "/version", method: "GET", timeout: 10_000 },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => { if (body.length < 65536) body += chunk; });
-        res.on("end", () => {
-          try {
-            resolve(res.statusCode === 200 ? (JSON.parse(body) as { gitVersion?: string }).gitVersion : undefined);
-          } catch {
-            resolve(undefined);
-          }
-        });
-      },
-    );
-    req.on("timeout", () => req.destroy());
-    req.on("error", () => resolve(undefined));
-    req.end();
-  });
 }
