@@ -3,7 +3,10 @@
 //   bun scripts/build.ts                         dist/arcproxy, dist/arcrelay, dist/arcagent
 //   bun scripts/build.ts --all                   dist/<os>-<arch>/<name>[.exe] for RELEASE_PLATFORMS
 //   bun scripts/build.ts --only arcagent         one binary (repeatable, or comma-separated)
-//   bun scripts/build.ts --target linux-arm64    dist/linux-arm64/<name> (docker arch names accepted: amd64)
+//   bun scripts/build.ts --target linux-arm64    dist/linux-arm64/<name> (x64 and aarch64 accepted too)
+//
+// Folders use Go's and Docker's names (linux-amd64, darwin-arm64), as kubectl and helm downloads
+// do: a Dockerfile finds its binary as dist/linux-${TARGETARCH}/ with no mapping step.
 //   bun scripts/build.ts --set-version 1.2.3     bake in this version instead of package.json's + git commit
 import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -11,15 +14,15 @@ import { parseArgs } from "node:util";
 
 export const BINARIES = ["arcproxy", "arcrelay", "arcagent"] as const;
 
-export type Platform = { os: "linux" | "darwin" | "windows"; arch: "x64" | "arm64" };
+export type Platform = { os: "linux" | "darwin" | "windows"; arch: "amd64" | "arm64" };
 
 /** What `--all` builds; Bun fetches each foreign runtime from the npm registry on first use. */
 export const RELEASE_PLATFORMS: readonly Platform[] = [
-  { os: "linux", arch: "x64" },
+  { os: "linux", arch: "amd64" },
   { os: "linux", arch: "arm64" },
-  { os: "darwin", arch: "x64" },
+  { os: "darwin", arch: "amd64" },
   { os: "darwin", arch: "arm64" },
-  { os: "windows", arch: "x64" },
+  { os: "windows", arch: "amd64" },
 ];
 
 export interface BuildOptions {
@@ -90,7 +93,7 @@ async function compileOne(args: {
   const result = await Bun.build({
     entrypoints: [file],
     compile: {
-      ...(platform ? { target: `bun-${platform.os}-${platform.arch}` as Bun.Build.CompileTarget } : {}),
+      ...(platform ? { target: bunTarget(platform) } : {}),
       outfile: path,
       // A stray .env or bunfig.toml in a pod's working directory must not change a compiled binary.
       autoloadDotenv: false,
@@ -124,19 +127,24 @@ export async function readVersion(root: string): Promise<string> {
   }
 }
 
-/** Accepts `linux-x64`, `bun-linux-x64`, and docker's `linux/amd64` or `linux-aarch64`. */
+/** Bun names amd64 `x64`. */
+function bunTarget(platform: Platform): Bun.Build.CompileTarget {
+  return `bun-${platform.os}-${platform.arch === "amd64" ? "x64" : "arm64"}` as Bun.Build.CompileTarget;
+}
+
+/** Accepts `linux-amd64`, docker's `linux/amd64`, and Bun's `bun-linux-x64` or `linux-aarch64`. */
 export function parsePlatform(text: string): Platform {
   const [os, rawArch] = text.replace(/^bun-/, "").split(/[-/]/);
-  const arch = ({ x64: "x64", amd64: "x64", arm64: "arm64", aarch64: "arm64" } as const)[rawArch ?? ""];
+  const arch = ({ x64: "amd64", amd64: "amd64", arm64: "arm64", aarch64: "arm64" } as const)[rawArch ?? ""];
   if ((os !== "linux" && os !== "darwin" && os !== "windows") || !arch) {
-    throw new TypeError(`unknown target "${text}": expected <linux|darwin|windows>-<x64|arm64>`);
+    throw new TypeError(`unknown target "${text}": expected <linux|darwin|windows>-<amd64|arm64>`);
   }
   return { os, arch };
 }
 
 function hostPlatform(): Platform {
   const os = process.platform === "win32" ? "windows" : process.platform === "darwin" ? "darwin" : "linux";
-  return { os, arch: process.arch === "arm64" ? "arm64" : "x64" };
+  return { os, arch: process.arch === "arm64" ? "arm64" : "amd64" };
 }
 
 function formatBytes(bytes: number): string {
