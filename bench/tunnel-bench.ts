@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
 import { createLogger, silentLogger } from "../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay } from "../lib/relay/index.ts";
-import { writeKubeconfig } from "../test/kube/kubeconfig-file.ts";
+import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
 
 const BULK_BYTES = 64 * 1024 * 1024;
 const chunk = Buffer.alloc(1024 * 1024, 120);

@@ -1,5 +1,6 @@
-// `npm run demo`: the whole product on this machine, from source. A real kube-apiserver, arcrelay,
-// arcagent (dialing out to the relay) and arcproxy, then real kubectl commands as user alice.
+// `npm run demo`: the whole product on this machine. A whole single-node Kubernetes cluster, arcrelay,
+// the agent installed into the cluster as users install it (its image from Dockerfile.agent, the
+// Helm chart), arcproxy, then real kubectl commands as user alice: a pod's logs, exec, port-forward.
 // Runs until Ctrl-C (or exits after the commands with --no-wait), then stops everything it started.
 import { defineCommand, runMain } from "citty";
 import { existsSync } from "node:fs";
@@ -8,8 +9,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../test/kube/cluster.ts";
-import { tailFile } from "../test/kube/proc.ts";
+import { installAgentChart } from "../test/cluster/agent-install.ts";
+import { kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../test/cluster/cluster.ts";
+import { tailFile } from "../test/cluster/proc.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -70,22 +72,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Stands in for kube-controller-manager's ClusterRole aggregation (not run here), so `edit` has its rules. */
-async function aggregateClusterRoles(cluster: KubeCluster, names: string[]): Promise<void> {
-  for (const name of names) {
-    const list = JSON.parse(await adminKubectl(cluster, ["get", "clusterroles", "-l", `rbac.authorization.k8s.io/aggregate-to-${name}=true`, "-o", "json"]));
-    const rules = (list.items as { rules?: unknown[] }[]).flatMap((role) => role.rules ?? []);
-    await adminKubectl(cluster, ["patch", "clusterrole", name, "--type", "merge", "-p", JSON.stringify({ rules })]);
-  }
-}
-
 async function startCluster(dir: string): Promise<KubeCluster> {
-  step("Starting a real Kubernetes control plane: etcd + kube-apiserver (the first run builds them from Go; this can take several minutes)");
+  step("Starting a whole Kubernetes cluster: etcd, kube-apiserver, controller-manager, scheduler and a node (kubelet + containerd); the first run builds them from Go, which takes several minutes");
   const started = Date.now();
-  const cluster = await startKubeCluster({ dir: join(dir, "kube"), log: detail, manifests: [join(ROOT, "deploy", "agent.yaml")] });
-  cleanups.push({ what: "kube-apiserver and etcd", run: () => cluster.stop() });
-  detail(`API server ${cluster.server} ready in ${((Date.now() - started) / 1000).toFixed(1)}s; deploy/agent.yaml applied`);
-  await aggregateClusterRoles(cluster, ["view", "edit"]);
+  const cluster = await startKubeCluster({ dir: join(dir, "kube"), log: detail });
+  cleanups.push({ what: "the cluster", run: () => cluster.stop() });
+  detail(`cluster ready in ${((Date.now() - started) / 1000).toFixed(1)}s: API server ${cluster.server}, node localhost`);
   return cluster;
 }
 
@@ -100,14 +92,15 @@ async function startRelayAndAgent(dir: string, cluster: KubeCluster): Promise<{ 
   step(`Registering cluster "${CLUSTER}" on the relay (arcrelay cluster add ${CLUSTER})`);
   const enrollToken = (await arcrelay(dataDir, ["cluster", "add", CLUSTER])).trim().split("\n").at(-1)!;
 
-  step("Starting arcagent as ServiceAccount cluster-connect/arcagent (impersonation rights only); it dials OUT to the relay");
-  const { kubeconfig } = await createServiceAccountKubeconfig(cluster, { namespace: "cluster-connect", serviceAccount: "arcagent", out: join(dir, "agent.kubeconfig") });
-  const agent = startService(dir, "arcagent", ["--relay", relayUrl, "--cluster", CLUSTER, "--state-dir", join(dir, "agent-state"), "--kubeconfig", kubeconfig], { ARC_ENROLL_TOKEN: enrollToken });
+  step("Installing the agent into the cluster as users do: its image built from Dockerfile.agent, then");
+  detail(`helm install arcagent deploy/helm/arcagent -n cluster-connect --create-namespace --set relay.url=${relayUrl} --set cluster=${CLUSTER} --set enrollment.token=...`);
+  detail("(with hostNetwork, so the pod reaches a relay on this machine's 127.0.0.1)");
+  await installAgentChart(cluster, { relayUrl, cluster: CLUSTER, enrollToken, log: detail });
   await waitUntil("the agent's tunnel", async () => {
     const clusters = JSON.parse(await arcrelay(dataDir, ["cluster", "list", "-o", "json"])) as { name: string; state: string }[];
     return clusters.some((c) => c.name === CLUSTER && c.state === "connected");
-  }, agent);
-  detail(`cluster "${CLUSTER}" is connected (log ${agent.logFile})`);
+  }, relay, 60_000);
+  detail(await arcrelay(dataDir, ["cluster", "list"]));
   return { relayUrl, dataDir };
 }
 
@@ -139,17 +132,44 @@ async function showKubectl(kubectlPath: string, kubeconfig: string, args: string
   if ((code !== 0) !== expectFailure) throw new Error(`kubectl ${args.join(" ")} exited with ${code}, expected ${expectFailure ? "a failure" : "success"}`);
 }
 
+/** `kubectl port-forward` in the background until it listens; fetches `path` through it and stops it. */
+async function showPortForward(kubectlPath: string, kubeconfig: string, pod: string, path: string): Promise<void> {
+  step(`kubectl port-forward -n demo pod/${pod} :8080   (then GET ${path} through it)`);
+  const proc = Bun.spawn([kubectlPath, "port-forward", "-n", "demo", `pod/${pod}`, ":8080", "--address", "127.0.0.1"], {
+    env: { ...process.env, KUBECONFIG: kubeconfig }, stdout: "pipe", stderr: "pipe",
+  });
+  let out = "";
+  void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) out += new TextDecoder().decode(c); })();
+  try {
+    await waitUntil("port-forward to listen", () => /Forwarding from 127\.0\.0\.1:\d+/.test(out), undefined, 20_000);
+    detail(out.trimEnd());
+    const port = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    detail(`GET ${path} -> ${res.status}: ${(await res.text()).trim()}`);
+  } finally {
+    proc.kill("SIGINT");
+    await proc.exited;
+  }
+}
+
 async function runDemo(dir: string): Promise<void> {
   const cluster = await startCluster(dir);
   const { relayUrl, dataDir } = await startRelayAndAgent(dir, cluster);
   const token = await setUpAlice(cluster, dataDir);
   const kubeconfig = await startArcproxy(dir, relayUrl, token);
+  const image = cluster.node!.testImage;
+  const kubectl = (args: string[], expectFailure = false) => showKubectl(cluster.kubectl, kubeconfig, args, expectFailure);
 
-  console.log("\nEverything below runs as alice: kubectl -> arcproxy -> arcrelay -> arcagent -> kube-apiserver.");
-  await showKubectl(cluster.kubectl, kubeconfig, ["auth", "whoami"]);
-  await showKubectl(cluster.kubectl, kubeconfig, ["create", "configmap", "hello", "-n", "demo", "--from-literal=greeting=hi from alice"]);
-  await showKubectl(cluster.kubectl, kubeconfig, ["get", "configmaps", "-n", "demo"]);
-  await showKubectl(cluster.kubectl, kubeconfig, ["get", "secrets", "-n", "kube-system"], true);
+  console.log("\nEverything below runs as alice: kubectl -> arcproxy -> arcrelay -> arcagent (a pod) -> kube-apiserver -> kubelet.");
+  await kubectl(["auth", "whoami"]);
+  await kubectl(["run", "web", "-n", "demo", `--image=${image}`, "--", "sh", "-c",
+    "mkdir -p /www && echo 'hello from a pod, through the tunnel' > /www/index.html && echo serving /www on :8080 && exec httpd -f -v -p 8080 -h /www"]);
+  await kubectl(["wait", "--for=condition=Ready", "pod/web", "-n", "demo", "--timeout=60s"]);
+  await kubectl(["get", "pods", "-n", "demo", "-o", "wide"]);
+  await kubectl(["logs", "web", "-n", "demo"]);
+  await kubectl(["exec", "web", "-n", "demo", "--", "sh", "-c", "echo \"in the pod: $(hostname), $(id)\"; ls /www"]);
+  await showPortForward(cluster.kubectl, kubeconfig, "web", "/index.html");
+  await kubectl(["get", "secrets", "-n", "kube-system"], true);
   detail("(denied by the API server's own RBAC: alice may edit only namespace demo)");
 }
 
@@ -160,7 +180,7 @@ async function tearDown(): Promise<void> {
 }
 
 const main = defineCommand({
-  meta: { name: "demo", description: "Run kube-apiserver, arcrelay, arcagent and arcproxy locally and use kubectl through them" },
+  meta: { name: "demo", description: "Run a whole cluster, arcrelay, the agent (a pod, installed with its chart) and arcproxy locally, and use kubectl through them" },
   args: {
     wait: { type: "boolean", default: true, description: "Stay running until Ctrl-C (--no-wait: stop after the kubectl commands)" },
   },
@@ -175,7 +195,7 @@ const main = defineCommand({
       const outcome = await Promise.race([runDemo(dir).then(() => "done"), stopped]);
       if (outcome !== "done") throw new Error(`interrupted (${outcome}) during start-up`);
       if (args.wait) {
-        console.log(`\nTry it yourself in another terminal:\n  export KUBECONFIG=${join(dir, "alice.kubeconfig")}\n  kubectl get configmaps -n demo\n\nLogs are in ${dir}. Press Ctrl-C to stop everything.`);
+        console.log(`\nTry it yourself in another terminal:\n  export KUBECONFIG=${join(dir, "alice.kubeconfig")}\n  kubectl get pods -n demo\n  kubectl exec -it web -n demo -- sh\n\nLogs are in ${dir}. Press Ctrl-C to stop everything.`);
         console.log(`\nStopping (${await stopped}).`);
       }
     } catch (error) {

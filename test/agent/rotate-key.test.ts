@@ -9,7 +9,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, r
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
-import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
+import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../lib/agent/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
-import { generatePki } from "../kube/pki.ts";
-import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
+import { generatePki } from "../cluster/pki.ts";
+import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 

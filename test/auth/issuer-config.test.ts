@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadIssuerConfig, parseIssuerConfig, resolveTrustedIssuers } from "../../lib/auth/index.ts";
-import { generatePki } from "../kube/pki.ts";
+import { generatePki } from "../cluster/pki.ts";
 
 const ENTRA = `
 issuers:

@@ -7,7 +7,7 @@ import {
   createUserTokenVerifier, generateSigningKeyPair, importPrivateJwk, importPublicJwk, type TrustedIssuer,
 } from "../../lib/auth/index.ts";
 import { Unauthorized } from "../../lib/kube/index.ts";
-import { generatePki } from "../kube/pki.ts";
+import { generatePki } from "../cluster/pki.ts";
 
 const ISS = "https://idp.example.com";
 const AUD = "cluster-connect";

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { isAlive } from "./proc.ts";
 import { applyManifest, createServiceAccountKubeconfig, kubectl, startKubeCluster, type KubeCluster } from "./cluster.ts";
 
 setDefaultTimeout(120_000);
@@ -45,8 +46,6 @@ describe("a whole single-node cluster", () => {
     const edit = JSON.parse(await kubectl(cluster, ["get", "clusterrole", "edit", "-o", "json"])) as { rules?: unknown[] };
     expect(edit.rules?.length ?? 0).toBeGreaterThan(5);
     await kubectl(cluster, ["create", "deployment", "sleeper", "-n", "default", `--image=${cluster.node!.testImage}`, "--", "sleep", "3600"]);
-    await kubectl(cluster, ["patch", "deployment", "sleeper", "-n", "default", "--type=json",
-      "-p", '[{"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"Never"}]']);
     await kubectl(cluster, ["rollout", "status", "deployment/sleeper", "-n", "default", "--timeout=60s"]);
     const pods = JSON.parse(await kubectl(cluster, ["get", "pods", "-n", "default", "-l", "app=sleeper", "-o", "json"])) as {
       items: { status: { phase: string; podIP?: string } }[];
@@ -127,12 +126,4 @@ function processesMentioning(path: string): number[] {
     }
   }
   return found;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
 }

@@ -17,13 +17,14 @@ const main = defineCommand({
     dir: { type: "string", required: true, description: "Directory for PKI, data, logs and kubeconfigs" },
     "agent-relay": { type: "string", description: "Install the agent chart, dialling this relay URL" },
     "agent-cluster": { type: "string", description: "The cluster's name at the relay (with --agent-relay)" },
-    "agent-enroll-token": { type: "string", description: "Enrollment token from `arcrelay cluster add` (with --agent-relay)" },
+    "agent-enroll-token": { type: "string", description: "Enrollment token from `arcrelay cluster add` (with --agent-relay; default $ARC_ENROLL_TOKEN, which keeps it out of the process list)" },
   },
   async run({ args }) {
     const dir = resolve(args.dir);
     const agent = args["agent-relay"];
-    if (agent && (!args["agent-cluster"] || !args["agent-enroll-token"])) {
-      throw new TypeError("--agent-relay needs --agent-cluster and --agent-enroll-token");
+    const enrollToken = args["agent-enroll-token"] ?? process.env.ARC_ENROLL_TOKEN;
+    if (agent && (!args["agent-cluster"] || !enrollToken)) {
+      throw new TypeError("--agent-relay needs --agent-cluster and --agent-enroll-token (or ARC_ENROLL_TOKEN)");
     }
     await mkdir(dir, { recursive: true });
     const log = (line: string) => console.error(line);
@@ -40,7 +41,7 @@ const main = defineCommand({
       log(`[kube] test image:       ${cluster.node!.testImage}`);
       console.log("ready");
       if (agent) {
-        await installAgentChart(cluster, { relayUrl: agent, cluster: args["agent-cluster"]!, enrollToken: args["agent-enroll-token"]!, log });
+        await installAgentChart(cluster, { relayUrl: agent, cluster: args["agent-cluster"]!, enrollToken: enrollToken!, log });
         console.log("agent ready");
       }
       const reason = await Promise.race([stopped, cluster.exited.then((msg) => `error: ${msg}`)]);

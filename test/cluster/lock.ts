@@ -1,6 +1,7 @@
 // A cross-process lock file: created atomically with link(2), holding the
 // owner's pid so a lock left behind by a dead process is taken over.
 import { link, readFile, unlink, writeFile } from "node:fs/promises";
+import { isAlive } from "./proc.ts";
 
 const POLL_MS = 1_000;
 const WAIT_LOG_MS = 15_000;
@@ -41,13 +42,4 @@ async function readOwner(path: string): Promise<number | undefined> {
   const text = await readFile(path, "utf8").catch(() => "");
   const pid = Number.parseInt(text, 10);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

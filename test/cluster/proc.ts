@@ -6,6 +6,15 @@ import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 
 const STOP_GRACE_MS = 5_000;
 
+/** Whether `pid` runs (a zombie, which still answers kill(0), does not count). Linux /proc only. */
+export function isAlive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 export interface ManagedProcess {
   name: string;
   pid: number;

@@ -1,16 +1,17 @@
-// The whole path against a REAL kube-apiserver (etcd + kube-apiserver v1.34 from test/kube):
+// The whole path against a REAL cluster (test/cluster: control plane, controllers and a node):
 // kubectl and @kubernetes/client-node -> arcproxy -> arcrelay -> arcagent -> kube-apiserver,
 // where the server's own authentication and RBAC decide, as they would for any other client.
-// The control plane runs no kubelet, scheduler or controller-manager; the setup stands in for the
-// one controller RBAC needs (ClusterRole aggregation) and Pods stay Pending.
+// The agent runs from source on this machine here, so the tests can stop and restart it at will;
+// test/e2e/in-cluster.e2e.test.ts runs it as users do, as a pod from its image.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../kube/cluster.ts";
-import { ensureKubectl } from "../kube/find-kubectl.ts";
-import { run, startStack, waitFor, type CommandResult, type Stack } from "./stack.ts";
+import { createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
+import { ensureKubectl } from "../cluster/find-kubectl.ts";
+import { expectOk, run, startStack, waitFor, type Stack } from "./stack.ts";
+import { expiredToken, forgedToken } from "./tokens.ts";
 
 setDefaultTimeout(120_000);
 const ROOT = join(import.meta.dir, "..", "..");
@@ -32,7 +33,6 @@ beforeAll(async () => {
   const agent = await createServiceAccountKubeconfig(cluster, {
     namespace: "cluster-connect", serviceAccount: "arcagent", out: join(dir, "agent.kubeconfig"),
   });
-  await aggregateClusterRoles(["view", "edit"]);
   await applyAsAdmin("rbac.yaml", RBAC_MANIFEST);
   stack = await startStack({ server: cluster.server, caFile: cluster.caFile, agentToken: agent.token });
   await stack.startAgent();
@@ -61,11 +61,6 @@ metadata: {name: team-b}
 apiVersion: v1
 kind: Namespace
 metadata: {name: bulk}
----
-# No controller-manager creates "default" ServiceAccounts; Pod admission needs one.
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: default, namespace: team-a}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -97,29 +92,10 @@ function kubectlVia(token: string, kubectlArgs: string[], opts: { args?: string[
   return stack.arcproxy({ token, args: opts.args, command: [kubectl, ...kubectlArgs], stdin: opts.stdin, env: opts.env });
 }
 
-/** Fails with everything kubectl printed, so a broken step reads like a terminal session. */
-function expectOk(r: CommandResult): string {
-  if (r.code !== 0) throw new Error(`exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r.stdout;
-}
-
 async function applyAsAdmin(name: string, yaml: string): Promise<void> {
   const file = join(dir, name);
   await writeFile(file, yaml);
   await adminKubectl(cluster, ["apply", "--server-side", "-f", file]);
-}
-
-/**
- * Does the job of kube-controller-manager's clusterrole-aggregation controller (not run here):
- * fills each aggregated ClusterRole's rules from the roles its selector matches, in order, so
- * `edit` picks up the already filled `view`.
- */
-async function aggregateClusterRoles(names: string[]): Promise<void> {
-  for (const name of names) {
-    const list = JSON.parse(await adminKubectl(cluster, ["get", "clusterroles", "-l", `rbac.authorization.k8s.io/aggregate-to-${name}=true`, "-o", "json"]));
-    const rules = (list.items as { rules?: unknown[] }[]).flatMap((role) => role.rules ?? []);
-    await adminKubectl(cluster, ["patch", "clusterrole", name, "--type", "merge", "-p", JSON.stringify({ rules })]);
-  }
 }
 
 /** The admin's client certificate from its kubeconfig, for fetch(). */
@@ -229,10 +205,10 @@ describe("RBAC decided by the real API server", () => {
     expectOk(await kubectlVia(opsAdmin, ["label", "namespace", "scratch", "owner=ops"]));
     const got = JSON.parse(expectOk(await kubectlVia(opsAdmin, ["get", "namespace", "scratch", "-o", "json"])));
     expect(got.metadata.labels.owner).toBe("ops");
-    // No namespace controller runs here to finalize it, so do not wait for it to vanish.
-    expectOk(await kubectlVia(opsAdmin, ["delete", "namespace", "scratch", "--wait=false"]));
-    const phase = expectOk(await kubectlVia(opsAdmin, ["get", "namespace", "scratch", "-o", "jsonpath={.status.phase}"]));
-    expect(phase).toBe("Terminating");
+    // The namespace controller finalizes it; kubectl waits until it is gone.
+    expectOk(await kubectlVia(opsAdmin, ["delete", "namespace", "scratch", "--wait=true", "--timeout=60s"]));
+    const gone = await kubectlVia(opsAdmin, ["get", "namespace", "scratch"]);
+    expect(gone.stderr).toContain('namespaces "scratch" not found');
   });
 });
 
@@ -277,7 +253,8 @@ describe("streams and big responses", () => {
     const directList = JSON.parse(await readFile(directFile, "utf8"));
     delete viaList.metadata.resourceVersion;
     delete directList.metadata.resourceVersion;
-    expect(viaList.items).toHaveLength(BULK_COUNT);
+    // Plus the kube-root-ca.crt ConfigMap that the controller manager puts in every namespace.
+    expect(viaList.items).toHaveLength(BULK_COUNT + 1);
     const key = (list: { items: { metadata: { name: string; resourceVersion: string } }[] }) =>
       list.items.map((i) => `${i.metadata.name}@${i.metadata.resourceVersion}`);
     expect(key(viaList)).toEqual(key(directList));
@@ -291,7 +268,7 @@ describe("streams and big responses", () => {
     const r = await kubectlVia(alice, ["get", "configmaps", "-n", "bulk", "-o", "json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).items).toHaveLength(BULK_COUNT);
+    expect(JSON.parse(r.stdout).items).toHaveLength(BULK_COUNT + 1);
   });
 });
 
@@ -331,13 +308,87 @@ describe("other clients and upgrades", () => {
     expect(names).toEqual(expect.arrayContaining(["settings", "applied", "ssa"]));
   });
 
-  test.each([["websocket", "true"], ["SPDY/3.1", "false"]])("kubectl exec over %s reaches the API server, which answers for the Pending pod", async (_, ws) => {
-    // No scheduler: the Pod stays Pending without a node, and only the API server knows to say so.
-    await adminKubectl(cluster, ["run", `idle-${ws}`, "-n", "team-a", "--image=registry.k8s.io/pause:3.10", "--restart=Never"]);
-    const r = await kubectlVia(alice, ["exec", "-n", "team-a", `idle-${ws}`, "--", "true"], { env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: ws } });
+  test.each([["websocket", "true"], ["SPDY/3.1", "false"]])("kubectl exec over %s gets the API server's own refusal for a pod that does not exist", async (_, ws) => {
+    const r = await kubectlVia(alice, ["exec", "-n", "team-a", "no-such-pod", "--", "true"], { env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: ws } });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`pod idle-${ws} does not have a host assigned`);
+    expect(r.stderr).toContain('pods "no-such-pod" not found');
     expect(r.stderr).not.toMatch(/cluster-connect|arcproxy|arcrelay|arcagent/);
+  });
+});
+
+describe("refusals", () => {
+  test("raw Impersonate-* and front-proxy identity headers sent to the relay change nothing", async () => {
+    const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`, "content-type": "application/json",
+        "IMPERSONATE-USER": "ops-admin", "impersonate-group": "system:masters", "Impersonate-Extra-Scopes": "all",
+        "X-Remote-User": "ops-admin", "X-Remote-Group": "system:masters",
+      },
+      body: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
+    });
+    expect(res.status).toBe(201);
+    const info = ((await res.json()) as { status: { userInfo: { username: string; groups: string[]; extra?: Record<string, string[]> } } }).status.userInfo;
+    expect(info.username).toBe("alice");
+    expect(info.groups).not.toContain("system:masters");
+    expect(Object.keys(info.extra ?? {})).toEqual(["arc-request-id"]);
+    // The API server's own record: the agent's ServiceAccount, impersonating alice and nobody else.
+    const requestId = res.headers.get("x-arc-request-id")!;
+    await waitFor("the audit event", async () => (await readFile(cluster.auditLog, "utf8")).includes(requestId));
+    const event = (await readFile(cluster.auditLog, "utf8")).split("\n").filter((l) => l.includes(requestId)).map((l) => JSON.parse(l))[0];
+    expect(event.user.username).toBe("system:serviceaccount:cluster-connect:arcagent");
+    expect(event.impersonatedUser).toEqual({ username: "alice", groups: ["dev", "system:authenticated"], extra: { "arc-request-id": [requestId] } });
+  });
+
+  test("a user without a grant gets a Forbidden message that says what to do", async () => {
+    const bob = await stack.userToken("bob");
+    const r = await kubectlVia(bob, ["get", "--raw", "/version"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`user "bob" has no cluster-user access to cluster "${stack.cluster}"`);
+  });
+
+  test("forged and expired tokens are refused with 401 Status bodies", async () => {
+    for (const token of [await forgedToken(stack.dataDir, stack.relayUrl, "alice"), await expiredToken(stack.dataDir, stack.relayUrl, "alice")]) {
+      const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/version`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(401);
+      const status = (await res.json()) as { kind: string; reason: string };
+      expect(status).toMatchObject({ kind: "Status", reason: "Unauthorized" });
+    }
+    const r = await stack.arcproxy({ token: await expiredToken(stack.dataDir, stack.relayUrl, "alice"), command: [kubectl, "get", "--raw", "/version"] });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/expired/i);
+  });
+
+  test("an enrollment token works once", async () => {
+    const add = await stack.arcrelay(["cluster", "add", "second"]);
+    const token = add.stdout.trim().split("\n").at(-1)!;
+    const enroll = (body: object) => fetch(`${stack.relayUrl}/v1/agent/enroll`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const { generateSigningKeyPair } = await import("../../lib/auth/index.ts");
+    const key = (await generateSigningKeyPair("EdDSA")).publicJwk;
+    expect((await enroll({ cluster: "second", token, publicKey: key })).status).toBe(201);
+    const again = await enroll({ cluster: "second", token, publicKey: key });
+    expect(again.status).toBe(401);
+    expect(((await again.json()) as { message: string }).message).toContain("already used");
+  });
+});
+
+describe("agent lifecycle", () => {
+  test("a request while the agent is down gets 503 with advice, and a restarted agent needs no token", async () => {
+    await stack.stopAgent();
+    await stack.waitForAgent("offline");
+    const r = await kubectlVia(alice, ["get", "--raw", "/version"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`cluster "${stack.cluster}" is offline`);
+    await stack.startAgent(); // no --enroll-token: the key from the first start is reused
+    await stack.waitForAgent("connected");
+    expectOk(await kubectlVia(alice, ["get", "--raw", "/version"]));
+  });
+
+  test("the relay and agent logs carry request ids and never a token", () => {
+    const logs = stack.relayLog() + stack.agentLog();
+    expect(logs).toContain("requestId");
+    expect(logs).not.toContain(alice);
+    expect(logs).not.toMatch(/arcenroll_[A-Za-z0-9_-]{20,}/);
   });
 });
 

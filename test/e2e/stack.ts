@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
+import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const BUN = process.execPath;
@@ -22,23 +22,34 @@ export interface CommandResult {
   stderr: string;
 }
 
-export interface Stack {
+/** A relay on loopback with one registered cluster, and the commands users and admins run against it. */
+export interface RelayStack {
   relayUrl: string;
   dataDir: string;
   dir: string;
   cluster: string;
+  /** The cluster's single-use enrollment token (from `arcrelay cluster add`). */
+  enrollToken: string;
   relayLog(): string;
-  agentLog(): string;
   /** Runs an `arcrelay` CLI subcommand against the relay's data dir. */
   arcrelay(args: string[]): Promise<CommandResult>;
   userToken(user: string, groups?: string[], ttl?: string): Promise<string>;
   grant(principal: string, cluster?: string): Promise<void>;
   /** `arcproxy --relay ... --cluster ... --token T [extra] -- command...` */
-  arcproxy(opts: { token?: string; args?: string[]; command: string[]; env?: Record<string, string>; stdin?: string }): Promise<CommandResult>;
+  arcproxy(opts: { token?: string; args?: string[]; command: string[]; env?: Record<string, string>; stdin?: string; timeoutMs?: number }): Promise<CommandResult>;
+  /** The argv of `arcproxy ... --token T --` (for callers that spawn it themselves). */
+  arcproxyArgv(token: string): string[];
+  /** The state `arcrelay cluster list` shows for the cluster. */
+  clusterState(): Promise<string | undefined>;
+  waitForAgent(state: "connected" | "offline", timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A relay plus an agent run from source on this machine. */
+export interface Stack extends RelayStack {
+  agentLog(): string;
   startAgent(extraArgs?: string[]): Promise<void>;
   stopAgent(): Promise<void>;
-  waitForAgent(state: "connected" | "offline"): Promise<void>;
-  stop(): Promise<void>;
 }
 
 interface Proc {
@@ -76,6 +87,12 @@ export async function run(cmd: string[], opts: { env?: Record<string, string>; s
   return { code, stdout, stderr };
 }
 
+/** Fails with everything the command printed, so a broken step reads like a terminal session. */
+export function expectOk(r: CommandResult): string {
+  if (r.code !== 0) throw new Error(`exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -92,7 +109,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startStack(target: KubeTarget, opts: { cluster?: string } = {}): Promise<Stack> {
+/** Starts arcrelay from source on a free loopback port and registers `cluster` (default "demo"). */
+export async function startRelayStack(opts: { cluster?: string } = {}): Promise<RelayStack> {
   const dir = await mkdtemp(join(tmpdir(), "arc-e2e-"));
   const dataDir = join(dir, "relay-data");
   const cluster = opts.cluster ?? "demo";
@@ -101,19 +119,18 @@ export async function startStack(target: KubeTarget, opts: { cluster?: string } 
   const relay = spawnLogged([BUN, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--insecure-http", "--log-level", "debug"]);
   await waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000);
 
-  const kubeconfig = join(dir, "agent.kubeconfig");
-  await writeKubeconfig(kubeconfig, { server: target.server, caFile: target.caFile, userName: "agent", user: { token: target.agentToken } });
-
   const arcrelay = (args: string[]) => run([BUN, "cmd/arcrelay.ts", ...args, "--data-dir", dataDir]);
   const added = await arcrelay(["cluster", "add", cluster]);
   if (added.code !== 0) throw new Error(`cluster add failed: ${added.stderr}`);
-  let enrollToken: string | undefined = added.stdout.trim().split("\n").at(-1)!;
-  let agent: Proc | undefined;
-
-  const stack: Stack = {
+  const clusterState = async () => {
+    const r = await arcrelay(["cluster", "list", "-o", "json"]);
+    return (JSON.parse(r.stdout) as { name: string; state: string }[]).find((c) => c.name === cluster)?.state;
+  };
+  const arcproxyArgv = (token: string) => [BUN, "cmd/arcproxy.ts", "--relay", relayUrl, "--cluster", cluster, "--port", "0", "--token", token];
+  return {
     relayUrl, dataDir, dir, cluster,
+    enrollToken: added.stdout.trim().split("\n").at(-1)!,
     relayLog: () => relay.log.join(""),
-    agentLog: () => agent?.log.join("") ?? "",
     arcrelay,
     async userToken(user, groups = [], ttl = "1h") {
       const r = await arcrelay(["token", "create", "--user", user, ...groups.flatMap((g) => ["--group", g]), "--ttl", ttl]);
@@ -124,14 +141,38 @@ export async function startStack(target: KubeTarget, opts: { cluster?: string } 
       const r = await arcrelay(["grant", "add", "--principal", principal, "--cluster", grantCluster, "--role", "cluster-user"]);
       if (r.code !== 0) throw new Error(`grant add failed: ${r.stderr}`);
     },
-    async arcproxy({ token, args = [], command, env, stdin }) {
-      return run(
-        [BUN, "cmd/arcproxy.ts", "--relay", relayUrl, "--cluster", cluster, "--port", "0", ...(token ? ["--token", token] : []), ...args, "--", ...command],
-        { env, stdin },
-      );
+    async arcproxy({ token, args = [], command, env, stdin, timeoutMs }) {
+      const base = token ? arcproxyArgv(token) : arcproxyArgv("").slice(0, -2);
+      return run([...base, ...args, "--", ...command], { env, stdin, timeoutMs });
     },
+    arcproxyArgv,
+    clusterState,
+    async waitForAgent(state, timeoutMs = 20_000) {
+      await waitFor(`agent ${state}`, async () => {
+        const now = await clusterState();
+        return state === "connected" ? now === "connected" : now !== "connected";
+      }, timeoutMs);
+    },
+    async stop() {
+      relay.proc.kill("SIGTERM");
+      await relay.proc.exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A relay plus an agent (from source, on this machine) serving `target`. */
+export async function startStack(target: KubeTarget, opts: { cluster?: string } = {}): Promise<Stack> {
+  const relay = await startRelayStack(opts);
+  const kubeconfig = join(relay.dir, "agent.kubeconfig");
+  await writeKubeconfig(kubeconfig, { server: target.server, caFile: target.caFile, userName: "agent", user: { token: target.agentToken } });
+  let enrollToken: string | undefined = relay.enrollToken;
+  let agent: Proc | undefined;
+  return {
+    ...relay,
+    agentLog: () => agent?.log.join("") ?? "",
     async startAgent(extraArgs = []) {
-      const args = [BUN, "cmd/arcagent.ts", "--relay", relayUrl, "--cluster", cluster, "--state-dir", join(dir, "agent-state"), "--kubeconfig", kubeconfig, "--log-level", "debug", ...extraArgs];
+      const args = [BUN, "cmd/arcagent.ts", "--relay", relay.relayUrl, "--cluster", relay.cluster, "--state-dir", join(relay.dir, "agent-state"), "--kubeconfig", kubeconfig, "--log-level", "debug", ...extraArgs];
       if (enrollToken) args.push("--enroll-token", enrollToken);
       enrollToken = undefined;
       agent = spawnLogged(args);
@@ -141,19 +182,10 @@ export async function startStack(target: KubeTarget, opts: { cluster?: string } 
       agent.proc.kill("SIGTERM");
       await agent.proc.exited;
     },
-    async waitForAgent(state) {
-      await waitFor(`agent ${state}`, async () => {
-        const r = await arcrelay(["cluster", "list", "-o", "json"]);
-        const row = (JSON.parse(r.stdout) as { name: string; state: string }[]).find((c) => c.name === cluster);
-        return state === "connected" ? row?.state === "connected" : row?.state !== "connected";
-      });
-    },
     async stop() {
       agent?.proc.kill("SIGTERM");
-      relay.proc.kill("SIGTERM");
-      await Promise.all([agent?.proc.exited, relay.proc.exited]);
-      await rm(dir, { recursive: true, force: true });
+      await agent?.proc.exited;
+      await relay.stop();
     },
   };
-  return stack;
 }

@@ -9,7 +9,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
-import { writeKubeconfig } from "../kube/kubeconfig-file.ts";
+import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 
 setDefaultTimeout(20_000);
 

@@ -8,7 +8,7 @@ import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "
 import type { BuiltinIssuer } from "../../../lib/auth/index.ts";
 import { silentLogger, type Logger } from "../../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RelayOptions, type RunningRelay } from "../../../lib/relay/index.ts";
-import { writeKubeconfig } from "../../kube/kubeconfig-file.ts";
+import { writeKubeconfig } from "../../cluster/kubeconfig-file.ts";
 
 /** One request as the API server stand-in received it. */
 export interface RecordedRequest {

@@ -1,0 +1,91 @@
+// Puts the agent into a test cluster as users do: the image built from Dockerfile.agent (on a
+// local stand-in for the distroless base), imported into the node, installed with the real helm
+// from deploy/helm/arcagent.
+import { join, resolve } from "node:path";
+import { buildDistrolessStandin } from "../../scripts/distroless-standin.ts";
+import { cacheRoot } from "../../scripts/cache-root.ts";
+import { buildProductImages, type BuiltImage, type ImageName } from "../../scripts/image-build.ts";
+import { kubectl, type KubeCluster } from "./cluster.ts";
+import { helm } from "./helm.ts";
+
+export const AGENT_NAMESPACE = "cluster-connect";
+export const AGENT_RELEASE = "arcagent";
+export const AGENT_CHART = resolve(import.meta.dir, "../../deploy/helm/arcagent");
+const AGENT_READY_TIMEOUT_MS = 90_000;
+
+export interface AgentInstallOptions {
+  relayUrl: string;
+  cluster: string;
+  enrollToken: string;
+  log?: (line: string) => void;
+  /** Extra `--set` values, e.g. { logLevel: "debug" }. */
+  values?: Record<string, string>;
+}
+
+const built = new Map<ImageName, Promise<BuiltImage>>();
+
+/**
+ * Builds our image `name` from its Dockerfile (once per process, on the local stand-in for the
+ * distroless base) and makes it available on the cluster's node; returns its reference.
+ */
+export async function provideImage(cluster: KubeCluster, name: ImageName, log?: (line: string) => void): Promise<string> {
+  if (!built.has(name)) {
+    built.set(name, (async () => {
+      const base = await buildDistrolessStandin(log);
+      const outDir = join(cacheRoot(), "images", "product");
+      const [image] = await buildProductImages({ names: [name], baseImage: base, outDir, log: log ?? (() => {}) });
+      return image!;
+    })());
+  }
+  const image = await built.get(name)!;
+  await cluster.node!.importImage(image.archive);
+  return image.tag;
+}
+
+/**
+ * Installs the agent chart into the namespace cluster-connect: hostNetwork, so a relay listening on
+ * 127.0.0.1 is reachable; the API server by address, since the test cluster runs no kube-proxy.
+ * Resolves once the agent pod is Running.
+ */
+export async function installAgentChart(cluster: KubeCluster, opts: AgentInstallOptions): Promise<void> {
+  const log = opts.log ?? (() => {});
+  const image = await provideImage(cluster, "arcagent", log);
+  const [repository, tag] = image.split(/:(?=[^:]+$)/) as [string, string];
+  const server = new URL(cluster.server);
+  const values: Record<string, string> = {
+    "relay.url": opts.relayUrl,
+    cluster: opts.cluster,
+    "enrollment.token": opts.enrollToken,
+    "image.repository": repository,
+    "image.tag": tag,
+    "image.pullPolicy": "Never",
+    hostNetwork: "true",
+    "apiServer.host": server.hostname,
+    "apiServer.port": server.port,
+    ...opts.values,
+  };
+  await helm([
+    "upgrade", "--install", AGENT_RELEASE, AGENT_CHART, "--namespace", AGENT_NAMESPACE, "--create-namespace",
+    ...Object.entries(values).flatMap(([k, v]) => ["--set-string", `${k}=${v}`]),
+    "--wait", "--timeout", `${AGENT_READY_TIMEOUT_MS / 1000}s`,
+  ], { cluster, dir: cluster.dir, log });
+  await waitForAgentPod(cluster);
+  log(`[kube] agent ${image} running in namespace ${AGENT_NAMESPACE}`);
+}
+
+/** Waits until an agent pod (app.kubernetes.io/name=arcagent) is Running; returns its name. */
+export async function waitForAgentPod(cluster: KubeCluster, notName?: string): Promise<string> {
+  const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
+  for (;;) {
+    const pods = JSON.parse(await kubectl(cluster, ["get", "pods", "-n", AGENT_NAMESPACE, "-l", "app.kubernetes.io/name=arcagent", "-o", "json"])) as {
+      items: { metadata: { name: string; deletionTimestamp?: string }; status: { phase?: string } }[];
+    };
+    const running = pods.items.find((p) => p.status.phase === "Running" && !p.metadata.deletionTimestamp && p.metadata.name !== notName);
+    if (running) return running.metadata.name;
+    if (Date.now() > deadline) {
+      const described = await kubectl(cluster, ["describe", "pods", "-n", AGENT_NAMESPACE, "-l", "app.kubernetes.io/name=arcagent"]).catch((e: Error) => e.message);
+      throw new Error(`no agent pod Running after ${AGENT_READY_TIMEOUT_MS / 1000}s:\n${described}`);
+    }
+    await Bun.sleep(250);
+  }
+}

@@ -1,0 +1,152 @@
+// The Helm charts in deploy/helm, checked with the real helm (built from its Go module) and, for
+// Pod Security, by a real API server's admission: lint, required values, the generated plain
+// manifest, and the agent's pod passing the "restricted" level.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseAllDocuments } from "yaml";
+import { AGENT_MANIFEST, renderAgentManifest } from "../../scripts/render-manifests.ts";
+import { applyManifest, kubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
+import { helm, runHelm } from "../cluster/helm.ts";
+
+setDefaultTimeout(60_000);
+const CHARTS = resolve(import.meta.dir, "../../deploy/helm");
+const AGENT = join(CHARTS, "arcagent");
+const RELAY = join(CHARTS, "arcrelay");
+const AGENT_VALUES = ["--set", "relay.url=https://relay.example.com", "--set", "cluster=prod"];
+const RELAY_VALUES = ["--set", "publicUrl=https://relay.example.com", "--set", "tls.existingSecret=arcrelay-tls"];
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "charts-test-"));
+}, 30 * 60_000); // the first helm call builds helm from its Go module
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+type Manifest = { kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, any>; data?: Record<string, string> };
+
+async function render(chart: string, args: string[]): Promise<Manifest[]> {
+  const out = await helm(["template", "rel", chart, "--namespace", "cluster-connect", ...args], { dir });
+  return parseAllDocuments(out).map((d) => d.toJSON()).filter(Boolean) as Manifest[];
+}
+
+describe("helm lint", () => {
+  test.each([["arcagent", AGENT, AGENT_VALUES], ["arcrelay", RELAY, RELAY_VALUES]])("%s lints clean in strict mode", async (_, chart, values) => {
+    const r = await runHelm(["lint", "--strict", chart, ...values], { dir });
+    expect(r.stdout + r.stderr).toContain("0 chart(s) failed");
+    expect(r.code).toBe(0);
+  }, 30 * 60_000);
+});
+
+describe("the agent chart", () => {
+  test.each([
+    [[], "relay.url is required"],
+    [["--set", "relay.url=https://r.example.com"], "cluster is required"],
+    [["--set", "relay.url=ftp://r.example.com", "--set", "cluster=prod"], "must start with https://"],
+    [["--set", "relay.url=https://r.example.com", "--set", "cluster=Prod_1"], "must be a DNS label"],
+  ])("refuses bad values with a message that says what to set (%j)", async (args, message) => {
+    const r = await runHelm(["template", "rel", AGENT, ...args], { dir });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(message);
+  });
+
+  test("renders least privilege: impersonation only, one Secret, one token mounted into one container", async () => {
+    const docs = await render(AGENT, AGENT_VALUES);
+    const role = docs.find((d) => d.kind === "ClusterRole") as unknown as { rules: { verbs: string[] }[] };
+    expect(role.rules.flatMap((r) => r.verbs)).toEqual(["impersonate", "impersonate"]);
+    const keyRole = docs.find((d) => d.kind === "Role") as unknown as { rules: { resourceNames: string[]; verbs: string[] }[] };
+    expect(keyRole.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], resourceNames: ["rel-arcagent-key"], verbs: ["get", "update", "patch"] }] as never);
+    const deployment = docs.find((d) => d.kind === "Deployment")!;
+    const pod = deployment.spec!.template.spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.hostNetwork).toBeUndefined();
+    const container = pod.containers[0];
+    expect(container.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+    expect(container.args).toEqual(expect.arrayContaining(["--state-secret", "$(POD_NAMESPACE)/rel-arcagent-key"]));
+    const token = pod.volumes.find((v: { name: string }) => v.name === "kube-api-access").projected.sources[0].serviceAccountToken;
+    expect(token.expirationSeconds).toBeLessThanOrEqual(3607);
+    expect(docs.some((d) => d.kind === "Secret" && d.metadata.name === "rel-arcagent-enroll")).toBe(false);
+  });
+
+  test("proxy, extra CA, issuers and an enrollment token become env, mounted files and a Secret", async () => {
+    const docs = await render(AGENT, [...AGENT_VALUES,
+      "--set", "proxy.httpsProxy=http://user:pw@proxy.corp:3128", "--set", "proxy.noProxy=10.0.0.1\\,.svc",
+      "--set", "relay.caBundle=-----BEGIN CERTIFICATE-----", "--set", "enrollment.token=arcenroll_x",
+      "--set", "issuers[0].issuer=https://login.example.com", "--set", "issuers[0].audiences[0]=cluster-connect"]);
+    const container = docs.find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
+    const env = Object.fromEntries(container.env.filter((e: { value?: string }) => e.value).map((e: { name: string; value: string }) => [e.name, e.value]));
+    expect(env).toMatchObject({ HTTPS_PROXY: "http://user:pw@proxy.corp:3128", NO_PROXY: "10.0.0.1,.svc" });
+    expect(container.args).toEqual(expect.arrayContaining(["--relay-ca", "/etc/arcagent/relay-ca/ca.crt", "--config", "/etc/arcagent/config/agent.yaml"]));
+    expect(docs.find((d) => d.kind === "Secret" && d.metadata.name === "rel-arcagent-enroll")).toMatchObject({ stringData: { token: "arcenroll_x" } });
+    const config = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name === "rel-arcagent-config")!;
+    expect(config.data!["agent.yaml"]).toContain("issuer: https://login.example.com");
+  });
+
+  test("deploy/agent.yaml is exactly what the chart renders (npm run manifests)", async () => {
+    expect(await readFile(AGENT_MANIFEST, "utf8")).toBe(await renderAgentManifest());
+  });
+});
+
+describe("the relay chart", () => {
+  test.each([
+    [["--set", "tls.existingSecret=t"], "publicUrl is required"],
+    [["--set", "publicUrl=https://r.example.com"], "tls.existingSecret is required"],
+    [["--set", "publicUrl=http://r.example.com", "--set", "tls.existingSecret=t"], "must start with https://"],
+  ])("refuses bad values with a message that says what to set (%j)", async (args, message) => {
+    const r = await runHelm(["template", "rel", RELAY, ...args], { dir });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(message);
+  });
+
+  test("serves TLS from the Secret, keeps its data on a claim that survives uninstall, and probes /healthz", async () => {
+    const docs = await render(RELAY, RELAY_VALUES);
+    const pod = docs.find((d) => d.kind === "Deployment")!.spec!.template.spec;
+    expect(pod.containers[0].args).toEqual(expect.arrayContaining(["--tls-cert", "/etc/arcrelay/tls/tls.crt", "--public-url", "https://relay.example.com"]));
+    expect(pod.containers[0].readinessProbe.httpGet).toEqual({ path: "/healthz", port: "https", scheme: "HTTPS" });
+    expect(pod.securityContext.fsGroup).toBe(65532);
+    expect(docs.find((d) => d.kind === "PersistentVolumeClaim")).toMatchObject({ metadata: { annotations: { "helm.sh/resource-policy": "keep" } } });
+  });
+});
+
+describe("Pod Security, as a real API server's admission decides it", () => {
+  let cluster: KubeCluster;
+  beforeAll(async () => {
+    cluster = await startKubeCluster({ dir: join(dir, "kube"), node: false });
+    await applyManifest(cluster, "restricted.yaml", `apiVersion: v1
+kind: Namespace
+metadata:
+  name: restricted
+  labels: {pod-security.kubernetes.io/enforce: restricted}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: rel-arcagent, namespace: restricted}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: rel-arcrelay, namespace: restricted}
+`);
+  }, 30 * 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  /** The chart's pod template as a Pod, created with a server-side dry run in the restricted namespace. */
+  async function dryRunPod(chart: string, args: string[]): Promise<string> {
+    const template = (await render(chart, args)).find((d) => d.kind === "Deployment")!.spec!.template;
+    const file = join(dir, `pod-${Date.now()}.json`);
+    await writeFile(file, JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { name: "probe", namespace: "restricted" }, spec: template.spec }));
+    return kubectl(cluster, ["create", "--dry-run=server", "-f", file]);
+  }
+
+  test.each([["arcagent", AGENT, AGENT_VALUES], ["arcrelay", RELAY, RELAY_VALUES]])("the %s pod is admitted under \"restricted\"", async (_, chart, values) => {
+    expect(await dryRunPod(chart, values)).toContain("pod/probe created (server dry run)");
+  });
+
+  test("the check is real: the agent with hostNetwork (the tests' setting) is refused there", async () => {
+    await expect(dryRunPod(AGENT, [...AGENT_VALUES, "--set", "hostNetwork=true"])).rejects.toThrow(/violates PodSecurity "restricted:latest": host namespaces \(hostNetwork=true\)/);
+  });
+});
