@@ -5,8 +5,8 @@ import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import {
   createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, runAgent, type AgentKeyStore,
 } from "../lib/agent/index.ts";
-import { loggerFor, runCli, version, waitForShutdownSignal } from "./common.ts";
-import { logLevelArgs } from "./flags.ts";
+import { loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
+import { logLevelArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 
 /** Where the agent is and where it keeps its key: shared by the agent and `rotate-key`. */
 const agentIdentityArgs = {
@@ -47,6 +47,10 @@ const main = defineCommand({
     ...agentIdentityArgs,
     "enroll-token": { type: "string", description: "one-time token from `arcrelay cluster add` (first start only; or ARC_ENROLL_TOKEN)" },
     config: { type: "string", description: "YAML file of external OIDC issuers this agent trusts (issuers: [...])" },
+    "reconnect-backoff-base": { type: "string", default: "1s", description: "first redial waits up to this (exponential backoff, full jitter)" },
+    "reconnect-backoff-max": { type: "string", default: "10s", description: "no redial waits longer than this" },
+    "shutdown-timeout": { type: "string", default: "25s", description: "on SIGTERM: how long requests in flight get to finish (under the pod's 30 s grace)" },
+    ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
   subCommands: { "rotate-key": rotateKey },
@@ -67,9 +71,18 @@ const main = defineCommand({
       agentVersion: version,
       logger,
       signal: controller.signal,
+      drainTimeoutMs: parseDurationMs("shutdown-timeout", args["shutdown-timeout"], true),
+      backoff: {
+        baseMs: parseDurationMs("reconnect-backoff-base", args["reconnect-backoff-base"]),
+        maxMs: parseDurationMs("reconnect-backoff-max", args["reconnect-backoff-max"]),
+      },
+      liveness: tunnelLiveness(args),
       trustedIssuers,
     });
-    void waitForShutdownSignal().then(() => controller.abort());
+    void waitForShutdownSignal().then(() => {
+      logger.info("stopping: draining the tunnel");
+      controller.abort();
+    });
     await agent;
   },
 });

@@ -6,6 +6,7 @@ import {
   buildCredentialKubeconfig, buildExecCredential, buildTokenSourceArgs, createTokenSource, resolveSelfCommand,
   resolveTokenSourceSpec, runChildCommand, startProxySession,
 } from "../lib/proxy/index.ts";
+import { parseDurationMs } from "./common.ts";
 import { clusterArgs, logLevelArgs, relayArgs, relayTlsArgs, tokenSourceArgs } from "./flags.ts";
 
 declare const VERSION: string | undefined;
@@ -24,6 +25,7 @@ const proxyArgs = {
   port: { type: "string", default: "47011", valueHint: "N", description: "Local port; 0 picks a free one" },
   "kube-token": { type: "string", valueHint: "T", description: "Token mode: your own Kubernetes bearer token (e.g. kubectl create token), forwarded without impersonation (default: $ARC_KUBE_TOKEN)" },
   "kubeconfig-out": { type: "string", valueHint: "FILE", description: "Write the kubeconfig here (default: a temp file)" },
+  "relay-retry": { type: "string", default: "30s", valueHint: "DURATION", description: "While the relay restarts, send requests again (when safe) and resume watches for this long" },
   ...relayTlsArgs,
   ...logLevelArgs,
 } as const;
@@ -48,6 +50,7 @@ const proxy = defineCommand({
         port,
         kubeconfigOut: args["kubeconfig-out"] || undefined,
         tls: { ca, insecureSkipVerify: args["insecure-skip-tls-verify"] },
+        relayRetryMs: parseDurationMs("relay-retry", args["relay-retry"], true),
         // Around a child command, only problems are logged: its own output comes first.
         logger,
       });

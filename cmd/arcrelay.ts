@@ -7,8 +7,8 @@ import {
   clusterAudience, formatClusterTable, formatGrantTable, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
-import { loggerFor, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
-import { logLevelArgs, relayTlsArgs } from "./flags.ts";
+import { loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
+import { logLevelArgs, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 
 const dataDirArg = {
   "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
@@ -34,6 +34,11 @@ const serve = defineCommand({
     "insecure-http": { type: "boolean", description: "plain HTTP; loopback addresses only" },
     config: { type: "string", description: "YAML file of external OIDC issuers to trust (issuers: [...])" },
     "bind-audience-to-cluster": { type: "boolean", description: "user tokens must name cluster-connect:<cluster> in aud (token create --cluster)" },
+    "agent-wait": { type: "string", default: "5s", description: "how long a request waits for a cluster's agent to (re)connect before 503" },
+    "max-requests-per-user": { type: "string", default: "1000", description: "requests one user may have in flight at once (429 beyond)" },
+    "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
+    "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
+    ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
   async run({ args }) {
@@ -41,16 +46,28 @@ const serve = defineCommand({
     if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new TypeError("--tls-cert and --tls-key go together");
     if (!args["tls-cert"] && !args["insecure-http"]) throw new TypeError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
+    const maxRequestsPerUser = Number(args["max-requests-per-user"]);
+    if (!Number.isInteger(maxRequestsPerUser) || maxRequestsPerUser < 1) {
+      throw new TypeError(`--max-requests-per-user ${JSON.stringify(args["max-requests-per-user"])}: use a whole number of at least 1`);
+    }
+    const shutdown = {
+      delayMs: parseDurationMs("shutdown-delay", args["shutdown-delay"], true),
+      timeoutMs: parseDurationMs("shutdown-timeout", args["shutdown-timeout"], true),
+    };
     const relay = await startRelay({
       host, port, dataDir: args["data-dir"], publicUrl: args["public-url"],
       tls: args["tls-cert"] ? { certFile: args["tls-cert"], keyFile: args["tls-key"]! } : undefined,
       trustedIssuers,
       bindAudienceToCluster: Boolean(args["bind-audience-to-cluster"]),
+      agentWaitMs: parseDurationMs("agent-wait", args["agent-wait"], true),
+      maxRequestsPerUser,
+      tunnel: tunnelLiveness(args),
       logger: loggerFor("arcrelay", args["log-level"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
-    await waitForShutdownSignal();
-    await relay.close();
+    // A second signal cuts the drain short: everything open is closed at once.
+    await waitForShutdownSignal(() => void relay.close().then(() => process.exit(0)));
+    await relay.shutdown(shutdown);
   },
 });
 

@@ -13,6 +13,15 @@ export function loggerFor(component: string, level: string | undefined): Logger 
   return createLogger({ component, level: (level as LogLevel | undefined) ?? "info" });
 }
 
+/** `500ms`, `2s`, `1m` -> milliseconds; `0` allowed when `allowZero`. Throws TypeError naming the flag. */
+export function parseDurationMs(flag: string, value: string, allowZero = false): number {
+  const millis = value === "0" ? 0 : ms(value as ms.StringValue);
+  if (typeof millis !== "number" || !Number.isFinite(millis) || millis < 0 || (millis === 0 && !allowZero)) {
+    throw new TypeError(`--${flag} ${JSON.stringify(value)} is not a duration: use e.g. 500ms, 2s or 1m${allowZero ? " (or 0)" : ""}`);
+  }
+  return millis;
+}
+
 /** `90s`, `15m`, `1h`, `7d` -> seconds. */
 export function parseDurationSeconds(flag: string, value: string): number {
   const millis = ms(value as ms.StringValue);
@@ -51,12 +60,19 @@ export function exitWithError(binary: string, error: unknown): never {
   process.exit(1);
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
-export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+/**
+ * Resolves on the first SIGINT or SIGTERM. A second signal while the graceful stop runs calls
+ * `onSecondSignal` (default: exit 130 at once), so Ctrl-C twice never waits for a drain.
+ */
+export function waitForShutdownSignal(onSecondSignal: () => void = () => process.exit(130)): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
+    let seen = false;
     const handler = (signal: NodeJS.Signals) => {
-      process.off("SIGINT", handler);
-      process.off("SIGTERM", handler);
+      if (seen) {
+        onSecondSignal();
+        return;
+      }
+      seen = true;
       resolve(signal);
     };
     process.on("SIGINT", handler);

@@ -1,5 +1,6 @@
 // Flag fragments shared by the cluster-connect commands.
 import type { ArgDef } from "citty";
+import { parseDurationMs } from "./common.ts";
 
 export const logLevelArgs = {
   "log-level": {
@@ -34,3 +35,19 @@ export const tokenSourceArgs = {
   "token-source": { type: "enum", options: ["github-actions"], description: "github-actions: the job's OIDC ID token (needs `permissions: id-token: write`)" },
   audience: { type: "string", valueHint: "AUD", description: "Audience of the GitHub Actions ID token (default: cluster-connect)" },
 } as const satisfies Record<string, ArgDef>;
+
+/** Tunnel liveness, on relay and agent: both ends ping, and close a tunnel that went silent. */
+export const tunnelLivenessArgs = {
+  "tunnel-ping-interval": { type: "string", default: "2s", valueHint: "DURATION", description: "How often each end pings the tunnel" },
+  "tunnel-dead-after": { type: "string", default: "6s", valueHint: "DURATION", description: "Close (and redial) a tunnel silent for this long" },
+} as const satisfies Record<string, ArgDef>;
+
+/** The liveness flags as options, in ms; the dead-after must exceed the ping interval. */
+export function tunnelLiveness(args: { "tunnel-ping-interval": string; "tunnel-dead-after": string }): { pingIntervalMs: number; deadAfterMs: number } {
+  const pingIntervalMs = parseDurationMs("tunnel-ping-interval", args["tunnel-ping-interval"]);
+  const deadAfterMs = parseDurationMs("tunnel-dead-after", args["tunnel-dead-after"]);
+  if (deadAfterMs <= pingIntervalMs) {
+    throw new TypeError(`--tunnel-dead-after (${args["tunnel-dead-after"]}) must be longer than --tunnel-ping-interval (${args["tunnel-ping-interval"]})`);
+  }
+  return { pingIntervalMs, deadAfterMs };
+}

@@ -7,6 +7,8 @@ export interface AgentKeys {
   cluster: string;
   privateJwk: JWK;
   publicJwk: JWK;
+  /** False while the key is stored but its enrollment not yet confirmed; absent (older files) means enrolled. */
+  enrolled?: boolean;
 }
 
 /** Where the key lives; a Kubernetes Secret store can implement the same two methods. */

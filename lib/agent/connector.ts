@@ -3,9 +3,20 @@ import WebSocket from "ws";
 import { signAgentToken } from "../auth/index.ts";
 import { isPeerHangup, Unauthorized } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { createWebSocketDuplex, protocol, serveTunnel, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
+import {
+  createWebSocketDuplex, protocol, serveTunnel, timeouts, type TunnelHeaders, type TunnelServer, type TunnelServerStream,
+  type WebSocketDuplexOptions,
+} from "../tunnel/index.ts";
 import type { AgentKeys } from "./agent-state.ts";
+import { describeProxy, proxyAgentFor, proxyFor } from "./egress.ts";
 import { relayWebSocketUrl, type RelayEndpoint } from "./relay-endpoint.ts";
+
+export interface ReconnectBackoff {
+  /** First retry waits up to this (ms); default 1,000. */
+  baseMs: number;
+  /** No retry waits longer than this (ms); default 10,000. */
+  maxMs: number;
+}
 
 export interface ConnectorOptions {
   relay: RelayEndpoint;
@@ -17,41 +28,83 @@ export interface ConnectorOptions {
   kubernetesVersion?: () => Promise<string | undefined>;
   onStream(stream: TunnelServerStream, headers: TunnelHeaders): void;
   logger: Logger;
+  /** Aborting it drains: GOAWAY to the relay, streams in flight get `drainTimeoutMs`, then the tunnel closes. */
   signal: AbortSignal;
+  /** How long streams in flight may run on after `signal` aborts (ms); default 25,000. */
+  drainTimeoutMs?: number;
+  backoff?: Partial<ReconnectBackoff>;
+  /** Tunnel liveness (ping interval, dead after), ms. */
+  liveness?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
   /** Reports each connection state change (tests wait on it). */
   onState?: (state: "connected" | "disconnected") => void;
+  /** Called once the first tunnel is up (the agent's readiness). */
+  onConnected?: () => void;
 }
 
-const BACKOFF_INITIAL_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
+export const DEFAULT_BACKOFF: ReconnectBackoff = { baseMs: 1_000, maxMs: 10_000 };
+export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
 /** A tunnel that stayed up this long resets the backoff. */
 const STABLE_AFTER_MS = 30_000;
 
-/** Runs until `signal` aborts; never throws for network trouble, which is retried with backoff. */
+/**
+ * Runs until `signal` aborts and the last tunnel has drained; never throws for network trouble,
+ * which is retried with exponential backoff and full jitter (AWS Architecture Blog, "Exponential
+ * Backoff And Jitter"): attempt n waits a uniform random time in [0, min(max, base * 2^n)], so
+ * hundreds of agents cut off at once do not come back in the same second. When the relay says
+ * GOAWAY (it is draining), the agent dials a new tunnel at once while the old one finishes its
+ * streams.
+ */
 export async function runConnector(opts: ConnectorOptions): Promise<void> {
-  let backoff = BACKOFF_INITIAL_MS;
+  const backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+  const lingering = new Set<Promise<void>>();
+  let attempt = 0;
   while (!opts.signal.aborted) {
     const started = Date.now();
+    let redialAtOnce = false;
     try {
-      await connectOnce(opts);
+      const tunnel = await connectOnce(opts);
+      attempt = 0;
+      const outcome = await Promise.race([tunnel.server.done.then(() => "closed" as const), tunnel.server.goaway.then(() => "goaway" as const)]);
+      if (outcome === "goaway" && !opts.signal.aborted) {
+        opts.logger.info("relay is draining (GOAWAY): dialling a new tunnel while this one finishes its streams");
+        redialAtOnce = true;
+        const finishing = tunnel.finish();
+        lingering.add(finishing);
+        void finishing.then(() => lingering.delete(finishing));
+      } else {
+        await tunnel.finish();
+      }
     } catch (error) {
       if (error instanceof Unauthorized) {
-        opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url, error, retryInMs: backoff });
+        opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url, error });
       } else {
-        opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url, error, retryInMs: backoff });
+        opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url, error });
       }
     }
     if (opts.signal.aborted) break;
-    if (Date.now() - started > STABLE_AFTER_MS) backoff = BACKOFF_INITIAL_MS;
-    await sleep(backoff * (0.75 + Math.random() * 0.5), opts.signal);
-    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    if (redialAtOnce) continue;
+    if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
+    const waitMs = Math.random() * Math.min(backoff.maxMs, backoff.baseMs * 2 ** attempt);
+    attempt = Math.min(attempt + 1, 30);
+    opts.logger.debug("redialling after backoff", { waitMs: Math.round(waitMs), attempt });
+    await sleep(waitMs, opts.signal);
   }
+  await Promise.all(lingering);
 }
 
-async function connectOnce(opts: ConnectorOptions): Promise<void> {
+interface OpenTunnel {
+  server: TunnelServer;
+  /** Waits for the tunnel to end; drains it first if the agent is shutting down. Never rejects. */
+  finish(): Promise<void>;
+}
+
+async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
   const keys = await opts.keys();
   const token = await signAgentToken({ privateJwk: keys.privateJwk, cluster: keys.cluster, audience: opts.relay.url });
   const kubeVersion = await opts.kubernetesVersion?.();
+  const proxy = proxyFor(opts.relay.url);
+  const agent = proxyAgentFor(opts.relay.url, { ca: opts.relay.ca });
+  if (proxy) opts.logger.debug("dialling the relay through a proxy", { proxy: describeProxy(proxy) });
   const ws = new WebSocket(relayWebSocketUrl(opts.relay, protocol.AGENT_CONNECT_PATH), [protocol.TUNNEL_SUBPROTOCOL], {
     headers: {
       authorization: `Bearer ${token}`,
@@ -61,6 +114,7 @@ async function connectOnce(opts: ConnectorOptions): Promise<void> {
     handshakeTimeout: timeouts.TUNNEL_HANDSHAKE_TIMEOUT_MS,
     maxPayload: timeouts.WS_MAX_PAYLOAD_BYTES,
     perMessageDeflate: false,
+    ...(agent ? { agent } : {}),
     ...(opts.relay.ca ? { ca: opts.relay.ca } : {}),
   });
   await new Promise<void>((resolve, reject) => {
@@ -77,19 +131,40 @@ async function connectOnce(opts: ConnectorOptions): Promise<void> {
     ws.once("error", reject);
   });
   const log = opts.logger.child({ relay: opts.relay.url });
-  const duplex = createWebSocketDuplex(ws, { onDead: () => log.warn("relay stopped answering pings; reconnecting") });
+  const duplex = createWebSocketDuplex(ws, { ...opts.liveness, onDead: () => log.warn("relay stopped answering pings; reconnecting") });
   const server = serveTunnel(duplex, opts.onStream, (error) => {
     if (!isPeerHangup(error)) log.warn("tunnel session error", { error });
   });
-  log.info("tunnel connected");
+  log.info("tunnel connected", proxy ? { proxy: describeProxy(proxy) } : {});
   opts.onState?.("connected");
-  const onAbort = () => void server.close();
+  opts.onConnected?.();
+
+  const drainTimeoutMs = opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+  const onAbort = () => void drainThenClose(server, drainTimeoutMs, log);
   opts.signal.addEventListener("abort", onAbort, { once: true });
-  await server.done;
-  opts.signal.removeEventListener("abort", onAbort);
-  ws.terminate();
-  log.info("tunnel closed");
-  opts.onState?.("disconnected");
+  return {
+    server,
+    async finish() {
+      if (opts.signal.aborted) onAbort(); // the agent is stopping: this tunnel drains too
+      await server.done;
+      opts.signal.removeEventListener("abort", onAbort);
+      ws.terminate();
+      log.info("tunnel closed");
+      opts.onState?.("disconnected");
+    },
+  };
+}
+
+/** GOAWAY, then wait (bounded) for the streams in flight, then close the session. */
+async function drainThenClose(server: TunnelServer, timeoutMs: number, log: Logger): Promise<void> {
+  server.drain();
+  const deadline = Date.now() + timeoutMs;
+  if (server.activeStreams > 0) log.info("draining the tunnel", { activeStreams: server.activeStreams, timeoutMs });
+  while (server.activeStreams > 0 && Date.now() < deadline) {
+    await Promise.race([server.done, new Promise((resolve) => setTimeout(resolve, 100))]);
+  }
+  if (server.activeStreams > 0) log.warn("drain deadline passed; closing the tunnel with streams still open", { activeStreams: server.activeStreams });
+  await server.close();
 }
 
 function statusMessage(body: string): string {

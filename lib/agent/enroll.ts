@@ -1,12 +1,15 @@
 // First start: trade the one-time enrollment token for a registered Ed25519 key.
-import { generateSigningKeyPair } from "../auth/index.ts";
+import type { JWK } from "jose";
 import { ArcError, Unauthorized } from "../kube/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import type { AgentKeys } from "./agent-state.ts";
 import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
 
-export async function enrollWithRelay(relay: RelayEndpoint, cluster: string, enrollToken: string): Promise<AgentKeys> {
-  const { privateJwk, publicJwk } = await generateSigningKeyPair("EdDSA");
+/**
+ * Registers `publicJwk` as the agent key of `cluster`, spending the one-time `enrollToken`.
+ * Throws Unauthorized when the relay refuses the token (invalid, expired or already used) and an
+ * ArcError with the relay's message for any other refusal; network failures keep their cause.
+ */
+export async function enrollWithRelay(relay: RelayEndpoint, cluster: string, enrollToken: string, publicJwk: JWK): Promise<void> {
   let response: Response;
   try {
     response = await relayFetch(relay, protocol.AGENT_ENROLL_PATH, {
@@ -22,5 +25,4 @@ export async function enrollWithRelay(relay: RelayEndpoint, cluster: string, enr
     const text = `enrolling cluster "${cluster}" at ${relay.url} failed (${response.status}): ${message ?? response.statusText}`;
     throw response.status === 401 ? new Unauthorized(text) : new ArcError(text);
   }
-  return { cluster, privateJwk, publicJwk };
 }

@@ -28,7 +28,7 @@ export async function kubeApiRequest(upstream: Upstream, method: string, path: s
   return new Promise((resolve, reject) => {
     const req = client.request({
       ...options,
-      hostname: upstream.server.hostname,
+      hostname: upstream.server.hostname.replace(/^\[|\]$/g, ""),
       port: upstream.server.port,
       method,
       path,

@@ -1,7 +1,7 @@
 // How the agent reaches its relay: base URL and the TLS trust for it.
 import { isLoopbackHost } from "../kube/index.ts";
 import { readFileSync } from "node:fs";
-import { Agent as HttpsAgent } from "node:https";
+import { proxyFor } from "./egress.ts";
 
 export interface RelayEndpoint {
   /** Base URL without trailing slash, e.g. https://relay.example.com */
@@ -36,15 +36,16 @@ export function relayWebSocketUrl(relay: RelayEndpoint, path: string): string {
   return relay.url.replace(/^http/, "ws") + path;
 }
 
-/** A fetch with the relay's extra CA (Bun's fetch takes `tls.ca`). */
+/**
+ * A fetch to the relay with its extra CA (Bun's fetch takes `tls.ca`) and the same proxy decision
+ * as the tunnel (egress.ts), with a 15 s timeout unless the caller passes a signal.
+ */
 export function relayFetch(relay: RelayEndpoint, path: string, init: RequestInit = {}): Promise<Response> {
+  const proxy = proxyFor(relay.url);
   return fetch(relay.url + path, {
     ...init,
     signal: init.signal ?? AbortSignal.timeout(15_000),
     ...(relay.ca ? { tls: { ca: relay.ca } } : {}),
+    ...(proxy ? { proxy } : {}),
   } as RequestInit);
-}
-
-export function relayHttpsAgent(relay: RelayEndpoint): HttpsAgent | undefined {
-  return relay.ca ? new HttpsAgent({ ca: relay.ca }) : undefined;
 }

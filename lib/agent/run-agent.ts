@@ -1,10 +1,10 @@
 // The agent's whole life: load or enroll its key, learn whom to trust, keep the tunnel up.
-import { builtinIssuerTrust, createUserTokenVerifier, signAgentToken, type TrustedIssuer } from "../auth/index.ts";
+import { builtinIssuerTrust, createUserTokenVerifier, generateSigningKeyPair, signAgentToken, type TrustedIssuer } from "../auth/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import { validateClusterName } from "../kube/index.ts";
+import { Unauthorized, validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
-import { runConnector } from "./connector.ts";
+import { runConnector, type ConnectorOptions, type ReconnectBackoff } from "./connector.ts";
 import { enrollWithRelay } from "./enroll.ts";
 import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
 import { createStreamHandler } from "./stream-handler.ts";
@@ -19,7 +19,14 @@ export interface AgentOptions {
   upstream: Upstream;
   agentVersion: string;
   logger: Logger;
+  /** Aborting it stops the agent gracefully: GOAWAY, streams in flight get `drainTimeoutMs`, then exit. */
   signal: AbortSignal;
+  /** How long streams in flight may run on once `signal` aborts (ms); default 25,000 (`--shutdown-timeout`). */
+  drainTimeoutMs?: number;
+  /** Reconnect backoff (`--reconnect-backoff-base`, `--reconnect-backoff-max`). */
+  backoff?: Partial<ReconnectBackoff>;
+  /** Tunnel liveness (`--tunnel-ping-interval`, `--tunnel-dead-after`), ms. */
+  liveness?: ConnectorOptions["liveness"];
   onState?: (state: "connected" | "disconnected") => void;
   /**
    * External OIDC issuers from the agent's own config, trusted beside the relay's built-in issuer.
@@ -37,13 +44,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       `the key in ${opts.keyStore.describe()} belongs to cluster "${keys.cluster}", not "${cluster}": an agent serves only the cluster it enrolled for`,
     );
   }
-  if (!keys) {
-    if (!opts.enrollToken) {
-      throw new Error(`no agent key in ${opts.keyStore.describe()}: enroll first with --enroll-token (from arcrelay cluster add ${cluster})`);
-    }
-    keys = await enrollWithRelay(opts.relay, cluster, opts.enrollToken);
-    await opts.keyStore.save(keys);
-    log.info("enrolled with the relay", { keyStore: opts.keyStore.describe() });
+  if (!keys || keys.enrolled === false) {
+    keys = await enrollOnce(opts, cluster, keys, log);
   } else if (opts.enrollToken) {
     log.info("already enrolled; ignoring the enrollment token", { keyStore: opts.keyStore.describe() });
   }
@@ -68,8 +70,56 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     onStream,
     logger: log,
     signal: opts.signal,
+    drainTimeoutMs: opts.drainTimeoutMs,
+    backoff: opts.backoff,
+    liveness: opts.liveness,
     onState: opts.onState,
   });
+}
+
+/**
+ * Enrollment that survives a crash or a failed save: the new key is stored (marked not enrolled)
+ * before the single-use token is spent, so the key the relay registers is never lost. A start that
+ * finds such a key enrolls it again with the token; a token the relay already took (the crash came
+ * after the relay's answer) means the key is registered, and the tunnel will tell if it is not.
+ */
+async function enrollOnce(opts: AgentOptions, cluster: string, pending: AgentKeys | undefined, log: Logger): Promise<AgentKeys> {
+  const where = opts.keyStore.describe();
+  if (!opts.enrollToken) {
+    if (pending) {
+      log.warn("the stored key was saved before an enrollment that may not have finished; connecting with it", { keyStore: where });
+      return pending;
+    }
+    throw new Error(`no agent key in ${where}: enroll first with --enroll-token (from arcrelay cluster add ${cluster})`);
+  }
+  const keys: AgentKeys = pending ?? { cluster, ...(await generateSigningKeyPair("EdDSA")), enrolled: false };
+  if (!pending) await opts.keyStore.save(keys);
+  try {
+    await enrollWithRelay(opts.relay, cluster, opts.enrollToken, keys.publicJwk);
+  } catch (error) {
+    if (!(pending && error instanceof Unauthorized)) throw error;
+    log.warn("the enrollment token was already spent; assuming the relay registered the stored key", { keyStore: where });
+  }
+  const enrolled = { ...keys, enrolled: true };
+  await saveWithRetry(opts.keyStore, enrolled, log);
+  log.info("enrolled with the relay", { keyStore: where });
+  return enrolled;
+}
+
+/** Marks the key enrolled; a store that keeps failing leaves it pending, which the next start handles. */
+async function saveWithRetry(store: AgentKeyStore, keys: AgentKeys, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.save(keys);
+      return;
+    } catch (error) {
+      if (attempt >= 5) {
+        log.warn("could not record the enrollment in the key store; the key stays marked pending", { keyStore: store.describe(), error });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+    }
+  }
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Identity } from "../auth/index.ts";
 import { ArcError, BadGateway, isPeerHangup, statusResponse } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  endToEndHeaders, firstHeader, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,
+  endToEndHeaders, firstHeader, joinLongHeaders, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,
 } from "../tunnel/index.ts";
 import { buildImpersonatedHeaders, buildPassThroughHeaders } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
@@ -18,7 +18,8 @@ export interface StreamHandlerDeps {
 }
 
 export function createStreamHandler(deps: StreamHandlerDeps) {
-  return function handleTunnelStream(stream: TunnelServerStream, headers: TunnelHeaders): void {
+  return function handleTunnelStream(stream: TunnelServerStream, received: TunnelHeaders): void {
+    const headers = joinLongHeaders(received);
     const requestId = firstHeader(headers[protocol.REQUEST_ID_HEADER]) ?? "unknown";
     const log = deps.logger.child({ requestId });
     stream.on("error", (error) => {
@@ -51,13 +52,14 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
   const upgrade = firstHeader(headers[protocol.UPGRADE_HEADER]);
   const request: https.RequestOptions = {
     ...options,
-    hostname: deps.upstream.server.hostname,
+    // URL.hostname keeps an IPv6 literal's brackets, which the resolver does not take.
+    hostname: deps.upstream.server.hostname.replace(/^\[|\]$/g, ""),
     port: deps.upstream.server.port,
     method: String(headers[":method"]),
     path: String(headers[":path"]),
     headers: upgrade ? { ...outgoing, connection: "Upgrade", upgrade } : outgoing,
     // Token mode never shares a pooled connection that may carry the agent's client certificate.
-    agent: upgrade || kubeToken ? false : deps.upstream.agent,
+    agent: upgrade || kubeToken ? deps.upstream.dedicatedAgent() : deps.upstream.agent,
   };
   deps.logger.debug("forwarding", { requestId, user: identity.user, tokenMode: Boolean(kubeToken), method: request.method, path: request.path?.split("?")[0], upgrade });
   const client = deps.upstream.server.protocol === "https:" ? https : http;

@@ -2,14 +2,21 @@
 import https from "node:https";
 import http from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
+import { proxyAgentFor } from "./egress.ts";
 
 export interface Upstream {
   /** e.g. https://10.0.0.1:443 */
   server: URL;
   /** The agent's own credential headers plus TLS options, refreshed so rotated tokens are picked up. */
   requestOptions(): Promise<https.RequestOptions>;
-  /** Keep-alive agent for ordinary requests; upgrades use their own connection. */
+  /** Keep-alive agent for ordinary requests (through the egress proxy when one applies). */
   agent: http.Agent;
+  /**
+   * A connection of its own for one request (an upgrade; a token-mode request, which must never
+   * share a pooled connection that may carry the agent's client certificate): a one-shot proxy
+   * agent when a proxy applies, else `false` (node:http's "no agent").
+   */
+  dedicatedAgent(): http.Agent | false;
 }
 
 /** Service-account tokens rotate; re-read credentials at most this often. */
@@ -31,12 +38,16 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
   }
   const server = new URL(cluster.server);
   const isHttps = server.protocol === "https:";
-  const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: 256 }) : new http.Agent({ keepAlive: true, maxSockets: 256 });
+  // HTTPS_PROXY/NO_PROXY decide for the API server as for the relay (as client-go does); an
+  // in-cluster API server belongs in NO_PROXY.
+  const agent = proxyAgentFor(server, { keepAlive: true })
+    ?? (isHttps ? new https.Agent({ keepAlive: true, maxSockets: 256 }) : new http.Agent({ keepAlive: true, maxSockets: 256 }));
   let cached: { at: number; options: https.RequestOptions } | undefined;
 
   return {
     server,
     agent,
+    dedicatedAgent: () => proxyAgentFor(server) ?? false,
     async requestOptions() {
       if (!cached || Date.now() - cached.at > CREDENTIAL_REFRESH_MS) {
         const options: https.RequestOptions = { headers: {} };

@@ -1,12 +1,20 @@
 // The error hierarchy every layer throws; each maps to a Kubernetes Status reason and HTTP code.
 
+export interface ArcErrorOptions {
+  cause?: unknown;
+  /** When the caller may try again (seconds): sent as `Retry-After`, which client-go honours. */
+  retryAfterSeconds?: number;
+}
+
 /** Base of every error a user can meet. `message` is safe to show to the caller. */
 export class ArcError extends Error {
   readonly status: number = 500;
   readonly reason: string = "InternalError";
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  readonly retryAfterSeconds?: number;
+  constructor(message: string, options?: ArcErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
+    if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 
@@ -48,6 +56,20 @@ export class BadGateway extends ArcError {
 export class AgentNotConnected extends ArcError {
   override readonly status = 503;
   override readonly reason = "ServiceUnavailable";
+}
+
+/**
+ * The relay (or arcproxy) is shutting down and takes no new request; the request never reached the
+ * cluster, so it is safe to send again (arcproxy and client-go do, after `Retry-After`).
+ */
+export class ShuttingDown extends ArcError {
+  override readonly status = 503;
+  override readonly reason = "ServiceUnavailable";
+}
+
+export class RequestHeaderFieldsTooLarge extends ArcError {
+  override readonly status = 431;
+  override readonly reason = "RequestHeaderFieldsTooLarge";
 }
 
 export class UpstreamTimeout extends ArcError {

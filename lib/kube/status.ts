@@ -1,4 +1,6 @@
-// Renders any error as the Kubernetes Status object kubectl knows how to print.
+// Renders any error as the Kubernetes Status object kubectl knows how to print, on a response or a raw socket.
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { ArcError } from "./errors.ts";
 
 export interface KubeStatus {
@@ -9,6 +11,8 @@ export interface KubeStatus {
   message: string;
   reason: string;
   code: number;
+  /** metav1.StatusDetails; only `retryAfterSeconds` is used. */
+  details?: { retryAfterSeconds: number };
 }
 
 /**
@@ -17,7 +21,9 @@ export interface KubeStatus {
  */
 export function toStatus(error: unknown, requestId?: string): KubeStatus {
   if (error instanceof ArcError) {
-    return statusOf(error.status, error.reason, error.message);
+    const status = statusOf(error.status, error.reason, error.message);
+    if (error.retryAfterSeconds !== undefined) status.details = { retryAfterSeconds: error.retryAfterSeconds };
+    return status;
   }
   const ref = requestId ? ` (request id ${requestId})` : "";
   return statusOf(500, "InternalError", `internal error in cluster-connect${ref}; see the relay or agent log`);
@@ -27,8 +33,41 @@ export function statusOf(code: number, reason: string, message: string): KubeSta
   return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code };
 }
 
-/** Body and headers ready to write to an HTTP response. */
+/**
+ * Body and headers ready to write to an HTTP response. A `Retry-After` header goes with an error
+ * that says when to retry (RFC 9110 10.2.3; client-go waits for it before retrying 429 and 5xx).
+ */
 export function statusResponse(error: unknown, requestId?: string): { code: number; body: string; headers: Record<string, string> } {
   const status = toStatus(error, requestId);
-  return { code: status.code, body: JSON.stringify(status), headers: { "content-type": "application/json" } };
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (status.details) headers["retry-after"] = String(status.details.retryAfterSeconds);
+  return { code: status.code, body: JSON.stringify(status), headers };
+}
+
+/**
+ * Answers a raw socket (an upgrade request not yet upgraded) with the Status for `error` and
+ * closes it. Does nothing if the socket is already answered or gone.
+ */
+export function writeStatusToSocket(socket: Duplex, error: unknown, requestId?: string): void {
+  if (socket.destroyed || socket.writableEnded) return;
+  const { code, body, headers } = statusResponse(error, requestId);
+  const head =
+    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? "Error"}\r\n` +
+    Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
+  socket.end(head + body);
+}
+
+/**
+ * Answers an HTTP response with the Status for `error` (and its `Retry-After`), or cuts the
+ * response if its head is already sent: a half-written body must never look complete.
+ */
+export function writeStatusResponse(res: ServerResponse, error: unknown, requestId?: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const { code, body, headers } = statusResponse(error, requestId);
+  res.writeHead(code, { ...headers, "content-length": String(Buffer.byteLength(body)) });
+  res.end(body);
 }

@@ -7,7 +7,7 @@ import { createRelayEndpoint, type RelayTls } from "./relay-endpoint.ts";
 import { forwardRequest, type ForwardContext } from "./request-forward.ts";
 import { createSessionCertificate } from "./session-cert.ts";
 import { createSessionToken, createSessionUnauthorized, isSessionAuthorized } from "./session-auth.ts";
-import { writeStatusResponse, writeStatusToSocket } from "./status-reply.ts";
+import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse, writeStatusResponse, writeStatusToSocket } from "../kube/index.ts";
 import { CLOSE_GRACE_MS, LOCAL_HEADERS_TIMEOUT_MS, LOCAL_KEEP_ALIVE_TIMEOUT_MS } from "./timeouts.ts";
 import { forwardUpgrade } from "./upgrade-forward.ts";
 
@@ -22,6 +22,8 @@ export interface LocalProxyOptions {
   port: number;
   host?: "127.0.0.1";
   tls: RelayTls;
+  /** How long a request is sent again while the relay restarts (ms); default 30,000. */
+  relayRetryMs?: number;
   logger: Logger;
 }
 
@@ -41,9 +43,11 @@ export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalPro
   const { certPem, keyPem, caPem } = await createSessionCertificate();
   const sessionToken = createSessionToken();
   const logger = opts.logger.child({ cluster: opts.cluster });
-  const ctx: ForwardContext = { endpoint, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, logger };
+  const ctx: ForwardContext = { endpoint, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, relayRetryMs: opts.relayRetryMs, logger };
 
-  const server = https.createServer({ cert: certPem, key: keyPem }, function handleRequest(req, res) {
+  // The API server's own limit on request line plus headers, not node's 16 KiB default: a long
+  // label selector must get through, and an oversized one a 431 Status that says which limit.
+  const server = https.createServer({ cert: certPem, key: keyPem, maxHeaderSize: MAX_REQUEST_HEADER_BYTES }, function handleRequest(req, res) {
     if (!isSessionAuthorized(req.headers.authorization, sessionToken)) {
       writeStatusResponse(res, createSessionUnauthorized());
       return;
@@ -71,7 +75,10 @@ export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalPro
       writeStatusToSocket(socket, error);
     });
   });
-  server.on("clientError", (_error, socket: Socket) => socket.destroy());
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (socket.writable && error.code !== "ECONNRESET") socket.end(renderParseErrorResponse(error, "arcproxy"));
+    else socket.destroy();
+  });
 
   await listen(server, opts.port, host);
   const port = (server.address() as { port: number }).port;

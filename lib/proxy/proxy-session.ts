@@ -19,6 +19,8 @@ export interface ProxySessionOptions {
   /** Where to write the kubeconfig; default a fresh private temp directory. */
   kubeconfigOut?: string;
   tls: RelayTls;
+  /** How long a request is sent again while the relay restarts (ms); default 30,000 (`--relay-retry`). */
+  relayRetryMs?: number;
   logger: Logger;
 }
 
@@ -42,7 +44,8 @@ export async function startProxySession(opts: ProxySessionOptions): Promise<Prox
   }
 
   const proxy = await startLocalProxy({
-    relayUrl: opts.relayUrl, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, port: opts.port, tls: opts.tls, logger: opts.logger,
+    relayUrl: opts.relayUrl, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, port: opts.port, tls: opts.tls,
+    relayRetryMs: opts.relayRetryMs, logger: opts.logger,
   });
   let tempDir: string | undefined;
   try {

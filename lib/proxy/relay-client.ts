@@ -97,16 +97,19 @@ function relayMessage(body: string): string | undefined {
   }
 }
 
+// Advice is appended unless the relay's message already gives it (the relay's own refusals name
+// the command to run; an older or a fronting server's may not).
 function explainFailure(status: number, message: string | undefined, cluster: string, relayUrl: string): ArcError {
-  const said = (fallback: string) => `relay ${relayUrl}: ${message ?? fallback}`;
+  const said = (fallback: string, advice: string, keyword: string) =>
+    `relay ${relayUrl}: ${message ?? fallback}${message?.includes(keyword) ? "" : `; ${advice}`}`;
   switch (status) {
     case 401:
-      return new Unauthorized(`${said("unauthorized")}; get a fresh token (arcrelay token create) and pass --token or set ARC_TOKEN`);
+      return new Unauthorized(said("unauthorized", "get a fresh token (arcrelay token create) and pass --token or set ARC_TOKEN", "token create"));
     case 403:
-      return new Forbidden(`${said("forbidden")}; ask a relay admin for a cluster-user grant on cluster ${cluster}`);
+      return new Forbidden(said("forbidden", `ask a relay admin for a cluster-user grant on cluster ${cluster}`, "grant add"));
     case 404:
-      return new NotFound(`${said(`cluster ${cluster} not found`)}; check --cluster (clusters are registered with arcrelay cluster add)`);
+      return new NotFound(said(`cluster ${cluster} not found`, "check --cluster (clusters are registered with arcrelay cluster add)", "arcrelay cluster"));
     default:
-      return new BadGateway(`${said(`unexpected HTTP ${status}`)} (HTTP ${status} for cluster ${cluster})`);
+      return new BadGateway(`relay ${relayUrl}: ${message ?? `unexpected HTTP ${status}`} (HTTP ${status} for cluster ${cluster})`);
   }
 }

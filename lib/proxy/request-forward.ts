@@ -1,12 +1,14 @@
-// Forwards one ordinary HTTP request to the relay and streams both bodies, never buffering one whole.
-import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import https from "node:https";
-import { BadGateway, BadRequest, Unauthorized, UpstreamTimeout, isPeerHangup } from "../kube/index.ts";
+// Forwards one ordinary HTTP request to the relay and streams both bodies, never buffering a
+// response whole; sends it again while the relay restarts when that is safe, and keeps watches going.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
+import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { buildRelayRequestHeaders, stripHopByHop, toHeaderObject } from "./forward-headers.ts";
-import { buildClusterApiPath, type RelayEndpoint } from "./relay-endpoint.ts";
-import { writeStatusResponse } from "./status-reply.ts";
-import { RELAY_RESPONSE_HEAD_TIMEOUT_MS } from "./timeouts.ts";
+import type { RelayEndpoint } from "./relay-endpoint.ts";
+import type { RelayRequest } from "./relay-request.ts";
+import { readReplayableBody, sendWithRetry } from "./relay-retry.ts";
+import { isWatchRequest, streamResumableWatch } from "./watch-resume.ts";
 
 /** What every forwarded request or upgrade needs to know. */
 export interface ForwardContext {
@@ -15,79 +17,65 @@ export interface ForwardContext {
   getToken: () => Promise<string>;
   /** Token mode: the caller's own Kubernetes bearer token, sent beside the user token. */
   kubeToken?: string;
+  /** How long to keep sending a request again while the relay restarts (ms); default 30,000 (`--relay-retry`). */
+  relayRetryMs?: number;
   logger: Logger;
 }
 
-/** Sends `req` to the cluster's API on the relay and pipes the answer into `res`. */
+/**
+ * Sends `req` to the cluster's API on the relay and pipes the answer into `res`. Failures before
+ * an answer become a Kubernetes Status (401 when no token can be had, 502/504 for the relay);
+ * a response cut after its head cuts `res` too. The client going away aborts the relay request,
+ * so the agent and the API server stop as well.
+ */
 export async function forwardRequest(req: IncomingMessage, res: ServerResponse, ctx: ForwardContext): Promise<void> {
   const kubePath = req.url ?? "";
   if (!kubePath.startsWith("/")) {
     writeStatusResponse(res, new BadRequest(`arcproxy expects a path starting with "/", got ${JSON.stringify(kubePath.slice(0, 100))}`));
     return;
   }
-  const token = await fetchUserToken(ctx);
-  if (token instanceof Error) {
-    writeStatusResponse(res, token);
-    return;
-  }
-  const { endpoint } = ctx;
-  const transport = endpoint.secure ? https : http;
-  const upstream = transport.request({
-    method: req.method,
-    host: endpoint.hostname,
-    port: endpoint.port,
-    path: buildClusterApiPath(endpoint, ctx.cluster, kubePath),
-    agent: endpoint.agent,
-    ...endpoint.tlsOptions,
-    headers: toHeaderObject(buildRelayRequestHeaders(req.rawHeaders, token, undefined, ctx.kubeToken)),
+  const clientGone = new AbortController();
+  res.once("close", () => { if (!res.writableFinished) clientGone.abort(); });
+  const method = req.method ?? "GET";
+  const build = async (path: string, body?: Buffer | Readable): Promise<RelayRequest> => ({
+    method,
+    kubePath: path,
+    headers: buildRelayRequestHeaders(req.rawHeaders, await userToken(ctx), undefined, ctx.kubeToken),
+    ...(body !== undefined ? { body } : {}),
   });
-
-  // Only the wait for the response head is bounded: a watch may then stay quiet for minutes.
-  const headTimer = setTimeout(() => {
-    upstream.destroy(new UpstreamTimeout(`relay ${endpoint.url} sent no response within ${RELAY_RESPONSE_HEAD_TIMEOUT_MS / 1000}s`));
-  }, RELAY_RESPONSE_HEAD_TIMEOUT_MS);
-
-  upstream.on("response", (answer) => {
-    clearTimeout(headTimer);
-    ctx.logger.debug("forwarded", { method: req.method, path: pathOnly(kubePath), status: answer.statusCode });
-    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, toHeaderObject(stripHopByHop(answer.rawHeaders)));
-    // Send the head now: a watch's first event may be minutes away and kubectl waits for it.
-    res.flushHeaders();
-    answer.pipe(res);
-    answer.on("error", () => res.destroy());
-    answer.on("aborted", () => res.destroy());
-    answer.on("close", () => {
-      if (!answer.complete) res.destroy();
-    });
-  });
-
-  upstream.on("error", (error) => {
-    clearTimeout(headTimer);
-    if (res.headersSent) {
-      res.destroy();
+  try {
+    if (isWatchRequest(method, kubePath)) {
+      req.resume();
+      await streamResumableWatch(kubePath, res, {
+        open: (path) => sendWithRetry(ctx.endpoint, ctx.cluster, () => build(path), clientGone.signal, ctx.logger, ctx.relayRetryMs),
+        logger: ctx.logger,
+      }, clientGone.signal);
       return;
     }
-    if (res.destroyed) return;
-    const failure = error instanceof UpstreamTimeout ? error : new BadGateway(`cannot reach relay ${endpoint.url}: ${error.message}`, { cause: error });
-    if (!isPeerHangup(error)) ctx.logger.warn("relay request failed", { method: req.method, path: pathOnly(kubePath), error });
-    writeStatusResponse(res, failure);
-  });
-
-  // The client going away (Ctrl-C on kubectl logs -f) ends the upstream stream too.
-  res.on("close", () => {
-    clearTimeout(headTimer);
-    if (!res.writableFinished) upstream.destroy();
-  });
-  req.on("error", () => upstream.destroy());
-  req.pipe(upstream);
+    const body = await readReplayableBody(req);
+    const answer = await sendWithRetry(ctx.endpoint, ctx.cluster, () => build(kubePath, body), clientGone.signal, ctx.logger, ctx.relayRetryMs);
+    ctx.logger.debug("forwarded", { method, path: pathOnly(kubePath), status: answer.statusCode });
+    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, toHeaderObject(stripHopByHop(answer.rawHeaders)));
+    // Send the head now: a stream's first bytes may be minutes away and kubectl waits for them.
+    res.flushHeaders();
+    answer.pipe(res);
+    answer.once("error", () => res.destroy());
+    answer.once("aborted", () => res.destroy());
+    answer.once("close", () => { if (!answer.complete) res.destroy(); });
+  } catch (error) {
+    if (clientGone.signal.aborted) return;
+    if (!isPeerHangup(error)) ctx.logger.warn("relay request failed", { method, path: pathOnly(kubePath), error });
+    writeStatusResponse(res, error);
+  }
 }
 
-async function fetchUserToken(ctx: ForwardContext): Promise<string | Error> {
+/** The user token for one attempt; a token source that fails is the caller's 401. */
+async function userToken(ctx: ForwardContext): Promise<string> {
   try {
     return await ctx.getToken();
   } catch (error) {
     ctx.logger.warn("token source failed", { error });
-    return new Unauthorized(`arcproxy could not get a user token: ${(error as Error).message}`, { cause: error });
+    throw new Unauthorized(`arcproxy could not get a user token: ${(error as Error).message}`, { cause: error });
   }
 }
 

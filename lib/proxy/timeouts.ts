@@ -21,3 +21,9 @@ export const LOCAL_KEEP_ALIVE_TIMEOUT_MS = 30_000;
 
 /** close(): how long open streams (watches, exec sessions) get before they are cut. */
 export const CLOSE_GRACE_MS = 2_000;
+
+/**
+ * How long arcproxy keeps sending a request again while the relay restarts (connection refused, or
+ * 503 with Retry-After from a draining relay), and resuming a watch the relay ended.
+ */
+export const RELAY_RETRY_WINDOW_MS = 30_000;

@@ -7,7 +7,7 @@ import { BadGateway, BadRequest, Unauthorized, UpstreamTimeout, isPeerHangup } f
 import { buildRelayRequestHeaders } from "./forward-headers.ts";
 import { buildClusterApiPath } from "./relay-endpoint.ts";
 import type { ForwardContext } from "./request-forward.ts";
-import { writeStatusToSocket } from "./status-reply.ts";
+import { writeStatusToSocket } from "../kube/index.ts";
 import { RELAY_CONNECT_TIMEOUT_MS, RELAY_RESPONSE_HEAD_TIMEOUT_MS } from "./timeouts.ts";
 
 const HEAD_END = Buffer.from("\r\n\r\n");

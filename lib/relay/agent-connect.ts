@@ -4,10 +4,10 @@ import type { Duplex } from "node:stream";
 import { calculateJwkThumbprint, type JWK } from "jose";
 import { WebSocketServer } from "ws";
 import { verifyAgentToken } from "../auth/index.ts";
-import { ArcError, isPeerHangup } from "../kube/index.ts";
+import { ArcError, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  createWebSocketDuplex, firstHeader, openTunnelClient, protocol, timeouts, writeStatusToSocket,
+  createWebSocketDuplex, firstHeader, openTunnelClient, protocol, timeouts, type WebSocketDuplexOptions,
 } from "../tunnel/index.ts";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { bearerToken } from "./user-access.ts";
@@ -30,6 +30,10 @@ export interface AgentConnectDeps {
   audience: string;
   /** Failed agent logins spend the address's budget too. */
   rateLimiter?: AuthRateLimiter;
+  /** A draining relay takes no new tunnel: the agent dials again (another replica, or this one once back). */
+  drain?: { readonly draining: boolean };
+  /** Liveness of the tunnels (ping interval, dead after), ms. */
+  tunnel?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
 }
 
 export function createAgentConnectHandler(deps: AgentConnectDeps) {
@@ -41,6 +45,10 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
   });
 
   return async function handleAgentConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (deps.drain?.draining) {
+      writeStatusToSocket(socket, new ShuttingDown("the relay is shutting down and takes no new tunnel; dial again", { retryAfterSeconds: 1 }));
+      return;
+    }
     let cluster: string;
     let keyThumbprint: string;
     try {
@@ -58,7 +66,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const log = deps.logger.child({ cluster });
-      const duplex = createWebSocketDuplex(ws, { onDead: () => log.warn("agent tunnel stopped answering pings; closing it") });
+      const duplex = createWebSocketDuplex(ws, { ...deps.tunnel, onDead: () => log.warn("agent tunnel stopped answering pings; closing it") });
       const tunnel = openTunnelClient(duplex, (error) => {
         if (!isPeerHangup(error)) log.warn("tunnel session error", { error });
       });
@@ -70,6 +78,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
         connectedAt: new Date(),
       };
       deps.registry.register(entry);
+      void tunnel.goaway.then(() => log.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel"));
       log.info("agent connected", { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: req.socket.remoteAddress });
       void recordPresence(entry, log, deps);
       watchAgentKey(entry, keyThumbprint, log, deps);

@@ -1,6 +1,6 @@
 // The relay's HTTP API on hono: health, OIDC discovery and JWKS, cluster details, agent enrollment, admin API.
-import { Hono } from "hono";
-import { AuthRateLimited, limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
+import { Hono, type Context } from "hono";
+import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import type { BuiltinIssuer } from "../auth/index.ts";
 import { ArcError, BadRequest, NotFound, toStatus, validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
@@ -25,13 +25,21 @@ export interface RelayAppDeps {
   issuerKeys?: IssuerKeySource;
   /** Failed enrollments spend the caller's address budget, like failed logins. */
   rateLimiter?: AuthRateLimiter;
+  /** False once the relay began to drain; default always true. */
+  isReady?: () => boolean;
 }
 
-export function createRelayApp(deps: RelayAppDeps): Hono {
+export function createRelayApp(options: RelayAppDeps): Hono {
+  const deps = { ...options, isReady: options.isReady ?? (() => true) };
   const app = new Hono();
   const maxBody = deps.maxBodyBytes ?? 16 * 1024;
 
-  app.get("/healthz", (c) => c.text("ok"));
+  // Readiness: fails as soon as a drain begins, so a load balancer moves away first (/healthz is
+  // the name the README and older probes use). Liveness stays ok while the process serves at all.
+  const ready = (c: Context) => (deps.isReady() ? c.text("ok") : c.text("draining", 503));
+  app.get("/healthz", ready);
+  app.get("/readyz", ready);
+  app.get("/livez", (c) => c.text("ok"));
   app.get("/.well-known/openid-configuration", (c) => c.json(deps.issuer.discovery()));
   app.get("/.well-known/jwks.json", (c) => c.json(deps.issuer.jwks()));
 
@@ -72,7 +80,7 @@ export function createRelayApp(deps: RelayAppDeps): Hono {
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", { path: c.req.path, requestId, error });
     else deps.logger.error("request failed", { path: c.req.path, requestId, error });
     const status = toStatus(error, requestId);
-    if (error instanceof AuthRateLimited) c.header("retry-after", String(error.retryAfterSeconds));
+    if (status.details) c.header("retry-after", String(status.details.retryAfterSeconds));
     return c.json(status, status.code as 400);
   });
   return app;

@@ -18,8 +18,8 @@ export interface AuthRateLimitOptions {
 
 /** Refused because of earlier failures; `retryAfterSeconds` goes into the `Retry-After` header. */
 export class AuthRateLimited extends TooManyRequests {
-  constructor(readonly retryAfterSeconds: number) {
-    super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`);
+  constructor(retryAfterSeconds: number) {
+    super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`, { retryAfterSeconds });
   }
 }
 

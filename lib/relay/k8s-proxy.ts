@@ -2,15 +2,15 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { AgentNotConnected, ArcError, isPeerHangup, statusResponse } from "../kube/index.ts";
-import type { Logger } from "../observe/index.ts";
 import {
-  endToEndHeaders, forwardHttpRequest, forwardUpgrade, protocol, renderResponseHead, writeStatusToSocket,
-  type ForwardTarget, type HeaderMap,
-} from "../tunnel/index.ts";
-import { AuthRateLimited } from "./auth-rate-limit.ts";
+  AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, writeStatusResponse, writeStatusToSocket,
+} from "../kube/index.ts";
+import type { Logger } from "../observe/index.ts";
+import { endToEndHeaders, protocol, type HeaderMap } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
+import type { RelayDrain } from "./drain.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
+import { forwardHttpRequest, forwardUpgrade, type ForwardTarget } from "./tunnel-forward.ts";
 import type { UserAccess } from "./user-access.ts";
 
 export interface ClusterApiProxy {
@@ -18,19 +18,68 @@ export interface ClusterApiProxy {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
 }
 
-export function createClusterApiProxy(deps: { access: UserAccess; registry: TunnelRegistry; logger: Logger }): ClusterApiProxy {
-  async function resolveTarget(req: IncomingMessage, requestId: string): Promise<ForwardTarget> {
+export interface ClusterApiProxyDeps {
+  access: UserAccess;
+  registry: TunnelRegistry;
+  logger: Logger;
+  drain: RelayDrain;
+  /** How long a request waits for a cluster's agent to (re)connect before a 503 (ms). */
+  agentWaitMs: number;
+  /** Requests and upgrades one user may have in flight at once; beyond it, 429. */
+  maxRequestsPerUser: number;
+}
+
+/** Clients should retry a refusal from a draining relay this soon (seconds). */
+const DRAIN_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * The relay's Kubernetes API front: for every request, refuses work while draining, authenticates
+ * and authorizes the caller, waits up to `agentWaitMs` for the cluster's tunnel, and forwards.
+ * Every refusal is a Kubernetes Status carrying the cluster, the request id and what to do next.
+ */
+export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProxy {
+  const perUser = new Map<string, number>();
+
+  async function resolveTarget(req: IncomingMessage, requestId: string, gone: AbortSignal): Promise<{ target: ForwardTarget; user: string }> {
+    if (deps.drain.draining) {
+      throw new ShuttingDown("the relay is restarting and takes no new requests; retry in a second (another replica, or this one once it is back)", {
+        retryAfterSeconds: DRAIN_RETRY_AFTER_SECONDS,
+      });
+    }
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
     const identity = await deps.access.authenticate(req.headers, req.socket.remoteAddress);
     await deps.access.authorize(identity, cluster, "cluster-user");
-    const entry = deps.registry.get(cluster);
+    const entry = await deps.registry.waitFor(cluster, deps.agentWaitMs, gone);
     if (!entry) {
       throw new AgentNotConnected(
-        `cluster "${cluster}" is offline: its agent is not connected to the relay; check the arcagent pod in that cluster (arcrelay cluster list shows when it was last seen)`,
+        `cluster "${cluster}" is offline: its agent has not been connected to the relay for the last ${deps.agentWaitMs / 1000}s ` +
+          `(request id ${requestId}); check the arcagent pod in that cluster (kubectl -n cluster-connect logs deploy/arcagent) ` +
+          `and when it was last seen (arcrelay cluster list)`,
       );
     }
     deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0] });
-    return { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers: relayedHeaders(req) };
+    return { target: { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers: relayedHeaders(req) }, user: identity.user };
+  }
+
+  /** Counts the user's request; throws 429 beyond the limit. Returns the release function. */
+  function admit(user: string, requestId: string): () => void {
+    const current = perUser.get(user) ?? 0;
+    if (current >= deps.maxRequestsPerUser) {
+      throw new TooManyRequests(
+        `user "${user}" has ${current} requests in flight through this relay, the most allowed (request id ${requestId}); ` +
+          "wait for some to finish, or ask the relay admin to raise --max-requests-per-user",
+        { retryAfterSeconds: 1 },
+      );
+    }
+    perUser.set(user, current + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (perUser.get(user) ?? 1) - 1;
+      if (left <= 0) perUser.delete(user);
+      else perUser.set(user, left);
+    };
   }
 
   function logFailure(error: unknown, req: IncomingMessage, requestId: string): void {
@@ -43,30 +92,52 @@ export function createClusterApiProxy(deps: { access: UserAccess; registry: Tunn
   return {
     async handleRequest(req, res) {
       const requestId = randomUUID();
-      res.setHeader("x-arc-request-id", requestId);
+      res.setHeader(protocol.REQUEST_ID_HEADER, requestId);
+      const over = deps.drain.track();
+      const gone = abortOnClose(res);
+      let release: (() => void) | undefined;
       try {
-        const target = await resolveTarget(req, requestId);
-        await forwardHttpRequest(target, req, res);
+        const { target, user } = await resolveTarget(req, requestId, gone);
+        release = admit(user, requestId);
+        await forwardHttpRequest(target, req, res, isWatch(req.url ?? "") ? { endWatch: deps.drain.watchEnd } : {});
       } catch (error) {
         logFailure(error, req, requestId);
-        if (!res.headersSent) {
-          const { code, body, headers } = statusResponse(error, requestId);
-          res.writeHead(code, { ...headers, ...retryAfter(error) }).end(body);
-        }
+        if (!res.headersSent) writeStatusResponse(res, error, requestId);
+      } finally {
+        release?.();
+        over();
       }
     },
     async handleUpgrade(req, socket, head) {
       const requestId = randomUUID();
+      const over = deps.drain.track();
+      const gone = abortOnClose(socket);
+      let release: (() => void) | undefined;
       try {
-        const target = await resolveTarget(req, requestId);
+        const { target, user } = await resolveTarget(req, requestId, gone);
+        release = admit(user, requestId);
         await forwardUpgrade(target, req, socket, head);
       } catch (error) {
         logFailure(error, req, requestId);
-        if (error instanceof AuthRateLimited) writeRateLimitedToSocket(socket, error, requestId);
-        else writeStatusToSocket(socket, error, requestId);
+        writeStatusToSocket(socket, error, requestId);
+      } finally {
+        release?.();
+        over();
       }
     },
   };
+}
+
+/** A watch (`?watch=true` or a legacy `/watch/` path): it never ends by itself. */
+function isWatch(target: string): boolean {
+  const [path, query = ""] = target.split("?", 2) as [string, string?];
+  return /(^|&)watch=(true|1)(&|$)/.test(query) || /\/watch\//.test(path ?? "");
+}
+
+function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {
+  const controller = new AbortController();
+  emitter.once("close", () => controller.abort());
+  return controller.signal;
 }
 
 // The relay passes the caller's token on (the agent verifies it again) but drops impersonation
@@ -78,18 +149,4 @@ function relayedHeaders(req: IncomingMessage): HeaderMap {
     if (name.startsWith("impersonate-") || name.startsWith("x-arc-") || name.startsWith("x-remote-")) delete headers[name];
   }
   return headers;
-}
-
-function retryAfter(error: unknown): Record<string, string> {
-  return error instanceof AuthRateLimited ? { "retry-after": String(error.retryAfterSeconds) } : {};
-}
-
-/** writeStatusToSocket with a `Retry-After`, which client-go honours before retrying a 429. */
-function writeRateLimitedToSocket(socket: Duplex, error: AuthRateLimited, requestId: string): void {
-  if (socket.destroyed || socket.writableEnded) return;
-  const { code, body, headers } = statusResponse(error, requestId);
-  const head = renderResponseHead(code, "Too Many Requests", {
-    ...headers, ...retryAfter(error), "content-length": String(Buffer.byteLength(body)), connection: "close",
-  });
-  socket.end(head + body);
 }

@@ -5,12 +5,13 @@ import https from "node:https";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
-import { NotFound, isLoopbackHost } from "../kube/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, NotFound, isLoopbackHost, renderParseErrorResponse, writeStatusToSocket } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { protocol, writeStatusToSocket } from "../tunnel/index.ts";
+import { protocol } from "../tunnel/index.ts";
 import { createAgentConnectHandler } from "./agent-connect.ts";
 import { createAuthRateLimiter, type AuthRateLimitOptions } from "./auth-rate-limit.ts";
 import { createRelayApp } from "./app.ts";
+import { createRelayDrain } from "./drain.ts";
 import { createIssuerKeySource } from "./issuer-keys.ts";
 import { isClusterApiTarget } from "./cluster-path.ts";
 import { loadRelayIssuer } from "./relay-issuer.ts";
@@ -35,6 +36,12 @@ export interface RelayOptions {
   bindAudienceToCluster?: boolean;
   /** Failed user authentications allowed per client address (default 20 a minute); `false` turns it off. */
   authRateLimit?: AuthRateLimitOptions | false;
+  /** How long a request waits for a cluster's agent to (re)connect, ms (default 5,000; `--agent-wait`). */
+  agentWaitMs?: number;
+  /** Requests one user may have in flight (default 1,000; `--max-requests-per-user`). */
+  maxRequestsPerUser?: number;
+  /** Tunnel liveness (`--tunnel-ping-interval`, `--tunnel-dead-after`), ms. */
+  tunnel?: { pingIntervalMs?: number; deadAfterMs?: number };
   logger: Logger;
 }
 
@@ -42,14 +49,25 @@ export interface RunningRelay {
   url: string;
   port: number;
   store: RelayStore;
+  /**
+   * Graceful stop: health checks fail at once; after `delayMs` (default 2,000; `--shutdown-delay`,
+   * time for a load balancer to notice) no new request or tunnel is taken, agents are told to dial
+   * again (GOAWAY), JSON watches end at their next event; requests in flight get up to
+   * `timeoutMs` (default 30,000; `--shutdown-timeout`) to finish; then everything is closed.
+   */
+  shutdown(options?: { delayMs?: number; timeoutMs?: number }): Promise<void>;
+  /** Immediate stop: everything in flight is cut. */
   close(): Promise<void>;
 }
 
-/**
- * Room for large identity-provider tokens (Entra ID tokens with many groups approach 16 KiB, the
- * parser's default): an oversized token then gets the verifier's 401 that says why, not a bare 431.
- */
-const MAX_HEADER_BYTES = 64 * 1024;
+export const DEFAULT_AGENT_WAIT_MS = 5_000;
+export const DEFAULT_MAX_REQUESTS_PER_USER = 1_000;
+export const DEFAULT_SHUTDOWN_DELAY_MS = 2_000;
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
+/** A client has this long to send a complete request head (slowloris bound). */
+const HEADERS_TIMEOUT_MS = 60_000;
+/** An idle keep-alive connection is closed after this; above common load balancers' 60 s. */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
@@ -59,9 +77,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     );
   }
   const store = await openSqliteStore(opts.dataDir);
+  // The API server's own limit: a long label selector or a large token passes here as it passes there.
   const server = opts.tls
-    ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile), maxHeaderSize: MAX_HEADER_BYTES })
-    : http.createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+    ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile), maxHeaderSize: MAX_REQUEST_HEADER_BYTES })
+    : http.createServer({ maxHeaderSize: MAX_REQUEST_HEADER_BYTES });
+  // No total request time: watches, logs -f and exec sessions last as long as the user wants.
+  server.requestTimeout = 0;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (socket.writable && error.code !== "ECONNRESET") socket.end(renderParseErrorResponse(error, "arcrelay"));
+    else socket.destroy();
+  });
   const port = await listen(server, opts.host, opts.port).catch(async (error: unknown) => {
     await store.close();
     throw error;
@@ -92,10 +119,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
     ...(rateLimiter ? { rateLimiter } : {}),
   });
-  const clusterApi = createClusterApiProxy({ access, registry, logger });
-  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter });
+  let ready = true;
+  const drain = createRelayDrain();
+  const clusterApi = createClusterApiProxy({
+    access, registry, logger, drain,
+    agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
+    maxRequestsPerUser: opts.maxRequestsPerUser ?? DEFAULT_MAX_REQUESTS_PER_USER,
+  });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
-  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter });
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
@@ -112,16 +145,34 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   });
   logger.info("relay listening", { url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), dataDir: opts.dataDir });
 
+  let closing: Promise<void> | undefined;
+  const closeNow = () => (closing ??= (async () => {
+    drain.begin();
+    server.close();
+    server.closeAllConnections?.();
+    await registry.closeAll();
+    await store.close();
+  })());
   return {
     url,
     port,
     store,
-    async close() {
+    async shutdown(options = {}) {
+      const delayMs = options.delayMs ?? DEFAULT_SHUTDOWN_DELAY_MS;
+      const timeoutMs = options.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+      ready = false;
+      logger.info("draining: health checks now fail", { delayMs, timeoutMs, tunnels: registry.list().length, inFlight: drain.inFlight });
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      drain.begin();
       server.close();
-      await registry.closeAll();
-      server.closeAllConnections?.();
-      await store.close();
+      server.closeIdleConnections?.();
+      registry.drainAll();
+      const settled = await drain.settled(timeoutMs);
+      if (settled) logger.info("drained: every request finished");
+      else logger.warn("drain deadline passed; cutting what is still open", { inFlight: drain.inFlight });
+      await closeNow();
     },
+    close: closeNow,
   };
 }
 

@@ -1,23 +1,20 @@
 // The only importer of node:http2: both ends of the reverse HTTP/2 session over a byte stream.
 import http2 from "node:http2";
 import type { Duplex } from "node:stream";
-import { MAX_CONCURRENT_STREAMS, TUNNEL_DRAIN_TIMEOUT_MS } from "./timeouts.ts";
+import {
+  CONNECTION_WINDOW_BYTES, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES,
+  TUNNEL_DRAIN_TIMEOUT_MS,
+} from "./timeouts.ts";
 
 export type TunnelRequestStream = http2.ClientHttp2Stream;
 export type TunnelServerStream = http2.ServerHttp2Stream;
 export type TunnelHeaders = http2.IncomingHttpHeaders;
 export type TunnelOutgoingHeaders = http2.OutgoingHttpHeaders;
 
-// Larger windows than the 64 KiB default let one stream move bulk data at full speed; memory stays
-// bounded because a reader that stops reading stops its own stream's window, not the others'.
-// The connection window stays at its default: on Bun 1.4.5, session.setLocalWindowSize() also
-// raises the engine's idea of each stream's window without telling the peer, so the peer stops at
-// STREAM_WINDOW_BYTES and every body larger than that stalls for good (oven-sh/bun#40180, #41942).
-const STREAM_WINDOW_BYTES = 1024 * 1024;
-
 const SETTINGS: http2.Settings = {
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
   initialWindowSize: STREAM_WINDOW_BYTES,
+  maxHeaderListSize: MAX_HEADER_LIST_BYTES,
   enablePush: false,
 };
 
@@ -25,59 +22,161 @@ const SETTINGS: http2.Settings = {
 export interface TunnelClient {
   request(headers: TunnelOutgoingHeaders, options?: { endStream?: boolean }): TunnelRequestStream;
   readonly closed: boolean;
+  /** True once either end said GOAWAY: streams in flight finish, new requests go elsewhere. */
+  readonly draining: boolean;
   /** Resolves once the session is gone, for whatever reason. */
   readonly done: Promise<void>;
+  /** Resolves when the agent announces it is going away (its GOAWAY); never rejects. */
+  readonly goaway: Promise<void>;
+  /** Sends GOAWAY (the agent then dials a new tunnel) and lets streams in flight finish. */
+  drain(): void;
+  /** Streams in flight right now. */
+  readonly activeStreams: number;
   close(): Promise<void>;
 }
 
 /** The agent's side: it answers the relay's requests. */
 export interface TunnelServer {
   readonly done: Promise<void>;
+  /** Resolves when the relay announces it is going away (its GOAWAY); never rejects. */
+  readonly goaway: Promise<void>;
+  /** Sends GOAWAY: the relay routes no new request here; streams in flight finish. */
+  drain(): void;
+  readonly activeStreams: number;
   close(): Promise<void>;
 }
 
-/** Starts the HTTP/2 client end on `socket` (the relay, over the agent's WebSocket). */
+/**
+ * Starts the HTTP/2 client end on `socket` (the relay, over the agent's WebSocket). `onError`
+ * receives session errors (a peer hanging up among them); the session then ends and `done` resolves.
+ */
 export function openTunnelClient(socket: Duplex, onError?: (error: Error) => void): TunnelClient {
   const session = http2.connect("http://arc-tunnel", {
     createConnection: () => socket as never,
     settings: SETTINGS,
-    maxSessionMemory: 64,
+    maxSessionMemory: MAX_SESSION_MEMORY_MB,
   });
+  widenConnectionWindow(session);
   session.on("error", (error) => onError?.(error));
+  const kick = createFlushKick(socket);
   const done = sessionDone(session, socket);
+  const goaway = eventOnce(session, "goaway", done);
+  let draining = false;
+  void goaway.then(() => { draining = true; });
+  let active = 0;
   return {
-    request: (headers, options) => session.request(headers, { endStream: options?.endStream ?? false }),
+    request(headers, options) {
+      const stream = session.request(headers, { endStream: options?.endStream ?? false });
+      active += 1;
+      stream.once("close", () => { active -= 1; });
+      return kickAfterWrites(stream, kick);
+    },
     get closed() { return session.closed || session.destroyed; },
+    get draining() { return draining || session.closed || session.destroyed; },
+    get activeStreams() { return active; },
     done,
+    goaway,
+    drain() {
+      if (draining || session.destroyed) return;
+      draining = true;
+      session.goaway(http2.constants.NGHTTP2_NO_ERROR);
+    },
     close: () => closeSession(session, done),
   };
 }
 
-/** Starts the HTTP/2 server end on `socket` (the agent, over its WebSocket to the relay). */
+/**
+ * Starts the HTTP/2 server end on `socket` (the agent, over its WebSocket to the relay). Each
+ * request stream goes to `onStream`; `onError` receives session errors.
+ */
 export function serveTunnel(
   socket: Duplex,
   onStream: (stream: TunnelServerStream, headers: TunnelHeaders) => void,
   onError?: (error: Error) => void,
 ): TunnelServer {
-  const server = http2.createServer({ settings: SETTINGS, maxSessionMemory: 64 });
+  const server = http2.createServer({ settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY_MB });
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
+  let resolveGoaway!: () => void;
+  const goaway = new Promise<void>((resolve) => { resolveGoaway = resolve; });
   let current: http2.ServerHttp2Session | undefined;
+  let active = 0;
+  const kick = createFlushKick(socket);
   server.on("session", (session) => {
     current = session;
+    widenConnectionWindow(session);
     session.on("error", (error) => onError?.(error));
+    session.once("goaway", () => resolveGoaway());
     void sessionDone(session, socket).then(resolveDone);
   });
-  server.on("stream", onStream);
+  server.on("stream", (stream: TunnelServerStream, headers: TunnelHeaders) => {
+    active += 1;
+    stream.once("close", () => { active -= 1; });
+    onStream(kickAfterWrites(stream, kick), headers);
+  });
   socket.once("close", () => resolveDone());
   server.emit("connection", socket);
   return {
     done,
+    goaway,
+    get activeStreams() { return active; },
+    drain() {
+      if (current && !current.destroyed) current.goaway(http2.constants.NGHTTP2_NO_ERROR);
+    },
     close: async () => {
       if (current) await closeSession(current, done);
       else socket.destroy();
     },
   };
+}
+
+/**
+ * A bigger connection window lets bulk transfers use a long link at full speed.
+ *
+ * On Bun 1.4.5 `setLocalWindowSize()` also raises the engine's idea of each new stream's window
+ * without telling the peer, so every body larger than the stream window stalls for good
+ * (oven-sh/bun#40180, #41942). Sending our stream window again right after, as a SETTINGS frame,
+ * puts the engine's per-stream value back; the connection window keeps the new size.
+ */
+function widenConnectionWindow(session: http2.Http2Session): void {
+  session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+  session.settings({ initialWindowSize: STREAM_WINDOW_BYTES });
+}
+
+/**
+ * Bun 1.4.5 queues a stream's DATA whenever any other stream of the session has frames queued
+ * (say, behind its own used-up flow-control window), and sends it only when the peer's next frame
+ * arrives (oven-sh/bun#43422). One reader that stops reading then stalls every other response on
+ * the tunnel. The session flushes its queues when its socket drains, so after every write the
+ * socket reports a drain (once per microtask, however many writes).
+ */
+function createFlushKick(socket: Duplex): () => void {
+  let pending = false;
+  return function kickSessionFlush() {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => {
+      pending = false;
+      if (!socket.destroyed) socket.emit("drain");
+    });
+  };
+}
+
+function kickAfterWrites<T extends http2.Http2Stream>(stream: T, kick: () => void): T {
+  const patched = stream as unknown as { write: (...a: unknown[]) => boolean; end: (...a: unknown[]) => unknown };
+  const write = patched.write;
+  const end = patched.end;
+  patched.write = function writeAndFlush(this: unknown, ...args: unknown[]) {
+    const ok = write.apply(this, args);
+    kick();
+    return ok;
+  };
+  patched.end = function endAndFlush(this: unknown, ...args: unknown[]) {
+    const result = end.apply(this, args);
+    kick();
+    return result;
+  };
+  return stream;
 }
 
 function sessionDone(session: http2.Http2Session, socket: Duplex): Promise<void> {
@@ -90,6 +189,15 @@ function sessionDone(session: http2.Http2Session, socket: Duplex): Promise<void>
   });
 }
 
+/** Resolves on the emitter's first `event`, or never if `until` settles first (no dangling listener). */
+function eventOnce(emitter: NodeJS.EventEmitter, event: string, until: Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const onEvent = () => resolve();
+    emitter.once(event, onEvent);
+    void until.then(() => emitter.off(event, onEvent));
+  });
+}
+
 /** Lets in-flight streams finish for a moment, then tears the session and its socket down. */
 async function closeSession(session: http2.Http2Session, done: Promise<void>): Promise<void> {
   if (!session.closed) session.close();
@@ -99,6 +207,7 @@ async function closeSession(session: http2.Http2Session, done: Promise<void>): P
 }
 
 export const http2Constants = {
+  NGHTTP2_NO_ERROR: http2.constants.NGHTTP2_NO_ERROR,
   NGHTTP2_CANCEL: http2.constants.NGHTTP2_CANCEL,
   NGHTTP2_INTERNAL_ERROR: http2.constants.NGHTTP2_INTERNAL_ERROR,
 } as const;

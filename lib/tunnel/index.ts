@@ -4,9 +4,8 @@ export { openTunnelClient, serveTunnel, http2Constants } from "./http2-session.t
 export type {
   TunnelClient, TunnelServer, TunnelRequestStream, TunnelServerStream, TunnelHeaders, TunnelOutgoingHeaders,
 } from "./http2-session.ts";
-export { forwardHttpRequest, forwardUpgrade, writeStatusToSocket } from "./forward.ts";
-export type { ForwardTarget } from "./forward.ts";
 export { splice } from "./splice.ts";
+export { joinLongHeaders, splitLongHeaders } from "./long-headers.ts";
 export { HOP_BY_HOP_HEADERS, endToEndHeaders, firstHeader, renderResponseHead } from "./headers.ts";
 export type { HeaderMap } from "./headers.ts";
 export * as protocol from "./protocol.ts";

@@ -1,15 +1,23 @@
-// Every interval and timeout of the tunnel, in one place.
+// Every interval, timeout and size bound of the tunnel, in one place (the README's timeout table lists them).
 
-/** How often each end pings the WebSocket; a tunnel through an L7 load balancer must never look idle. */
-export const WS_PING_INTERVAL_MS = 15_000;
+/**
+ * How often each end pings the WebSocket (default; `--tunnel-ping-interval`). Short enough that a
+ * tunnel black-holed by a load balancer or a NAT is noticed within seconds, and that an L7 load
+ * balancer never sees it idle.
+ */
+export const WS_PING_INTERVAL_MS = 2_000;
 
-/** A tunnel whose peer has not answered a ping (nor sent anything) for this long is closed. */
-export const WS_DEAD_AFTER_MS = 45_000;
+/**
+ * A tunnel whose peer has sent nothing, not even a pong, for this long is closed on this end
+ * (default; `--tunnel-dead-after`). With the ping interval this bounds detection to about 8 s, so
+ * an agent is redialling within 10 s of its tunnel going silent.
+ */
+export const WS_DEAD_AFTER_MS = 6_000;
 
-/** The agent's tunnel handshake (WebSocket upgrade and HTTP/2 settings) must finish within this. */
+/** The agent's tunnel handshake (TCP, TLS, proxy CONNECT, WebSocket upgrade) must finish within this. */
 export const TUNNEL_HANDSHAKE_TIMEOUT_MS = 15_000;
 
-/** Waiting for the agent's response headers to an ordinary request. */
+/** Waiting for the agent's response headers to an ordinary request (watches answer headers at once). */
 export const RESPONSE_HEADERS_TIMEOUT_MS = 60_000;
 
 /** An upgrade (exec, port-forward) must be answered by the API server within this. */
@@ -18,8 +26,44 @@ export const UPGRADE_TIMEOUT_MS = 30_000;
 /** Largest WebSocket message accepted on the tunnel; HTTP/2 frames are at most 16 KiB by default. */
 export const WS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
-/** Upper bound on concurrent streams per tunnel, as HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS. */
-export const MAX_CONCURRENT_STREAMS = 1000;
+/**
+ * Upper bound on concurrent streams per tunnel (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): room for
+ * the thousands of watches that controllers keep through one tunnel.
+ */
+export const MAX_CONCURRENT_STREAMS = 10_000;
+
+/**
+ * Each stream's flow-control window (SETTINGS_INITIAL_WINDOW_SIZE): what a stream may have in
+ * flight, and so what one reader that stops reading holds in the relay's memory. 1 MiB keeps a
+ * single download at full speed over a 50 ms link (20 MB/s).
+ */
+export const STREAM_WINDOW_BYTES = 1024 * 1024;
+
+/**
+ * The connection's flow-control window. Bun returns connection credit as data arrives, not as it is
+ * read, so this bounds the bytes in flight on the link, not what stalled readers hold (the stream
+ * window does that, per stream).
+ */
+export const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
+
+/**
+ * What one tunnel's HTTP/2 session may hold queued (node:http2's maxSessionMemory, in MB; Node's
+ * default is 10): the engine refuses new streams (ENHANCE_YOUR_CALM) beyond it rather than grow.
+ * Room for a few stalled large responses (each queues several MiB at the sender).
+ */
+export const MAX_SESSION_MEMORY_MB = 128;
+
+/**
+ * Largest header list one HTTP/2 request may carry through the tunnel (SETTINGS_MAX_HEADER_LIST_SIZE):
+ * above the 1 MiB that the relay and the API server accept, so the edge's limit is the one users meet.
+ */
+export const MAX_HEADER_LIST_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Bun's HPACK coder fails the whole session on one header value of 64 KiB or more, so longer
+ * values (a `:path` with a long label selector) cross the tunnel in pieces of at most this size.
+ */
+export const MAX_TUNNEL_HEADER_VALUE_BYTES = 32 * 1024;
 
 /** Graceful close: how long in-flight streams get before a tunnel is torn down. */
 export const TUNNEL_DRAIN_TIMEOUT_MS = 5_000;

@@ -4,43 +4,112 @@ import { createWebSocketStream, type WebSocket } from "ws";
 import { WS_DEAD_AFTER_MS, WS_PING_INTERVAL_MS } from "./timeouts.ts";
 
 export interface WebSocketDuplexOptions {
+  /** How often to ping the peer (ms); default WS_PING_INTERVAL_MS. */
   pingIntervalMs?: number;
+  /** Silence from the peer for this long (ms) terminates the socket; default WS_DEAD_AFTER_MS. */
   deadAfterMs?: number;
   /** Called once when the peer stops answering; the socket is already being terminated. */
   onDead?: () => void;
 }
 
 /**
- * Wraps an open WebSocket as a Duplex (binary frames in, binary frames out, backpressure from
- * ws) and pings the peer: any inbound frame or pong counts as life, silence past `deadAfterMs`
- * terminates the socket so both HTTP/2 ends see the tunnel close.
+ * After the socket closes, HTTP/2 gets this long to read what the peer sent last (a response's
+ * final frames) before the stream is destroyed anyway. Bounded because a session that is not
+ * reading (every stream backpressured) would otherwise never take those bytes, and a dead
+ * tunnel's streams would never end.
+ */
+const CLOSE_READ_GRACE_MS = 1_000;
+
+/**
+ * Wraps an open WebSocket as a Duplex (binary frames in, binary frames out, backpressure from ws)
+ * and pings the peer: any inbound frame or pong counts as life; silence past `deadAfterMs`
+ * terminates the socket, so both HTTP/2 ends see the tunnel close even when TCP reports nothing
+ * (a black-holed link, a NAT that forgot the flow, a frozen peer).
  */
 export function createWebSocketDuplex(ws: WebSocket, options: WebSocketDuplexOptions = {}): Duplex {
   const duplex = createWebSocketStream(ws);
-  const pingEvery = options.pingIntervalMs ?? WS_PING_INTERVAL_MS;
-  const deadAfter = options.deadAfterMs ?? WS_DEAD_AFTER_MS;
-  let lastHeard = Date.now();
-  const heard = () => { lastHeard = Date.now(); };
+  const watched: Watched = {
+    ws,
+    lastHeard: Date.now(),
+    lastPing: 0,
+    pingEvery: options.pingIntervalMs ?? WS_PING_INTERVAL_MS,
+    deadAfter: options.deadAfterMs ?? WS_DEAD_AFTER_MS,
+    onDead: options.onDead,
+  };
+  const heard = () => { watched.lastHeard = Date.now(); };
   ws.on("pong", heard);
   ws.on("ping", heard);
   ws.on("message", heard);
-
-  const timer = setInterval(function checkPeerAlive() {
-    if (Date.now() - lastHeard > deadAfter) {
-      clearInterval(timer);
-      options.onDead?.();
-      ws.terminate();
-      return;
-    }
-    if (ws.readyState === ws.OPEN) ws.ping();
-  }, pingEvery);
-  timer.unref?.();
+  liveness.add(watched);
   ws.once("close", () => {
-    clearInterval(timer);
+    liveness.delete(watched);
     // ws's stream only ends its readable side when the socket closes and never emits 'close';
     // HTTP/2 (Bun's node:http2) waits for 'close', so without this a dead tunnel never ends.
-    if (duplex.readableLength === 0) duplex.destroy();
-    else duplex.once("end", () => duplex.destroy());
+    if (duplex.readableLength === 0) {
+      duplex.destroy();
+      return;
+    }
+    const grace = setTimeout(() => duplex.destroy(), CLOSE_READ_GRACE_MS);
+    grace.unref?.();
+    duplex.once("end", () => {
+      clearTimeout(grace);
+      duplex.destroy();
+    });
   });
   return duplex;
+}
+
+interface Watched {
+  ws: WebSocket;
+  lastHeard: number;
+  lastPing: number;
+  pingEvery: number;
+  deadAfter: number;
+  onDead?: () => void;
+}
+
+/**
+ * One timer for every tunnel of the process, not one each: a relay with 10,000 agents wakes a few
+ * times a second and walks one set, instead of keeping 10,000 intervals. It ticks at most every
+ * 500 ms, and twice per the shortest ping interval among the tunnels (tests use short ones).
+ */
+const LIVENESS_TICK_MS = 500;
+const liveness = createLivenessSweep();
+
+function createLivenessSweep(): { add(w: Watched): void; delete(w: Watched): void } {
+  const all = new Set<Watched>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let tickMs = LIVENESS_TICK_MS;
+  const sweep = () => {
+    const now = Date.now();
+    for (const w of all) {
+      if (now - w.lastHeard > w.deadAfter) {
+        all.delete(w);
+        w.onDead?.();
+        w.ws.terminate();
+      } else if (now - w.lastPing >= w.pingEvery && w.ws.readyState === w.ws.OPEN) {
+        w.lastPing = now;
+        w.ws.ping();
+      }
+    }
+    if (all.size === 0 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+      tickMs = LIVENESS_TICK_MS;
+    }
+  };
+  return {
+    add(w) {
+      all.add(w);
+      const wanted = Math.max(10, Math.min(LIVENESS_TICK_MS, Math.floor(w.pingEvery / 2)));
+      if (timer && wanted >= tickMs) return;
+      tickMs = timer ? Math.min(tickMs, wanted) : wanted;
+      if (timer) clearInterval(timer);
+      timer = setInterval(sweep, tickMs);
+      timer.unref?.();
+    },
+    delete(w) {
+      all.delete(w);
+    },
+  };
 }

@@ -22,7 +22,7 @@ const KUBE_MODULE = join(import.meta.dir, "go");
 const HELM_MODULE = join(import.meta.dir, "helm");
 const KUBE_COMMANDS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl", "pause"];
 
-export async function buildKubeBinaries(log: (line: string) => void = () => {}): Promise<KubeBinaries> {
+export async function buildKubeBinaries(log: (line: string) => void = (line) => console.error(line)): Promise<KubeBinaries> {
   const goMod = await readFile(join(KUBE_MODULE, "go.mod"), "utf8");
   const m = /^\s*k8s\.io\/kubernetes\s+(v(\d+)\.(\d+)\.\d+)\s*$/m.exec(goMod);
   if (!m) throw new Error(`cannot find the k8s.io/kubernetes version in ${KUBE_MODULE}/go.mod`);
@@ -56,7 +56,7 @@ export async function buildKubeBinaries(log: (line: string) => void = () => {}):
 }
 
 /** The real helm CLI (helm.sh/helm/v4, version from test/cluster/helm/go.mod). */
-export async function buildHelm(log: (line: string) => void = () => {}): Promise<string> {
+export async function buildHelm(log: (line: string) => void = (line) => console.error(line)): Promise<string> {
   const goMod = await readFile(join(HELM_MODULE, "go.mod"), "utf8");
   const version = /^\s*helm\.sh\/helm\/v4\s+(v[\w.\-+]+)/m.exec(goMod)?.[1];
   if (!version) throw new Error(`cannot find the helm.sh/helm/v4 version in ${HELM_MODULE}/go.mod`);

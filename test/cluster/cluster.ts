@@ -4,7 +4,7 @@
 //
 // Starting it first tears down whatever an earlier run left in the same folder; a watchdog process
 // tears it down if the harness dies without calling stop() (see teardown.ts).
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ensureSystemPackages } from "../../scripts/system-packages.ts";
 import { buildKubeBinaries } from "./build.ts";
@@ -16,7 +16,7 @@ import { importImage, startContainerd, startKubelet } from "./node.ts";
 import { APISERVER_KUBELET_CLIENT, NODE_NAME, generatePki } from "./pki.ts";
 import type { ManagedProcess } from "./proc.ts";
 import { claimSlot } from "./slot.ts";
-import { startTeardownWatchdog, teardownCluster, writeClusterState } from "./teardown.ts";
+import { readClusterState, startTeardownWatchdog, teardownCluster, writeClusterState } from "./teardown.ts";
 
 export interface KubeCluster {
   /** https://127.0.0.1:PORT */
@@ -67,16 +67,21 @@ export async function startKubeCluster(opts: StartClusterOptions): Promise<KubeC
   const log = opts.log ?? (() => {});
   const dir = opts.dir;
   const withNode = opts.node ?? true;
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if ((await lstat(dir)).isSymbolicLink()) throw new Error(`${dir} is a symbolic link: give the cluster a real folder`);
+  await chmod(dir, 0o700); // teardown (as root) believes only a folder no one else can write
   await ensureSystemPackages(log);
   await teardownCluster(dir, log);
-  const bins = await buildKubeBinaries(log);
+  // Build progress always shows (stderr by default): a first build takes minutes.
+  const bins = await buildKubeBinaries(opts.log);
   const kubectlPath = await ensureKubectl(log);
-  const slot = await claimSlot(dir, (previous) => teardownCluster(previous, log));
+  const slot = await claimSlot(dir, async (previous, index) => {
+    if (readClusterState(previous)?.slot === index) await teardownCluster(previous, log);
+  });
   const started = Date.now();
   const processes: ManagedProcess[] = [];
   const adminKubeconfig = join(dir, "admin.kubeconfig");
-  writeClusterState({ dir, cgroupRoot: slot.cgroupRoot, bridge: slot.bridge, kubectl: kubectlPath, adminKubeconfig });
+  writeClusterState({ dir, slot: slot.index, cgroupRoot: slot.cgroupRoot, bridge: slot.bridge, adminKubeconfig });
   const stopWatchdog = startTeardownWatchdog(dir, process.pid);
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {

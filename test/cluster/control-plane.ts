@@ -43,7 +43,9 @@ export async function startControlPlane(opts: {
   const { dir, bins, pki, log } = opts;
   const started = Date.now();
   const [clientPort, peerPort, securePort] = await freePorts(3);
-  const etcdUrl = `http://127.0.0.1:${clientPort}`;
+  // Mutual TLS on both etcd ports: a pod on the host network (the tests' agent) or a local user
+  // must not be able to write pods into etcd behind the API server's back.
+  const etcdUrl = `https://127.0.0.1:${clientPort}`;
   const server = `https://127.0.0.1:${securePort}`;
   const processes: ManagedProcess[] = [];
   const start = (name: string, cmd: string[]) => {
@@ -55,14 +57,21 @@ export async function startControlPlane(opts: {
 
   const etcdData = join(dir, "etcd");
   await rm(etcdData, { recursive: true, force: true }); // always a fresh cluster
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const peerUrl = `https://127.0.0.1:${peerPort}`;
   const etcd = start("etcd", [
     bins.etcd, "--name=default", `--data-dir=${etcdData}`,
     `--listen-client-urls=${etcdUrl}`, `--advertise-client-urls=${etcdUrl}`,
     `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, `--initial-cluster=default=${peerUrl}`,
+    `--cert-file=${pki.etcdServer.cert}`, `--key-file=${pki.etcdServer.key}`, `--trusted-ca-file=${pki.caCert}`, "--client-cert-auth",
+    `--peer-cert-file=${pki.etcdServer.cert}`, `--peer-key-file=${pki.etcdServer.key}`, `--peer-trusted-ca-file=${pki.caCert}`, "--peer-client-cert-auth",
     "--unsafe-no-fsync", // throwaway data: skip fsync for speed
   ]);
-  await waitUntil(etcd, ETCD_TIMEOUT_MS, () => etcdHealthy(etcdUrl));
+  const etcdTls = {
+    ca: await readFile(pki.caCert, "utf8"),
+    cert: await readFile(pki.etcdClient.cert, "utf8"),
+    key: await readFile(pki.etcdClient.key, "utf8"),
+  };
+  await waitUntil(etcd, ETCD_TIMEOUT_MS, () => etcdHealthy(etcdUrl, etcdTls));
   log(`[kube] etcd ready at ${etcdUrl} (pid ${etcd.pid})`);
 
   const auditPolicy = join(dir, "audit-policy.yaml");
@@ -73,6 +82,9 @@ export async function startControlPlane(opts: {
     "--bind-address=127.0.0.1",
     `--secure-port=${securePort}`,
     `--etcd-servers=${etcdUrl}`,
+    `--etcd-cafile=${pki.caCert}`,
+    `--etcd-certfile=${pki.etcdClient.cert}`,
+    `--etcd-keyfile=${pki.etcdClient.key}`,
     `--cert-dir=${pki.dir}`,
     `--client-ca-file=${pki.caCert}`,
     `--tls-cert-file=${pki.serverCert}`,
@@ -154,9 +166,9 @@ export async function waitUntil(proc: ManagedProcess, timeoutMs: number, ready: 
   }
 }
 
-async function etcdHealthy(url: string): Promise<boolean> {
+async function etcdHealthy(url: string, tls: { ca: string; cert: string; key: string }): Promise<boolean> {
   try {
-    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
+    const res = await fetch(`${url}/health`, { tls, signal: AbortSignal.timeout(2_000) });
     return res.ok && ((await res.json()) as { health?: string }).health === "true";
   } catch {
     return false;

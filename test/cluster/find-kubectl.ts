@@ -106,7 +106,7 @@ export async function ensureKubectl(log: (line: string) => void = () => {}): Pro
   } catch (error) {
     log(`[kubectl] ${(error as Error).message.split("\n")[0]}; building kubectl 1.34 from Go modules instead`);
     const { buildKubeBinaries } = await import("./build.ts");
-    cached = (await buildKubeBinaries(log)).kubectl;
+    cached = (await buildKubeBinaries()).kubectl;
     return cached;
   }
 }

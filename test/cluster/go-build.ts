@@ -35,8 +35,9 @@ export function goCacheDir(): string {
  * Returns the folder holding one binary per package, building them first when the cache has no
  * build of these exact sources. Concurrent callers (two test processes) wait on a lock file and
  * reuse the first one's build. Throws with the tail of the compiler's output when `go build` fails.
+ * Progress goes to stderr unless `log` says otherwise: a first build takes minutes, never silently.
  */
-export async function buildGoModule(spec: GoModuleBuild, log: (line: string) => void = () => {}): Promise<string> {
+export async function buildGoModule(spec: GoModuleBuild, log: (line: string) => void = (line) => console.error(line)): Promise<string> {
   const cache = goCacheDir();
   const key = await sourceKey(spec);
   const binDir = join(cache, "bin", `${spec.name}-${key}`);

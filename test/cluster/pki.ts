@@ -34,6 +34,10 @@ export interface Pki {
   controllerManager: CertPair;
   /** CN=system:kube-scheduler. */
   scheduler: CertPair;
+  /** etcd's serving and peer certificate (127.0.0.1): etcd takes TLS clients with certificates only. */
+  etcdServer: CertPair;
+  /** The API server's client certificate toward etcd. */
+  etcdClient: CertPair;
 }
 
 /** The node's name; the API server dials the kubelet by it (see control-plane.ts). */
@@ -66,6 +70,8 @@ export async function generatePki(dir: string): Promise<Pki> {
     node: pair("node"),
     controllerManager: pair("controller-manager"),
     scheduler: pair("scheduler"),
+    etcdServer: pair("etcd-server"),
+    etcdClient: pair("etcd-client"),
   };
   const now = Date.now();
   const validity = (days: number) => ({ notBefore: new Date(now - DAY_MS), notAfter: new Date(now + days * DAY_MS) });
@@ -103,6 +109,21 @@ export async function generatePki(dir: string): Promise<Pki> {
     return { cert: cert.toString("pem"), key: await pkcs8Pem(keys.privateKey) };
   }
   const { serverAuth, clientAuth } = x509.ExtendedKeyUsage;
+  async function issueDual(subject: string, names: readonly AltName[]) {
+    const keys = await newEcKeys();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(), subject, issuer: ca.subject, ...validity(365), signingAlgorithm: EC,
+      publicKey: keys.publicKey, signingKey: caKeys.privateKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([serverAuth, clientAuth]),
+        new x509.SubjectAlternativeNameExtension([...names]),
+        await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
+      ],
+    });
+    return { cert: cert.toString("pem"), key: await pkcs8Pem(keys.privateKey) };
+  }
   const sa = (await crypto.subtle.generateKey(RSA, true, ["sign", "verify"])) as CryptoKeyPair;
 
   const issued: [CertPair, Promise<{ cert: string; key: string }>][] = [
@@ -113,6 +134,9 @@ export async function generatePki(dir: string): Promise<Pki> {
     [pki.node, issue(`O=system:nodes, CN=system:node:${NODE_NAME}`, clientAuth)],
     [pki.controllerManager, issue("CN=system:kube-controller-manager", clientAuth)],
     [pki.scheduler, issue("CN=system:kube-scheduler", clientAuth)],
+    // Serving and peer (client) use in one certificate, as etcd's own examples do.
+    [pki.etcdServer, issueDual("CN=etcd", [{ type: "ip", value: "127.0.0.1" }, { type: "dns", value: "localhost" }])],
+    [pki.etcdClient, issue("CN=kube-apiserver-etcd-client", clientAuth)],
   ];
   const files: [string, string][] = [
     [pki.caCert, ca.toString("pem")], [pki.caKey, await pkcs8Pem(caKeys.privateKey)],

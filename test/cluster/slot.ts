@@ -1,7 +1,7 @@
 // Claims one of a few numbered slots per machine, so clusters that run at once (a test run beside the
 // demo) get distinct bridges, subnets and cgroup roots. A slot left by a dead process is taken over
 // after tearing down what that process left behind.
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { link, readFile, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isAlive } from "./proc.ts";
@@ -25,12 +25,24 @@ interface SlotOwner {
   dir: string;
 }
 
+/** Releases slot `index` if `dir`'s cluster holds it (a watchdog's teardown calls this). */
+export function releaseSlotOf(index: number, dir: string): void {
+  const path = join(SLOT_DIR, `slot-${index}`);
+  try {
+    const owner = JSON.parse(readFileSync(path, "utf8")) as SlotOwner;
+    if (owner.dir === dir) unlinkSync(path);
+  } catch {
+    // not held, or held by another cluster
+  }
+}
+
 /**
  * Claims the first free slot for the cluster in `dir`. `cleanUp(previousDir)` is called (and
  * awaited) before a slot whose owner died is reused. Throws when all slots are held by live processes.
  */
-export async function claimSlot(dir: string, cleanUp: (previousDir: string) => Promise<void>): Promise<Slot> {
-  mkdirSync(SLOT_DIR, { recursive: true });
+export async function claimSlot(dir: string, cleanUp: (previousDir: string, slot: number) => Promise<void>): Promise<Slot> {
+  mkdirSync(SLOT_DIR, { recursive: true, mode: 0o700 });
+  chmodSync(SLOT_DIR, 0o700);
   const mine = join(SLOT_DIR, `claim.${process.pid}.${Date.now()}`);
   await writeFile(mine, JSON.stringify({ pid: process.pid, dir } satisfies SlotOwner));
   try {
@@ -45,7 +57,9 @@ export async function claimSlot(dir: string, cleanUp: (previousDir: string) => P
         }
         const owner = await readOwner(path);
         if (owner && isAlive(owner.pid)) break;
-        if (owner) await cleanUp(owner.dir);
+        // The dead owner's folder is torn down only if its own state still names this slot: the
+        // folder may have been reused since by a cluster that holds another slot.
+        if (owner) await cleanUp(owner.dir, index);
         // Remove it only if it still names the same dead owner, then try to link again.
         if (JSON.stringify(await readOwner(path)) === JSON.stringify(owner)) await unlink(path).catch(() => {});
       }

@@ -4,34 +4,55 @@
 // when the harness dies without stopping its cluster (even by SIGKILL).
 //
 //   bun test/cluster/teardown.ts --dir DIR [--after-pid PID]
-import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { findKubectl } from "./find-kubectl.ts";
 import { CGROUP_V1_SUBSYSTEMS, nodePaths } from "./node.ts";
+import { releaseSlotOf } from "./slot.ts";
 import { isAlive } from "./proc.ts";
 
 const STATE_FILE = "cluster-state.json";
 const STOP_GRACE_MS = 5_000;
 const POD_DELETE_TIMEOUT = "15s";
 
-/** What teardown needs to know, written as soon as each part starts. */
+/** What teardown needs to know, written before anything starts. */
 export interface ClusterState {
   dir: string;
-  cgroupRoot?: string;
-  bridge?: string;
-  kubectl?: string;
-  adminKubeconfig?: string;
+  /** The slot the cluster holds (slot.ts); released by whoever tears it down. */
+  slot: number;
+  cgroupRoot: string;
+  bridge: string;
+  adminKubeconfig: string;
 }
+
+const CGROUP_ROOT = /^\/cluster-connect-test-\d{1,2}$/;
+const BRIDGE = /^arctest\d{1,2}$/;
 
 export function writeClusterState(state: ClusterState): void {
-  writeFileSync(join(state.dir, STATE_FILE), JSON.stringify(state, null, 2));
+  writeFileSync(join(state.dir, STATE_FILE), JSON.stringify(state, null, 2), { mode: 0o600 });
 }
 
-function readClusterState(dir: string): ClusterState | undefined {
+/**
+ * The state of the cluster in `dir`, if it is one of ours. Teardown runs as root, so nothing in a
+ * folder someone else could have written is believed: the folder and the file must belong to us,
+ * not be links, not be writable by others, and every value must have the shape we write.
+ */
+export function readClusterState(dir: string): ClusterState | undefined {
+  const file = join(dir, STATE_FILE);
   try {
-    return JSON.parse(readFileSync(join(dir, STATE_FILE), "utf8")) as ClusterState;
+    if (!ownedAndPrivate(dir) || !ownedAndPrivate(file)) return undefined;
+    const state = JSON.parse(readFileSync(file, "utf8")) as ClusterState;
+    if (state.dir !== dir || !CGROUP_ROOT.test(state.cgroupRoot) || !BRIDGE.test(state.bridge) || !Number.isInteger(state.slot)) return undefined;
+    if (state.adminKubeconfig !== join(dir, "admin.kubeconfig")) return undefined;
+    return state;
   } catch {
     return undefined;
   }
+}
+
+function ownedAndPrivate(path: string): boolean {
+  const info = lstatSync(path);
+  return !info.isSymbolicLink() && info.uid === process.getuid?.() && (info.mode & 0o022) === 0;
 }
 
 /** Stops and removes everything the cluster in `dir` started. Never throws for what is already gone. */
@@ -39,9 +60,10 @@ export async function teardownCluster(dir: string, log: (line: string) => void =
   const state = readClusterState(dir);
   if (!state) return;
   const mine = processesOf(dir);
-  if (state.kubectl && state.adminKubeconfig && mine.some((p) => p.name === "kubelet") && mine.some((p) => p.name === "kube-apiserver")) {
+  const kubectl = findKubectlQuietly();
+  if (kubectl && mine.some((p) => p.name === "kubelet") && mine.some((p) => p.name === "kube-apiserver")) {
     // Through the API first, so the kubelet runs each pod's CNI teardown and stops its containers.
-    const proc = Bun.spawn([state.kubectl, "--kubeconfig", state.adminKubeconfig, "delete", "pods", "--all", "--all-namespaces",
+    const proc = Bun.spawn([kubectl, "--kubeconfig", state.adminKubeconfig, "delete", "pods", "--all", "--all-namespaces",
       "--grace-period=1", "--wait=true", `--timeout=${POD_DELETE_TIMEOUT}`, "--request-timeout=10s"], { stdout: "ignore", stderr: "pipe" });
     if ((await proc.exited) !== 0) log(`[teardown] deleting pods through the API failed: ${(await new Response(proc.stderr).text()).trim()}`);
   }
@@ -59,12 +81,30 @@ export async function teardownCluster(dir: string, log: (line: string) => void =
   if (state.bridge) await deleteLink(state.bridge);
   removeContainerLogLinks(nodePaths(dir).podLogsDir);
   unlinkSync(join(dir, STATE_FILE));
+  releaseSlotOf(state.slot, dir);
   log(`[teardown] cluster in ${dir} is gone`);
+}
+
+/** A kubectl for the pod deletion, never a path read from the state file. */
+function findKubectlQuietly(): string | undefined {
+  try {
+    return findKubectl();
+  } catch {
+    return undefined;
+  }
 }
 
 interface OwnedProcess {
   pid: number;
   name: string;
+  /** Start time in clock ticks (/proc/PID/stat field 22): a reused PID has another. */
+  started: string;
+}
+
+/** The programs we start name the folder as an argument or a flag's value, never as a mere prefix. */
+function namesDir(arg: string, dir: string): boolean {
+  const value = arg.startsWith("--") && arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : arg;
+  return value === dir || value.startsWith(dir + "/");
 }
 
 /** Processes (not this one, nor its parents) whose command line names `dir`. */
@@ -83,17 +123,35 @@ function processesOf(dir: string): OwnedProcess[] {
     // The watchdog and teardown scripts themselves name the folder too; they stop on their own.
     if (argv.some((a) => a.endsWith("teardown.ts"))) continue;
     // setpriv exec()s the real program, so argv[0] is the program itself.
-    if (argv.some((a) => a.includes(dir))) found.push({ pid, name: (argv[0] ?? "").split("/").at(-1) ?? "" });
+    const started = startTimeOf(pid);
+    if (started && argv.some((a) => namesDir(a, dir))) found.push({ pid, name: (argv[0] ?? "").split("/").at(-1) ?? "", started });
   }
   return found;
 }
 
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces and parentheses); starttime is field 22.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Still the process we found (same PID, same start time), and not a zombie. */
+function stillRunning(p: OwnedProcess): boolean {
+  return isAlive(p.pid) && startTimeOf(p.pid) === p.started;
+}
+
 async function stopAll(procs: OwnedProcess[], signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-  for (const p of procs) signalPid(p.pid, signal);
+  for (const p of procs) if (stillRunning(p)) signalPid(p.pid, signal);
   const deadline = Date.now() + STOP_GRACE_MS;
-  while (procs.some((p) => isAlive(p.pid)) && Date.now() < deadline) await Bun.sleep(50);
-  for (const p of procs) if (isAlive(p.pid)) signalPid(p.pid, "SIGKILL");
-  while (procs.some((p) => isAlive(p.pid))) await Bun.sleep(20);
+  while (procs.some(stillRunning) && Date.now() < deadline) await Bun.sleep(50);
+  for (const p of procs) if (stillRunning(p)) signalPid(p.pid, "SIGKILL");
+  // A process stuck in the kernel (D state) ignores even SIGKILL: wait a bounded while, then go on.
+  const killDeadline = Date.now() + STOP_GRACE_MS;
+  while (procs.some(stillRunning) && Date.now() < killDeadline) await Bun.sleep(20);
 }
 
 /** Kills every task in the node's cgroups (containers whose shims are gone included). */

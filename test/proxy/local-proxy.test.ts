@@ -125,12 +125,12 @@ describe("forwarding", () => {
 });
 
 describe("relay unreachable", () => {
-  test("answers 502 Status naming the relay", async () => {
+  test("answers 502 Status naming the relay once the retry window is over", async () => {
     const dead = net.createServer();
     await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
     const deadUrl = `http://127.0.0.1:${(dead.address() as net.AddressInfo).port}`;
     await new Promise<void>((r) => dead.close(() => r()));
-    const orphan = await startLocalProxy({ relayUrl: deadUrl, cluster: CLUSTER, getToken: async () => USER_TOKEN, port: 0, tls: {}, logger: silentLogger });
+    const orphan = await startLocalProxy({ relayUrl: deadUrl, cluster: CLUSTER, getToken: async () => USER_TOKEN, port: 0, tls: {}, relayRetryMs: 300, logger: silentLogger });
     try {
       const res = await fetch(`https://127.0.0.1:${orphan.port}/version`, { headers: { authorization: `Bearer ${orphan.sessionToken}` }, tls: { ca: orphan.caPem } } as RequestInit);
       expect(res.status).toBe(502);

@@ -1,4 +1,5 @@
 // The relay's hono API through app.request: discovery, cluster details, enrollment, errors as Status.
+import { fakeTunnel } from "./fake-tunnel.ts";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -76,14 +77,6 @@ async function expectStatus(response: Response, code: number, reason: string): P
   return body as { message: string };
 }
 
-function fakeTunnel(): TunnelClient {
-  return {
-    closed: false,
-    done: new Promise(() => {}),
-    request: () => { throw new Error("not used"); },
-    close: async () => {},
-  };
-}
 
 describe("health and discovery", () => {
   test("GET /healthz answers 200 ok", async () => {

@@ -1,26 +1,16 @@
 // The relay's map from cluster to agent tunnel: newest wins, stale removals are ignored.
 import { describe, expect, mock, test } from "bun:test";
 import { createTunnelRegistry, type AgentTunnel } from "../../lib/relay/tunnel-registry.ts";
-import type { TunnelClient } from "../../lib/tunnel/index.ts";
+import { fakeTunnel, type FakeTunnel } from "./fake-tunnel.ts";
 
-type FakeTunnel = TunnelClient & { closed: boolean; close: ReturnType<typeof mock> };
-
-function fakeTunnel(): FakeTunnel {
-  let resolveDone!: () => void;
-  const done = new Promise<void>((resolve) => { resolveDone = resolve; });
-  const tunnel = {
-    closed: false,
-    done,
-    request: () => { throw new Error("not used in these tests"); },
-    close: mock(async () => {
-      tunnel.closed = true;
-      resolveDone();
-    }),
-  };
-  return tunnel as FakeTunnel;
+/** The shared fake, with close() counted. */
+function countedTunnel(): FakeTunnel & { close: ReturnType<typeof mock> } {
+  const tunnel = fakeTunnel();
+  const close = tunnel.close.bind(tunnel);
+  return Object.assign(tunnel, { close: mock(close) });
 }
 
-function entry(cluster: string, tunnel = fakeTunnel()): AgentTunnel & { tunnel: FakeTunnel } {
+function entry(cluster: string, tunnel = countedTunnel()): AgentTunnel & { tunnel: ReturnType<typeof countedTunnel> } {
   return { cluster, tunnel, connectedAt: new Date() };
 }
 
@@ -97,6 +87,66 @@ describe("createTunnelRegistry", () => {
     expect(registry.get("prod")).toBeUndefined();
     // It is still the current entry, so its own deregistration succeeds.
     expect(registry.unregister(prod)).toBe(true);
+  });
+
+  test("get ignores a draining tunnel: new requests wait for the agent's next one", () => {
+    const registry = createTunnelRegistry();
+    const prod = entry("prod");
+    registry.register(prod);
+    prod.tunnel.drain();
+    expect(registry.get("prod")).toBeUndefined();
+  });
+
+  test("waitFor resolves at once with a usable tunnel", async () => {
+    const registry = createTunnelRegistry();
+    const prod = entry("prod");
+    registry.register(prod);
+    expect(await registry.waitFor("prod", 1000)).toBe(prod);
+  });
+
+  test("waitFor wakes when the agent's tunnel registers", async () => {
+    const registry = createTunnelRegistry();
+    const waiting = registry.waitFor("prod", 60_000);
+    const prod = entry("prod");
+    registry.register(prod);
+    expect(await waiting).toBe(prod);
+  });
+
+  test("waitFor gives up after its timeout with undefined", async () => {
+    const registry = createTunnelRegistry();
+    expect(await registry.waitFor("prod", 20)).toBeUndefined();
+  });
+
+  test("waitFor stops waiting when the client goes away (its signal aborts)", async () => {
+    const registry = createTunnelRegistry();
+    const controller = new AbortController();
+    const waiting = registry.waitFor("prod", 60_000, controller.signal);
+    controller.abort();
+    expect(await waiting).toBeUndefined();
+    // A later registration finds no stale waiter to wake.
+    registry.register(entry("prod"));
+  });
+
+  test("waitFor wakes on a replacement for a draining tunnel", async () => {
+    const registry = createTunnelRegistry();
+    const old = entry("prod");
+    registry.register(old);
+    old.tunnel.drain();
+    const waiting = registry.waitFor("prod", 60_000);
+    const fresh = entry("prod");
+    registry.register(fresh);
+    expect(await waiting).toBe(fresh);
+    expect(old.tunnel.close).toHaveBeenCalledTimes(1); // graceful: its streams in flight may finish
+  });
+
+  test("drainAll sends GOAWAY on every tunnel", () => {
+    const registry = createTunnelRegistry();
+    const a = entry("a");
+    const b = entry("b");
+    registry.register(a);
+    registry.register(b);
+    registry.drainAll();
+    expect(a.tunnel.draining && b.tunnel.draining).toBe(true);
   });
 
   test("closeAll closes every tunnel and empties the registry", async () => {

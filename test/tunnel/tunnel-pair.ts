@@ -4,10 +4,8 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket, WebSocketServer } from "ws";
-import { statusResponse } from "../../lib/kube/index.ts";
 import {
-  createWebSocketDuplex, endToEndHeaders, forwardHttpRequest, forwardUpgrade, openTunnelClient, protocol, serveTunnel,
-  writeStatusToSocket, type ForwardTarget, type HeaderMap, type TunnelClient, type TunnelHeaders,
+  createWebSocketDuplex, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
   type TunnelServer, type TunnelServerStream, type WebSocketDuplexOptions,
 } from "../../lib/tunnel/index.ts";
 
@@ -135,62 +133,7 @@ export function patternBytes(size: number, seed = 7): Buffer {
   return out;
 }
 
-export interface FrontServer {
-  port: number;
-  /** Every promise forwardHttpRequest/forwardUpgrade returned, settled, with its failure if any. */
-  outcomes: Array<{ kind: "request" | "upgrade"; error?: unknown }>;
-  /** Errors emitted by upgraded client sockets (the relay destroys the socket on one). */
-  socketErrors: Error[];
-  close(): Promise<void>;
-}
-
-/**
- * The relay's user-facing side, as lib/relay/k8s-proxy.ts uses the tunnel: each request and
- * upgrade is forwarded over `tunnel()` as cluster "prod" with request id "req-1" (or the
- * x-test-request-id header), and a failure that left nothing written becomes a Kubernetes Status.
- */
-export async function startFrontServer(tunnel: () => TunnelClient): Promise<FrontServer> {
-  const outcomes: FrontServer["outcomes"] = [];
-  const socketErrors: Error[] = [];
-  const targetFor = (req: IncomingMessage): ForwardTarget => {
-    // As the relay does: end-to-end headers only (content-length included).
-    const headers: HeaderMap = endToEndHeaders(req.headers);
-    delete headers["x-test-request-id"];
-    return {
-      tunnel: tunnel(),
-      cluster: "prod",
-      requestId: String(req.headers["x-test-request-id"] ?? "req-1"),
-      path: req.url ?? "/",
-      headers,
-    };
-  };
-  const front = http.createServer(async (req: IncomingMessage, res: ServerResponse) => {
-    try {
-      await forwardHttpRequest(targetFor(req), req, res);
-      outcomes.push({ kind: "request" });
-    } catch (error) {
-      outcomes.push({ kind: "request", error });
-      if (!res.headersSent) {
-        const { code, body, headers } = statusResponse(error, String(req.headers["x-test-request-id"] ?? "req-1"));
-        res.writeHead(code, headers).end(body);
-      }
-    }
-  });
-  front.on("upgrade", async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", (error) => { socketErrors.push(error); socket.destroy(); });
-    try {
-      await forwardUpgrade(targetFor(req), req, socket, head);
-      outcomes.push({ kind: "upgrade" });
-    } catch (error) {
-      outcomes.push({ kind: "upgrade", error });
-      writeStatusToSocket(socket, error, "req-1");
-    }
-  });
-  const port = await listen(front);
-  return { port, outcomes, socketErrors, close: () => closeServer(front) };
-}
-
-/** A plain HTTP/1.1 request to the front server, read whole. */
+/** A plain HTTP/1.1 request to a local server, read whole. */
 export function httpRequest(
   port: number,
   options: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer | string } = {},

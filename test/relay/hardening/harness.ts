@@ -90,7 +90,8 @@ export async function startHarness(opts: {
   await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${upstreamPort}`, userName: "agent", user: { token: agentSaToken } });
 
   const relay = await startRelay({
-    host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), publicUrl, logger: opts.logger ?? silentLogger, ...opts.relayOptions,
+    // An offline cluster answers at once here; the wait for a reconnecting agent has tests of its own.
+    host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), publicUrl, logger: opts.logger ?? silentLogger, agentWaitMs: 0, ...opts.relayOptions,
   });
   relayPort = relay.port;
   const { token: enrollToken } = await addCluster(relay.store, CLUSTER);

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import http from "node:http";
 import net from "node:net";
-import { http2Constants, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
+import { http2Constants, joinLongHeaders, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
 import {
-  collect, httpRequest, rawConnect, readAll, sleep, startFrontServer, startTunnelPair, waitFor, within,
-  type FrontServer, type StreamHandler, type TunnelPair,
-} from "./tunnel-pair.ts";
+  collect, httpRequest, rawConnect, readAll, sleep, startTunnelPair, waitFor, within, type StreamHandler, type TunnelPair,
+} from "../tunnel/tunnel-pair.ts";
+import { startFrontServer, type FrontServer } from "./front-server.ts";
 
 const pairs: TunnelPair[] = [];
 let front: FrontServer | undefined;
@@ -198,6 +198,108 @@ describe("forwardHttpRequest", () => {
     await waitFor("the agent's stream to close", () => agentClosedAt > 0, 1000);
     expect(agentClosedAt - abortedAt).toBeLessThan(1000);
     expect(agentStream?.rstCode).toBe(http2Constants.NGHTTP2_CANCEL);
+  });
+});
+
+describe("one tunnel, many readers", () => {
+  // A relay's users share one tunnel per cluster: a user piping a big LIST into a paused pager
+  // must not slow anyone else down, nor cut their responses short.
+  test.each([
+    [4 * 1024 * 1024, 64 * 1024],
+    [32 * 1024 * 1024, 1024 * 1024],
+    [256 * 1024 * 1024, 8 * 1024 * 1024],
+  ])("a reader stalled on a %d-byte response leaves a %d-byte response and small ones beside it at full speed", async (stalledSize, otherSize) => {
+    const chunk = Buffer.alloc(64 * 1024, 0x2a);
+    const { front } = await setup((stream, headers) => {
+      const size = Number(new URL(String(headers[":path"]), "http://x").searchParams.get("size"));
+      stream.respond({ ":status": 200, "content-length": String(size) });
+      // Paced like a real upstream: each write waits for the previous one to drain.
+      let sent = 0;
+      const pump = () => {
+        while (sent < size) {
+          const part = chunk.subarray(0, Math.min(chunk.length, size - sent));
+          sent += part.length;
+          if (!stream.write(part)) {
+            stream.once("drain", () => setImmediate(pump));
+            return;
+          }
+        }
+        stream.end();
+      };
+      setImmediate(pump);
+      stream.on("error", () => {});
+    });
+    const stalled = await rawConnect(front.port, `GET /big?size=${stalledSize} HTTP/1.1\r\nHost: relay\r\n\r\n`);
+    stalled.pause(); // never reads: the pager that was never scrolled
+    await sleep(300);
+    const other = await within("the other large response", httpRequest(front.port, { path: `/other?size=${otherSize}` }), 10_000);
+    expect(other.status).toBe(200);
+    expect(other.body.length).toBe(otherSize);
+    const smalls = await within("20 small requests", Promise.all(Array.from({ length: 20 }, (_, i) => httpRequest(front.port, { path: `/small?size=${100 + i}` }))), 5_000);
+    smalls.forEach((res, i) => expect(res.body.length).toBe(100 + i));
+    stalled.destroy();
+  }, 30_000);
+
+  test("a dead tunnel cuts a response whose reader had stopped reading, at once", async () => {
+    const { pair, front } = await setup((stream) => {
+      stream.respond({ ":status": 200, "content-length": String(64 * 1024 * 1024) });
+      stream.write(Buffer.alloc(8 * 1024 * 1024, 1));
+      stream.on("error", () => {});
+    });
+    const slow = await rawConnect(front.port, "GET /list HTTP/1.1\r\nHost: relay\r\n\r\n");
+    slow.pause();
+    const closed = new Promise<void>((resolve) => slow.once("close", () => resolve()));
+    await sleep(300);
+    pair.agentWs.terminate(); // kill -9 of the agent, as the relay sees it
+    slow.resume(); // drain what the relay already had; then the socket must end, not hang
+    slow.on("data", () => {});
+    await within("the client's connection to be cut", closed, 5_000);
+  });
+
+  test("a label selector of 80 KB crosses the tunnel whole (in pieces the agent joins)", async () => {
+    const { front } = await setup((stream, headers) => {
+      stream.respond({ ":status": 200 });
+      stream.end(String(joinLongHeaders(headers)[":path"]));
+    });
+    const selector = `app in (${Array.from({ length: 14000 }, (_, i) => `v${i}`).join(",")})`;
+    const path = `/api/v1/pods?labelSelector=${encodeURIComponent(selector)}`;
+    expect(path.length).toBeGreaterThan(80_000);
+    const res = await within("the long request", httpRequest(front.port, { path }));
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe(path);
+  });
+});
+
+describe("ending a watch when the relay drains", () => {
+  test("a JSON watch ends cleanly right after a complete event, never in the middle of one", async () => {
+    const controller = new AbortController();
+    let writeHalf: (() => void) | undefined;
+    const pair = await startTunnelPair((stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.write('{"type":"ADDED","object":{"metadata":{"resourceVersion":"1"}}}\n');
+      stream.write('{"type":"MODIFIED","object":');
+      writeHalf = () => stream.write('{"metadata":{"resourceVersion":"2"}}}\n{"type":"MODIFIED","object":{"metad');
+      stream.on("error", () => {});
+    });
+    pairs.push(pair);
+    front = await startFrontServer(() => pair.client, { endWatch: controller.signal });
+    const received: string[] = [];
+    const done = new Promise<boolean>((resolve) => {
+      const req = http.request({ host: "127.0.0.1", port: front!.port, path: "/api/v1/pods?watch=1", agent: false }, (res) => {
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => received.push(c));
+        res.once("end", () => resolve(res.complete));
+        res.on("error", () => resolve(false));
+      });
+      req.end();
+    });
+    await waitFor("the first events", () => received.join("").includes('"MODIFIED","object":'));
+    controller.abort(); // mid-event: the relay must wait for the end of this event
+    writeHalf!();
+    expect(await within("the watch to end", done)).toBe(true); // a clean chunked end, not a cut
+    const lines = received.join("").split("\n");
+    expect(lines.at(-1)).toBe(""); // ends with a newline: no partial event
+    expect(lines.slice(0, -1).map((l) => JSON.parse(l).type)).toEqual(["ADDED", "MODIFIED"]);
   });
 });
 

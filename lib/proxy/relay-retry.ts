@@ -1,0 +1,94 @@
+// Sends a request to the relay again while the relay restarts, when that is safe: the request never
+// reached the cluster, or sending it twice changes nothing.
+import type { IncomingMessage } from "node:http";
+import { Readable } from "node:stream";
+import type { Logger } from "../observe/index.ts";
+import type { RelayEndpoint } from "./relay-endpoint.ts";
+import { RelayUnreachable, sendToRelay, type RelayRequest } from "./relay-request.ts";
+import { RELAY_RETRY_WINDOW_MS } from "./timeouts.ts";
+
+/** Bodies up to this size are kept in memory so the request can be sent again. */
+export const MAX_REPLAY_BODY_BYTES = 3 * 1024 * 1024;
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+const FIRST_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 2_000;
+
+/**
+ * Reads the request body into one Buffer when it is at most MAX_REPLAY_BODY_BYTES (replayable),
+ * else returns a stream that yields what was read and then the rest (sent once).
+ */
+export async function readReplayableBody(req: IncomingMessage): Promise<Buffer | Readable | undefined> {
+  const declared = Number(req.headers["content-length"] ?? NaN);
+  if (req.headers["transfer-encoding"] === undefined && !(declared > 0)) return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const iterator = req[Symbol.asyncIterator]();
+  for (;;) {
+    const { value, done } = await iterator.next();
+    if (done) return Buffer.concat(chunks);
+    chunks.push(value as Buffer);
+    size += (value as Buffer).length;
+    if (size > MAX_REPLAY_BODY_BYTES) {
+      return Readable.from((async function* rest() {
+        yield* chunks;
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) return;
+          yield next.value as Buffer;
+        }
+      })());
+    }
+  }
+}
+
+/**
+ * Sends `request` (built anew by `build` for each attempt, so a refreshed token is used) and
+ * retries, for up to `retryWindowMs` (default RELAY_RETRY_WINDOW_MS, 30 s: a relay restart), while it is safe:
+ * - the relay refused the connection (it cannot have seen the request);
+ * - the relay answered 503 with Retry-After (it is draining and forwarded nothing), after that delay;
+ * - the connection broke before an answer and the method is idempotent.
+ * A body sent as a stream is never retried. Resolves with the final answer; rejects with the last
+ * failure once the window is over or the client has gone (`signal`).
+ */
+export async function sendWithRetry(
+  endpoint: RelayEndpoint,
+  cluster: string,
+  build: () => Promise<RelayRequest>,
+  signal: AbortSignal,
+  logger: Logger,
+  retryWindowMs = RELAY_RETRY_WINDOW_MS,
+): Promise<IncomingMessage> {
+  const deadline = Date.now() + retryWindowMs;
+  for (let attempt = 0; ; attempt++) {
+    const request = await build();
+    const replayable = !(request.body instanceof Readable);
+    let waitMs: number;
+    try {
+      const answer = await sendToRelay(endpoint, cluster, request, signal);
+      const retryAfter = Number(answer.headers["retry-after"]);
+      if (answer.statusCode !== 503 || !Number.isFinite(retryAfter) || !replayable) return answer;
+      waitMs = Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2);
+      if (Date.now() + waitMs > deadline || signal.aborted) return answer;
+      answer.resume(); // this answer is replaced by the retry's
+      logger.info("relay is draining; sending the request again", { method: request.method, attempt, waitMs });
+    } catch (error) {
+      const safe = replayable && error instanceof RelayUnreachable && (error.neverSent || (error.broken && IDEMPOTENT.has(request.method)));
+      waitMs = Math.random() * Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
+      if (!safe || Date.now() + waitMs > deadline || signal.aborted) throw error;
+      logger.info("relay not reachable; sending the request again", { method: request.method, attempt, waitMs: Math.round(waitMs), error });
+    }
+    await abortableSleep(waitMs, signal);
+  }
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

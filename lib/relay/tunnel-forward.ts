@@ -1,0 +1,189 @@
+// The relay's half of a request: an HTTP/1.1 request or upgrade carried over one tunnel stream.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../kube/index.ts";
+import {
+  endToEndHeaders, http2Constants, protocol, renderResponseHead, splice, splitLongHeaders, timeouts,
+  type HeaderMap, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
+} from "../tunnel/index.ts";
+
+export interface ForwardTarget {
+  tunnel: TunnelClient;
+  cluster: string;
+  requestId: string;
+  /** Path and query as the agent should send it to the API server. */
+  path: string;
+  /** End-to-end headers to send (already filtered by the caller's policy). */
+  headers: HeaderMap;
+}
+
+export interface ForwardOptions {
+  /**
+   * Aborted when the relay drains: a JSON watch then ends cleanly at the next event boundary, so
+   * kubectl and client-go see an ordinary end of watch and watch again (elsewhere).
+   */
+  endWatch?: AbortSignal;
+}
+
+/**
+ * Forwards one ordinary request over `target.tunnel`; streams the body both ways and never buffers
+ * it. Resolves when the client's response has closed. Rejects (after answering the client with a
+ * Status, or cutting a response already begun) when the agent does not answer within
+ * RESPONSE_HEADERS_TIMEOUT_MS (504), drops the stream (502) or the tunnel is gone (503).
+ */
+export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, res: ServerResponse, options: ForwardOptions = {}): Promise<void> {
+  const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+  const stream = openStream(target, req.method ?? "GET", {}, !hasBody);
+  if (hasBody) req.pipe(stream);
+  res.once("close", () => {
+    if (!res.writableFinished && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+  });
+  return awaitResponse(target, stream, timeouts.RESPONSE_HEADERS_TIMEOUT_MS).then(
+    (headers) => {
+      res.writeHead(Number(headers[":status"]), stripTunnelHeaders(endToEndHeaders(headers)));
+      res.flushHeaders();
+      stream.pipe(res);
+      stream.once("error", () => res.destroy());
+      // A reset stream (the agent died, or the tunnel did) emits only 'close': cut the client's
+      // response so it sees the failure, whatever state its backpressure is in. Bun may close a
+      // stream that ended cleanly before its last bytes are read, so a clean close is left alone.
+      stream.once("close", () => {
+        if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
+      });
+      if (options.endWatch && isJsonStream(headers)) endAtEventBoundary(stream, res, options.endWatch);
+      return new Promise<void>((resolve) => res.once("close", () => resolve()));
+    },
+    (error: unknown) => {
+      req.unpipe(stream);
+      writeStatusResponse(res, error, target.requestId);
+      throw error;
+    },
+  );
+}
+
+/**
+ * Forwards an HTTP/1.1 Upgrade (exec, attach, port-forward). The agent answers 200 with the API
+ * server's real status in a header; on 101 the client socket and the stream are spliced, and the
+ * promise resolves when both are closed. On a refusal the API server's answer is relayed as is.
+ */
+export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const upgrade = String(req.headers["upgrade"] ?? "");
+  // After an upgrade the stream carries the protocol's bytes, not a body: a `content-length: 0`
+  // (kubectl's SPDY POST sends one) would make HTTP/2 reset the stream at the first byte.
+  const { "content-length": _bodyLength, ...headers } = target.headers;
+  const stream = openStream({ ...target, headers }, req.method ?? "GET", { [protocol.UPGRADE_HEADER]: upgrade }, false);
+  if (head.length > 0) stream.write(head);
+  socket.once("close", () => {
+    if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+  });
+  return awaitResponse(target, stream, timeouts.UPGRADE_TIMEOUT_MS).then(
+    (headers) => {
+      const upstreamStatus = Number(headers[protocol.UPGRADE_STATUS_HEADER] ?? headers[":status"]);
+      const passed = stripTunnelHeaders(endToEndHeaders(headers));
+      if (upstreamStatus === 101) {
+        socket.write(renderResponseHead(101, "Switching Protocols", { connection: "Upgrade", upgrade, ...passed }));
+        return splice(socket, stream);
+      }
+      // The API server refused the upgrade: relay its answer and close, as it would have.
+      socket.write(renderResponseHead(upstreamStatus, "Upgrade Refused", { ...passed, connection: "close" }));
+      stream.pipe(socket);
+      return new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    },
+    (error: unknown) => {
+      writeStatusToSocket(socket, error, target.requestId);
+      throw error;
+    },
+  );
+}
+
+function openStream(target: ForwardTarget, method: string, extra: HeaderMap, endStream: boolean): TunnelRequestStream {
+  if (target.tunnel.closed || target.tunnel.draining) {
+    throw new AgentNotConnected(`cluster "${target.cluster}" is offline: its agent's tunnel just closed (request id ${target.requestId}); retry`);
+  }
+  const stream = target.tunnel.request(
+    splitLongHeaders({ ":method": method, ":path": target.path, ...target.headers, ...extra, [protocol.REQUEST_ID_HEADER]: target.requestId }),
+    { endStream },
+  );
+  // Failures surface through awaitResponse or the piping that follows; this listener only keeps a
+  // late reset (after the caller already answered) from becoming an uncaught exception.
+  stream.on("error", () => {});
+  return stream;
+}
+
+function awaitResponse(target: ForwardTarget, stream: TunnelRequestStream, timeoutMs: number): Promise<TunnelHeaders> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stream.close(http2Constants.NGHTTP2_CANCEL);
+      reject(new UpstreamTimeout(
+        `the agent of cluster "${target.cluster}" did not answer within ${timeoutMs / 1000}s (request id ${target.requestId}); the API server may be overloaded`,
+      ));
+    }, timeoutMs);
+    const fail = (cause?: unknown) => {
+      clearTimeout(timer);
+      reject(new BadGateway(
+        `the agent of cluster "${target.cluster}" dropped the request before answering (request id ${target.requestId}); retry, and check the agent's log if it persists`,
+        { cause },
+      ));
+    };
+    stream.once("response", (headers) => {
+      clearTimeout(timer);
+      stream.off("error", fail);
+      stream.off("close", fail);
+      resolve(headers);
+    });
+    stream.once("error", fail);
+    stream.once("close", fail);
+  });
+}
+
+function isJsonStream(headers: TunnelHeaders): boolean {
+  return String(headers["content-type"] ?? "").startsWith("application/json");
+}
+
+/**
+ * When `signal` aborts, ends `res` cleanly right after the current JSON watch event (the API server
+ * writes one per line) and cancels the stream; until then bytes pass through untouched.
+ */
+function endAtEventBoundary(stream: TunnelRequestStream, res: ServerResponse, signal: AbortSignal): void {
+  let atBoundary = true;
+  const track = (chunk: Buffer) => {
+    if (chunk.length > 0) atBoundary = chunk[chunk.length - 1] === 0x0a;
+  };
+  stream.on("data", track);
+  const end = () => {
+    if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+    if (!res.writableEnded) res.end();
+  };
+  const onAbort = () => {
+    stream.unpipe(res);
+    stream.off("data", track);
+    if (atBoundary) {
+      end();
+      return;
+    }
+    // The rest of the event in flight goes out, up to its newline; nothing after it.
+    const finishEvent = (chunk: Buffer) => {
+      const newline = chunk.indexOf(0x0a);
+      if (newline === -1) {
+        res.write(chunk);
+        return;
+      }
+      stream.off("data", finishEvent);
+      res.write(chunk.subarray(0, newline + 1));
+      end();
+    };
+    stream.on("data", finishEvent);
+    stream.resume(); // unpipe() paused it
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  res.once("close", () => signal.removeEventListener("abort", onAbort));
+}
+
+function stripTunnelHeaders(headers: HeaderMap): HeaderMap {
+  const out: HeaderMap = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith("x-arc-")) out[name] = value;
+  }
+  return out;
+}
