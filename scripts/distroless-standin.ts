@@ -6,6 +6,9 @@ import { dirname, join } from "node:path";
 import { buildImage, imageExists, runTool } from "./buildah.ts";
 import { cacheRoot } from "./cache-root.ts";
 
+/** The packages distroless/cc-debian12 is made of (static + base + cc). */
+const PACKAGES = ["libc6", "libgcc-s1", "libstdc++6", "libgomp1", "libssl3", "tzdata", "netbase", "base-files"];
+
 /**
  * STAND-IN for gcr.io/distroless/cc-debian12:nonroot, which cannot be pulled here (no registry is
  * reachable). Assembled from this machine's own Debian 12 packages with the same contents as the
@@ -13,14 +16,19 @@ import { cacheRoot } from "./cache-root.ts";
  * `nonroot` (65532), a 1777 /tmp, no shell. Built once per machine; returns its name.
  */
 export async function buildDistrolessStandin(log?: (line: string) => void): Promise<string> {
-  const tag = "localhost/distroless-cc-standin:debian12-nonroot";
+  // Named after what goes in: the packages' installed versions and the CA bundle. A security
+  // update of libc or new CA certificates makes a new image, never a stale cached one.
+  const versions = await runTool(["dpkg-query", "-W", ...PACKAGES], "dpkg-query -W");
+  const key = new Bun.CryptoHasher("sha256").update(versions).update(await readFile("/etc/ssl/certs/ca-certificates.crt"))
+    .update(await readFile(join(import.meta.dir, "distroless-standin.Dockerfile"))).digest("hex").slice(0, 12);
+  const tag = `localhost/distroless-cc-standin:debian12-nonroot-${key}`;
   if (await imageExists(tag)) return tag;
   const context = join(cacheRoot(), "images", "distroless-standin");
   await rm(context, { recursive: true, force: true });
   const rootfs = join(context, "rootfs");
   await mkdir(rootfs, { recursive: true });
-  // The packages distroless/cc-debian12 is made of (static + base + cc); their files as installed here.
-  for (const pkg of ["libc6", "libgcc-s1", "libstdc++6", "libgomp1", "libssl3", "tzdata", "netbase", "base-files"]) {
+  // Their files as installed here.
+  for (const pkg of PACKAGES) {
     const files = (await runTool(["dpkg", "-L", pkg], `dpkg -L ${pkg}`)).split("\n").filter((f) => f && !f.startsWith("/usr/share/doc") && !f.startsWith("/usr/share/man"));
     for (const file of files) await copyEntry(file, join(rootfs, file));
   }

@@ -47,8 +47,10 @@ describe("the agent chart", () => {
     [["--set", "relay.url=https://r.example.com"], "cluster is required"],
     [["--set", "relay.url=ftp://r.example.com", "--set", "cluster=prod"], "must start with https://"],
     [["--set", "relay.url=https://r.example.com", "--set", "cluster=Prod_1"], "must be a DNS label"],
+    [[...AGENT_VALUES, "--set", "enrollment.token=t", "--set", "enrollment.existingSecret=s"], "not both"],
+    [[...AGENT_VALUES, "--namespace", "default"], "namespace of its own"],
   ])("refuses bad values with a message that says what to set (%j)", async (args, message) => {
-    const r = await runHelm(["template", "rel", AGENT, ...args], { dir });
+    const r = await runHelm(["template", "rel", AGENT, "--namespace", "cluster-connect", ...args], { dir });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(message);
   });
@@ -58,7 +60,7 @@ describe("the agent chart", () => {
     const role = docs.find((d) => d.kind === "ClusterRole") as unknown as { rules: { verbs: string[] }[] };
     expect(role.rules.flatMap((r) => r.verbs)).toEqual(["impersonate", "impersonate"]);
     const keyRole = docs.find((d) => d.kind === "Role") as unknown as { rules: { resourceNames: string[]; verbs: string[] }[] };
-    expect(keyRole.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], resourceNames: ["rel-arcagent-key"], verbs: ["get", "update", "patch"] }] as never);
+    expect(keyRole.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], resourceNames: ["rel-arcagent-key"], verbs: ["get", "update"] }] as never);
     const deployment = docs.find((d) => d.kind === "Deployment")!;
     const pod = deployment.spec!.template.spec;
     expect(pod.automountServiceAccountToken).toBe(false);
@@ -69,6 +71,18 @@ describe("the agent chart", () => {
     const token = pod.volumes.find((v: { name: string }) => v.name === "kube-api-access").projected.sources[0].serviceAccountToken;
     expect(token.expirationSeconds).toBeLessThanOrEqual(3607);
     expect(docs.some((d) => d.kind === "Secret" && d.metadata.name === "rel-arcagent-enroll")).toBe(false);
+  });
+
+  test("proxy credentials can come from a Secret instead of the pod spec", async () => {
+    const docs = await render(AGENT, [...AGENT_VALUES, "--set", "proxy.existingSecret=egress"]);
+    const container = docs.find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
+    expect(container.envFrom).toEqual([{ secretRef: { name: "egress" } }]);
+    expect(JSON.stringify(container.env)).not.toContain("PROXY");
+  });
+
+  test("cluster-scoped objects carry the namespace in their name", async () => {
+    const docs = await render(AGENT, AGENT_VALUES);
+    expect(docs.filter((d) => d.kind.startsWith("Cluster")).map((d) => d.metadata.name)).toEqual(["cluster-connect-rel-arcagent-impersonator", "cluster-connect-rel-arcagent-impersonator"]);
   });
 
   test("proxy, extra CA, issuers and an enrollment token become env, mounted files and a Secret", async () => {

@@ -42,3 +42,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "arcagent.keySecret" -}}{{ include "arcagent.fullname" . }}-key{{- end -}}
 {{- define "arcagent.enrollSecret" -}}{{ default (printf "%s-enroll" (include "arcagent.fullname" .)) .Values.enrollment.existingSecret }}{{- end -}}
 {{- define "arcagent.caConfigMap" -}}{{ default (printf "%s-relay-ca" (include "arcagent.fullname" .)) .Values.relay.existingCaConfigMap }}{{- end -}}
+
+{{/* Cluster-scoped objects carry the namespace in their name: two releases in two namespaces must not collide. */}}
+{{- define "arcagent.impersonator" -}}{{ printf "%s-%s-impersonator" .Release.Namespace (include "arcagent.fullname" .) | trunc 63 | trimSuffix "-" }}{{- end -}}
