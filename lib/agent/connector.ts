@@ -42,6 +42,11 @@ export interface ConnectorOptions {
 }
 
 export const DEFAULT_BACKOFF: ReconnectBackoff = { baseMs: 1_000, maxMs: 10_000 };
+/**
+ * A relay that drains sends GOAWAY to every agent at once; each answers within this window, at a
+ * random moment, so a thousand agents arrive at the next relay over seconds, not in one.
+ */
+export const DRAIN_REDIAL_SPREAD_MS = 3_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
 /** A tunnel that stayed up this long resets the backoff. */
 const STABLE_AFTER_MS = 30_000;
@@ -49,7 +54,7 @@ const STABLE_AFTER_MS = 30_000;
 /**
  * Runs until `signal` aborts and the last tunnel has drained; never throws for network trouble,
  * which is retried with exponential backoff and full jitter (AWS Architecture Blog, "Exponential
- * Backoff And Jitter"): attempt n waits a uniform random time in [0, min(max, base * 2^n)], so
+ * Backoff And Jitter"): attempt n waits a uniform random time in [0, min(max, base * 2^(n+1))], so
  * hundreds of agents cut off at once do not come back in the same second. When the relay says
  * GOAWAY (it is draining), the agent dials a new tunnel at once while the old one finishes its
  * streams.
@@ -82,10 +87,14 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
       }
     }
     if (opts.signal.aborted) break;
-    if (redialAtOnce) continue;
     if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
-    const waitMs = Math.random() * Math.min(backoff.maxMs, backoff.baseMs * 2 ** attempt);
-    attempt = Math.min(attempt + 1, 30);
+    // A drain is answered at once, at a random moment in DRAIN_REDIAL_SPREAD_MS so agents spread
+    // out; a failure backs off: attempt n waits up to base * 2^(n+1), so even the first retries
+    // of agents cut off together spread over two seconds.
+    const waitMs = redialAtOnce
+      ? Math.random() * DRAIN_REDIAL_SPREAD_MS
+      : Math.random() * Math.min(backoff.maxMs, backoff.baseMs * 2 ** (attempt + 1));
+    if (!redialAtOnce) attempt = Math.min(attempt + 1, 30);
     opts.logger.debug("redialling after backoff", { waitMs: Math.round(waitMs), attempt });
     await sleep(waitMs, opts.signal);
   }

@@ -2,7 +2,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { Identity } from "../auth/index.ts";
-import { ArcError, BadGateway, isPeerHangup, statusResponse } from "../kube/index.ts";
+import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup, statusResponse } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
   endToEndHeaders, firstHeader, joinLongHeaders, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,
@@ -68,12 +68,14 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
 
   await new Promise<void>((resolve, reject) => {
     const fail = (error: unknown) =>
-      reject(isPeerHangup(error) || error instanceof ArcError ? error : new BadGateway(
-        `the API server of cluster "${deps.cluster}" could not be reached by the agent (request id ${requestId})`, { cause: error },
+      reject(isPeerHangup(error) || error instanceof ArcError ? error : new ApiServerUnavailable(
+        `the API server of cluster "${deps.cluster}" could not be reached by the agent (request id ${requestId}): ` +
+          `${(error as Error).message}; check that the API server is up, and the agent's --kubeconfig or in-cluster address`,
+        { cause: error },
       ));
     upstreamReq.once("error", fail);
-    upstreamReq.once("timeout", () => upstreamReq.destroy(new BadGateway(
-      `the API server of cluster "${deps.cluster}" did not answer in time (request id ${requestId})`,
+    upstreamReq.once("timeout", () => upstreamReq.destroy(new UpstreamTimeout(
+      `the API server of cluster "${deps.cluster}" did not answer within ${(upgrade ? timeouts.UPGRADE_TIMEOUT_MS : timeouts.RESPONSE_HEADERS_TIMEOUT_MS) / 1000}s (request id ${requestId})`,
     )));
     stream.once("close", () => upstreamReq.destroy());
 

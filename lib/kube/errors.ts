@@ -58,6 +58,12 @@ export class AgentNotConnected extends ArcError {
   override readonly reason = "ServiceUnavailable";
 }
 
+/** The cluster's API server does not answer the agent (down, restarting, unreachable). */
+export class ApiServerUnavailable extends ArcError {
+  override readonly status = 503;
+  override readonly reason = "ServiceUnavailable";
+}
+
 /**
  * The relay (or arcproxy) is shutting down and takes no new request; the request never reached the
  * cluster, so it is safe to send again (arcproxy and client-go do, after `Retry-After`).

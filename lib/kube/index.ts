@@ -1,6 +1,6 @@
 export {
   ArcError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests,
-  BadGateway, AgentNotConnected, ShuttingDown, RequestHeaderFieldsTooLarge, UpstreamTimeout, isPeerHangup,
+  BadGateway, AgentNotConnected, ApiServerUnavailable, ShuttingDown, RequestHeaderFieldsTooLarge, UpstreamTimeout, isPeerHangup,
 } from "./errors.ts";
 export { toStatus, statusOf, statusResponse, writeStatusResponse, writeStatusToSocket } from "./status.ts";
 export type { KubeStatus } from "./status.ts";

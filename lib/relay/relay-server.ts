@@ -68,6 +68,8 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 const HEADERS_TIMEOUT_MS = 60_000;
 /** An idle keep-alive connection is closed after this; above common load balancers' 60 s. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** TCP keepalive probes on every connection start after this much silence. */
+const TCP_KEEPALIVE_MS = 30_000;
 
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
@@ -85,6 +87,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   server.requestTimeout = 0;
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  // Long quiet streams (an idle exec, a watch with nothing to say) must not look dead to a NAT
+  // or a load balancer between the user and the relay.
+  server.on("connection", (socket: import("node:net").Socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (socket.writable && error.code !== "ECONNRESET") socket.end(renderParseErrorResponse(error, "arcrelay"));
     else socket.destroy();

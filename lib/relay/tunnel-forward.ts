@@ -42,11 +42,21 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     (headers) => {
       res.writeHead(Number(headers[":status"]), stripTunnelHeaders(endToEndHeaders(headers)));
       res.flushHeaders();
-      stream.pipe(res);
+      // The end is ours to decide: a stream that "ends" because its tunnel died (Bun ends every
+      // stream of a destroyed session with NO_ERROR) must cut the client's response, never finish
+      // it as if complete, whatever state its backpressure is in.
+      const declared = Number(headers["content-length"] ?? NaN);
+      let forwarded = 0;
+      stream.on("data", (chunk: Buffer) => { forwarded += chunk.length; });
+      stream.pipe(res, { end: false });
+      stream.once("end", () => {
+        const complete = Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed;
+        if (complete) res.end();
+        else res.destroy();
+      });
       stream.once("error", () => res.destroy());
-      // A reset stream (the agent died, or the tunnel did) emits only 'close': cut the client's
-      // response so it sees the failure, whatever state its backpressure is in. Bun may close a
-      // stream that ended cleanly before its last bytes are read, so a clean close is left alone.
+      // A reset stream emits only 'close'. (Bun may close a stream that ended cleanly before its
+      // last bytes are read, so only a reset code counts here; a clean end comes through 'end'.)
       stream.once("close", () => {
         if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
       });

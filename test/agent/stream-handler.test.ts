@@ -458,7 +458,7 @@ describe("an upgrade (exec, attach, port-forward)", () => {
 });
 
 describe("an unreachable API server", () => {
-  test("502 Status naming the cluster and the request id", async () => {
+  test("503 ServiceUnavailable Status naming the cluster, the request id and what to check", async () => {
     const closed = http.createServer();
     closed.listen(0, "127.0.0.1");
     await once(closed, "listening");
@@ -470,9 +470,10 @@ describe("an unreachable API server", () => {
     const deadTunnel = await startTunnel(deadUpstream, issuer, lines);
     try {
       const response = await tunnelRequest(deadTunnel.client, { authorization: await userBearer() });
-      expect(response.status).toBe(502);
+      expect(response.status).toBe(503);
       const status = JSON.parse(response.body) as { kind: string; code: number; message: string };
-      expect(status).toMatchObject({ kind: "Status", code: 502 });
+      expect(status).toMatchObject({ kind: "Status", code: 503, reason: "ServiceUnavailable" });
+      expect(status.message).toContain("check that the API server is up");
       expect(status.message).toContain(`cluster "${CLUSTER}"`);
       expect(status.message).toContain("req-42");
       expect(lines.join("\n")).toContain("request failed");

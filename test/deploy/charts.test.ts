@@ -115,11 +115,12 @@ describe("the relay chart", () => {
     expect(r.stderr).toContain(message);
   });
 
-  test("serves TLS from the Secret, keeps its data on a claim that survives uninstall, and probes /healthz", async () => {
+  test("serves TLS from the Secret, keeps its data on a claim that survives uninstall, and probes readiness and liveness apart", async () => {
     const docs = await render(RELAY, RELAY_VALUES);
     const pod = docs.find((d) => d.kind === "Deployment")!.spec!.template.spec;
     expect(pod.containers[0].args).toEqual(expect.arrayContaining(["--tls-cert", "/etc/arcrelay/tls/tls.crt", "--public-url", "https://relay.example.com"]));
-    expect(pod.containers[0].readinessProbe.httpGet).toEqual({ path: "/healthz", port: "https", scheme: "HTTPS" });
+    expect(pod.containers[0].readinessProbe.httpGet).toEqual({ path: "/readyz", port: "https", scheme: "HTTPS" });
+    expect(pod.containers[0].livenessProbe.httpGet).toEqual({ path: "/livez", port: "https", scheme: "HTTPS" });
     expect(pod.securityContext.fsGroup).toBe(65532);
     expect(docs.find((d) => d.kind === "PersistentVolumeClaim")).toMatchObject({ metadata: { annotations: { "helm.sh/resource-policy": "keep" } } });
   });

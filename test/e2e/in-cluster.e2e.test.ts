@@ -249,7 +249,7 @@ describe("agent restarts", () => {
 });
 
 describe("the relay as users deploy it", () => {
-  test("its image runs from its chart and turns Ready once /healthz answers over TLS", async () => {
+  test("its image runs from its chart and turns Ready once /readyz answers over TLS", async () => {
     const ref = await provideImage(cluster, "arcrelay");
     const [repository, tag] = ref.split(/:(?=[^:]+$)/) as [string, string];
     const { certPem, keyPem } = await createSessionCertificate();
@@ -261,7 +261,7 @@ describe("the relay as users deploy it", () => {
       "--set", "publicUrl=https://relay.example.com", "--set", "tls.existingSecret=arcrelay-tls", "--set", "persistence.enabled=false",
       "--set", `image.repository=${repository}`, "--set-string", `image.tag=${tag}`, "--set", "image.pullPolicy=Never"], { cluster, dir });
     const ready = await adminKubectl(cluster, ["get", "pods", "-n", "relay", "-l", "app.kubernetes.io/name=arcrelay", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
-    expect(ready).toBe("True"); // the kubelet's HTTPS readiness probe on /healthz passed
+    expect(ready).toBe("True"); // the kubelet's HTTPS readiness probe on /readyz passed
     expect(await adminKubectl(cluster, ["logs", "-n", "relay", "deploy/arcrelay"])).toContain('"msg":"relay listening"');
     // The image holds nothing but the binary, and its admin commands work in place.
     const added = await adminKubectl(cluster, ["exec", "-n", "relay", "deploy/arcrelay", "--", "arcrelay", "cluster", "add", "from-the-pod", "--data-dir", "/data"]);

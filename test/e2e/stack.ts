@@ -24,7 +24,10 @@ export interface CommandResult {
 
 /** A relay on loopback with one registered cluster, and the commands users and admins run against it. */
 export interface RelayStack {
+  /** Where the relay listens (users are sent here). */
   relayUrl: string;
+  /** The URL agents dial and tokens name (`--public-url`): relayUrl unless a proxy sits in front. */
+  publicUrl: string;
   dataDir: string;
   dir: string;
   cluster: string;
@@ -42,14 +45,36 @@ export interface RelayStack {
   /** The state `arcrelay cluster list` shows for the cluster. */
   clusterState(): Promise<string | undefined>;
   waitForAgent(state: "connected" | "offline", timeoutMs?: number): Promise<void>;
+  /** Stops the relay with `signal` (SIGTERM drains) and waits for it to exit; resolves with its exit code. */
+  stopRelay(signal?: "SIGTERM" | "SIGKILL"): Promise<number>;
+  /** Starts the relay again on the same port and data dir, and waits until it answers. */
+  startRelay(): Promise<void>;
+  /** The relay process's id (for memory figures). */
+  relayPid(): number | undefined;
   stop(): Promise<void>;
 }
 
 /** A relay plus an agent run from source on this machine. */
 export interface Stack extends RelayStack {
   agentLog(): string;
-  startAgent(extraArgs?: string[]): Promise<void>;
-  stopAgent(): Promise<void>;
+  /** Starts the agent (enrolling on its first start); `env` adds to its environment (e.g. HTTPS_PROXY). */
+  startAgent(extraArgs?: string[], env?: Record<string, string>): Promise<void>;
+  /** SIGTERM (a graceful drain) by default; SIGKILL is `kill -9`. Resolves once it exited. */
+  stopAgent(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  agentPid(): number | undefined;
+}
+
+export interface RelayStackOptions {
+  cluster?: string;
+  /** The relay's public URL (default: its own address), e.g. a fault-injection proxy in front of it. */
+  publicUrl?: (relayUrl: string) => Promise<string> | string;
+  /** More `arcrelay serve` flags (timeouts, liveness). */
+  relayArgs?: string[];
+}
+
+export interface StackOptions extends RelayStackOptions {
+  /** The URL the agent dials (default: the relay's public URL). */
+  agentRelayUrl?: string;
 }
 
 interface Proc {
@@ -57,9 +82,8 @@ interface Proc {
   log: string[];
 }
 
-function spawnLogged(cmd: string[], env: Record<string, string> = {}): Proc {
+function spawnLogged(cmd: string[], env: Record<string, string> = {}, log: string[] = []): Proc {
   const proc = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  const log: string[] = [];
   const drain = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
     for await (const chunk of stream) log.push(decoder.decode(chunk));
@@ -110,14 +134,25 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts arcrelay from source on a free loopback port and registers `cluster` (default "demo"). */
-export async function startRelayStack(opts: { cluster?: string } = {}): Promise<RelayStack> {
+export async function startRelayStack(opts: RelayStackOptions = {}): Promise<RelayStack> {
   const dir = await mkdtemp(join(tmpdir(), "arc-e2e-"));
   const dataDir = join(dir, "relay-data");
   const cluster = opts.cluster ?? "demo";
   const port = await freePort();
   const relayUrl = `http://127.0.0.1:${port}`;
-  const relay = spawnLogged([BUN, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--insecure-http", "--log-level", "debug"]);
-  await waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000);
+  const publicUrl = opts.publicUrl ? await opts.publicUrl(relayUrl) : relayUrl;
+  const relayLog: string[] = [];
+  let relay: Proc | undefined;
+  const startRelay = async () => {
+    relay = spawnLogged([BUN, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--insecure-http",
+      "--public-url", publicUrl, "--log-level", "debug", "--shutdown-delay", "0", ...(opts.relayArgs ?? [])], {}, relayLog);
+    const started = relay;
+    await waitFor("relay /healthz", async () => {
+      if (started.proc.exitCode !== null) throw new Error(`the relay exited (${started.proc.exitCode}) before it answered:\n${relayLog.join("").slice(-2000)}`);
+      return (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true;
+    }, 60_000);
+  };
+  await startRelay();
 
   const arcrelay = (args: string[]) => run([BUN, "cmd/arcrelay.ts", ...args, "--data-dir", dataDir]);
   const added = await arcrelay(["cluster", "add", cluster]);
@@ -128,9 +163,9 @@ export async function startRelayStack(opts: { cluster?: string } = {}): Promise<
   };
   const arcproxyArgv = (token: string) => [BUN, "cmd/arcproxy.ts", "--relay", relayUrl, "--cluster", cluster, "--port", "0", "--token", token];
   return {
-    relayUrl, dataDir, dir, cluster,
+    relayUrl, publicUrl, dataDir, dir, cluster,
     enrollToken: added.stdout.trim().split("\n").at(-1)!,
-    relayLog: () => relay.log.join(""),
+    relayLog: () => relayLog.join(""),
     arcrelay,
     async userToken(user, groups = [], ttl = "1h") {
       const r = await arcrelay(["token", "create", "--user", user, ...groups.flatMap((g) => ["--group", g]), "--ttl", ttl]);
@@ -153,33 +188,42 @@ export async function startRelayStack(opts: { cluster?: string } = {}): Promise<
         return state === "connected" ? now === "connected" : now !== "connected";
       }, timeoutMs);
     },
+    async stopRelay(signal = "SIGTERM") {
+      relay?.proc.kill(signal);
+      return (await relay?.proc.exited) ?? 0;
+    },
+    startRelay,
+    relayPid: () => relay?.proc.pid,
     async stop() {
-      relay.proc.kill("SIGTERM");
-      await relay.proc.exited;
+      relay?.proc.kill("SIGTERM");
+      await relay?.proc.exited;
       await rm(dir, { recursive: true, force: true });
     },
   };
 }
 
 /** A relay plus an agent (from source, on this machine) serving `target`. */
-export async function startStack(target: KubeTarget, opts: { cluster?: string } = {}): Promise<Stack> {
+export async function startStack(target: KubeTarget, opts: StackOptions = {}): Promise<Stack> {
   const relay = await startRelayStack(opts);
+  const publicUrl = relay.publicUrl;
   const kubeconfig = join(relay.dir, "agent.kubeconfig");
   await writeKubeconfig(kubeconfig, { server: target.server, caFile: target.caFile, userName: "agent", user: { token: target.agentToken } });
   let enrollToken: string | undefined = relay.enrollToken;
   let agent: Proc | undefined;
+  const agentLog: string[] = [];
   return {
     ...relay,
-    agentLog: () => agent?.log.join("") ?? "",
-    async startAgent(extraArgs = []) {
-      const args = [BUN, "cmd/arcagent.ts", "--relay", relay.relayUrl, "--cluster", relay.cluster, "--state-dir", join(relay.dir, "agent-state"), "--kubeconfig", kubeconfig, "--log-level", "debug", ...extraArgs];
+    agentLog: () => agentLog.join(""),
+    agentPid: () => agent?.proc.pid,
+    async startAgent(extraArgs = [], env = {}) {
+      const args = [BUN, "cmd/arcagent.ts", "--relay", opts.agentRelayUrl ?? publicUrl, "--cluster", relay.cluster, "--state-dir", join(relay.dir, "agent-state"), "--kubeconfig", kubeconfig, "--log-level", "debug", ...extraArgs];
       if (enrollToken) args.push("--enroll-token", enrollToken);
       enrollToken = undefined;
-      agent = spawnLogged(args);
+      agent = spawnLogged(args, env, agentLog);
     },
-    async stopAgent() {
+    async stopAgent(signal = "SIGTERM") {
       if (!agent) return;
-      agent.proc.kill("SIGTERM");
+      agent.proc.kill(signal);
       await agent.proc.exited;
     },
     async stop() {

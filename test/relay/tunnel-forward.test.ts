@@ -231,7 +231,7 @@ describe("one tunnel, many readers", () => {
     });
     const stalled = await rawConnect(front.port, `GET /big?size=${stalledSize} HTTP/1.1\r\nHost: relay\r\n\r\n`);
     stalled.pause(); // never reads: the pager that was never scrolled
-    await sleep(300);
+    await within("the stalled response to start", new Promise((resolve) => stalled.once("readable", resolve)));
     const other = await within("the other large response", httpRequest(front.port, { path: `/other?size=${otherSize}` }), 10_000);
     expect(other.status).toBe(200);
     expect(other.body.length).toBe(otherSize);
@@ -240,6 +240,7 @@ describe("one tunnel, many readers", () => {
     stalled.destroy();
   }, 30_000);
 
+  // The kill -9 of an agent process (the kernel's RST) is in test/e2e/faults.e2e.test.ts: Bun cannot send an RST itself.
   test("a dead tunnel cuts a response whose reader had stopped reading, at once", async () => {
     const { pair, front } = await setup((stream) => {
       stream.respond({ ":status": 200, "content-length": String(64 * 1024 * 1024) });
@@ -249,8 +250,8 @@ describe("one tunnel, many readers", () => {
     const slow = await rawConnect(front.port, "GET /list HTTP/1.1\r\nHost: relay\r\n\r\n");
     slow.pause();
     const closed = new Promise<void>((resolve) => slow.once("close", () => resolve()));
-    await sleep(300);
-    pair.agentWs.terminate(); // kill -9 of the agent, as the relay sees it
+    await within("the response to start", new Promise((resolve) => slow.once("readable", resolve)));
+    pair.agentWs.terminate(); // the agent's side of the tunnel is gone
     slow.resume(); // drain what the relay already had; then the socket must end, not hang
     slow.on("data", () => {});
     await within("the client's connection to be cut", closed, 5_000);

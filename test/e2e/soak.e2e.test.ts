@@ -1,0 +1,198 @@
+// Soak: mixed requests, watches and execs through a long-running arcproxy, relay and agent against a
+// whole cluster, with the agent restarted every 30 s (SIGTERM and SIGKILL in turn). Fails if any
+// request hangs past its bound or if the relay's or arcproxy's memory keeps growing after warm-up.
+// 3 minutes in CI; SOAK_MINUTES=30 for a longer run by hand. Figures: bench/BENCHMARKS.md.
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
+import { startStack, waitFor, type Stack } from "./stack.ts";
+
+const MINUTES = Number(process.env.SOAK_MINUTES ?? 3);
+const WARM_UP_MS = 60_000;
+const AGENT_RESTART_EVERY_MS = 30_000;
+const SAMPLE_EVERY_MS = 5_000;
+/** No request may take longer than this, agent restarts included (each waits at most --agent-wait). */
+const REQUEST_BOUND_MS = 20_000;
+const ROOT = join(import.meta.dir, "..", "..");
+setDefaultTimeout(MINUTES * 60_000 + 120_000);
+
+let dir: string;
+let cluster: KubeCluster;
+let stack: Stack;
+let proxy: ReturnType<typeof Bun.spawn>;
+let base: string;
+let tls: { ca: string };
+let session: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "arc-soak-"));
+  cluster = await startKubeCluster({ dir: join(dir, "kube"), log: (l) => console.error(l), manifests: [join(ROOT, "deploy", "agent.yaml")] });
+  await applyManifest(cluster, "soak.yaml", `apiVersion: v1
+kind: Namespace
+metadata: {name: soak}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: soaker-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: soaker}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shell, namespace: soak}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: main, image: ${cluster.node!.testImage}, imagePullPolicy: Never, command: ["sleep", "100000"]}]
+`);
+  await adminKubectl(cluster, ["wait", "--for=condition=Ready", "pod/shell", "-n", "soak", "--timeout=60s"]);
+  const agent = await createServiceAccountKubeconfig(cluster, { namespace: "cluster-connect", serviceAccount: "arcagent", out: join(dir, "agent.kubeconfig") });
+  stack = await startStack({ server: cluster.server, caFile: cluster.caFile, agentToken: agent.token });
+  await stack.startAgent();
+  await stack.waitForAgent("connected");
+  const token = await stack.userToken("soaker", [], "2h");
+  await stack.grant("user:soaker");
+  const kubeconfig = join(dir, "soaker.kubeconfig");
+  proxy = Bun.spawn([process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", token, "--kubeconfig-out", kubeconfig], {
+    cwd: ROOT, stdout: "pipe", stderr: "pipe",
+  });
+  await waitFor("arcproxy's kubeconfig", async () => (await Bun.file(kubeconfig).exists()), 30_000);
+  const config = parse(await readFile(kubeconfig, "utf8"));
+  base = config.clusters[0].cluster.server;
+  tls = { ca: Buffer.from(config.clusters[0].cluster["certificate-authority-data"], "base64").toString() };
+  session = config.users[0].user.token;
+}, 40 * 60_000);
+
+afterAll(async () => {
+  proxy?.kill("SIGTERM");
+  await proxy?.exited;
+  await stack?.stop();
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function rssMiB(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb ? Number(kb) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: [number, number][]): number {
+  const n = points.length;
+  const mx = points.reduce((s, [x]) => s + x, 0) / n;
+  const my = points.reduce((s, [, y]) => s + y, 0) / n;
+  const num = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
+  const den = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
+}
+
+test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent restart every 30 s`, async () => {
+  const started = Date.now();
+  const until = started + MINUTES * 60_000;
+  const samples: { at: number; relay?: number; agent?: number; arcproxy?: number }[] = [];
+  const counts = { ok: 0, unavailable: 0, other: 0, execs: 0, watchEvents: 0, restarts: 0 };
+  const hung: string[] = [];
+
+  const bounded = async (what: string, run: (signal: AbortSignal) => Promise<void>) => {
+    const began = Date.now();
+    try {
+      await run(AbortSignal.timeout(REQUEST_BOUND_MS));
+    } catch (error) {
+      if ((error as Error).name === "TimeoutError") hung.push(`${what} after ${Date.now() - began} ms`);
+      else counts.other += 1;
+    }
+  };
+  const get = (signal: AbortSignal) => fetch(`${base}/api/v1/namespaces/soak/configmaps`, { headers: { authorization: `Bearer ${session}` }, tls, signal } as RequestInit)
+    .then(async (res) => {
+      await res.arrayBuffer();
+      if (res.ok) counts.ok += 1;
+      else if (res.status === 503) counts.unavailable += 1;
+      else counts.other += 1;
+    });
+
+  const workers = Array.from({ length: 8 }, async (_, i) => {
+    while (Date.now() < until) {
+      if (i === 0) {
+        // Writes that the watcher sees; created and deleted, so the LIST stays small.
+        await bounded("a ConfigMap write", async (signal) => {
+          const name = `soak-${Date.now()}`;
+          const headers = { authorization: `Bearer ${session}`, "content-type": "application/json" };
+          const made = await fetch(`${base}/api/v1/namespaces/soak/configmaps`, {
+            method: "POST", headers, tls, signal, body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name } }),
+          } as RequestInit);
+          await made.arrayBuffer();
+          const gone = await fetch(`${base}/api/v1/namespaces/soak/configmaps/${name}`, { method: "DELETE", headers, tls, signal } as RequestInit);
+          await gone.arrayBuffer();
+        });
+      }
+      await bounded("a LIST", get);
+    }
+  });
+  const watcher = (async () => {
+    while (Date.now() < until) {
+      // A watch may last as long as it likes; only its start is bounded.
+      const res = await fetch(`${base}/api/v1/namespaces/soak/configmaps?watch=true&timeoutSeconds=20`, { headers: { authorization: `Bearer ${session}` }, tls, signal: AbortSignal.timeout(60_000) } as RequestInit).catch(() => undefined);
+      if (!res?.body) continue;
+      try {
+        for await (const chunk of res.body) counts.watchEvents += new TextDecoder().decode(chunk).split("\n").filter(Boolean).length;
+      } catch {
+        // cut by an agent restart: watch again
+      }
+    }
+  })();
+  const execs = (async () => {
+    while (Date.now() < until) {
+      await bounded("an exec", async (signal) => {
+        const proc = Bun.spawn([cluster.kubectl, "exec", "shell", "-n", "soak", "--", "echo", "soak"], {
+          env: { ...process.env, KUBECONFIG: join(dir, "soaker.kubeconfig") }, stdout: "pipe", stderr: "pipe",
+        });
+        signal.addEventListener("abort", () => proc.kill("SIGKILL"));
+        await proc.exited;
+        if (signal.aborted) throw Object.assign(new Error("exec hung"), { name: "TimeoutError" });
+        counts.execs += 1;
+      });
+    }
+  })();
+  const restarts = (async () => {
+    let nextKill = true;
+    while (Date.now() + AGENT_RESTART_EVERY_MS < until) {
+      await new Promise((resolve) => setTimeout(resolve, AGENT_RESTART_EVERY_MS));
+      await stack.stopAgent(nextKill ? "SIGKILL" : "SIGTERM");
+      nextKill = !nextKill;
+      await stack.startAgent();
+      counts.restarts += 1;
+    }
+  })();
+  const sampler = (async () => {
+    while (Date.now() < until) {
+      samples.push({ at: Date.now() - started, relay: rssMiB(stack.relayPid()), agent: rssMiB(stack.agentPid()), arcproxy: rssMiB(proxy.pid) });
+      await new Promise((resolve) => setTimeout(resolve, SAMPLE_EVERY_MS));
+    }
+  })();
+  await Promise.all([...workers, watcher, execs, restarts, sampler]);
+
+  const after = (key: "relay" | "arcproxy") => samples.filter((s) => s.at >= WARM_UP_MS && s[key] !== undefined).map((s) => [s.at / 60_000, s[key]!] as [number, number]);
+  const figure = (key: "relay" | "agent" | "arcproxy") => {
+    const values = samples.map((s) => s[key]).filter((v): v is number => v !== undefined);
+    const warm = samples.find((s) => s.at >= WARM_UP_MS)?.[key];
+    return `${values[0]?.toFixed(0)} MiB at start, ${warm?.toFixed(0)} after warm-up, ${values.at(-1)?.toFixed(0)} at the end`;
+  };
+  console.error(`[soak] ${MINUTES} min: ${counts.ok} LISTs ok, ${counts.unavailable} answered 503 during agent restarts, ${counts.other} other failures, ${counts.execs} execs, ${counts.watchEvents} watch events, ${counts.restarts} agent restarts`);
+  console.error(`[soak] RSS relay: ${figure("relay")}; arcproxy: ${figure("arcproxy")}; agent (restarted every 30 s): ${figure("agent")}`);
+  console.error(`[soak] RSS slope after warm-up: relay ${slope(after("relay")).toFixed(1)} MiB/min, arcproxy ${slope(after("arcproxy")).toFixed(1)} MiB/min`);
+
+  expect(hung).toEqual([]);
+  expect(counts.ok).toBeGreaterThan(100);
+  expect(counts.execs).toBeGreaterThan(5);
+  // Growth that does not level off: more than 5 MiB a minute after warm-up.
+  expect(slope(after("relay"))).toBeLessThan(5);
+  expect(slope(after("arcproxy"))).toBeLessThan(5);
+});
