@@ -7,6 +7,7 @@ import {
 } from "../lib/agent/index.ts";
 import { loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
+import { ConfigError } from "../lib/errors/index.ts";
 
 /** Where the agent is and where it keeps its key: shared by the agent and `rotate-key`. */
 const agentIdentityArgs = {
@@ -21,7 +22,7 @@ const agentIdentityArgs = {
 
 function keyStoreFrom(args: { "state-dir"?: string; "state-secret"?: string; kubeconfig?: string; context?: string }): AgentKeyStore {
   if (Boolean(args["state-dir"]) === Boolean(args["state-secret"])) {
-    throw new TypeError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
+    throw new ConfigError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
   }
   return args["state-secret"]
     ? createSecretKeyStore(loadUpstream({ kubeconfig: args.kubeconfig, context: args.context }), args["state-secret"])

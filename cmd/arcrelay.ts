@@ -9,6 +9,7 @@ import {
 } from "../lib/relay/index.ts";
 import { loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
+import { ConfigError } from "../lib/errors/index.ts";
 
 const dataDirArg = {
   "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
@@ -43,12 +44,12 @@ const serve = defineCommand({
   },
   async run({ args }) {
     const { host, port } = parseListen(args.listen);
-    if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new TypeError("--tls-cert and --tls-key go together");
-    if (!args["tls-cert"] && !args["insecure-http"]) throw new TypeError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
+    if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new ConfigError("--tls-cert and --tls-key go together");
+    if (!args["tls-cert"] && !args["insecure-http"]) throw new ConfigError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const maxRequestsPerUser = Number(args["max-requests-per-user"]);
     if (!Number.isInteger(maxRequestsPerUser) || maxRequestsPerUser < 1) {
-      throw new TypeError(`--max-requests-per-user ${JSON.stringify(args["max-requests-per-user"])}: use a whole number of at least 1`);
+      throw new ConfigError(`--max-requests-per-user ${JSON.stringify(args["max-requests-per-user"])}: use a whole number of at least 1`);
     }
     const shutdown = {
       delayMs: parseDurationMs("shutdown-delay", args["shutdown-delay"], true),
@@ -81,14 +82,14 @@ const adminTargetArgs = {
 
 function adminTarget(args: { "data-dir"?: string; relay?: string; token?: string; "relay-ca"?: string }): AdminTarget {
   if (Boolean(args["data-dir"]) === Boolean(args.relay)) {
-    throw new TypeError("pass exactly one of --data-dir DIR (on the relay host) or --relay URL (remotely, with --token or ARC_TOKEN)");
+    throw new ConfigError("pass exactly one of --data-dir DIR (on the relay host) or --relay URL (remotely, with --token or ARC_TOKEN)");
   }
   if (args["data-dir"]) {
-    if (args.token || args["relay-ca"]) throw new TypeError("--token and --relay-ca go with --relay, not with --data-dir");
+    if (args.token || args["relay-ca"]) throw new ConfigError("--token and --relay-ca go with --relay, not with --data-dir");
     return { dataDir: args["data-dir"] };
   }
   const token = args.token || process.env.ARC_TOKEN;
-  if (!token) throw new TypeError("--relay needs a user token with an admin grant: pass --token or set ARC_TOKEN");
+  if (!token) throw new ConfigError("--relay needs a user token with an admin grant: pass --token or set ARC_TOKEN");
   return { relayUrl: args.relay!, token, caFile: args["relay-ca"] };
 }
 
@@ -184,7 +185,7 @@ const grantAdd = defineCommand({
   meta: { name: "add", description: "Grant a principal a role on a cluster" },
   args: { ...grantArgs, role: { ...grantArgs.role, default: "cluster-user" } },
   async run({ args }) {
-    if (!args.principal || !args.cluster) throw new TypeError("grant add needs --principal and --cluster");
+    if (!args.principal || !args.cluster) throw new ConfigError("grant add needs --principal and --cluster");
     parsePrincipal(args.principal);
     const cluster = args.cluster === "*" ? "*" : validateClusterName(args.cluster);
     const role = parseRole(args.role);
@@ -206,7 +207,7 @@ const grantRemove = defineCommand({
   meta: { name: "remove", description: "Remove grants matching --id, or --principal/--cluster/--role" },
   args: { id: { type: "string" }, ...grantArgs },
   async run({ args }) {
-    if (!args.id && !args.principal) throw new TypeError("grant remove needs --id or --principal");
+    if (!args.id && !args.principal) throw new ConfigError("grant remove needs --id or --principal");
     const match = { id: args.id, principal: args.principal, cluster: args.cluster, role: args.role ? parseRole(args.role) : undefined };
     const removed = await withAdminOperations(adminTarget(args), (ops) => ops.removeGrants(match));
     process.stdout.write(`removed ${removed} grant(s)\n`);
@@ -217,7 +218,7 @@ const grantRemove = defineCommand({
 function parseListen(listen: string): { host: string; port: number } {
   const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
   const port = Number(match?.[2]);
-  if (!match || port > 65535) throw new TypeError(`--listen ${JSON.stringify(listen)}: use HOST:PORT, e.g. 0.0.0.0:8443`);
+  if (!match || port > 65535) throw new ConfigError(`--listen ${JSON.stringify(listen)}: use HOST:PORT, e.g. 0.0.0.0:8443`);
   return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
 }
 

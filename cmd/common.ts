@@ -2,6 +2,7 @@
 import { runCommand, runMain, type CommandDef } from "citty";
 import ms from "ms";
 import { createLogger, type Logger, type LogLevel } from "../lib/observe/index.ts";
+import { ConfigError } from "../lib/errors/index.ts";
 
 declare const VERSION: string | undefined;
 /** Stamped by scripts/build.ts; "dev" when run from source. */
@@ -9,15 +10,15 @@ export const version: string = typeof VERSION === "string" ? VERSION : "dev";
 
 export function loggerFor(component: string, level: string | undefined): Logger {
   const levels: LogLevel[] = ["debug", "info", "warn", "error"];
-  if (level && !levels.includes(level as LogLevel)) throw new TypeError(`--log-level ${level}: use one of ${levels.join(", ")}`);
+  if (level && !levels.includes(level as LogLevel)) throw new ConfigError(`--log-level ${level}: use one of ${levels.join(", ")}`);
   return createLogger({ component, level: (level as LogLevel | undefined) ?? "info" });
 }
 
-/** `500ms`, `2s`, `1m` -> milliseconds; `0` allowed when `allowZero`. Throws TypeError naming the flag. */
+/** `500ms`, `2s`, `1m` -> milliseconds; `0` allowed when `allowZero`. Throws ConfigError naming the flag. */
 export function parseDurationMs(flag: string, value: string, allowZero = false): number {
   const millis = value === "0" ? 0 : ms(value as ms.StringValue);
   if (typeof millis !== "number" || !Number.isFinite(millis) || millis < 0 || (millis === 0 && !allowZero)) {
-    throw new TypeError(`--${flag} ${JSON.stringify(value)} is not a duration: use e.g. 500ms, 2s or 1m${allowZero ? " (or 0)" : ""}`);
+    throw new ConfigError(`--${flag} ${JSON.stringify(value)} is not a duration: use e.g. 500ms, 2s or 1m${allowZero ? " (or 0)" : ""}`);
   }
   return millis;
 }
@@ -26,7 +27,7 @@ export function parseDurationMs(flag: string, value: string, allowZero = false):
 export function parseDurationSeconds(flag: string, value: string): number {
   const millis = ms(value as ms.StringValue);
   if (typeof millis !== "number" || !Number.isFinite(millis) || millis <= 0) {
-    throw new TypeError(`--${flag} ${JSON.stringify(value)} is not a duration: use e.g. 90s, 15m, 1h or 7d`);
+    throw new ConfigError(`--${flag} ${JSON.stringify(value)} is not a duration: use e.g. 90s, 15m, 1h or 7d`);
   }
   return Math.round(millis / 1000);
 }

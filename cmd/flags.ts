@@ -1,6 +1,7 @@
 // Flag fragments shared by the cluster-connect commands.
 import type { ArgDef } from "citty";
 import { parseDurationMs } from "./common.ts";
+import { ConfigError } from "../lib/errors/index.ts";
 
 export const logLevelArgs = {
   "log-level": {
@@ -47,7 +48,7 @@ export function tunnelLiveness(args: { "tunnel-ping-interval": string; "tunnel-d
   const pingIntervalMs = parseDurationMs("tunnel-ping-interval", args["tunnel-ping-interval"]);
   const deadAfterMs = parseDurationMs("tunnel-dead-after", args["tunnel-dead-after"]);
   if (deadAfterMs <= pingIntervalMs) {
-    throw new TypeError(`--tunnel-dead-after (${args["tunnel-dead-after"]}) must be longer than --tunnel-ping-interval (${args["tunnel-ping-interval"]})`);
+    throw new ConfigError(`--tunnel-dead-after (${args["tunnel-dead-after"]}) must be longer than --tunnel-ping-interval (${args["tunnel-ping-interval"]})`);
   }
   return { pingIntervalMs, deadAfterMs };
 }

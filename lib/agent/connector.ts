@@ -1,7 +1,7 @@
 // Keeps one outbound tunnel to the relay: dial, serve until it drops, back off, dial again.
 import WebSocket from "ws";
 import { signAgentToken } from "../auth/index.ts";
-import { isPeerHangup, Unauthorized } from "../kube/index.ts";
+import { isPeerHangup, Unauthorized } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
   createWebSocketDuplex, protocol, serveTunnel, timeouts, type TunnelHeaders, type TunnelServer, type TunnelServerStream,

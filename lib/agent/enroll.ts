@@ -1,6 +1,6 @@
 // First start: trade the one-time enrollment token for a registered Ed25519 key.
 import type { JWK } from "jose";
-import { ArcError, Unauthorized } from "../kube/index.ts";
+import { ArcError, Unauthorized } from "../errors/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
 

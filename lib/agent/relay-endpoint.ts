@@ -2,6 +2,7 @@
 import { isLoopbackHost } from "../kube/index.ts";
 import { readFileSync } from "node:fs";
 import { proxyFor } from "./egress.ts";
+import { ConfigError } from "../errors/index.ts";
 
 export interface RelayEndpoint {
   /** Base URL without trailing slash, e.g. https://relay.example.com */
@@ -16,14 +17,14 @@ export function parseRelayEndpoint(url: string, caFile?: string): RelayEndpoint 
   try {
     parsed = new URL(url);
   } catch {
-    throw new TypeError(`--relay ${JSON.stringify(url)} is not a URL: use https://relay.example.com`);
+    throw new ConfigError(`--relay ${JSON.stringify(url)} is not a URL: use https://relay.example.com`);
   }
   if (parsed.protocol === "http:" && !isLoopbackHost(parsed.hostname)) {
-    throw new TypeError(`--relay ${url}: plain http is only allowed to a loopback relay; use https`);
+    throw new ConfigError(`--relay ${url}: plain http is only allowed to a loopback relay; use https`);
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new TypeError(`--relay ${url}: use an https URL`);
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new ConfigError(`--relay ${url}: use an https URL`);
   if (parsed.search || parsed.hash || parsed.username || parsed.password) {
-    throw new TypeError(`--relay ${url}: give the relay's base URL without query, fragment or credentials`);
+    throw new ConfigError(`--relay ${url}: give the relay's base URL without query, fragment or credentials`);
   }
   // The normalized form (lower-case scheme and host, default port dropped) is also the audience the
   // agent signs for, so it must match the relay's --public-url.

@@ -2,7 +2,8 @@
 import { protocol } from "../tunnel/index.ts";
 import type { JWK } from "jose";
 import { generateSigningKeyPair, signAgentToken } from "../auth/index.ts";
-import { ArcError, Unauthorized, validateClusterName } from "../kube/index.ts";
+import { ArcError, Unauthorized } from "../errors/index.ts";
+import { validateClusterName } from "../kube/index.ts";
 import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
 import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
 

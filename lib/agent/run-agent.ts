@@ -1,7 +1,8 @@
 // The agent's whole life: load or enroll its key, learn whom to trust, keep the tunnel up.
 import { builtinIssuerTrust, createUserTokenVerifier, generateSigningKeyPair, signAgentToken, type TrustedIssuer } from "../auth/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import { Unauthorized, validateClusterName } from "../kube/index.ts";
+import { Unauthorized } from "../errors/index.ts";
+import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
 import { runConnector, type ConnectorOptions, type ReconnectBackoff } from "./connector.ts";

@@ -2,6 +2,7 @@
 import type { AgentKeyStore, AgentKeys } from "./agent-state.ts";
 import { kubeApiRequest, statusMessageOf } from "./kube-api.ts";
 import type { Upstream } from "./upstream.ts";
+import { ConfigError } from "../errors/index.ts";
 
 const DATA_KEY = "agent-key.json";
 
@@ -13,12 +14,12 @@ interface Secret {
 
 /**
  * `ref` is NAMESPACE/NAME of a Secret that already exists (the chart ships it empty, because RBAC
- * cannot limit `create` to one name). Throws TypeError for a malformed ref; load and save throw
+ * cannot limit `create` to one name). Throws ConfigError for a malformed ref; load and save throw
  * with the API server's own message and what to check.
  */
 export function createSecretKeyStore(upstream: Upstream, ref: string): AgentKeyStore {
   const match = /^([a-z0-9-]{1,63})\/([a-z0-9.-]{1,253})$/.exec(ref);
-  if (!match) throw new TypeError(`--state-secret ${JSON.stringify(ref)}: use NAMESPACE/NAME, e.g. cluster-connect/arcagent-key`);
+  if (!match) throw new ConfigError(`--state-secret ${JSON.stringify(ref)}: use NAMESPACE/NAME, e.g. cluster-connect/arcagent-key`);
   const [, namespace, name] = match as unknown as [string, string, string];
   const path = `/api/v1/namespaces/${namespace}/secrets/${name}`;
   const where = `Secret ${namespace}/${name}`;

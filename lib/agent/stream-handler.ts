@@ -2,7 +2,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { Identity } from "../auth/index.ts";
-import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup, statusResponse } from "../kube/index.ts";
+import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
   endToEndHeaders, firstHeader, joinLongHeaders, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,

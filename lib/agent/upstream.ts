@@ -3,6 +3,7 @@ import https from "node:https";
 import http from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
 import { proxyAgentFor } from "./egress.ts";
+import { ConfigError } from "../errors/index.ts";
 
 export interface Upstream {
   /** e.g. https://10.0.0.1:443 */
@@ -32,7 +33,7 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster) {
-    throw new TypeError(
+    throw new ConfigError(
       opts.kubeconfig ? `kubeconfig ${opts.kubeconfig} has no current cluster${opts.context ? ` for context ${opts.context}` : ""}` : "no in-cluster service account found",
     );
   }

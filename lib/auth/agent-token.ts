@@ -1,7 +1,7 @@
 // Short-lived JWTs with which an agent proves, per tunnel connection, which cluster it serves.
 import { randomBytes } from "node:crypto";
 import { decodeJwt, errors, jwtVerify, SignJWT, type JWK, type JWTPayload } from "jose";
-import { Unauthorized } from "../kube/index.ts";
+import { Unauthorized } from "../errors/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import { importPrivateJwk, importPublicJwk } from "./keys.ts";
 

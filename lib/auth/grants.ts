@@ -1,5 +1,5 @@
 // Decides which role an identity holds on a cluster from the relay's access grants.
-import { BadRequest } from "../kube/index.ts";
+import { BadRequest } from "../errors/index.ts";
 
 /** Same values as the store's Role; defined here because auth must not import relay. */
 export type Role = "cluster-user" | "cluster-admin" | "relay-admin";

@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument, type Document } from "yaml";
 import { createLazyJwksUrl, endpointUrlProblem, type DiscoveryOptions } from "./discovery.ts";
 import type { TrustedIssuer } from "./verifier.ts";
+import { ConfigError } from "../errors/index.ts";
 
 /** One entry of `issuers:` in the config file, validated. */
 export interface TrustedIssuerConfig {
@@ -49,9 +50,9 @@ export async function loadIssuerConfig(path: string): Promise<TrustedIssuerConfi
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    throw new TypeError(`${path}: cannot read the issuer config: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`${path}: cannot read the issuer config: ${(error as Error).message}`, { cause: error });
   }
-  if (text.length > MAX_CONFIG_BYTES) throw new TypeError(`${path}: larger than ${MAX_CONFIG_BYTES / 1024} KiB; is this the issuer config?`);
+  if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`${path}: larger than ${MAX_CONFIG_BYTES / 1024} KiB; is this the issuer config?`);
   const configs = parseIssuerConfig(text, path);
   for (const [i, config] of configs.entries()) {
     if (!config.caFile) continue;
@@ -68,11 +69,11 @@ export function parseIssuerConfig(text: string, source: string): TrustedIssuerCo
   const syntaxError = doc.errors[0];
   if (syntaxError) {
     const { line, col } = lineCounter.linePos(syntaxError.pos[0]);
-    throw new TypeError(`${source}:${line}:${col}: not valid YAML: ${syntaxError.message}`);
+    throw new ConfigError(`${source}:${line}:${col}: not valid YAML: ${syntaxError.message}`);
   }
   const fail = (at: Path, message: string): never => {
     const line = lineOf(doc, lineCounter, at);
-    throw new TypeError(`${source}${line ? `:${line}` : ""}: ${formatPath(at)}: ${message}`);
+    throw new ConfigError(`${source}${line ? `:${line}` : ""}: ${formatPath(at)}: ${message}`);
   };
 
   const root: unknown = doc.toJS({ maxAliasCount: 50 });
@@ -178,9 +179,9 @@ async function readCaFile(path: string, field: string): Promise<string> {
   try {
     pem = await readFile(path, "utf8");
   } catch (error) {
-    throw new TypeError(`${field}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`${field}: cannot read ${path}: ${(error as Error).message}`, { cause: error });
   }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new TypeError(`${field}: ${path} holds no PEM certificate`);
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`${field}: ${path} holds no PEM certificate`);
   return pem;
 }
 

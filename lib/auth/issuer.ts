@@ -1,7 +1,7 @@
 // The relay's built-in token issuer: its persisted keys, JWKS, OIDC discovery and user tokens.
 import { randomBytes } from "node:crypto";
 import { SignJWT, type JWK } from "jose";
-import { BadRequest } from "../kube/index.ts";
+import { BadRequest, ConfigError } from "../errors/index.ts";
 import { validateGroupName, validateUserName } from "../kube/index.ts";
 import { generateSigningKeyPair, importPrivateJwk, toPublicJwk } from "./keys.ts";
 import type { TrustedIssuer } from "./verifier.ts";
@@ -56,8 +56,8 @@ function parseIssuerKeys(stored: string): { privateJwk: JWK; publicJwk: JWK } {
 export function createBuiltinIssuer(opts: { issuer: string; audience: string; privateJwk: JWK; publicJwk: JWK }): BuiltinIssuer {
   const { issuer, audience } = opts;
   checkIssuerUrl(issuer);
-  if (!audience) throw new TypeError("built-in issuer: audience is empty");
-  if (typeof opts.publicJwk.kid !== "string") throw new TypeError("built-in issuer: public JWK has no kid");
+  if (!audience) throw new ConfigError("built-in issuer: audience is empty");
+  if (typeof opts.publicJwk.kid !== "string") throw new ConfigError("built-in issuer: public JWK has no kid");
   const publicJwk = toPublicJwk(opts.publicJwk);
   const kid = publicJwk.kid as string;
   let signingKey: Promise<CryptoKey> | undefined;
@@ -120,10 +120,10 @@ function checkIssuerUrl(issuer: string): void {
   try {
     url = new URL(issuer);
   } catch {
-    throw new TypeError(`built-in issuer: ${JSON.stringify(issuer)} is not a URL`);
+    throw new ConfigError(`built-in issuer: ${JSON.stringify(issuer)} is not a URL`);
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError(`built-in issuer: ${issuer} must be an https URL`);
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new ConfigError(`built-in issuer: ${issuer} must be an https URL`);
   // jwks_uri is issuer + path, and `iss` must match verifier config byte for byte.
-  if (issuer.endsWith("/")) throw new TypeError(`built-in issuer: ${issuer} must not end with "/"`);
-  if (url.search || url.hash) throw new TypeError(`built-in issuer: ${issuer} must not have a query or fragment`);
+  if (issuer.endsWith("/")) throw new ConfigError(`built-in issuer: ${issuer} must not end with "/"`);
+  if (url.search || url.hash) throw new ConfigError(`built-in issuer: ${issuer} must not have a query or fragment`);
 }

@@ -3,7 +3,7 @@ import {
   createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, decodeProtectedHeader, errors, jwtVerify,
   type JWK, type JWTPayload, type JWTVerifyGetKey,
 } from "jose";
-import { Unauthorized } from "../kube/index.ts";
+import { Unauthorized, ConfigError } from "../errors/index.ts";
 import { JwksFetchError, createJwksFetch } from "./jwks-fetch.ts";
 import { createVerifiedTokenCache } from "./verified-token-cache.ts";
 
@@ -81,7 +81,7 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
   const byIssuer = new Map<string, TrustedIssuer>();
   for (const trusted of opts.issuers) {
     checkTrustedIssuer(trusted);
-    if (byIssuer.has(trusted.issuer)) throw new TypeError(`issuer ${trusted.issuer} is configured twice`);
+    if (byIssuer.has(trusted.issuer)) throw new ConfigError(`issuer ${trusted.issuer} is configured twice`);
     byIssuer.set(trusted.issuer, trusted);
   }
   const clockTolerance = opts.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
@@ -154,12 +154,12 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
 }
 
 function checkTrustedIssuer(trusted: TrustedIssuer): void {
-  if (!trusted.issuer) throw new TypeError("trusted issuer: issuer is empty");
-  if (trusted.audiences.length === 0) throw new TypeError(`trusted issuer ${trusted.issuer}: no audiences`);
-  if (trusted.algorithms.length === 0) throw new TypeError(`trusted issuer ${trusted.issuer}: no algorithms`);
+  if (!trusted.issuer) throw new ConfigError("trusted issuer: issuer is empty");
+  if (trusted.audiences.length === 0) throw new ConfigError(`trusted issuer ${trusted.issuer}: no audiences`);
+  if (trusted.algorithms.length === 0) throw new ConfigError(`trusted issuer ${trusted.issuer}: no algorithms`);
   const refused = trusted.algorithms.find((alg) => REFUSED_ALGORITHMS.test(alg));
-  if (refused) throw new TypeError(`trusted issuer ${trusted.issuer}: algorithm ${refused} is not allowed; use an asymmetric one`);
-  if (!trusted.usernameClaim) throw new TypeError(`trusted issuer ${trusted.issuer}: usernameClaim is empty`);
+  if (refused) throw new ConfigError(`trusted issuer ${trusted.issuer}: algorithm ${refused} is not allowed; use an asymmetric one`);
+  if (!trusted.usernameClaim) throw new ConfigError(`trusted issuer ${trusted.issuer}: usernameClaim is empty`);
 }
 
 /** Reads the unverified `iss` only to choose which issuer's rules and keys apply. */

@@ -1,6 +1,6 @@
 // What an HTTP/1.1 listener facing kubectl accepts, and how it refuses what it cannot parse.
 import { STATUS_CODES } from "node:http";
-import { statusOf } from "./status.ts";
+import { statusOf } from "../errors/index.ts";
 
 /**
  * The request line plus headers that kube-apiserver accepts (Go's http.DefaultMaxHeaderBytes,

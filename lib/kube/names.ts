@@ -1,5 +1,5 @@
 // Validates the names users type: cluster names (DNS-1123 labels) and user or group names.
-import { BadRequest } from "./errors.ts";
+import { BadRequest } from "../errors/index.ts";
 
 /** DNS-1123 label, ASCII only: look-alike letters, dots, slashes and escapes never match. */
 const CLUSTER_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;

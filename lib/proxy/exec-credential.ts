@@ -2,6 +2,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { buildKubeconfig, isLoopbackHost, validateClusterName } from "../kube/index.ts";
 import type { TokenCredential } from "./token-source-cache.ts";
+import { ConfigError } from "../errors/index.ts";
 
 /** The exec plugin protocol version kubectl 1.22+ speaks. */
 export const EXEC_CREDENTIAL_API_VERSION = "client.authentication.k8s.io/v1";
@@ -68,13 +69,13 @@ function normalizeRelayUrl(relayUrl: string): string {
   try {
     url = new URL(relayUrl);
   } catch {
-    throw new TypeError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
+    throw new ConfigError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
   }
   const hostname = url.hostname.replace(/^\[|\]$/g, "");
   if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(hostname))) {
-    throw new TypeError(`invalid relay URL ${relayUrl}: the scheme must be https:// (http:// only for loopback)`);
+    throw new ConfigError(`invalid relay URL ${relayUrl}: the scheme must be https:// (http:// only for loopback)`);
   }
-  if (url.search || url.hash) throw new TypeError(`invalid relay URL ${relayUrl}: no query or fragment`);
+  if (url.search || url.hash) throw new ConfigError(`invalid relay URL ${relayUrl}: no query or fragment`);
   return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
 }
 

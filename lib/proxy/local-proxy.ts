@@ -7,7 +7,8 @@ import { createRelayEndpoint, type RelayTls } from "./relay-endpoint.ts";
 import { forwardRequest, type ForwardContext } from "./request-forward.ts";
 import { createSessionCertificate } from "./session-cert.ts";
 import { createSessionToken, createSessionUnauthorized, isSessionAuthorized } from "./session-auth.ts";
-import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse, writeStatusResponse, writeStatusToSocket } from "../kube/index.ts";
+import { writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../kube/index.ts";
 import { CLOSE_GRACE_MS, LOCAL_HEADERS_TIMEOUT_MS, LOCAL_KEEP_ALIVE_TIMEOUT_MS } from "./timeouts.ts";
 import { forwardUpgrade } from "./upgrade-forward.ts";
 

@@ -1,7 +1,7 @@
 // Asks the relay about one cluster before anything else starts, turning its answers into clear errors.
 import http from "node:http";
 import https from "node:https";
-import { ArcError, BadGateway, Forbidden, NotFound, Unauthorized } from "../kube/index.ts";
+import { ArcError, BadGateway, Forbidden, NotFound, Unauthorized } from "../errors/index.ts";
 import { createRelayEndpoint, type RelayEndpoint, type RelayTls } from "./relay-endpoint.ts";
 import { CLUSTER_INFO_TIMEOUT_MS } from "./timeouts.ts";
 

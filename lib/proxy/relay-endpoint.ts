@@ -3,6 +3,7 @@ import { isLoopbackHost } from "../kube/index.ts";
 import http from "node:http";
 import https from "node:https";
 import { isIP } from "node:net";
+import { ConfigError } from "../errors/index.ts";
 
 /** How the relay's certificate is checked. */
 export interface RelayTls {
@@ -35,15 +36,15 @@ export function createRelayEndpoint(relayUrl: string, tls: RelayTls): RelayEndpo
   try {
     url = new URL(relayUrl);
   } catch {
-    throw new TypeError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
+    throw new ConfigError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new TypeError(`invalid relay URL ${relayUrl}: the scheme must be https://`);
+    throw new ConfigError(`invalid relay URL ${relayUrl}: the scheme must be https://`);
   }
   const hostname = url.hostname.replace(/^\[|\]$/g, "");
   const secure = url.protocol === "https:";
   if (!secure && !isLoopbackHost(hostname)) {
-    throw new TypeError(`refusing plain http:// to ${url.host}: use https:// (http:// is allowed for loopback hosts only)`);
+    throw new ConfigError(`refusing plain http:// to ${url.host}: use https:// (http:// is allowed for loopback hosts only)`);
   }
   const port = url.port ? Number(url.port) : secure ? 443 : 80;
   const tlsOptions = secure

@@ -2,7 +2,7 @@
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
-import { BadGateway, UpstreamTimeout } from "../kube/index.ts";
+import { BadGateway, UpstreamTimeout } from "../errors/index.ts";
 import { toHeaderObject, type HeaderPair } from "./forward-headers.ts";
 import { buildClusterApiPath, type RelayEndpoint } from "./relay-endpoint.ts";
 import { RELAY_RESPONSE_HEAD_TIMEOUT_MS } from "./timeouts.ts";
@@ -23,6 +23,7 @@ export interface RelayRequest {
  * sending again cannot fix.
  */
 export class RelayUnreachable extends BadGateway {
+  override readonly code = "ERR_ARC_RELAY_UNREACHABLE";
   constructor(message: string, readonly neverSent: boolean, readonly broken: boolean, options?: { cause?: unknown }) {
     super(message, options);
   }

@@ -2,7 +2,7 @@
 // response whole; sends it again while the relay restarts when that is safe, and keeps watches going.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
-import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../kube/index.ts";
+import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { buildRelayRequestHeaders, stripHopByHop, toHeaderObject } from "./forward-headers.ts";
 import type { RelayEndpoint } from "./relay-endpoint.ts";

@@ -1,6 +1,6 @@
 // The per-session secret that keeps other local users and processes off the arcproxy listener.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { Unauthorized } from "../kube/index.ts";
+import { Unauthorized } from "../errors/index.ts";
 
 /** A fresh random 32-byte secret, base64url. */
 export function createSessionToken(): string {

@@ -1,6 +1,7 @@
 // Turns arcproxy's token flags into a TokenSourceSpec, and back into flags for a kubeconfig's exec plugin.
 import { isAbsolute, resolve } from "node:path";
 import type { TokenSourceSpec } from "./token-source.ts";
+import { ConfigError } from "../errors/index.ts";
 
 export const DEFAULT_AUDIENCE = "cluster-connect";
 
@@ -79,16 +80,16 @@ export function buildTokenSourceArgs(flags: TokenSourceFlags, cwd: string): stri
 function chooseTokenSource(flags: TokenSourceFlags): Choice {
   const given = SOURCE_FLAGS.filter((name) => flags[name] !== undefined && flags[name] !== "");
   if (given.length > 1) {
-    throw new TypeError(`pass one token source, not ${given.map((name) => `--${name}`).join(" and ")}`);
+    throw new ConfigError(`pass one token source, not ${given.map((name) => `--${name}`).join(" and ")}`);
   }
   if (flags.audience !== undefined && flags["token-source"] !== "github-actions") {
-    throw new TypeError("--audience applies to --token-source github-actions only");
+    throw new ConfigError("--audience applies to --token-source github-actions only");
   }
   if (flags.token) return { kind: "static", token: flags.token };
   if (flags["token-file"]) return { kind: "file", path: flags["token-file"] };
   if (flags["token-command"]) return { kind: "command", command: flags["token-command"] };
   const source = flags["token-source"];
   if (source === "github-actions") return { kind: "github-actions", audience: flags.audience || DEFAULT_AUDIENCE };
-  if (source) throw new TypeError(`unknown --token-source ${JSON.stringify(source)}: the one supported is github-actions`);
+  if (source) throw new ConfigError(`unknown --token-source ${JSON.stringify(source)}: the one supported is github-actions`);
   return { kind: "env" };
 }

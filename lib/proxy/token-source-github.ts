@@ -1,6 +1,7 @@
 // Fetches a GitHub Actions OIDC ID token for an audience from the runner's token endpoint.
 import { readJwtExpiry, type TokenCredential } from "./token-source-cache.ts";
 import { GITHUB_REQUEST_TIMEOUT_MS } from "./token-source-timeouts.ts";
+import { ConfigError } from "../errors/index.ts";
 
 /** Given to a job by the runner only when the workflow grants `permissions: id-token: write`. */
 export interface GitHubActionsEnv {
@@ -16,7 +17,7 @@ export const MISSING_ID_TOKEN_PERMISSION =
 
 /** Checks the env now, so a workflow without the permission fails at start, not at the first request. */
 export function createGitHubActionsFetch(audience: string, env: GitHubActionsEnv): () => Promise<TokenCredential> {
-  if (!audience) throw new TypeError("--audience must not be empty");
+  if (!audience) throw new ConfigError("--audience must not be empty");
   const { requestUrl, requestToken } = env;
   if (!requestUrl || !requestToken) throw new Error(MISSING_ID_TOKEN_PERMISSION);
   let url: URL;

@@ -5,6 +5,7 @@ import { createTokenCommand, describeCommand } from "./token-source-command.ts";
 import { createFileCredential } from "./token-source-file.ts";
 import { createGitHubActionsFetch, type GitHubActionsEnv } from "./token-source-github.ts";
 import { COMMAND_TIMEOUT_MS } from "./token-source-timeouts.ts";
+import { ConfigError } from "../errors/index.ts";
 
 export type { TokenCredential } from "./token-source-cache.ts";
 
@@ -39,18 +40,18 @@ export function createTokenSource(spec: TokenSourceSpec, opts: TokenSourceOption
   const now = opts.now ?? Date.now;
   switch (spec.kind) {
     case "static": {
-      if (!spec.token) throw new TypeError("the token is empty");
+      if (!spec.token) throw new ConfigError("the token is empty");
       const credential = { token: spec.token, expiresAt: readJwtExpiry(spec.token) };
       return fromCredential(async () => credential, "static token");
     }
     case "file": {
-      if (!spec.path) throw new TypeError("--token-file needs a path");
+      if (!spec.path) throw new ConfigError("--token-file needs a path");
       return fromCredential(createFileCredential(spec.path, now), `token file ${spec.path}`);
     }
     case "command": {
-      if (!spec.command.trim()) throw new TypeError("--token-command is empty");
+      if (!spec.command.trim()) throw new ConfigError("--token-command is empty");
       const timeoutMs = spec.timeoutMs ?? COMMAND_TIMEOUT_MS;
-      if (!(timeoutMs > 0)) throw new TypeError(`token command timeout must be positive, got ${timeoutMs}`);
+      if (!(timeoutMs > 0)) throw new ConfigError(`token command timeout must be positive, got ${timeoutMs}`);
       const command = createTokenCommand(spec.command, timeoutMs, spec.env);
       const describe = `token ${describeCommand(spec.command)}`;
       const source = fromCredential(createRefreshingCredential(command.run, { now, describe, logger: opts.logger }), describe);
@@ -62,7 +63,7 @@ export function createTokenSource(spec: TokenSourceSpec, opts: TokenSourceOption
       return fromCredential(createRefreshingCredential(fetchIdToken, { now, describe, logger: opts.logger }), describe);
     }
     default:
-      throw new TypeError(`unknown token source kind ${JSON.stringify((spec as { kind?: unknown }).kind)}`);
+      throw new ConfigError(`unknown token source kind ${JSON.stringify((spec as { kind?: unknown }).kind)}`);
   }
 }
 

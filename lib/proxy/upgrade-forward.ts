@@ -3,11 +3,11 @@ import type { IncomingMessage } from "node:http";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
-import { BadGateway, BadRequest, Unauthorized, UpstreamTimeout, isPeerHangup } from "../kube/index.ts";
+import { BadGateway, BadRequest, Unauthorized, UpstreamTimeout, isPeerHangup } from "../errors/index.ts";
 import { buildRelayRequestHeaders } from "./forward-headers.ts";
 import { buildClusterApiPath } from "./relay-endpoint.ts";
 import type { ForwardContext } from "./request-forward.ts";
-import { writeStatusToSocket } from "../kube/index.ts";
+import { writeStatusToSocket } from "../errors/index.ts";
 import { RELAY_CONNECT_TIMEOUT_MS, RELAY_RESPONSE_HEAD_TIMEOUT_MS } from "./timeouts.ts";
 
 const HEAD_END = Buffer.from("\r\n\r\n");

@@ -1,7 +1,8 @@
 // The admin API under /v1/admin: clusters, enrollment tokens, agent revocation and grants, each authorized by role.
 import { Hono, type Context } from "hono";
 import { findRole, parsePrincipal, parseRole, roleAtLeast, type Identity, type Role } from "../auth/index.ts";
-import { BadRequest, Forbidden, NotFound, validateClusterName } from "../kube/index.ts";
+import { BadRequest, Forbidden, NotFound } from "../errors/index.ts";
+import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken } from "./enrollment.ts";

@@ -1,6 +1,7 @@
 // A typed client for the relay's admin API (/v1/admin); the relay's Status messages become ArcErrors.
 import { rootCertificates } from "node:tls";
-import { AgentNotConnected, ArcError, BadGateway, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, UpstreamTimeout, isLoopbackHost } from "../kube/index.ts";
+import { AgentNotConnected, ArcError, BadGateway, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, UpstreamTimeout, ConfigError } from "../errors/index.ts";
+import { isLoopbackHost } from "../kube/index.ts";
 import type { Role } from "./store/index.ts";
 
 export interface AdminClientOptions {
@@ -105,13 +106,13 @@ function adminBaseUrl(relayUrl: string): string {
   try {
     url = new URL(relayUrl);
   } catch {
-    throw new TypeError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
+    throw new ConfigError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError(`invalid relay URL ${relayUrl}: the scheme must be https://`);
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new ConfigError(`invalid relay URL ${relayUrl}: the scheme must be https://`);
   if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
-    throw new TypeError(`refusing plain http:// to ${url.host}: use https:// (http:// is allowed for loopback hosts only)`);
+    throw new ConfigError(`refusing plain http:// to ${url.host}: use https:// (http:// is allowed for loopback hosts only)`);
   }
-  if (url.search || url.hash || url.username || url.password) throw new TypeError(`invalid relay URL ${relayUrl}: no query, fragment or credentials`);
+  if (url.search || url.hash || url.username || url.password) throw new ConfigError(`invalid relay URL ${relayUrl}: no query, fragment or credentials`);
   return `${url.origin}${url.pathname.replace(/\/+$/, "")}/v1/admin`;
 }
 

@@ -1,6 +1,6 @@
 // What `arcrelay cluster|grant ...` do, on the data dir directly (local) or through the admin API (remote).
 import { readFile } from "node:fs/promises";
-import { NotFound } from "../kube/index.ts";
+import { NotFound, ConfigError } from "../errors/index.ts";
 import { createAdminClient, type AdminClient } from "./admin-client.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } from "./enrollment.ts";
@@ -126,6 +126,6 @@ async function readCaFile(path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    throw new TypeError(`cannot read the relay CA file ${path}: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`cannot read the relay CA file ${path}: ${(error as Error).message}`, { cause: error });
   }
 }

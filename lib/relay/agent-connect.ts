@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { calculateJwkThumbprint, type JWK } from "jose";
 import { WebSocketServer } from "ws";
 import { verifyAgentToken } from "../auth/index.ts";
-import { ArcError, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../kube/index.ts";
+import { ArcError, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
   createWebSocketDuplex, firstHeader, openTunnelClient, protocol, timeouts, type WebSocketDuplexOptions,

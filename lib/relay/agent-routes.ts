@@ -3,7 +3,7 @@ import { protocol } from "../tunnel/index.ts";
 import type { Hono } from "hono";
 import { calculateJwkThumbprint, type JWK } from "jose";
 import { verifyAgentToken, type BuiltinIssuer } from "../auth/index.ts";
-import { BadRequest, NotFound, Unauthorized } from "../kube/index.ts";
+import { BadRequest, NotFound, Unauthorized } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { RelayStore } from "./store/index.ts";
 import { validateAgentPublicKey } from "./enrollment.ts";

@@ -2,7 +2,8 @@
 import { Hono, type Context } from "hono";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import type { BuiltinIssuer } from "../auth/index.ts";
-import { ArcError, BadRequest, NotFound, toStatus, validateClusterName } from "../kube/index.ts";
+import { ArcError, BadRequest, NotFound, toStatus } from "../errors/index.ts";
+import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { registerAgentRoutes } from "./agent-routes.ts";

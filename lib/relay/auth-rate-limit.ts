@@ -1,5 +1,5 @@
 // Slows down token guessing: too many failed authentications from one address get 429 before any verification.
-import { TooManyRequests, Unauthorized } from "../kube/index.ts";
+import { TooManyRequests, Unauthorized } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 
 /** Failed authentications one address may spend at once; the budget refills over `windowSeconds`. */
@@ -18,6 +18,7 @@ export interface AuthRateLimitOptions {
 
 /** Refused because of earlier failures; `retryAfterSeconds` goes into the `Retry-After` header. */
 export class AuthRateLimited extends TooManyRequests {
+  override readonly code = "ERR_ARC_AUTH_RATE_LIMITED";
   constructor(retryAfterSeconds: number) {
     super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`, { retryAfterSeconds });
   }

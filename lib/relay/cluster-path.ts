@@ -1,5 +1,6 @@
 // Parses `/v1/clusters/{cluster}/k8s{kube path}` from a raw request target, without decoding tricks.
-import { BadRequest, validateClusterName } from "../kube/index.ts";
+import { BadRequest } from "../errors/index.ts";
+import { validateClusterName } from "../kube/index.ts";
 
 const PREFIX = "/v1/clusters/";
 const K8S_SEGMENT = "/k8s";

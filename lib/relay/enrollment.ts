@@ -1,7 +1,8 @@
 // Registers clusters with single-use enrollment tokens, and exchanges a token for an agent key.
 import type { JWK } from "jose";
 import { createEnrollmentSecret, hashSecret, importPublicJwk, toPublicJwk } from "../auth/index.ts";
-import { BadRequest, Unauthorized, validateClusterName } from "../kube/index.ts";
+import { BadRequest, Unauthorized } from "../errors/index.ts";
+import { validateClusterName } from "../kube/index.ts";
 import type { RelayStore } from "./store/index.ts";
 
 export const DEFAULT_ENROLLMENT_TTL_SECONDS = 3600;

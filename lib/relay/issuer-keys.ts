@@ -1,7 +1,7 @@
 // The signing keys of the relay's trusted external issuers, fetched and cached for agents that cannot reach them.
 import type { JWK } from "jose";
 import type { TrustedIssuer } from "../auth/index.ts";
-import { BadGateway, NotFound } from "../kube/index.ts";
+import { BadGateway, NotFound } from "../errors/index.ts";
 
 /** Keys change rarely; an agent asking on an unknown kid refetches at most this often. */
 const KEYS_CACHE_MS = 60_000;

@@ -2,9 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import {
-  AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, writeStatusResponse, writeStatusToSocket,
-} from "../kube/index.ts";
+import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { endToEndHeaders, protocol, type HeaderMap } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";

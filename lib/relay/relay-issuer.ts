@@ -1,6 +1,7 @@
 // The built-in issuer as the relay uses it: keys from the store, `iss` = the relay's public URL.
 import { createBuiltinIssuer, loadOrCreateIssuerKeys, type BuiltinIssuer } from "../auth/index.ts";
 import type { RelayStore } from "./store/index.ts";
+import { ConfigError } from "../errors/index.ts";
 
 /** Audience of the built-in issuer's tokens: any cluster on this relay. */
 export const BUILTIN_AUDIENCE = "cluster-connect";
@@ -16,7 +17,7 @@ export async function loadRelayIssuer(store: RelayStore, publicUrl: string): Pro
 export async function loadStoredIssuer(store: RelayStore, publicUrl?: string): Promise<BuiltinIssuer> {
   const issuer = publicUrl ?? (await store.getSetting(ISSUER_URL_SETTING));
   if (!issuer) {
-    throw new TypeError(
+    throw new ConfigError(
       "the relay's public URL is not known yet: start `arcrelay serve` once with this --data-dir, or pass --public-url",
     );
   }

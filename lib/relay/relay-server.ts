@@ -5,7 +5,8 @@ import https from "node:https";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
-import { MAX_REQUEST_HEADER_BYTES, NotFound, isLoopbackHost, renderParseErrorResponse, writeStatusToSocket } from "../kube/index.ts";
+import { NotFound, writeStatusToSocket, ConfigError } from "../errors/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, isLoopbackHost, renderParseErrorResponse } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { createAgentConnectHandler } from "./agent-connect.ts";
@@ -74,7 +75,7 @@ const TCP_KEEPALIVE_MS = 30_000;
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   if (!opts.tls && !isLoopbackHost(opts.host)) {
-    throw new TypeError(
+    throw new ConfigError(
       `refusing plain HTTP on ${opts.host}: --insecure-http is only allowed on a loopback address; pass --tls-cert and --tls-key`,
     );
   }

@@ -1,7 +1,7 @@
 // The relay's half of a request: an HTTP/1.1 request or upgrade carried over one tunnel stream.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../kube/index.ts";
+import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import {
   endToEndHeaders, http2Constants, protocol, renderResponseHead, splice, splitLongHeaders, timeouts,
   type HeaderMap, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,

@@ -1,7 +1,7 @@
 // Who is calling (the user token) and whether they may reach this cluster (the grants).
 import type { IncomingHttpHeaders } from "node:http";
 import { findRole, roleAtLeast, type Identity, type Role } from "../auth/index.ts";
-import { Forbidden, NotFound, Unauthorized } from "../kube/index.ts";
+import { Forbidden, NotFound, Unauthorized } from "../errors/index.ts";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
 import type { RelayStore } from "./store/index.ts";

@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseRelayEndpoint, relayWebSocketUrl } from "../../lib/agent/relay-endpoint.ts";
+import { ConfigError } from "../../lib/errors/index.ts";
 
 describe("parseRelayEndpoint", () => {
   test.each([
@@ -31,13 +32,13 @@ describe("parseRelayEndpoint", () => {
     "http://0.0.0.0:8080",
   ])("refuses plain http to a non-loopback host: %s", (input) => {
     expect(() => parseRelayEndpoint(input)).toThrow(/plain http is only allowed to a loopback relay/);
-    expect(() => parseRelayEndpoint(input)).toThrow(TypeError);
+    expect(() => parseRelayEndpoint(input)).toThrow(ConfigError);
   });
 
   test.each(["ws://relay.example.com", "wss://relay.example.com", "ftp://relay.example.com", "file:///etc/passwd"])(
     "refuses other schemes: %s",
     (input) => {
-      expect(() => parseRelayEndpoint(input)).toThrow(TypeError);
+      expect(() => parseRelayEndpoint(input)).toThrow(ConfigError);
     },
   );
 
@@ -59,7 +60,7 @@ describe("parseRelayEndpoint", () => {
     try {
       endpoint = parseRelayEndpoint(input);
     } catch (error) {
-      expect(error).toBeInstanceOf(TypeError);
+      expect(error).toBeInstanceOf(ConfigError);
       return;
     }
     expect(relayWebSocketUrl(endpoint, "/v1/agent/connect")).toBe("wss://relay.example.com/v1/agent/connect");

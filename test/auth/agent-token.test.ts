@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { base64url, decodeJwt, decodeProtectedHeader, SignJWT, type JWK, type JWTPayload } from "jose";
 import { generateSigningKeyPair, importPrivateJwk, signAgentToken, verifyAgentToken } from "../../lib/auth/index.ts";
-import { Unauthorized } from "../../lib/kube/index.ts";
+import { Unauthorized } from "../../lib/errors/index.ts";
 
 const AUD = "https://relay.example.com";
 let clusterA: { privateJwk: JWK; publicJwk: JWK };

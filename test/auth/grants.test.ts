@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { findRole, parsePrincipal, parseRole, roleAtLeast, type Grant, type Role } from "../../lib/auth/index.ts";
-import { BadRequest } from "../../lib/kube/index.ts";
+import { BadRequest } from "../../lib/errors/index.ts";
 
 const alice = { user: "alice", groups: ["devs", "oncall"], subject: "alice-sub" };
 const ci = { user: "ci", groups: [], subject: "repo:acme/app:ref:refs/heads/main" };

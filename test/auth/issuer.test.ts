@@ -3,7 +3,7 @@ import { decodeJwt, decodeProtectedHeader } from "jose";
 import {
   builtinIssuerTrust, createBuiltinIssuer, createUserTokenVerifier, loadOrCreateIssuerKeys, type SettingsStore,
 } from "../../lib/auth/index.ts";
-import { BadRequest } from "../../lib/kube/index.ts";
+import { BadRequest, ConfigError } from "../../lib/errors/index.ts";
 
 function memorySettings(): SettingsStore & { values: Map<string, string>; writes: number } {
   const values = new Map<string, string>();
@@ -113,7 +113,7 @@ describe("createBuiltinIssuer", () => {
 
   test.each(["https://relay.example.com/", "not a url", "ftp://relay.example.com"])("refuses issuer URL %p", async (url) => {
     const keys = await loadOrCreateIssuerKeys(memorySettings());
-    expect(() => createBuiltinIssuer({ issuer: url, audience: AUDIENCE, ...keys })).toThrow(TypeError);
+    expect(() => createBuiltinIssuer({ issuer: url, audience: AUDIENCE, ...keys })).toThrow(ConfigError);
   });
 });
 

@@ -9,7 +9,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "
 import {
   createUserTokenVerifier, parseIssuerConfig, resolveTrustedIssuers, type TrustedIssuer, type UserTokenVerifierOptions,
 } from "../../lib/auth/index.ts";
-import { Unauthorized } from "../../lib/kube/index.ts";
+import { Unauthorized } from "../../lib/errors/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 

@@ -6,7 +6,7 @@ import { base64url, errors, exportSPKI, SignJWT, type JWK, type JWTPayload } fro
 import {
   createUserTokenVerifier, generateSigningKeyPair, importPrivateJwk, importPublicJwk, type TrustedIssuer,
 } from "../../lib/auth/index.ts";
-import { Unauthorized } from "../../lib/kube/index.ts";
+import { Unauthorized } from "../../lib/errors/index.ts";
 import { generatePki } from "../cluster/pki.ts";
 
 const ISS = "https://idp.example.com";

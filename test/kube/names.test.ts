@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { BadRequest } from "../../lib/kube/index.ts";
+import { BadRequest } from "../../lib/errors/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../../lib/kube/names.ts";
 
 describe("validateClusterName", () => {

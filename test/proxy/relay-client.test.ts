@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { ArcError } from "../../lib/kube/index.ts";
+import { ArcError } from "../../lib/errors/index.ts";
 import { fetchClusterInfo } from "../../lib/proxy/index.ts";
 import { CLUSTER, USER_TOKEN, startFakeRelay, type FakeRelay } from "./fake-relay.ts";
 

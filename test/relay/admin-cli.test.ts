@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { generateSigningKeyPair } from "../../lib/auth/index.ts";
-import { BadGateway } from "../../lib/kube/index.ts";
+import { BadGateway } from "../../lib/errors/index.ts";
 import { createSessionCertificate } from "../../lib/proxy/index.ts";
 import { createAdminClient } from "../../lib/relay/index.ts";
 import { run, waitFor, type CommandResult } from "../e2e/stack.ts";

@@ -1,7 +1,7 @@
 // The failed-authentication limiter: budget per address, refill, bounded memory, and how UserAccess uses it.
 import { describe, expect, test } from "bun:test";
 import type { Identity } from "../../lib/auth/index.ts";
-import { TooManyRequests, Unauthorized } from "../../lib/kube/index.ts";
+import { TooManyRequests, Unauthorized } from "../../lib/errors/index.ts";
 import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { AuthRateLimited, createAuthRateLimiter, sourceKey } from "../../lib/relay/auth-rate-limit.ts";
 import type { RelayStore } from "../../lib/relay/store/index.ts";

@@ -1,6 +1,6 @@
 // Which raw request targets the relay treats as a cluster's Kubernetes API, and how they are split.
 import { describe, expect, test } from "bun:test";
-import { BadRequest } from "../../lib/kube/index.ts";
+import { BadRequest } from "../../lib/errors/index.ts";
 import { isClusterApiTarget, parseClusterApiTarget } from "../../lib/relay/cluster-path.ts";
 
 describe("parseClusterApiTarget", () => {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JWK } from "jose";
 import { generateSigningKeyPair, hashSecret } from "../../lib/auth/index.ts";
-import { ArcError, BadRequest, Conflict, Unauthorized } from "../../lib/kube/index.ts";
+import { ArcError, BadRequest, Conflict, Unauthorized } from "../../lib/errors/index.ts";
 import {
   addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS, enrollAgent,
 } from "../../lib/relay/enrollment.ts";

@@ -1,7 +1,8 @@
 // The relay's user-facing side over a test tunnel, as lib/relay/k8s-proxy.ts uses lib/relay/tunnel-forward.ts.
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { MAX_REQUEST_HEADER_BYTES, writeStatusResponse, writeStatusToSocket } from "../../lib/kube/index.ts";
+import { writeStatusResponse, writeStatusToSocket } from "../../lib/errors/index.ts";
+import { MAX_REQUEST_HEADER_BYTES } from "../../lib/kube/index.ts";
 import { forwardHttpRequest, forwardUpgrade, type ForwardOptions, type ForwardTarget } from "../../lib/relay/tunnel-forward.ts";
 import { endToEndHeaders, type HeaderMap, type TunnelClient } from "../../lib/tunnel/index.ts";
 import { closeServer, listen } from "../tunnel/tunnel-pair.ts";

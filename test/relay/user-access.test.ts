@@ -6,7 +6,7 @@ import { join } from "node:path";
 import {
   builtinIssuerTrust, createBuiltinIssuer, createUserTokenVerifier, loadOrCreateIssuerKeys, type BuiltinIssuer, type Identity,
 } from "../../lib/auth/index.ts";
-import { ArcError, Forbidden, NotFound, Unauthorized } from "../../lib/kube/index.ts";
+import { ArcError, Forbidden, NotFound, Unauthorized } from "../../lib/errors/index.ts";
 import { openSqliteStore, type RelayStore } from "../../lib/relay/store/index.ts";
 import { bearerToken, createUserAccess, type UserAccess } from "../../lib/relay/user-access.ts";
 

@@ -3,7 +3,7 @@ import { Database } from "bun:sqlite";
 import { mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import type { JWK } from "jose";
-import { Conflict, NotFound } from "../../kube/index.ts";
+import { Conflict, NotFound } from "../../errors/index.ts";
 import { migrateSqliteSchema } from "./schema-sqlite.ts";
 import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
 

@@ -1,7 +1,7 @@
 // The behaviour every RelayStore must show, as a suite any implementation (SQLite, PostgreSQL) runs.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { JWK } from "jose";
-import { Conflict, NotFound } from "../../../lib/kube/index.ts";
+import { Conflict, NotFound } from "../../../lib/errors/index.ts";
 import type { RelayStore } from "../../../lib/relay/store/index.ts";
 
 export interface OpenedStore {

@@ -1,4 +1,5 @@
-// The error hierarchy every layer throws; each maps to a Kubernetes Status reason and HTTP code.
+// The error hierarchy every layer throws: a stable `code` per failure (as jose's errors have), and
+// the HTTP status and Kubernetes Status reason it is answered with.
 
 export interface ArcErrorOptions {
   cause?: unknown;
@@ -6,8 +7,13 @@ export interface ArcErrorOptions {
   retryAfterSeconds?: number;
 }
 
-/** Base of every error a user can meet. `message` is safe to show to the caller. */
+/**
+ * Base of every error a user can meet. `message` is safe to show to the caller (no secret, no
+ * internal detail); `code` is stable across releases, for programs and tests to branch on.
+ */
 export class ArcError extends Error {
+  /** Stable identifier of the failure, e.g. `ERR_ARC_UNAUTHORIZED`. */
+  readonly code: string = "ERR_ARC_INTERNAL";
   readonly status: number = 500;
   readonly reason: string = "InternalError";
   readonly retryAfterSeconds?: number;
@@ -18,48 +24,74 @@ export class ArcError extends Error {
   }
 }
 
+/**
+ * A flag, a configuration file or an environment variable that cannot work: what the command line
+ * prints as one line, and the relay's admin API as a 400.
+ */
+export class ConfigError extends ArcError {
+  override readonly code = "ERR_ARC_CONFIG";
+  override readonly status = 400;
+  override readonly reason = "BadRequest";
+}
+
 export class BadRequest extends ArcError {
+  override readonly code = "ERR_ARC_BAD_REQUEST";
   override readonly status = 400;
   override readonly reason = "BadRequest";
 }
 
 export class Unauthorized extends ArcError {
+  override readonly code = "ERR_ARC_UNAUTHORIZED";
   override readonly status = 401;
   override readonly reason = "Unauthorized";
 }
 
 export class Forbidden extends ArcError {
+  override readonly code = "ERR_ARC_FORBIDDEN";
   override readonly status = 403;
   override readonly reason = "Forbidden";
 }
 
 export class NotFound extends ArcError {
+  override readonly code = "ERR_ARC_NOT_FOUND";
   override readonly status = 404;
   override readonly reason = "NotFound";
 }
 
 export class Conflict extends ArcError {
+  override readonly code = "ERR_ARC_CONFLICT";
   override readonly status = 409;
   override readonly reason = "AlreadyExists";
 }
 
+export class RequestHeaderFieldsTooLarge extends ArcError {
+  override readonly code = "ERR_ARC_HEADERS_TOO_LARGE";
+  override readonly status = 431;
+  override readonly reason = "RequestHeaderFieldsTooLarge";
+}
+
 export class TooManyRequests extends ArcError {
+  override readonly code: string = "ERR_ARC_TOO_MANY_REQUESTS";
   override readonly status = 429;
   override readonly reason = "TooManyRequests";
 }
 
 export class BadGateway extends ArcError {
+  override readonly code: string = "ERR_ARC_BAD_GATEWAY";
   override readonly status = 502;
   override readonly reason = "InternalError";
 }
 
+/** The cluster's agent has no tunnel to this relay (after the wait for a reconnecting one). */
 export class AgentNotConnected extends ArcError {
+  override readonly code = "ERR_ARC_AGENT_NOT_CONNECTED";
   override readonly status = 503;
   override readonly reason = "ServiceUnavailable";
 }
 
 /** The cluster's API server does not answer the agent (down, restarting, unreachable). */
 export class ApiServerUnavailable extends ArcError {
+  override readonly code = "ERR_ARC_API_SERVER_UNAVAILABLE";
   override readonly status = 503;
   override readonly reason = "ServiceUnavailable";
 }
@@ -69,16 +101,13 @@ export class ApiServerUnavailable extends ArcError {
  * cluster, so it is safe to send again (arcproxy and client-go do, after `Retry-After`).
  */
 export class ShuttingDown extends ArcError {
+  override readonly code = "ERR_ARC_SHUTTING_DOWN";
   override readonly status = 503;
   override readonly reason = "ServiceUnavailable";
 }
 
-export class RequestHeaderFieldsTooLarge extends ArcError {
-  override readonly status = 431;
-  override readonly reason = "RequestHeaderFieldsTooLarge";
-}
-
 export class UpstreamTimeout extends ArcError {
+  override readonly code = "ERR_ARC_UPSTREAM_TIMEOUT";
   override readonly status = 504;
   override readonly reason = "Timeout";
 }
