@@ -4,7 +4,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent } from "../lib/agent/index.ts";
+import { createRelayConnection } from "../lib/client/index.ts";
 import { createLogger, silentLogger } from "../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay } from "../lib/relay/index.ts";
 import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
@@ -43,7 +44,7 @@ const controller = new AbortController();
 let connected!: () => void;
 const up = new Promise<void>((resolve) => { connected = resolve; });
 void runAgent({
-  relay: parseRelayEndpoint(relay.url), cluster: "bench", keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
+  relay: createRelayConnection(relay.url), cluster: "bench", keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
   upstream: loadUpstream({ kubeconfig }), agentVersion: "bench", logger: silentLogger, signal: controller.signal,
   onState: (s) => s === "connected" && connected(),
 });

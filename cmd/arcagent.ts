@@ -3,8 +3,9 @@
 import { defineCommand } from "citty";
 import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import {
-  createFileKeyStore, createSecretKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, runAgent, type AgentKeyStore,
+  createFileKeyStore, createSecretKeyStore, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore,
 } from "../lib/agent/index.ts";
+import { createRelayConnection, readCaFile, type RelayConnection } from "../lib/client/index.ts";
 import { loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 import { ConfigError } from "../lib/errors/index.ts";
@@ -20,6 +21,10 @@ const agentIdentityArgs = {
   "relay-ca": { type: "string", description: "PEM CA file for a relay with a private certificate" },
 } as const;
 
+async function relayFrom(args: { relay: string; "relay-ca"?: string }): Promise<RelayConnection> {
+  return createRelayConnection(args.relay, args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {});
+}
+
 function keyStoreFrom(args: { "state-dir"?: string; "state-secret"?: string; kubeconfig?: string; context?: string }): AgentKeyStore {
   if (Boolean(args["state-dir"]) === Boolean(args["state-secret"])) {
     throw new ConfigError("pass exactly one of --state-dir DIR or --state-secret NAMESPACE/NAME");
@@ -34,7 +39,7 @@ const rotateKey = defineCommand({
   args: agentIdentityArgs,
   async run({ args }) {
     const keyStore = keyStoreFrom(args);
-    const rotated = await rotateAgentKey({ relay: parseRelayEndpoint(args.relay, args["relay-ca"]), cluster: args.cluster, keyStore });
+    const rotated = await rotateAgentKey({ relay: await relayFrom(args), cluster: args.cluster, keyStore });
     process.stdout.write(
       `rotated the agent key of cluster ${rotated.cluster}: ${rotated.previousKid} -> ${rotated.kid} (saved in ${keyStore.describe()})\n` +
         "the relay closes tunnels of the old key within seconds; a running agent reconnects with the new key\n",
@@ -64,7 +69,7 @@ const main = defineCommand({
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });
     const controller = new AbortController();
     const agent = runAgent({
-      relay: parseRelayEndpoint(args.relay, args["relay-ca"]),
+      relay: await relayFrom(args),
       cluster: args.cluster,
       keyStore,
       enrollToken: args["enroll-token"] ?? process.env.ARC_ENROLL_TOKEN,

@@ -1,22 +1,14 @@
+#!/usr/bin/env bun
 // arcproxy: a local kubeconfig endpoint for a cluster behind a cluster-connect relay; also a kubectl exec credential plugin.
-import { readFile } from "node:fs/promises";
-import { defineCommand, runMain } from "citty";
-import { createLogger, type LogLevel } from "../lib/observe/index.ts";
+import { defineCommand } from "citty";
+import { readCaFile } from "../lib/client/index.ts";
+import { ConfigError } from "../lib/errors/index.ts";
 import {
   buildCredentialKubeconfig, buildExecCredential, buildTokenSourceArgs, createTokenSource, resolveSelfCommand,
   resolveTokenSourceSpec, runChildCommand, startProxySession,
 } from "../lib/proxy/index.ts";
-import { parseDurationMs } from "./common.ts";
+import { childCommand, loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { clusterArgs, logLevelArgs, relayArgs, relayTlsArgs, tokenSourceArgs } from "./flags.ts";
-
-declare const VERSION: string | undefined;
-const version = typeof VERSION === "string" ? VERSION : "dev";
-
-// Everything after the first "--" is the command to run; citty never sees it (so its --help stays kubectl's).
-const argv = process.argv.slice(2);
-const split = argv.indexOf("--");
-const ownArgs = split === -1 ? argv : argv.slice(0, split);
-const command = split === -1 ? [] : argv.slice(split + 1);
 
 const proxyArgs = {
   ...relayArgs,
@@ -34,44 +26,36 @@ const proxy = defineCommand({
   meta: { name: "proxy", hidden: true, description: "The default: serve a local kubeconfig endpoint" },
   args: proxyArgs,
   async run({ args }) {
-    try {
-      const logger = createLogger({ component: "arcproxy", level: (args["log-level"] ?? (command.length > 0 ? "warn" : "info")) as LogLevel });
-      const source = createTokenSource(resolveTokenSourceSpec(args, process.env), { logger });
-      const port = Number(args.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${args.port}: expected 0-65535`);
-      const ca = args["relay-ca"] ? await readCa(args["relay-ca"]) : undefined;
-      logger.debug("token source", { source: source.describe() });
-      const session = await startProxySession({
-        relayUrl: args.relay,
-        cluster: args.cluster,
-        // Asked on every request, so the source can hand out a fresh token as the old one nears expiry.
-        getToken: () => source.getToken(),
-        kubeToken: args["kube-token"] || process.env.ARC_KUBE_TOKEN || undefined,
-        port,
-        kubeconfigOut: args["kubeconfig-out"] || undefined,
-        tls: { ca, insecureSkipVerify: args["insecure-skip-tls-verify"] },
-        relayRetryMs: parseDurationMs("relay-retry", args["relay-retry"], true),
-        // Around a child command, only problems are logged: its own output comes first.
-        logger,
-      });
-      if (command.length > 0) {
-        const env = { ...(process.env as Record<string, string>), KUBECONFIG: session.kubeconfigPath };
-        const code = await runChildCommand(command[0]!, command.slice(1), env).finally(() => session.close());
-        source.close?.();
-        process.exit(code);
-      }
-      const stopped = new Promise<void>((resolve) => {
-        process.once("SIGINT", resolve);
-        process.once("SIGTERM", resolve);
-      });
-      process.stdout.write(`kubeconfig: ${session.kubeconfigPath}\nexport KUBECONFIG=${session.kubeconfigPath}\n`);
-      await stopped;
-      await session.close();
+    const command = childCommand();
+    // Around a child command, only problems are logged: its own output comes first.
+    const logger = loggerFor("arcproxy", args["log-level"] ?? (command.length > 0 ? "warn" : "info"));
+    const port = Number(args.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port ${JSON.stringify(args.port)}: use a port number 0-65535 (0 picks a free one)`);
+    const source = createTokenSource(resolveTokenSourceSpec(args, process.env), { logger });
+    logger.debug("token source", { source: source.describe() });
+    const session = await startProxySession({
+      relayUrl: args.relay,
+      cluster: args.cluster,
+      // Asked on every request, so the source can hand out a fresh token as the old one nears expiry.
+      getToken: () => source.getToken(),
+      kubeToken: args["kube-token"] || process.env.ARC_KUBE_TOKEN || undefined,
+      port,
+      kubeconfigOut: args["kubeconfig-out"] || undefined,
+      tls: { ca: args["relay-ca"] ? await readCaFile(args["relay-ca"]) : undefined, insecureSkipVerify: args["insecure-skip-tls-verify"] },
+      relayRetryMs: parseDurationMs("relay-retry", args["relay-retry"], true),
+      logger,
+    });
+    if (command.length > 0) {
+      const env = { ...(process.env as Record<string, string>), KUBECONFIG: session.kubeconfigPath };
+      const code = await runChildCommand(command[0]!, command.slice(1), env).finally(() => session.close());
       source.close?.();
-      process.exit(0);
-    } catch (error) {
-      fail(error);
+      process.exit(code);
     }
+    process.stdout.write(`kubeconfig: ${session.kubeconfigPath}\nexport KUBECONFIG=${session.kubeconfigPath}\n`);
+    await waitForShutdownSignal();
+    await session.close();
+    source.close?.();
+    process.exit(0);
   },
 });
 
@@ -79,15 +63,11 @@ const credential = defineCommand({
   meta: { name: "credential", description: "kubectl exec credential plugin: print an ExecCredential with the user token (see arcproxy kubeconfig)" },
   args: { ...relayArgs, ...clusterArgs, ...tokenSourceArgs },
   async run({ args }) {
-    try {
-      const source = createTokenSource(resolveTokenSourceSpec(args, process.env));
-      const json = buildExecCredential(await source.getCredential());
-      source.close?.();
-      process.stdout.write(json + "\n");
-      process.exit(0);
-    } catch (error) {
-      fail(error);
-    }
+    const source = createTokenSource(resolveTokenSourceSpec(args, process.env));
+    const json = buildExecCredential(await source.getCredential());
+    source.close?.();
+    process.stdout.write(json + "\n");
+    process.exit(0);
   },
 });
 
@@ -95,20 +75,15 @@ const kubeconfig = defineCommand({
   meta: { name: "kubeconfig", description: "Print a kubeconfig that reaches the cluster through the relay directly, with arcproxy credential as its exec plugin" },
   args: { ...relayArgs, ...clusterArgs, "relay-ca": relayTlsArgs["relay-ca"], ...tokenSourceArgs },
   async run({ args }) {
-    try {
-      resolveTokenSourceSpec(args, process.env);
-      const yaml = buildCredentialKubeconfig({
-        relayUrl: args.relay,
-        cluster: args.cluster,
-        caPem: args["relay-ca"] ? await readCa(args["relay-ca"]) : undefined,
-        self: resolveSelfCommand(process.execPath, import.meta.path),
-        tokenArgs: buildTokenSourceArgs(args, process.cwd()),
-      });
-      process.stdout.write(yaml);
-      process.exit(0);
-    } catch (error) {
-      fail(error);
-    }
+    resolveTokenSourceSpec(args, process.env);
+    process.stdout.write(buildCredentialKubeconfig({
+      relayUrl: args.relay,
+      cluster: args.cluster,
+      caPem: args["relay-ca"] ? await readCaFile(args["relay-ca"]) : undefined,
+      self: resolveSelfCommand(process.execPath, import.meta.path),
+      tokenArgs: buildTokenSourceArgs(args, process.cwd()),
+    }));
+    process.exit(0);
   },
 });
 
@@ -120,17 +95,4 @@ const main = defineCommand({
   default: "proxy",
 });
 
-async function readCa(path: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    throw new Error(`cannot read --relay-ca ${path}: ${(error as Error).message}`);
-  }
-}
-
-function fail(error: unknown): never {
-  process.stderr.write(`arcproxy: ${(error as Error)?.message ?? String(error)}\n`);
-  process.exit(1);
-}
-
-runMain(main, { rawArgs: ownArgs });
+await runCli(main, "arcproxy");

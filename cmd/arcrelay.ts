@@ -4,11 +4,12 @@ import { defineCommand, type ArgDef } from "citty";
 import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
-  clusterAudience, formatClusterTable, formatGrantTable, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
+  clusterAudience, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
+import { formatClusterTable, formatGrantTable } from "./tables.ts";
 import { ConfigError } from "../lib/errors/index.ts";
 
 const dataDirArg = {
@@ -36,7 +37,7 @@ const serve = defineCommand({
     config: { type: "string", description: "YAML file of external OIDC issuers to trust (issuers: [...])" },
     "bind-audience-to-cluster": { type: "boolean", description: "user tokens must name cluster-connect:<cluster> in aud (token create --cluster)" },
     "agent-wait": { type: "string", default: "5s", description: "how long a request waits for a cluster's agent to (re)connect before 503" },
-    "max-requests-per-user": { type: "string", default: "1000", description: "requests one user may have in flight at once (429 beyond)" },
+    "max-requests-per-user": { type: "string", default: "100", description: "requests one user may have in flight at once (429 beyond); each may hold up to 1 MiB at the relay while its reader is stalled" },
     "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
     "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
     ...tunnelLivenessArgs,

@@ -82,8 +82,17 @@ export function waitForShutdownSignal(onSecondSignal: () => void = () => process
 }
 
 /**
+ * The command after the first `--` (`arcproxy --cluster x -- kubectl get pods`), or [] without one.
+ * citty never sees it, so `arcproxy -- kubectl --help` reaches kubectl.
+ */
+export function childCommand(argv: readonly string[] = process.argv.slice(2)): string[] {
+  const dashdash = argv.indexOf("--");
+  return dashdash === -1 ? [] : argv.slice(dashdash + 1);
+}
+
+/**
  * Runs a citty command with our error contract: usage errors and expected failures print one line
- * and exit 1. Only flags before `--` count, so `arcproxy -- kubectl --help` reaches kubectl.
+ * (with their causes) and exit 1. Only the arguments before `--` are parsed (childCommand has the rest).
  */
 export async function runCli(main: CommandDef<any>, binary: string): Promise<void> {
   const rawArgs = process.argv.slice(2);
@@ -94,7 +103,7 @@ export async function runCli(main: CommandDef<any>, binary: string): Promise<voi
     return;
   }
   try {
-    await runCommand(main, { rawArgs });
+    await runCommand(main, { rawArgs: own });
   } catch (error) {
     if ((error as Error)?.name === "CLIError") exitWithError(binary, new Error(`${(error as Error).message} (see ${binary} --help)`));
     exitWithError(binary, error);

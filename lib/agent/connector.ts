@@ -1,6 +1,7 @@
 // Keeps one outbound tunnel to the relay: dial, serve until it drops, back off, dial again.
 import WebSocket from "ws";
 import { signAgentToken } from "../auth/index.ts";
+import { refusalError, relayWebSocketUrl, type RelayConnection } from "../client/index.ts";
 import { isPeerHangup, Unauthorized } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
@@ -8,8 +9,6 @@ import {
   type WebSocketDuplexOptions,
 } from "../tunnel/index.ts";
 import type { AgentKeys } from "./agent-state.ts";
-import { describeProxy, proxyAgentFor, proxyFor } from "./egress.ts";
-import { relayWebSocketUrl, type RelayEndpoint } from "./relay-endpoint.ts";
 
 export interface ReconnectBackoff {
   /** First retry waits up to this (ms); default 1,000. */
@@ -19,7 +18,7 @@ export interface ReconnectBackoff {
 }
 
 export interface ConnectorOptions {
-  relay: RelayEndpoint;
+  relay: RelayConnection;
   /** Called before every connection attempt, so a rotated key is used from the next connection on. */
   keys: () => Promise<AgentKeys>;
   /** Appended to the error logged when the relay refuses the agent's key (401). */
@@ -68,7 +67,6 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
     let redialAtOnce = false;
     try {
       const tunnel = await connectOnce(opts);
-      attempt = 0;
       const outcome = await Promise.race([tunnel.server.done.then(() => "closed" as const), tunnel.server.goaway.then(() => "goaway" as const)]);
       if (outcome === "goaway" && !opts.signal.aborted) {
         opts.logger.info("relay is draining (GOAWAY): dialling a new tunnel while this one finishes its streams");
@@ -81,12 +79,14 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
       }
     } catch (error) {
       if (error instanceof Unauthorized) {
-        opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url, error });
+        opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url.base, error });
       } else {
-        opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url, error });
+        opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url.base, error });
       }
     }
     if (opts.signal.aborted) break;
+    // Only a tunnel that stayed up resets the backoff: a relay (or a middlebox) that accepts the
+    // WebSocket and drops it at once must not be redialled at full speed by every agent.
     if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
     // A drain is answered at once, at a random moment in DRAIN_REDIAL_SPREAD_MS so agents spread
     // out; a failure backs off: attempt n waits up to base * 2^(n+1), so even the first retries
@@ -109,12 +109,12 @@ interface OpenTunnel {
 
 async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
   const keys = await opts.keys();
-  const token = await signAgentToken({ privateJwk: keys.privateJwk, cluster: keys.cluster, audience: opts.relay.url });
+  const token = await signAgentToken({ privateJwk: keys.privateJwk, cluster: keys.cluster, audience: opts.relay.url.base });
   const kubeVersion = await opts.kubernetesVersion?.();
-  const proxy = proxyFor(opts.relay.url);
-  const agent = proxyAgentFor(opts.relay.url, { ca: opts.relay.ca });
-  if (proxy) opts.logger.debug("dialling the relay through a proxy", { proxy: describeProxy(proxy) });
-  const ws = new WebSocket(relayWebSocketUrl(opts.relay, protocol.AGENT_CONNECT_PATH), [protocol.TUNNEL_SUBPROTOCOL], {
+  const { proxy } = opts.relay;
+  const agent = opts.relay.dedicatedAgent();
+  if (proxy) opts.logger.debug("dialling the relay through a proxy", { proxy });
+  const ws = new WebSocket(relayWebSocketUrl(opts.relay.url, protocol.AGENT_CONNECT_PATH), [protocol.TUNNEL_SUBPROTOCOL], {
     headers: {
       authorization: `Bearer ${token}`,
       [protocol.AGENT_VERSION_HEADER]: opts.agentVersion,
@@ -124,7 +124,7 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
     maxPayload: timeouts.WS_MAX_PAYLOAD_BYTES,
     perMessageDeflate: false,
     ...(agent ? { agent } : {}),
-    ...(opts.relay.ca ? { ca: opts.relay.ca } : {}),
+    ...opts.relay.tlsOptions,
   });
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
@@ -132,19 +132,16 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => { if (body.length < 4096) body += c; });
-      res.on("end", () => {
-        const message = `relay refused the tunnel (${res.statusCode}): ${statusMessage(body)}`;
-        reject(res.statusCode === 401 ? new Unauthorized(message) : new Error(message));
-      });
+      res.on("end", () => reject(refusalError(res.statusCode ?? 0, body, { relay: opts.relay.url, action: "the relay refused the tunnel" })));
     });
     ws.once("error", reject);
   });
-  const log = opts.logger.child({ relay: opts.relay.url });
+  const log = opts.logger.child({ relay: opts.relay.url.base });
   const duplex = createWebSocketDuplex(ws, { ...opts.liveness, onDead: () => log.warn("relay stopped answering pings; reconnecting") });
   const server = serveTunnel(duplex, opts.onStream, (error) => {
     if (!isPeerHangup(error)) log.warn("tunnel session error", { error });
   });
-  log.info("tunnel connected", proxy ? { proxy: describeProxy(proxy) } : {});
+  log.info("tunnel connected", proxy ? { proxy } : {});
   opts.onState?.("connected");
   opts.onConnected?.();
 
@@ -174,14 +171,6 @@ async function drainThenClose(server: TunnelServer, timeoutMs: number, log: Logg
   }
   if (server.activeStreams > 0) log.warn("drain deadline passed; closing the tunnel with streams still open", { activeStreams: server.activeStreams });
   await server.close();
-}
-
-function statusMessage(body: string): string {
-  try {
-    return (JSON.parse(body) as { message?: string }).message ?? body;
-  } catch {
-    return body.slice(0, 200);
-  }
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -1,28 +1,25 @@
 // First start: trade the one-time enrollment token for a registered Ed25519 key.
 import type { JWK } from "jose";
-import { ArcError, Unauthorized } from "../errors/index.ts";
+import { callRelay, refusalError, type RelayConnection } from "../client/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
 
 /**
- * Registers `publicJwk` as the agent key of `cluster`, spending the one-time `enrollToken`.
- * Throws Unauthorized when the relay refuses the token (invalid, expired or already used) and an
- * ArcError with the relay's message for any other refusal; network failures keep their cause.
+ * Registers `publicJwk` as the agent key of `cluster` at `relay`, spending the one-time
+ * `enrollToken`; the call is bounded by RELAY_CALL_TIMEOUT_MS (15 s). Throws Unauthorized (401)
+ * when the relay refuses the token (invalid, expired or already used), the matching ArcError with
+ * the relay's message for any other refusal (refusalError), and RelayUnreachable/UpstreamTimeout
+ * when the relay cannot be reached.
  */
-export async function enrollWithRelay(relay: RelayEndpoint, cluster: string, enrollToken: string, publicJwk: JWK): Promise<void> {
-  let response: Response;
-  try {
-    response = await relayFetch(relay, protocol.AGENT_ENROLL_PATH, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ cluster, token: enrollToken, publicKey: publicJwk }),
-    });
-  } catch (cause) {
-    throw new Error(`cannot reach the relay at ${relay.url} to enroll cluster "${cluster}"`, { cause });
-  }
-  if (!response.ok) {
-    const message = await response.json().then((s) => (s as { message?: string }).message, () => undefined);
-    const text = `enrolling cluster "${cluster}" at ${relay.url} failed (${response.status}): ${message ?? response.statusText}`;
-    throw response.status === 401 ? new Unauthorized(text) : new ArcError(text);
-  }
+export async function enrollWithRelay(relay: RelayConnection, cluster: string, enrollToken: string, publicJwk: JWK): Promise<void> {
+  const answer = await callRelay(relay, {
+    method: "POST",
+    path: protocol.AGENT_ENROLL_PATH,
+    json: { cluster, token: enrollToken, publicKey: publicJwk },
+  });
+  if (answer.status >= 200 && answer.status < 300) return;
+  throw refusalError(answer.status, answer.json, {
+    relay: relay.url,
+    action: `enrolling cluster "${cluster}"`,
+    advice: { 401: { say: "create a new enrollment token (arcrelay cluster enroll-token NAME) and pass it with --enroll-token", unless: "enroll" } },
+  });
 }

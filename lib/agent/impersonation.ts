@@ -1,59 +1,49 @@
-// Builds the headers the API server sees: the caller's request minus anything that could choose an identity.
+// Decides who the agent's request to the API server runs as: the verified caller, the user the
+// caller may impersonate, or (token mode) the caller's own Kubernetes credential.
 import type { Identity } from "../auth/index.ts";
-import { endToEndHeaders, protocol, type HeaderMap, type TunnelHeaders } from "../tunnel/index.ts";
-
-/** Extra key the API server records in audit logs: `Impersonate-Extra-Arc-Request-Id`. */
-export const REQUEST_ID_EXTRA = "impersonate-extra-arc-request-id";
+import { decodeImpersonationRequest, firstHeader, type ApiServerIdentity, type HeaderMap } from "../http/index.ts";
+import { protocol } from "../tunnel/index.ts";
+import { authorizeImpersonation } from "./impersonation-review.ts";
+import type { Upstream } from "./upstream.ts";
 
 /**
- * Strips `Authorization`, every `Impersonate-*` (any casing: HTTP/2 names arrive lower-case),
- * front-proxy `X-Remote-*` identity headers and the tunnel's own headers, then sets the caller's
- * verified identity. `credentials` are the agent's own (its service-account token).
+ * User-extra keys the agent records for the API server's audit log (`user.extra`); each must be
+ * granted to the agent's ServiceAccount as `impersonate` on `userextras/<key>` (the chart does).
  */
-export function buildImpersonatedHeaders(
-  incoming: TunnelHeaders,
-  identity: Identity,
-  requestId: string,
-  credentials: Record<string, string>,
-): HeaderMap {
-  const headers = stripIdentityHeaders(endToEndHeaders(incoming));
+export const EXTRA_REQUEST_ID = "arc-request-id";
+/** With kubectl --as: who really asked, as kube-oidc-proxy records it (originaluser.jetstack.io-user). */
+export const EXTRA_ORIGINAL_USER = "arc-original-user";
+export const EXTRA_ORIGINAL_GROUPS = "arc-original-groups";
+
+export interface ImpersonationContext {
+  cluster: string;
+  upstream: Upstream;
+  requestId: string;
+  /** The agent's own Authorization header, if it authenticates with a token (none with a client certificate). */
+  credentials: Record<string, string>;
+}
+
+/**
+ * Token mode (`x-arc-kube-token`) sends the caller's own token and lets the API server judge any
+ * impersonation itself. Otherwise the agent impersonates the verified `caller`, or, when the relay
+ * carried a request to impersonate someone (`x-arc-impersonate`), that target once the API server
+ * has said the caller may (authorizeImpersonation; throws Forbidden otherwise). Throws BadRequest
+ * for a malformed impersonation header.
+ */
+export async function resolveApiServerIdentity(headers: HeaderMap, caller: Identity, ctx: ImpersonationContext): Promise<ApiServerIdentity> {
+  const request = decodeImpersonationRequest(firstHeader(headers[protocol.IMPERSONATE_HEADER]));
+  const kubeToken = firstHeader(headers[protocol.KUBE_TOKEN_HEADER]);
+  if (kubeToken) return { kind: "token", token: kubeToken, ...(request ? { impersonation: request } : {}) };
+  if (!request) {
+    return { kind: "impersonate", credentials: ctx.credentials, user: caller.user, groups: caller.groups, extra: { [EXTRA_REQUEST_ID]: [ctx.requestId] } };
+  }
+  await authorizeImpersonation(ctx.upstream, ctx.cluster, caller, request, ctx.requestId);
   return {
-    ...headers,
-    ...lowerCaseKeys(credentials),
-    "impersonate-user": utf8HeaderValue(identity.user),
-    ...(identity.groups.length > 0 ? { "impersonate-group": identity.groups.map(utf8HeaderValue) } : {}),
-    [REQUEST_ID_EXTRA]: requestId,
+    kind: "impersonate",
+    credentials: ctx.credentials,
+    user: request.user,
+    groups: request.groups,
+    ...(request.uid !== undefined ? { uid: request.uid } : {}),
+    extra: { [EXTRA_REQUEST_ID]: [ctx.requestId], [EXTRA_ORIGINAL_USER]: [caller.user], [EXTRA_ORIGINAL_GROUPS]: caller.groups },
   };
 }
-
-/** Token mode: the caller's own Kubernetes credential goes through, nothing is impersonated. */
-export function buildPassThroughHeaders(incoming: TunnelHeaders, kubeToken: string): HeaderMap {
-  return { ...stripIdentityHeaders(endToEndHeaders(incoming)), authorization: `Bearer ${kubeToken}` };
-}
-
-export function stripIdentityHeaders(headers: HeaderMap): HeaderMap {
-  const out: HeaderMap = {};
-  for (const [name, value] of Object.entries(headers)) {
-    const lower = name.toLowerCase();
-    if (
-      lower === "authorization" || lower === "proxy-authorization" || lower === "cookie" ||
-      lower.startsWith("impersonate-") || lower.startsWith("x-remote-") || lower.startsWith("x-arc-")
-    ) continue;
-    out[lower] = value;
-  }
-  return out;
-}
-
-/**
- * node:http writes header values as Latin-1; the API server reads the raw bytes as UTF-8 (as
- * client-go sends them). Re-encoding keeps "josé" and "開発" intact on the wire.
- */
-function utf8HeaderValue(value: string): string {
-  return Buffer.from(value, "utf8").toString("latin1");
-}
-
-function lowerCaseKeys(record: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k.toLowerCase(), v]));
-}
-
-export const tunnelRequestIdHeader = protocol.REQUEST_ID_HEADER;

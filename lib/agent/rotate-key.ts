@@ -2,10 +2,10 @@
 import { protocol } from "../tunnel/index.ts";
 import type { JWK } from "jose";
 import { generateSigningKeyPair, signAgentToken } from "../auth/index.ts";
-import { ArcError, Unauthorized } from "../errors/index.ts";
+import { ArcError, statusMessageOf } from "../errors/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
-import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
+import { callRelay, refusalError, type RelayConnection } from "../client/index.ts";
 
 /** The relay's rotation endpoint (lib/relay/agent-routes.ts serves it). */
 const ROTATE_KEY_PATH = protocol.AGENT_ROTATE_KEY_PATH;
@@ -26,7 +26,7 @@ export interface RotatedKey {
  * Rotates the agent key of `cluster` at `relay`. A rotation interrupted after the relay switched
  * is finished by running this again: it reuses the pending pair instead of making another one.
  */
-export async function rotateAgentKey(opts: { relay: RelayEndpoint; cluster: string; keyStore: AgentKeyStore }): Promise<RotatedKey> {
+export async function rotateAgentKey(opts: { relay: RelayConnection; cluster: string; keyStore: AgentKeyStore }): Promise<RotatedKey> {
   const cluster = validateClusterName(opts.cluster);
   const where = opts.keyStore.describe();
   const stored = (await opts.keyStore.load()) as StoredKeys | undefined;
@@ -48,13 +48,15 @@ export async function rotateAgentKey(opts: { relay: RelayEndpoint; cluster: stri
   if (refusal?.status === 401 && resuming && !(await askRelay(opts.relay, cluster, next, next))) refusal = undefined;
   if (refusal?.status !== undefined && refusal.status < 500) {
     await opts.keyStore.save({ cluster, ...current }).catch(() => undefined);
-    const text = `the relay refused the key rotation of cluster "${cluster}" (${refusal.status}): ${refusal.message}; nothing changed at the relay, and ${where} keeps key ${kids.previousKid}`;
-    throw refusal.status === 401 ? new Unauthorized(text) : new ArcError(text);
+    throw refusalError(refusal.status, refusal.body, {
+      relay: opts.relay.url,
+      action: `the relay refused the key rotation of cluster "${cluster}" (${refusal.status}); nothing changed at the relay, and ${where} keeps key ${kids.previousKid}`,
+    });
   }
   if (refusal) {
     // No answer, or a 5xx that may come from a proxy after the relay switched: keep both keys.
     throw new Error(
-      `the key rotation of cluster "${cluster}" at ${opts.relay.url} did not complete: ${refusal.message}. ` +
+      `the key rotation of cluster "${cluster}" at ${opts.relay.url.base} did not complete: ${refusal.message}. ` +
         `The relay may already hold the new key ${kids.kid}; ${where} keeps it as pending: run arcagent rotate-key again to finish`,
     );
   }
@@ -69,30 +71,24 @@ export async function rotateAgentKey(opts: { relay: RelayEndpoint; cluster: stri
   return { cluster, ...kids };
 }
 
-/** Undefined when the relay took the key; otherwise its status (none if it was not reached) and message. */
+/** Undefined when the relay took the key; otherwise its status and body (no status if it was not reached) and a message. */
 async function askRelay(
-  relay: RelayEndpoint,
+  relay: RelayConnection,
   cluster: string,
   signer: { privateJwk: JWK },
   next: { privateJwk: JWK; publicJwk: JWK },
-): Promise<{ status?: number; message: string } | undefined> {
+): Promise<{ status?: number; body?: unknown; message: string } | undefined> {
   const [bearer, proof] = await Promise.all([
-    signAgentToken({ privateJwk: signer.privateJwk, cluster, audience: relay.url }),
-    signAgentToken({ privateJwk: next.privateJwk, cluster, audience: relay.url }),
+    signAgentToken({ privateJwk: signer.privateJwk, cluster, audience: relay.url.base }),
+    signAgentToken({ privateJwk: next.privateJwk, cluster, audience: relay.url.base }),
   ]);
-  let response: Response;
   try {
-    response = await relayFetch(relay, ROTATE_KEY_PATH, {
-      method: "POST",
-      headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
-      body: JSON.stringify({ publicKey: next.publicJwk, proof }),
-    });
+    const answer = await callRelay(relay, { method: "POST", path: ROTATE_KEY_PATH, token: bearer, json: { publicKey: next.publicJwk, proof } });
+    if (answer.status >= 200 && answer.status < 300) return undefined;
+    return { status: answer.status, body: answer.json, message: statusMessageOf(answer.json) ?? `HTTP ${answer.status}` };
   } catch (error) {
-    return { message: `cannot reach the relay: ${error instanceof Error ? error.message : String(error)}` };
+    return { message: error instanceof ArcError ? error.message : `cannot reach the relay: ${(error as Error).message}` };
   }
-  if (response.ok) return undefined;
-  const message = await response.json().then((s) => (s as { message?: string }).message, () => undefined);
-  return { status: response.status, message: message ?? `${response.status} ${response.statusText}` };
 }
 
 function kidOf(jwk: JWK): string {

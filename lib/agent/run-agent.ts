@@ -1,19 +1,20 @@
 // The agent's whole life: load or enroll its key, learn whom to trust, keep the tunnel up.
 import { builtinIssuerTrust, createUserTokenVerifier, generateSigningKeyPair, signAgentToken, type TrustedIssuer } from "../auth/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import { Unauthorized } from "../errors/index.ts";
+import { BadGateway, Unauthorized } from "../errors/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
 import { runConnector, type ConnectorOptions, type ReconnectBackoff } from "./connector.ts";
 import { enrollWithRelay } from "./enroll.ts";
-import { relayFetch, type RelayEndpoint } from "./relay-endpoint.ts";
+import { callRelay, refusalError, relayHref, type RelayConnection } from "../client/index.ts";
 import { createStreamHandler } from "./stream-handler.ts";
 import { fetchKubernetesVersion } from "./kube-api.ts";
 import type { Upstream } from "./upstream.ts";
 
 export interface AgentOptions {
-  relay: RelayEndpoint;
+  /** The relay (createRelayConnection): its URL is also the audience of the agent's tokens. */
+  relay: RelayConnection;
   cluster: string;
   keyStore: AgentKeyStore;
   enrollToken?: string;
@@ -36,6 +37,19 @@ export interface AgentOptions {
   trustedIssuers?: TrustedIssuer[];
 }
 
+/**
+ * Runs the agent until `signal` aborts and its tunnel has drained. First start: enrolls with
+ * `enrollToken`, saving the new key in `keyStore` before spending the token (so a crash never
+ * loses it); later starts use the stored key. Then trusts the relay's built-in issuer (OIDC
+ * discovery on the relay, 15 s bound) and `trustedIssuers`, and keeps one tunnel to the relay,
+ * redialling with backoff (1-10 s, full jitter) and re-reading the key store before every dial.
+ * On abort: GOAWAY, streams in flight get `drainTimeoutMs` (25 s), then the tunnel closes.
+ *
+ * Throws (before any tunnel) when there is no key and no token, when enrollment is refused
+ * (Unauthorized for a spent or expired token, with what to do), when the key store cannot be
+ * written, or when the relay's issuer cannot be read. Network trouble after that is retried, never
+ * thrown.
+ */
 export async function runAgent(opts: AgentOptions): Promise<void> {
   const cluster = validateClusterName(opts.cluster);
   const log = opts.logger.child({ cluster });
@@ -56,7 +70,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     t.keysFrom === "relay" ? keysThroughRelay(t, opts.relay, () => current) : t);
   const verifier = createUserTokenVerifier({
     issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay)), ...external],
-    ...(opts.relay.ca ? { tlsCa: opts.relay.ca } : {}),
+    ...(opts.relay.tls.ca ? { tlsCa: opts.relay.tls.ca } : {}),
   });
   if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
   const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log });
@@ -149,14 +163,15 @@ async function reloadKeys(store: AgentKeyStore, inMemory: AgentKeys, log: Logger
  * The relay's built-in issuer: the agent trusts it because its own --relay flag names that relay,
  * and the keys must verify under the issuer URL the relay publishes for itself.
  */
-async function discoverRelayIssuer(relay: RelayEndpoint): Promise<{ issuer: string; audience: string; jwksUrl: string }> {
-  const response = await relayFetch(relay, "/.well-known/openid-configuration").catch((cause: unknown) => {
-    throw new Error(`cannot reach the relay at ${relay.url} to read its issuer`, { cause });
-  });
-  if (!response.ok) throw new Error(`the relay at ${relay.url} answered ${response.status} for its OIDC discovery document`);
-  const doc = (await response.json()) as { issuer?: string; jwks_uri?: string };
-  if (!doc.issuer || !doc.jwks_uri) throw new Error(`the relay at ${relay.url} published no issuer or jwks_uri`);
-  return { issuer: doc.issuer, audience: "cluster-connect", jwksUrl: relay.url + "/.well-known/jwks.json" };
+async function discoverRelayIssuer(relay: RelayConnection): Promise<{ issuer: string; audience: string; jwksUrl: string }> {
+  const path = "/.well-known/openid-configuration";
+  const answer = await callRelay(relay, { path });
+  if (answer.status !== 200) throw refusalError(answer.status, answer.json, { relay: relay.url, action: "reading the relay's OIDC discovery document" });
+  const doc = answer.json as { issuer?: unknown; jwks_uri?: unknown } | undefined;
+  if (typeof doc?.issuer !== "string" || typeof doc.jwks_uri !== "string") {
+    throw new BadGateway(`the relay at ${relay.url.base} published no issuer or jwks_uri at ${path}; is --relay the relay's URL?`);
+  }
+  return { issuer: doc.issuer, audience: "cluster-connect", jwksUrl: relayHref(relay.url, "/.well-known/jwks.json") };
 }
 
 /**
@@ -164,13 +179,13 @@ async function discoverRelayIssuer(relay: RelayEndpoint): Promise<{ issuer: stri
  * issuer. The issuer, audiences and claim mapping stay those of the agent's own config, so the
  * relay can serve keys only for issuers this agent already trusts.
  */
-function keysThroughRelay(trusted: TrustedIssuer, relay: RelayEndpoint, keys: () => AgentKeys): TrustedIssuer {
+function keysThroughRelay(trusted: TrustedIssuer, relay: RelayConnection, keys: () => AgentKeys): TrustedIssuer {
   return {
     ...trusted,
-    jwks: { url: `${relay.url}${protocol.AGENT_ISSUER_KEYS_PATH}?issuer=${encodeURIComponent(trusted.issuer)}` },
-    tlsCa: relay.ca,
+    jwks: { url: relayHref(relay.url, `${protocol.AGENT_ISSUER_KEYS_PATH}?issuer=${encodeURIComponent(trusted.issuer)}`) },
+    ...(relay.tls.ca ? { tlsCa: relay.tls.ca } : {}),
     jwksRequestHeaders: async () => ({
-      authorization: `Bearer ${await signAgentToken({ privateJwk: keys().privateJwk, cluster: keys().cluster, audience: relay.url })}`,
+      authorization: `Bearer ${await signAgentToken({ privateJwk: keys().privateJwk, cluster: keys().cluster, audience: relay.url.base })}`,
     }),
   };
 }

@@ -4,10 +4,9 @@ import https from "node:https";
 import type { Identity } from "../auth/index.ts";
 import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import {
-  endToEndHeaders, firstHeader, joinLongHeaders, protocol, splice, timeouts, type HeaderMap, type TunnelHeaders, type TunnelServerStream,
-} from "../tunnel/index.ts";
-import { buildImpersonatedHeaders, buildPassThroughHeaders } from "./impersonation.ts";
+import { MAX_REQUEST_HEADER_BYTES, apiServerRequestHeaders, bearerTokenOf, firstHeader, responseHeaders, toHeaderMap, type HeaderMap } from "../http/index.ts";
+import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
+import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
 
 export interface StreamHandlerDeps {
@@ -17,6 +16,16 @@ export interface StreamHandlerDeps {
   logger: Logger;
 }
 
+/**
+ * Serves one tunnel stream (one user request the relay forwarded): verifies the caller's token
+ * again with the agent's own issuers, decides who the request runs as (resolveApiServerIdentity:
+ * the caller, the target of an allowed `kubectl --as`, or token mode), and sends it to the API
+ * server with the header policy's headers; the response (or the upgraded byte stream, for exec and
+ * port-forward) is streamed back. Bounds: response headers within 60 s (upgrades 30 s), then no
+ * limit (watches). Every failure is answered on the stream as a Kubernetes Status with the request
+ * id: 401 bad token, 403 refused impersonation, 400 malformed, 503 API server unreachable, 504
+ * no answer. Never throws.
+ */
 export function createStreamHandler(deps: StreamHandlerDeps) {
   return function handleTunnelStream(stream: TunnelServerStream, received: TunnelHeaders): void {
     const headers = joinLongHeaders(received);
@@ -33,15 +42,15 @@ export function createStreamHandler(deps: StreamHandlerDeps) {
   };
 }
 
-async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, headers: TunnelHeaders, requestId: string): Promise<void> {
-  const identity = await deps.verifyUserToken(bearerOf(headers));
+async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, received: TunnelHeaders, requestId: string): Promise<void> {
+  const headers = toHeaderMap(received);
+  const caller = await deps.verifyUserToken(bearerOf(headers));
   const options = await deps.upstream.requestOptions();
-  // Token mode: the caller brought a Kubernetes credential of its own, so the agent's is not used.
-  const kubeToken = firstHeader(headers[protocol.KUBE_TOKEN_HEADER]);
-  const outgoing = kubeToken
-    ? buildPassThroughHeaders(headers, kubeToken)
-    : buildImpersonatedHeaders(headers, identity, requestId, (options.headers ?? {}) as Record<string, string>);
-  if (kubeToken) {
+  const identity = await resolveApiServerIdentity(headers, caller, {
+    cluster: deps.cluster, upstream: deps.upstream, requestId, credentials: (options.headers ?? {}) as Record<string, string>,
+  });
+  const tokenMode = identity.kind === "token";
+  if (tokenMode) {
     // Nothing of the agent's own identity may ride along: not its token, and not a client
     // certificate, which the API server would authenticate before the caller's bearer token.
     delete options.headers;
@@ -57,11 +66,14 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
     port: deps.upstream.server.port,
     method: String(headers[":method"]),
     path: String(headers[":path"]),
-    headers: upgrade ? { ...outgoing, connection: "Upgrade", upgrade } : outgoing,
+    headers: apiServerRequestHeaders(headers, identity, upgrade),
+    // The API server's answer may carry headers as long as the request's (it echoes Audit-ID):
+    // node's 16 KiB default would turn a request that ran into an "unreachable" 503.
+    maxHeaderSize: MAX_REQUEST_HEADER_BYTES,
     // Token mode never shares a pooled connection that may carry the agent's client certificate.
-    agent: upgrade || kubeToken ? deps.upstream.dedicatedAgent() : deps.upstream.agent,
+    agent: upgrade || tokenMode ? deps.upstream.dedicatedAgent() : deps.upstream.agent,
   };
-  deps.logger.debug("forwarding", { requestId, user: identity.user, tokenMode: Boolean(kubeToken), method: request.method, path: request.path?.split("?")[0], upgrade });
+  deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.kind === "impersonate" && identity.user !== caller.user ? identity.user : undefined, tokenMode, method: request.method, path: request.path?.split("?")[0], upgrade });
   const client = deps.upstream.server.protocol === "https:" ? https : http;
   const upstreamReq = client.request(request);
   upstreamReq.setTimeout(upgrade ? timeouts.UPGRADE_TIMEOUT_MS : timeouts.RESPONSE_HEADERS_TIMEOUT_MS);
@@ -82,18 +94,19 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
     upstreamReq.once("upgrade", (res: http.IncomingMessage, socket, head: Buffer) => {
       upstreamReq.setTimeout(0);
       socket.setTimeout(0);
-      stream.respond({ ":status": 200, [protocol.UPGRADE_STATUS_HEADER]: "101", ...responseHeaders(res.headers) });
+      stream.respond(splitLongHeaders({ ":status": "200", [protocol.UPGRADE_STATUS_HEADER]: "101", ...responseHeaders("api-server-to-agent", res.rawHeaders) }));
       if (head.length > 0) stream.write(head);
       splice(stream, socket).then(resolve, resolve);
     });
     upstreamReq.once("response", (res: http.IncomingMessage) => {
       upstreamReq.setTimeout(0);
       const status = res.statusCode ?? 502;
-      stream.respond({
-        ":status": status,
+      // Long values (an echoed Audit-ID) go in pieces: one over Bun's HPACK limit would end the session.
+      stream.respond(splitLongHeaders({
+        ":status": String(status),
         ...(upgrade ? { [protocol.UPGRADE_STATUS_HEADER]: String(status) } : {}),
-        ...responseHeaders(res.headers),
-      });
+        ...responseHeaders("api-server-to-agent", res.rawHeaders),
+      }));
       res.pipe(stream);
       res.once("error", (error) => stream.destroy(error));
       res.once("end", resolve);
@@ -106,14 +119,8 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
   });
 }
 
-function responseHeaders(headers: http.IncomingHttpHeaders): HeaderMap {
-  return endToEndHeaders(headers);
-}
-
-function bearerOf(headers: TunnelHeaders): string {
-  const raw = firstHeader(headers["authorization"]) ?? "";
-  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(raw);
-  return match?.[1] ?? "";
+function bearerOf(headers: HeaderMap): string {
+  return bearerTokenOf(headers["authorization"]) ?? "";
 }
 
 function respondWithStatus(stream: TunnelServerStream, error: unknown, requestId: string): void {

@@ -2,7 +2,7 @@
 import https from "node:https";
 import http from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
-import { proxyAgentFor } from "./egress.ts";
+import { proxyAgentFor } from "../client/index.ts";
 import { ConfigError } from "../errors/index.ts";
 
 export interface Upstream {

@@ -1,5 +1,5 @@
 // One-time enrollment secrets for agents: creation, hashing for storage, constant-time compare.
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 
 export const ENROLLMENT_SECRET_PREFIX = "arcenroll_";
 
@@ -12,11 +12,4 @@ export function createEnrollmentSecret(): { secret: string; secretHash: string }
 /** SHA-256 of the secret, lowercase hex. */
 export function hashSecret(secret: string): string {
   return createHash("sha256").update(secret, "utf8").digest("hex");
-}
-
-/** Compares two secrets in time independent of where they differ, including their lengths. */
-export function timingSafeEqualStrings(a: string, b: string): boolean {
-  const digestA = createHash("sha256").update(a, "utf8").digest();
-  const digestB = createHash("sha256").update(b, "utf8").digest();
-  return timingSafeEqual(digestA, digestB);
 }

@@ -12,13 +12,13 @@ export { createUserTokenVerifier, MAX_TOKEN_BYTES } from "./verifier.ts";
 export type { TrustedIssuer, Identity, UserTokenVerifier, UserTokenVerifierOptions } from "./verifier.ts";
 export { loadIssuerConfig, parseIssuerConfig, resolveTrustedIssuers, ISSUER_ALGORITHMS } from "./issuer-config.ts";
 export type { TrustedIssuerConfig } from "./issuer-config.ts";
-export { discoverJwksUrl, createLazyJwksUrl, DISCOVERY_PATH } from "./discovery.ts";
+export { createLazyJwksUrl, DISCOVERY_PATH } from "./discovery.ts";
 export type { DiscoveryOptions } from "./discovery.ts";
 export {
   signAgentToken, verifyAgentToken, AGENT_TOKEN_ISSUER, MAX_AGENT_TOKEN_TTL_SECONDS,
 } from "./agent-token.ts";
 export {
-  createEnrollmentSecret, hashSecret, timingSafeEqualStrings, ENROLLMENT_SECRET_PREFIX,
+  createEnrollmentSecret, hashSecret, ENROLLMENT_SECRET_PREFIX,
 } from "./enrollment.ts";
-export { parsePrincipal, parseRole, findRole, roleAtLeast, matchGlob } from "./grants.ts";
+export { parsePrincipal, parseRole, findRole, roleAtLeast } from "./grants.ts";
 export type { Role, Grant, GrantIdentity, PrincipalKind } from "./grants.ts";

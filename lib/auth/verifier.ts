@@ -58,6 +58,12 @@ export interface UserTokenVerifierOptions {
   tlsCa?: string;
   /** After a JWKS fetch, an unknown kid refetches only after this long; default 30000. */
   jwksCooldownMs?: number;
+  /**
+   * The clock for a token's exp, nbf and iat and for how long a verified token is remembered, in
+   * milliseconds since the epoch; default Date.now. Tests move it instead of waiting. JWKS refetch
+   * timing (jose's) does not use it.
+   */
+  now?: () => number;
 }
 
 export interface UserTokenVerifier {
@@ -127,7 +133,8 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
     return keySet;
   }
 
-  const verified = createVerifiedTokenCache<Identity>();
+  const now = opts.now ?? (() => Date.now());
+  const verified = createVerifiedTokenCache<Identity>(now);
 
   return {
     async verifyUserToken(token: string): Promise<Identity> {
@@ -141,6 +148,7 @@ export function createUserTokenVerifier(opts: UserTokenVerifierOptions): UserTok
           audience: trusted.audiences,
           algorithms: trusted.algorithms,
           clockTolerance,
+          currentDate: new Date(now()),
           requiredClaims: ["exp"],
         }));
       } catch (error) {
@@ -180,6 +188,9 @@ function pickIssuer(token: string, byIssuer: Map<string, TrustedIssuer>): Truste
   return trusted;
 }
 
+/** Kubernetes' own identities (system:masters, system:serviceaccount:..., system:node:...). */
+const RESERVED_NAME = /^system:/i;
+
 function identityOf(payload: JWTPayload, trusted: TrustedIssuer): Identity {
   const name = payload[trusted.usernameClaim];
   if (typeof name !== "string" || name.length === 0) {
@@ -190,9 +201,21 @@ function identityOf(payload: JWTPayload, trusted: TrustedIssuer): Identity {
   if (typeof payload.sub !== "string" || payload.sub.length === 0) {
     throw new Unauthorized(`token of issuer ${trusted.issuer} has no subject (sub) claim`);
   }
+  const user = (trusted.usernamePrefix ?? "") + name;
+  const groups = groupsOf(payload, trusted);
+  // The agent impersonates exactly these names, so a claim such as groups: ["system:masters"]
+  // would be cluster-admin. Kubernetes reserves the prefix for its own identities and refuses it
+  // from OIDC claims too (structured authentication configuration, KEP-3331).
+  const reserved = [user, ...groups].find((n) => RESERVED_NAME.test(n));
+  if (reserved !== undefined) {
+    throw new Unauthorized(
+      `token of issuer ${trusted.issuer} names ${reserved === user ? "user" : "group"} ${JSON.stringify(reserved)}: names starting with ` +
+        `"system:" are reserved by Kubernetes and never accepted from a token; set usernamePrefix/groupsPrefix for this issuer, or use kubectl --as`,
+    );
+  }
   return {
-    user: (trusted.usernamePrefix ?? "") + name,
-    groups: groupsOf(payload, trusted),
+    user,
+    groups,
     subject: payload.sub,
     issuer: trusted.issuer,
     audiences: typeof payload.aud === "string" ? [payload.aud] : (payload.aud ?? []),

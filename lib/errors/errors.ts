@@ -64,6 +64,12 @@ export class Conflict extends ArcError {
   override readonly reason = "AlreadyExists";
 }
 
+export class PayloadTooLarge extends ArcError {
+  override readonly code = "ERR_ARC_PAYLOAD_TOO_LARGE";
+  override readonly status = 413;
+  override readonly reason = "RequestEntityTooLarge";
+}
+
 export class RequestHeaderFieldsTooLarge extends ArcError {
   override readonly code = "ERR_ARC_HEADERS_TOO_LARGE";
   override readonly status = 431;
@@ -106,10 +112,38 @@ export class ShuttingDown extends ArcError {
   override readonly reason = "ServiceUnavailable";
 }
 
+/** A service on the way answered 503 for a reason of its own (an older relay, a load balancer). */
+export class Unavailable extends ArcError {
+  override readonly code = "ERR_ARC_UNAVAILABLE";
+  override readonly status = 503;
+  override readonly reason = "ServiceUnavailable";
+}
+
 export class UpstreamTimeout extends ArcError {
   override readonly code = "ERR_ARC_UPSTREAM_TIMEOUT";
   override readonly status = 504;
   override readonly reason = "Timeout";
+}
+
+/**
+ * The error for an HTTP status a peer answered with, carrying `message`: the inverse of
+ * toStatus, for clients of the relay. Codes without a class of their own (and 5xx other than 503
+ * and 504) become BadGateway (502): what went wrong was on the other side.
+ */
+export function errorForStatus(status: number, message: string, options?: ArcErrorOptions): ArcError {
+  switch (status) {
+    case 400: return new BadRequest(message, options);
+    case 401: return new Unauthorized(message, options);
+    case 403: return new Forbidden(message, options);
+    case 404: return new NotFound(message, options);
+    case 409: return new Conflict(message, options);
+    case 413: return new PayloadTooLarge(message, options);
+    case 429: return new TooManyRequests(message, options);
+    case 431: return new RequestHeaderFieldsTooLarge(message, options);
+    case 503: return new Unavailable(message, options);
+    case 504: return new UpstreamTimeout(message, options);
+    default: return new BadGateway(message, options);
+  }
 }
 
 /** A peer hanging up is normal traffic, not an error worth a log line. */

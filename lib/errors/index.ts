@@ -1,7 +1,7 @@
 export {
-  ArcError, ConfigError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RequestHeaderFieldsTooLarge,
-  TooManyRequests, BadGateway, AgentNotConnected, ApiServerUnavailable, ShuttingDown, UpstreamTimeout, isPeerHangup,
+  ArcError, ConfigError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RequestHeaderFieldsTooLarge, PayloadTooLarge, Unavailable,
+  TooManyRequests, BadGateway, AgentNotConnected, ApiServerUnavailable, ShuttingDown, UpstreamTimeout, isPeerHangup, errorForStatus,
 } from "./errors.ts";
 export type { ArcErrorOptions } from "./errors.ts";
-export { toStatus, statusOf, statusResponse, writeStatusResponse, writeStatusToSocket } from "./status.ts";
+export { toStatus, statusResponse, writeStatusResponse, writeStatusToSocket, renderStatusHttp, statusMessageOf } from "./status.ts";
 export type { KubeStatus } from "./status.ts";

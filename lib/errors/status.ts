@@ -29,6 +29,23 @@ export function toStatus(error: unknown, requestId?: string): KubeStatus {
   return statusOf(500, "InternalError", `internal error in cluster-connect${ref}; see the relay or agent log`);
 }
 
+/**
+ * The `message` of a Kubernetes Status (or any JSON object with a string `message`), from a parsed
+ * body or its text; undefined for anything else. The one reader of a peer's refusal text.
+ */
+export function statusMessageOf(body: unknown): string | undefined {
+  let value = body;
+  if (typeof body === "string") {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return undefined;
+    }
+  }
+  const message = (value as { message?: unknown } | null | undefined)?.message;
+  return typeof message === "string" && message.length > 0 ? message : undefined;
+}
+
 export function statusOf(code: number, reason: string, message: string): KubeStatus {
   return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code };
 }
@@ -45,17 +62,26 @@ export function statusResponse(error: unknown, requestId?: string): { code: numb
 }
 
 /**
- * Answers a raw socket (an upgrade request not yet upgraded) with the Status for `error` and
- * closes it. Does nothing if the socket is already answered or gone.
+ * The whole HTTP/1.1 answer (head and Status body, `Connection: close`) for `error`, for a socket
+ * that no HTTP server object owns: an upgrade request not yet upgraded, or a request the parser
+ * refused. The one renderer of a raw Status answer.
+ */
+export function renderStatusHttp(error: unknown, requestId?: string): string {
+  const { code, body, headers } = statusResponse(error, requestId);
+  return (
+    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? "Error"}\r\n` +
+    Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
+/**
+ * Answers a raw socket with the Status for `error` (renderStatusHttp) and closes it. Does nothing
+ * if the socket is already answered or gone.
  */
 export function writeStatusToSocket(socket: Duplex, error: unknown, requestId?: string): void {
   if (socket.destroyed || socket.writableEnded) return;
-  const { code, body, headers } = statusResponse(error, requestId);
-  const head =
-    `HTTP/1.1 ${code} ${STATUS_CODES[code] ?? "Error"}\r\n` +
-    Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
-    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
-  socket.end(head + body);
+  socket.end(renderStatusHttp(error, requestId));
 }
 
 /**

@@ -2,4 +2,3 @@ export { validateClusterName, validateUserName, validateGroupName } from "./name
 export { buildKubeconfig, writeKubeconfig } from "./kubeconfig.ts";
 export type { KubeconfigOptions, KubeconfigExec } from "./kubeconfig.ts";
 export { isLoopbackHost } from "./loopback.ts";
-export { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "./http-limits.ts";

@@ -17,7 +17,7 @@ export function validateClusterName(name: string): string {
   return name;
 }
 
-/** Returns `name` if it is a usable Kubernetes user name (1-256 chars, no control chars). */
+/** Returns `name` if it is a usable Kubernetes user name (1-256 chars, no control chars, not `system:...`); throws BadRequest. */
 export function validateUserName(name: string): string {
   return validateSubjectName(name, "user");
 }
@@ -32,6 +32,9 @@ function validateSubjectName(name: string, what: "user" | "group"): string {
     throw new BadRequest(
       `invalid ${what} name ${quote(name)}: use 1-${MAX_SUBJECT_NAME_LENGTH} characters without control characters`,
     );
+  }
+  if (/^system:/i.test(name)) {
+    throw new BadRequest(`invalid ${what} name ${quote(name)}: names starting with "system:" are Kubernetes' own and never put in a token`);
   }
   return name;
 }

@@ -1,8 +1,8 @@
 // arcproxy as a kubectl exec credential plugin: the ExecCredential it prints and the kubeconfig that runs it.
 import { isAbsolute, resolve } from "node:path";
-import { buildKubeconfig, isLoopbackHost, validateClusterName } from "../kube/index.ts";
+import { clusterApiPath, parseRelayUrl } from "../client/index.ts";
+import { buildKubeconfig, validateClusterName } from "../kube/index.ts";
 import type { TokenCredential } from "./token-source-cache.ts";
-import { ConfigError } from "../errors/index.ts";
 
 /** The exec plugin protocol version kubectl 1.22+ speaks. */
 export const EXEC_CREDENTIAL_API_VERSION = "client.authentication.k8s.io/v1";
@@ -51,10 +51,10 @@ export interface CredentialKubeconfigOptions {
 /** A kubeconfig that talks to the relay directly, with `arcproxy credential` supplying the token. */
 export function buildCredentialKubeconfig(opts: CredentialKubeconfigOptions): string {
   const cluster = validateClusterName(opts.cluster);
-  const relay = normalizeRelayUrl(opts.relayUrl);
+  const relay = parseRelayUrl(opts.relayUrl).base;
   return buildKubeconfig({
     clusterName: cluster,
-    server: `${relay}/v1/clusters/${cluster}/k8s`,
+    server: relay + clusterApiPath(cluster),
     caPem: opts.caPem,
     exec: {
       apiVersion: EXEC_CREDENTIAL_API_VERSION,
@@ -62,21 +62,6 @@ export function buildCredentialKubeconfig(opts: CredentialKubeconfigOptions): st
       args: [...opts.self.args, "credential", "--relay", relay, "--cluster", cluster, ...opts.tokenArgs],
     },
   });
-}
-
-function normalizeRelayUrl(relayUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(relayUrl);
-  } catch {
-    throw new ConfigError(`invalid relay URL ${JSON.stringify(relayUrl)}: expected https://HOST[:PORT]`);
-  }
-  const hostname = url.hostname.replace(/^\[|\]$/g, "");
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(hostname))) {
-    throw new ConfigError(`invalid relay URL ${relayUrl}: the scheme must be https:// (http:// only for loopback)`);
-  }
-  if (url.search || url.hash) throw new ConfigError(`invalid relay URL ${relayUrl}: no query or fragment`);
-  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
 }
 
 // Kubernetes' metav1.Time: RFC 3339 to the second.

@@ -3,17 +3,18 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../observe/index.ts";
-import { createRelayEndpoint, type RelayTls } from "./relay-endpoint.ts";
 import { forwardRequest, type ForwardContext } from "./request-forward.ts";
 import { createSessionCertificate } from "./session-cert.ts";
 import { createSessionToken, createSessionUnauthorized, isSessionAuthorized } from "./session-auth.ts";
 import { writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
-import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../kube/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../http/index.ts";
+import type { RelayConnection } from "../client/index.ts";
 import { CLOSE_GRACE_MS, LOCAL_HEADERS_TIMEOUT_MS, LOCAL_KEEP_ALIVE_TIMEOUT_MS } from "./timeouts.ts";
 import { forwardUpgrade } from "./upgrade-forward.ts";
 
 export interface LocalProxyOptions {
-  relayUrl: string;
+  /** The relay, owned by the caller (who closes it after the listener). */
+  relay: RelayConnection;
   cluster: string;
   /** Called for every request, so a token source can refresh an expiring token. */
   getToken: () => Promise<string>;
@@ -22,7 +23,6 @@ export interface LocalProxyOptions {
   /** 0 picks a free port. */
   port: number;
   host?: "127.0.0.1";
-  tls: RelayTls;
   /** How long a request is sent again while the relay restarts (ms); default 30,000. */
   relayRetryMs?: number;
   logger: Logger;
@@ -40,11 +40,10 @@ export interface LocalProxy {
 /** Starts the listener; rejects with a readable message when the port is taken. */
 export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalProxy> {
   const host = opts.host ?? "127.0.0.1";
-  const endpoint = createRelayEndpoint(opts.relayUrl, opts.tls);
   const { certPem, keyPem, caPem } = await createSessionCertificate();
   const sessionToken = createSessionToken();
   const logger = opts.logger.child({ cluster: opts.cluster });
-  const ctx: ForwardContext = { endpoint, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, relayRetryMs: opts.relayRetryMs, logger };
+  const ctx: ForwardContext = { relay: opts.relay, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, relayRetryMs: opts.relayRetryMs, logger };
 
   // The API server's own limit on request line plus headers, not node's 16 KiB default: a long
   // label selector must get through, and an oversized one a 431 Status that says which limit.
@@ -83,7 +82,7 @@ export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalPro
 
   await listen(server, opts.port, host);
   const port = (server.address() as { port: number }).port;
-  logger.info("local proxy listening", { address: `https://${host}:${port}`, relay: endpoint.url });
+  logger.info("local proxy listening", { address: `https://${host}:${port}`, relay: opts.relay.url.base });
 
   let closing: Promise<void> | undefined;
   return {
@@ -92,7 +91,6 @@ export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalPro
     caPem,
     close() {
       return (closing ??= closeServer(server, upgraded).then(() => {
-        endpoint.agent.destroy();
         logger.info("local proxy stopped");
       }));
     },

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { buildKubeconfig, writeKubeconfig } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { startLocalProxy } from "./local-proxy.ts";
+import { createRelayConnection, type RelayTls } from "../client/index.ts";
 import { fetchClusterInfo } from "./relay-client.ts";
-import type { RelayTls } from "./relay-endpoint.ts";
 
 export interface ProxySessionOptions {
   relayUrl: string;
@@ -30,13 +30,31 @@ export interface ProxySession {
   close(): Promise<void>;
 }
 
-/** Starts a session; fails early, with the relay's own message, if the cluster is not reachable for this user. */
+/**
+ * Starts an arcproxy session: asks the relay for the cluster (15 s bound), starts the loopback
+ * HTTPS listener on `port`, writes a kubeconfig (mode 0600) that points at it with a per-session
+ * CA and secret. Resolves with the kubeconfig's path and the port; `close()` stops the listener
+ * (open watches and exec sessions get CLOSE_GRACE_MS, 2 s) and removes a temporary kubeconfig.
+ *
+ * Throws ConfigError for a bad relay URL; the relay's refusal as an ArcError with what to do next
+ * (401 token, 403 grant, 404 cluster); RelayUnreachable/UpstreamTimeout when the relay cannot be
+ * asked; an Error naming the port when it is taken. A cluster whose agent is offline is not an
+ * error: it is logged, and requests wait for the agent at the relay.
+ */
 export async function startProxySession(opts: ProxySessionOptions): Promise<ProxySession> {
   const logger = opts.logger.child({ cluster: opts.cluster });
+  const relay = createRelayConnection(opts.relayUrl, opts.tls);
   if (opts.tls.insecureSkipVerify) {
     logger.warn("TLS verification of the relay is OFF (--insecure-skip-tls-verify): anyone on the path can read your token; use this for tests only");
   }
-  const info = await fetchClusterInfo({ relayUrl: opts.relayUrl, cluster: opts.cluster, token: await opts.getToken(), tls: opts.tls });
+  if (relay.proxy) logger.info("reaching the relay through a proxy", { proxy: relay.proxy });
+  let info;
+  try {
+    info = await fetchClusterInfo(relay, opts.cluster, await opts.getToken());
+  } catch (error) {
+    relay.close();
+    throw error;
+  }
   if (info.connected) {
     logger.info("cluster found", { kubernetesVersion: info.kubernetesVersion, agentVersion: info.agentVersion });
   } else {
@@ -44,9 +62,13 @@ export async function startProxySession(opts: ProxySessionOptions): Promise<Prox
   }
 
   const proxy = await startLocalProxy({
-    relayUrl: opts.relayUrl, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, port: opts.port, tls: opts.tls,
+    relay, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, port: opts.port,
     relayRetryMs: opts.relayRetryMs, logger: opts.logger,
+  }).catch((error: unknown) => {
+    relay.close();
+    throw error;
   });
+  const closeProxy = () => proxy.close().finally(() => relay.close());
   let tempDir: string | undefined;
   try {
     if (!opts.kubeconfigOut) tempDir = await mkdtemp(join(tmpdir(), "arcproxy-"));
@@ -60,11 +82,11 @@ export async function startProxySession(opts: ProxySessionOptions): Promise<Prox
       kubeconfigPath,
       port: proxy.port,
       close() {
-        return (closing ??= closeSession(proxy.close, tempDir));
+        return (closing ??= closeSession(closeProxy, tempDir));
       },
     };
   } catch (error) {
-    await closeSession(proxy.close, tempDir);
+    await closeSession(closeProxy, tempDir);
     throw error;
   }
 }

@@ -1,8 +1,6 @@
 // Asks the relay about one cluster before anything else starts, turning its answers into clear errors.
-import http from "node:http";
-import https from "node:https";
-import { ArcError, BadGateway, Forbidden, NotFound, Unauthorized } from "../errors/index.ts";
-import { createRelayEndpoint, type RelayEndpoint, type RelayTls } from "./relay-endpoint.ts";
+import { callRelay, clusterApiPath, refusalError, type RelayConnection } from "../client/index.ts";
+import { BadGateway } from "../errors/index.ts";
 import { CLUSTER_INFO_TIMEOUT_MS } from "./timeouts.ts";
 
 /** The relay's view of a cluster (`GET /v1/clusters/{name}`). */
@@ -14,102 +12,29 @@ export interface ClusterInfo {
   lastSeen?: string;
 }
 
-export interface FetchClusterInfoOptions {
-  relayUrl: string;
-  cluster: string;
-  token: string;
-  tls: RelayTls;
-}
-
-// Small JSON answers only; anything bigger is not the relay we expect.
-const MAX_BODY_BYTES = 1 << 20;
-
-/** Fetches the cluster's record; throws an ArcError carrying the relay's message and what to do next. */
-export async function fetchClusterInfo(opts: FetchClusterInfoOptions): Promise<ClusterInfo> {
-  const endpoint = createRelayEndpoint(opts.relayUrl, opts.tls);
-  try {
-    const path = `${endpoint.basePath}/v1/clusters/${encodeURIComponent(opts.cluster)}`;
-    const { status, body } = await getJson(endpoint, path, opts.token);
-    if (status === 200) return parseClusterInfo(body, opts.cluster, endpoint.url);
-    throw explainFailure(status, relayMessage(body), opts.cluster, endpoint.url);
-  } finally {
-    endpoint.agent.destroy();
-  }
-}
-
-function getJson(endpoint: RelayEndpoint, path: string, token: string): Promise<{ status: number; body: string }> {
-  const transport = endpoint.secure ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = transport.request({
-      method: "GET",
-      host: endpoint.hostname,
-      port: endpoint.port,
-      path,
-      agent: endpoint.agent,
-      ...endpoint.tlsOptions,
-      headers: { authorization: `Bearer ${token}`, accept: "application/json" },
+/**
+ * Fetches the record of `cluster` within CLUSTER_INFO_TIMEOUT_MS (15 s). Throws the ArcError for
+ * the relay's refusal with what to do next (401: get a token; 403: ask for a grant; 404: check the
+ * name), RelayUnreachable or UpstreamTimeout when the relay cannot be asked, and BadGateway when
+ * the answer is not a cluster record (a URL that is not the relay's).
+ */
+export async function fetchClusterInfo(relay: RelayConnection, cluster: string, token: string): Promise<ClusterInfo> {
+  const path = clusterApiPath(cluster).replace(/\/k8s$/, "");
+  const answer = await callRelay(relay, { path, token, timeoutMs: CLUSTER_INFO_TIMEOUT_MS });
+  if (answer.status !== 200) {
+    throw refusalError(answer.status, answer.json, {
+      relay: relay.url,
+      fallback: { 401: "unauthorized", 403: "forbidden", 404: `cluster ${cluster} not found` },
+      advice: {
+        401: { say: "get a fresh token (arcrelay token create, or your identity provider) and pass --token or set ARC_TOKEN", unless: "token create" },
+        403: { say: `ask a relay admin for a cluster-user grant on cluster ${cluster}`, unless: "grant add" },
+        404: { say: "check --cluster (clusters are registered with arcrelay cluster add)", unless: "arcrelay cluster" },
+      },
     });
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${CLUSTER_INFO_TIMEOUT_MS / 1000}s`)), CLUSTER_INFO_TIMEOUT_MS);
-    const fail = (error: Error) => {
-      clearTimeout(timer);
-      reject(new BadGateway(`cannot reach relay ${endpoint.url}: ${error.message}`, { cause: error }));
-    };
-    req.on("error", fail);
-    req.on("response", (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on("data", (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) req.destroy(new Error("answer too large"));
-        else chunks.push(chunk);
-      });
-      res.on("error", fail);
-      res.on("end", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
-      });
-    });
-    req.end();
-  });
-}
-
-function parseClusterInfo(body: string, cluster: string, relayUrl: string): ClusterInfo {
-  let value: unknown;
-  try {
-    value = JSON.parse(body);
-  } catch (error) {
-    throw new BadGateway(`relay ${relayUrl} answered cluster ${cluster} with invalid JSON; is the URL right?`, { cause: error });
   }
-  const info = value as Partial<ClusterInfo> | null;
+  const info = answer.json as Partial<ClusterInfo> | undefined;
   if (!info || typeof info.name !== "string" || typeof info.connected !== "boolean") {
-    throw new BadGateway(`relay ${relayUrl} answered cluster ${cluster} without name/connected; is the URL right?`);
+    throw new BadGateway(`relay ${relay.url.base} answered cluster ${cluster} without name/connected; is --relay the relay's URL?`);
   }
   return info as ClusterInfo;
-}
-
-// The message of a Kubernetes Status body, if that is what the relay sent.
-function relayMessage(body: string): string | undefined {
-  try {
-    const status = JSON.parse(body) as { kind?: unknown; message?: unknown };
-    return typeof status.message === "string" && status.message ? status.message : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-// Advice is appended unless the relay's message already gives it (the relay's own refusals name
-// the command to run; an older or a fronting server's may not).
-function explainFailure(status: number, message: string | undefined, cluster: string, relayUrl: string): ArcError {
-  const said = (fallback: string, advice: string, keyword: string) =>
-    `relay ${relayUrl}: ${message ?? fallback}${message?.includes(keyword) ? "" : `; ${advice}`}`;
-  switch (status) {
-    case 401:
-      return new Unauthorized(said("unauthorized", "get a fresh token (arcrelay token create) and pass --token or set ARC_TOKEN", "token create"));
-    case 403:
-      return new Forbidden(said("forbidden", `ask a relay admin for a cluster-user grant on cluster ${cluster}`, "grant add"));
-    case 404:
-      return new NotFound(said(`cluster ${cluster} not found`, "check --cluster (clusters are registered with arcrelay cluster add)", "arcrelay cluster"));
-    default:
-      return new BadGateway(`relay ${relayUrl}: ${message ?? `unexpected HTTP ${status}`} (HTTP ${status} for cluster ${cluster})`);
-  }
 }

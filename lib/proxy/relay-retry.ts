@@ -3,13 +3,16 @@
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import type { Logger } from "../observe/index.ts";
-import type { RelayEndpoint } from "./relay-endpoint.ts";
-import { RelayUnreachable, sendToRelay, type RelayRequest } from "./relay-request.ts";
+import { RelayUnreachable, type RelayConnection } from "../client/index.ts";
+import { sendToRelay, type ClusterRequest } from "./relay-request.ts";
 import { RELAY_RETRY_WINDOW_MS } from "./timeouts.ts";
 
 /** Bodies up to this size are kept in memory so the request can be sent again. */
 export const MAX_REPLAY_BODY_BYTES = 3 * 1024 * 1024;
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+// Sent again after a connection broke mid-request only when doing it twice cannot change the answer:
+// a PUT or DELETE that the relay did forward would come back 409 or 404 the second time, turning
+// the user's success into a failure (RFC 9110 9.2.1 safe methods, not 9.2.2 idempotent ones).
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 2_000;
 
@@ -46,14 +49,14 @@ export async function readReplayableBody(req: IncomingMessage): Promise<Buffer |
  * retries, for up to `retryWindowMs` (default RELAY_RETRY_WINDOW_MS, 30 s: a relay restart), while it is safe:
  * - the relay refused the connection (it cannot have seen the request);
  * - the relay answered 503 with Retry-After (it is draining and forwarded nothing), after that delay;
- * - the connection broke before an answer and the method is idempotent.
+ * - the connection broke before an answer and the method is safe (GET, HEAD, OPTIONS).
  * A body sent as a stream is never retried. Resolves with the final answer; rejects with the last
  * failure once the window is over or the client has gone (`signal`).
  */
 export async function sendWithRetry(
-  endpoint: RelayEndpoint,
+  conn: RelayConnection,
   cluster: string,
-  build: () => Promise<RelayRequest>,
+  build: () => Promise<ClusterRequest>,
   signal: AbortSignal,
   logger: Logger,
   retryWindowMs = RELAY_RETRY_WINDOW_MS,
@@ -64,15 +67,15 @@ export async function sendWithRetry(
     const replayable = !(request.body instanceof Readable);
     let waitMs: number;
     try {
-      const answer = await sendToRelay(endpoint, cluster, request, signal);
+      const answer = await sendToRelay(conn, cluster, request, signal);
       const retryAfter = Number(answer.headers["retry-after"]);
       if (answer.statusCode !== 503 || !Number.isFinite(retryAfter) || !replayable) return answer;
-      waitMs = Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2);
+      waitMs = Math.max(FIRST_BACKOFF_MS, Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2));
       if (Date.now() + waitMs > deadline || signal.aborted) return answer;
       answer.resume(); // this answer is replaced by the retry's
       logger.info("relay is draining; sending the request again", { method: request.method, attempt, waitMs });
     } catch (error) {
-      const safe = replayable && error instanceof RelayUnreachable && (error.neverSent || (error.broken && IDEMPOTENT.has(request.method)));
+      const safe = replayable && error instanceof RelayUnreachable && (error.neverSent || (error.broken && SAFE.has(request.method)));
       waitMs = Math.random() * Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
       if (!safe || Date.now() + waitMs > deadline || signal.aborted) throw error;
       logger.info("relay not reachable; sending the request again", { method: request.method, attempt, waitMs: Math.round(waitMs), error });

@@ -4,15 +4,15 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { buildRelayRequestHeaders, stripHopByHop, toHeaderObject } from "./forward-headers.ts";
-import type { RelayEndpoint } from "./relay-endpoint.ts";
-import type { RelayRequest } from "./relay-request.ts";
+import type { RelayConnection } from "../client/index.ts";
+import { arcproxyRequestHeaders, responseHeaders } from "../http/index.ts";
+import type { ClusterRequest } from "./relay-request.ts";
 import { readReplayableBody, sendWithRetry } from "./relay-retry.ts";
 import { isWatchRequest, streamResumableWatch } from "./watch-resume.ts";
 
 /** What every forwarded request or upgrade needs to know. */
 export interface ForwardContext {
-  endpoint: RelayEndpoint;
+  relay: RelayConnection;
   cluster: string;
   getToken: () => Promise<string>;
   /** Token mode: the caller's own Kubernetes bearer token, sent beside the user token. */
@@ -37,25 +37,25 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   const clientGone = new AbortController();
   res.once("close", () => { if (!res.writableFinished) clientGone.abort(); });
   const method = req.method ?? "GET";
-  const build = async (path: string, body?: Buffer | Readable): Promise<RelayRequest> => ({
+  const build = async (path: string, body?: Buffer | Readable): Promise<ClusterRequest> => ({
     method,
     kubePath: path,
-    headers: buildRelayRequestHeaders(req.rawHeaders, await userToken(ctx), undefined, ctx.kubeToken),
+    headers: arcproxyRequestHeaders(req.rawHeaders, { userToken: await userToken(ctx), ...(ctx.kubeToken ? { kubeToken: ctx.kubeToken } : {}) }),
     ...(body !== undefined ? { body } : {}),
   });
   try {
     if (isWatchRequest(method, kubePath)) {
       req.resume();
       await streamResumableWatch(kubePath, res, {
-        open: (path) => sendWithRetry(ctx.endpoint, ctx.cluster, () => build(path), clientGone.signal, ctx.logger, ctx.relayRetryMs),
+        open: (path) => sendWithRetry(ctx.relay, ctx.cluster, () => build(path), clientGone.signal, ctx.logger, ctx.relayRetryMs),
         logger: ctx.logger,
       }, clientGone.signal);
       return;
     }
     const body = await readReplayableBody(req);
-    const answer = await sendWithRetry(ctx.endpoint, ctx.cluster, () => build(kubePath, body), clientGone.signal, ctx.logger, ctx.relayRetryMs);
+    const answer = await sendWithRetry(ctx.relay, ctx.cluster, () => build(kubePath, body), clientGone.signal, ctx.logger, ctx.relayRetryMs);
     ctx.logger.debug("forwarded", { method, path: pathOnly(kubePath), status: answer.statusCode });
-    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, toHeaderObject(stripHopByHop(answer.rawHeaders)));
+    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders("arcproxy-to-client", answer.rawHeaders));
     // Send the head now: a stream's first bytes may be minutes away and kubectl waits for them.
     res.flushHeaders();
     answer.pipe(res);
@@ -70,7 +70,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
 }
 
 /** The user token for one attempt; a token source that fails is the caller's 401. */
-async function userToken(ctx: ForwardContext): Promise<string> {
+export async function userToken(ctx: ForwardContext): Promise<string> {
   try {
     return await ctx.getToken();
   } catch (error) {

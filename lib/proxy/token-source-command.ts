@@ -88,7 +88,7 @@ function killGroup(child: ChildProcess): void {
  * A bare token, or an ExecCredential as kubectl exec plugins print it:
  * `{"kind":"ExecCredential","status":{"token":"...","expirationTimestamp":"RFC 3339"}}`.
  */
-export function parseCommandOutput(stdout: string, label: string): TokenCredential {
+function parseCommandOutput(stdout: string, label: string): TokenCredential {
   const text = stdout.trim();
   if (!text) throw new Error(`token ${label} printed nothing on stdout`);
   if (text.startsWith("{")) return parseExecCredential(text, label);

@@ -3,7 +3,7 @@
 // client sees one unbroken watch and misses no event.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../observe/index.ts";
-import { stripHopByHop, toHeaderObject } from "./forward-headers.ts";
+import { responseHeaders } from "../http/index.ts";
 
 /** A GET with `watch=true` or `watch=1`, the form kubectl and client-go use. */
 export function isWatchRequest(method: string | undefined, url: string): boolean {
@@ -60,7 +60,7 @@ export async function streamResumableWatch(kubePath: string, res: ServerResponse
       break;
     }
     if (opened === 0) {
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, toHeaderObject(stripHopByHop(answer.rawHeaders)));
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders("arcproxy-to-client", answer.rawHeaders));
       res.flushHeaders();
     }
     if (answer.statusCode !== 200 || !String(answer.headers["content-type"] ?? "").startsWith("application/json")) {

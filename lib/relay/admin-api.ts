@@ -6,12 +6,12 @@ import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken } from "./enrollment.ts";
+import { readJsonBody, type JsonBodyOptions } from "./json-body.ts";
 import type { ClusterRecord, RelayStore } from "./store/index.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import { remoteAddressOf, type UserAccess } from "./user-access.ts";
 
 export const ADMIN_API_PATH = "/v1/admin";
-const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
 /** Grant ids are UUIDs today; this only keeps junk out of the store query and the log. */
 const GRANT_ID = /^[A-Za-z0-9-]{1,64}$/;
 
@@ -21,6 +21,7 @@ export interface AdminApiDeps {
   logger: Logger;
   /** The live tunnels: "connected" comes from here, and revoking an agent closes its tunnel at once. */
   registry?: TunnelRegistry;
+  /** Cap of a request body (default 16 KiB); see readJsonBody. */
   maxBodyBytes?: number;
 }
 
@@ -37,12 +38,15 @@ interface Caller {
 /** Routes relative to ADMIN_API_PATH; mount with `app.route(ADMIN_API_PATH, createAdminApi(deps))`. */
 export function createAdminApi(deps: AdminApiDeps): Hono {
   const api = new Hono();
-  const maxBody = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const { store, access, logger, registry } = deps;
+
+  /** The route's JSON object body; `expected` names its fields for the 400 that refuses a wrong one. */
+  const jsonBody = (c: Context, expected: string, opts: Partial<JsonBodyOptions> = {}) =>
+    readJsonBody(c, { what: `${c.req.method} ${c.req.path}`, expected, maxBytes: deps.maxBodyBytes, ...opts });
 
   async function caller(c: Context): Promise<Caller> {
     // Served by @hono/node-server the socket is at hand, so failed tokens count against the address.
-    const identity = await access.authenticate(c.req.raw.headers, remoteAddressOf(c.env));
+    const identity = await access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
     const grants = await store.listGrants();
     const admins = (cluster: string) => roleAtLeast(findRole(identity, cluster, grants), "cluster-admin");
     return {
@@ -84,7 +88,7 @@ export function createAdminApi(deps: AdminApiDeps): Hono {
   api.post("/clusters", async (c) => {
     const who = await caller(c);
     requireRelayAdmin(who, "register clusters");
-    const body = await readJsonBody(c, maxBody);
+    const body = await jsonBody(c, '{"name": NAME, "enrollmentTtlSeconds"?: SECONDS}');
     const name = validateClusterName(stringField(body, "name", "a cluster name"));
     const created = await addCluster(store, name, optionalSeconds(body, "enrollmentTtlSeconds"));
     logger.info("admin: cluster registered", { user: who.identity.user, cluster: name });
@@ -105,7 +109,7 @@ export function createAdminApi(deps: AdminApiDeps): Hono {
     const name = validateClusterName(c.req.param("name"));
     const who = await caller(c);
     await access.authorize(who.identity, name, "cluster-admin");
-    const body = await readJsonBody(c, maxBody);
+    const body = await jsonBody(c, '{"ttlSeconds"?: SECONDS}', { emptyIsObject: true });
     const created = await createEnrollmentToken(store, name, optionalSeconds(body, "ttlSeconds"));
     logger.info("admin: enrollment token created", { user: who.identity.user, cluster: name, expiresAt: created.expiresAt });
     return c.json({ token: created.token, expiresAt: created.expiresAt.toISOString() }, 201);
@@ -136,7 +140,7 @@ export function createAdminApi(deps: AdminApiDeps): Hono {
 
   api.post("/grants", async (c) => {
     const who = await caller(c);
-    const body = await readJsonBody(c, maxBody);
+    const body = await jsonBody(c, '{"principal": "user:NAME" | "group:NAME" | "sub:PATTERN", "cluster": NAME | "*", "role": ROLE}');
     const principal = stringField(body, "principal", "user:NAME, group:NAME or sub:PATTERN");
     parsePrincipal(principal);
     const rawCluster = stringField(body, "cluster", "a cluster name or '*'");
@@ -176,27 +180,6 @@ function noAdminRole(who: Caller, what: string, cluster = "NAME"): Forbidden {
     `user "${who.identity.user}" may not ${what}: that needs the cluster-admin role on a cluster (or relay-admin); ` +
       `ask a relay admin to run arcrelay grant add --principal user:${who.identity.user} --cluster ${cluster} --role cluster-admin`,
   );
-}
-
-/** The JSON object body; Content-Length is required so a body's size is known before it is read. */
-async function readJsonBody(c: Context, maxBytes: number): Promise<Record<string, unknown>> {
-  const header = c.req.header("content-length");
-  const length = header === undefined || header.trim() === "" ? NaN : Number(header);
-  if (!Number.isInteger(length) || length < 0) {
-    throw new BadRequest(`the request needs a Content-Length header and a JSON body of at most ${maxBytes} bytes`);
-  }
-  if (length > maxBytes) throw new BadRequest(`the request body has ${length} bytes; at most ${maxBytes} are accepted`);
-  if (length === 0) return {};
-  const text = await c.req.text();
-  if (Buffer.byteLength(text) > maxBytes) throw new BadRequest(`the request body is larger than ${maxBytes} bytes`);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new BadRequest("the request body must be JSON", { cause });
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new BadRequest("the request body must be a JSON object");
-  return value as Record<string, unknown>;
 }
 
 function stringField(body: Record<string, unknown>, key: string, hint: string): string {

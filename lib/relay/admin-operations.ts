@@ -1,6 +1,6 @@
 // What `arcrelay cluster|grant ...` do, on the data dir directly (local) or through the admin API (remote).
-import { readFile } from "node:fs/promises";
-import { NotFound, ConfigError } from "../errors/index.ts";
+import { readCaFile } from "../client/index.ts";
+import { NotFound } from "../errors/index.ts";
 import { createAdminClient, type AdminClient } from "./admin-client.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } from "./enrollment.ts";
@@ -36,7 +36,7 @@ export type AdminTarget = { dataDir: string } | { relayUrl: string; token: strin
 
 export async function openAdminOperations(target: AdminTarget): Promise<AdminOperations> {
   if ("dataDir" in target) return createLocalAdminOperations(await openSqliteStore(target.dataDir));
-  const ca = target.caFile ? await readCaFile(target.caFile) : undefined;
+  const ca = target.caFile ? await readCaFile(target.caFile, "--relay-ca") : undefined;
   return createRemoteAdminOperations(createAdminClient({ relayUrl: target.relayUrl, token: target.token, ca }));
 }
 
@@ -100,7 +100,7 @@ export function createRemoteAdminOperations(client: AdminClient): AdminOperation
       for (const grant of doomed) removed += await removeGrantById(client, grant.id);
       return removed;
     },
-    close: async () => {},
+    close: async () => client.close(),
   };
 }
 
@@ -112,20 +112,5 @@ async function removeGrantById(client: AdminClient, id: string): Promise<number>
   } catch (error) {
     if (error instanceof NotFound) return 0;
     throw error;
-  }
-}
-
-/** The `arcrelay grant list` table. */
-export function formatGrantTable(grants: GrantRecord[]): string {
-  const rows = [["ID", "PRINCIPAL", "CLUSTER", "ROLE"], ...grants.map((g) => [g.id, g.principal, g.cluster, g.role])];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
-}
-
-async function readCaFile(path: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    throw new ConfigError(`cannot read the relay CA file ${path}: ${(error as Error).message}`, { cause: error });
   }
 }

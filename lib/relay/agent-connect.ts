@@ -1,16 +1,16 @@
 // Accepts an agent's WebSocket: authenticate -> upgrade -> register -> serve -> deregister.
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { calculateJwkThumbprint, type JWK } from "jose";
+import { calculateJwkThumbprint } from "jose";
 import { WebSocketServer } from "ws";
-import { verifyAgentToken } from "../auth/index.ts";
 import { ArcError, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../errors/index.ts";
+import { firstHeader } from "../http/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  createWebSocketDuplex, firstHeader, openTunnelClient, protocol, timeouts, type WebSocketDuplexOptions,
+  createWebSocketDuplex, openTunnelClient, protocol, timeouts, type WebSocketDuplexOptions,
 } from "../tunnel/index.ts";
-import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
-import { bearerToken } from "./user-access.ts";
+import type { AuthRateLimiter } from "./auth-rate-limit.ts";
+import { authenticateAgent } from "./agent-routes.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
 
@@ -28,7 +28,7 @@ export interface AgentConnectDeps {
   logger: Logger;
   /** The audience agents put in their connection tokens: the relay's public URL. */
   audience: string;
-  /** Failed agent logins spend the address's budget too. */
+  /** Failed agent logins spend the address's budget too (authenticateAgent, as on every agent route). */
   rateLimiter?: AuthRateLimiter;
   /** A draining relay takes no new tunnel: the agent dials again (another replica, or this one once back). */
   drain?: { readonly draining: boolean };
@@ -36,6 +36,15 @@ export interface AgentConnectDeps {
   tunnel?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
 }
 
+/**
+ * The `upgrade` handler of `/v1/agent/connect`: authenticates the agent's token (signed with its
+ * cluster's registered key, audience the relay's public URL; rate-limited per address), accepts
+ * the WebSocket with the tunnel's subprotocol, opens the HTTP/2 client over it and registers the
+ * tunnel for the cluster (replacing an older one). The tunnel is closed when the cluster's key is
+ * revoked or rotated (checked every few seconds), when it stops answering pings (`tunnel`), or on
+ * drain. Refusals are answered on the socket as a Status: 401 (bad token), 429 (rate limit), 503
+ * (draining); a malformed WebSocket handshake gets ws's own 400. Never throws.
+ */
 export function createAgentConnectHandler(deps: AgentConnectDeps) {
   const wss = new WebSocketServer({
     noServer: true,
@@ -51,18 +60,21 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
     }
     let cluster: string;
     let keyThumbprint: string;
+    // An agent that hangs up while its login waits behind others gives its place up.
+    const hungUp = new AbortController();
+    const onClose = () => hungUp.abort();
+    socket.once("close", onClose);
     try {
-      let verifiedWith: JWK | undefined;
-      ({ cluster } = await limitAuthentication(deps.rateLimiter, req.socket.remoteAddress, () =>
-        verifyAgentToken(bearerToken(req.headers), {
-          audience: deps.audience,
-          publicKeyOf: async (name) => (verifiedWith = (await deps.store.getCluster(name))?.agentKey),
-        })));
-      keyThumbprint = await calculateJwkThumbprint(verifiedWith!, "sha256");
+      const agent = await authenticateAgent(deps, req.headers, req.socket.remoteAddress, hungUp.signal);
+      cluster = agent.cluster;
+      keyThumbprint = await calculateJwkThumbprint(agent.key, "sha256");
     } catch (error) {
+      if (isPeerHangup(error)) return;
       deps.logger.warn("agent connection refused", { remote: req.socket.remoteAddress, error });
       writeStatusToSocket(socket, error);
       return;
+    } finally {
+      socket.off("close", onClose);
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const log = deps.logger.child({ cluster });

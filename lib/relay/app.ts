@@ -2,7 +2,7 @@
 import { Hono, type Context } from "hono";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import type { BuiltinIssuer } from "../auth/index.ts";
-import { ArcError, BadRequest, NotFound, toStatus } from "../errors/index.ts";
+import { ArcError, NotFound, isPeerHangup, toStatus } from "../errors/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol } from "../tunnel/index.ts";
@@ -10,6 +10,7 @@ import { registerAgentRoutes } from "./agent-routes.ts";
 import type { IssuerKeySource } from "./issuer-keys.ts";
 import { ADMIN_API_PATH, createAdminApi } from "./admin-api.ts";
 import { enrollAgent } from "./enrollment.ts";
+import { readJsonBody } from "./json-body.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import { remoteAddressOf, type UserAccess } from "./user-access.ts";
@@ -20,20 +21,30 @@ export interface RelayAppDeps {
   access: UserAccess;
   issuer: BuiltinIssuer;
   logger: Logger;
-  /** Enrollment bodies are tiny; anything larger is refused before parsing. */
+  /** Cap of every JSON body (enrollment, key rotation, admin), default 16 KiB; larger is 413. */
   maxBodyBytes?: number;
   /** Keys of the external issuers, for agents that cannot reach them. */
   issuerKeys?: IssuerKeySource;
-  /** Failed enrollments spend the caller's address budget, like failed logins. */
+  /**
+   * Failed enrollments and agent tokens spend the caller's address budget, like failed logins
+   * (user logins are limited by `access`, which holds the same limiter).
+   */
   rateLimiter?: AuthRateLimiter;
   /** False once the relay began to drain; default always true. */
   isReady?: () => boolean;
 }
 
+/**
+ * The relay's hono routes beside the Kubernetes proxy and the tunnel: `/healthz` `/readyz`
+ * (failing once draining) and `/livez`; the built-in issuer's OIDC discovery and JWKS;
+ * `GET /v1/clusters/{name}` (what arcproxy asks at start); agent enrollment, key rotation and
+ * issuer keys; and the admin API under `/v1/admin`. Every JSON body is capped at `maxBodyBytes`
+ * (16 KiB, 413 beyond); every credential goes through the rate limiter; every error is a
+ * Kubernetes Status.
+ */
 export function createRelayApp(options: RelayAppDeps): Hono {
   const deps = { ...options, isReady: options.isReady ?? (() => true) };
   const app = new Hono();
-  const maxBody = deps.maxBodyBytes ?? 16 * 1024;
 
   // Readiness: fails as soon as a drain begins, so a load balancer moves away first (/healthz is
   // the name the README and older probes use). Liveness stays ok while the process serves at all.
@@ -46,7 +57,7 @@ export function createRelayApp(options: RelayAppDeps): Hono {
 
   app.get("/v1/clusters/:name", async (c) => {
     const name = validateClusterName(c.req.param("name"));
-    const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env));
+    const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
     await deps.access.authorize(identity, name, "cluster-user");
     const record = await deps.store.getCluster(name);
     if (!record) throw new NotFound(`cluster "${name}" is not registered with this relay`);
@@ -61,24 +72,27 @@ export function createRelayApp(options: RelayAppDeps): Hono {
   });
 
   app.post(protocol.AGENT_ENROLL_PATH, async (c) => {
-    const length = Number(c.req.header("content-length") ?? NaN);
-    if (!(length <= maxBody)) throw new BadRequest(`enrollment request must have a Content-Length of at most ${maxBody} bytes`);
-    const body = await c.req.json().catch((cause: unknown) => {
-      throw new BadRequest("enrollment request body must be JSON", { cause });
+    // The secret is in the body, so the body is read (bounded) before the attempt, not after.
+    const body = await readJsonBody(c, {
+      what: `the enrollment request (POST ${protocol.AGENT_ENROLL_PATH})`,
+      expected: '{"cluster": NAME, "token": <from arcrelay cluster add>, "publicKey": <Ed25519 public JWK>}',
+      maxBytes: deps.maxBodyBytes,
     });
-    await limitAuthentication(deps.rateLimiter, remoteAddressOf(c.env), () => enrollAgent(deps.store, body ?? {}));
-    deps.logger.info("agent enrolled", { cluster: body.cluster });
-    return c.json({ enrolled: true, cluster: body.cluster }, 201);
+    const cluster = await limitAuthentication(deps.rateLimiter, remoteAddressOf(c.env), () => enrollAgent(deps.store, body), c.req.raw.signal);
+    deps.logger.info("agent enrolled", { cluster });
+    return c.json({ enrolled: true, cluster }, 201);
   });
 
   registerAgentRoutes(app, deps);
 
-  app.route(ADMIN_API_PATH, createAdminApi({ ...deps, maxBodyBytes: maxBody }));
+  app.route(ADMIN_API_PATH, createAdminApi(deps));
 
   app.notFound((c) => c.json(toStatus(new NotFound(`no route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((error, c) => {
     const requestId = crypto.randomUUID();
-    if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", { path: c.req.path, requestId, error });
+    // A client that hung up while it waited (for its turn to authenticate) reads no answer.
+    if (isPeerHangup(error)) deps.logger.debug("client went away", { path: c.req.path, requestId });
+    else if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", { path: c.req.path, requestId, error });
     else deps.logger.error("request failed", { path: c.req.path, requestId, error });
     const status = toStatus(error, requestId);
     if (status.details) c.header("retry-after", String(status.details.retryAfterSeconds));

@@ -1,4 +1,4 @@
-// Slows down token guessing: too many failed authentications from one address get 429 before any verification.
+// The one path every authentication at the relay takes: bounds what failures from one address cost, never refuses valid credentials.
 import { TooManyRequests, Unauthorized } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 
@@ -7,34 +7,51 @@ export const DEFAULT_MAX_AUTH_FAILURES = 20;
 export const DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60;
 /** Addresses tracked at once; the least recently seen is forgotten first, so memory stays bounded. */
 export const DEFAULT_MAX_TRACKED_SOURCES = 10_000;
+/** Attempts one address may have waiting for their turn; beyond it, 429 at once. */
+export const DEFAULT_MAX_QUEUED_AUTHENTICATIONS = 64;
+/** A queue overflow says nothing about the caller's credentials: retrying soon is right (seconds). */
+const IN_FLIGHT_RETRY_AFTER_SECONDS = 1;
 
 export interface AuthRateLimitOptions {
+  /** Failures an address may have answered 401 per window (default 20); later failures get 429. */
   maxFailures?: number;
+  /** Seconds in which a spent budget refills completely (default 60). */
   windowSeconds?: number;
   maxTrackedSources?: number;
-  /** Verifications one address may have in flight at once (default: maxFailures); the rest wait their turn. */
+  /**
+   * Attempts of one address verified at once while its budget lasts (default: maxFailures). Once
+   * the budget is spent, one at a time.
+   */
   maxConcurrent?: number;
+  /** Attempts of one address waiting for their turn (default 64); beyond it, 429. */
+  maxQueued?: number;
 }
 
-/** Refused because of earlier failures; `retryAfterSeconds` goes into the `Retry-After` header. */
+/** A failure from an address whose budget is spent, or no room in its queue while it is spent. Carries `Retry-After`. */
 export class AuthRateLimited extends TooManyRequests {
   override readonly code = "ERR_ARC_AUTH_RATE_LIMITED";
-  constructor(retryAfterSeconds: number) {
-    super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`, { retryAfterSeconds });
+  /** `cause`: the Unauthorized this failure would otherwise have been answered with. */
+  constructor(retryAfterSeconds: number, options?: { cause?: unknown }) {
+    super(`too many failed authentications from this address; retry in ${retryAfterSeconds} s`, { ...options, retryAfterSeconds });
+  }
+}
+
+/** No room in the queue of an address whose budget is not spent: about the address's load, not anyone's credentials. */
+export class AuthenticationsInFlight extends TooManyRequests {
+  override readonly code = "ERR_ARC_AUTH_IN_FLIGHT";
+  constructor(running: number, queued: number) {
+    super(
+      `too many authentications in flight from this address (${running} being verified, ${queued} waiting); ` +
+        `retry in ${IN_FLIGHT_RETRY_AFTER_SECONDS} s`,
+      { retryAfterSeconds: IN_FLIGHT_RETRY_AFTER_SECONDS },
+    );
   }
 }
 
 export interface AuthRateLimiter {
-  /** Throws AuthRateLimited while `address` has no failures left to spend. */
-  check(address: string): void;
-  /** Spends one failure of `address`'s budget. */
-  recordFailure(address: string): void;
-  /**
-   * Waits for one of `address`'s verification slots; call the returned function when done. Without
-   * it, a burst of concurrent guesses would all be verified before the first failure is counted.
-   */
-  acquire(address: string): Promise<() => void>;
-  /** Number of addresses currently tracked (tests, metrics). */
+  /** Runs `attempt` under `address`'s limits; see limitAuthentication, the only caller. */
+  run<T>(address: string, attempt: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /** Addresses with part of their budget spent (tests, metrics). */
   size(): number;
 }
 
@@ -44,25 +61,33 @@ interface Bucket {
   updatedAt: number;
 }
 
+/** The attempts of one source that are running or waiting; exists only while there are any. */
+interface Gate {
+  running: number;
+  queue: (() => void)[];
+}
+
 /**
- * A token bucket per source address. A bucket that has refilled completely is the same as no
- * bucket, so it is dropped; beyond `maxTrackedSources` the least recently used one is dropped.
+ * A token bucket and a bounded queue per source address. A bucket that has refilled completely is
+ * the same as no bucket, so it is dropped; beyond `maxTrackedSources` the least recently used one
+ * is dropped. Throws TypeError for options that are not positive integers.
  */
 export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Logger; now?: () => number }): AuthRateLimiter {
   const capacity = opts.maxFailures ?? DEFAULT_MAX_AUTH_FAILURES;
   const windowMs = (opts.windowSeconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS) * 1000;
   const maxSources = opts.maxTrackedSources ?? DEFAULT_MAX_TRACKED_SOURCES;
-  if (!(Number.isInteger(capacity) && capacity >= 1)) throw new TypeError(`auth rate limit: maxFailures must be a positive integer, got ${capacity}`);
-  if (!(windowMs > 0)) throw new TypeError(`auth rate limit: windowSeconds must be positive, got ${opts.windowSeconds}`);
-  if (!(Number.isInteger(maxSources) && maxSources >= 1)) throw new TypeError(`auth rate limit: maxTrackedSources must be a positive integer`);
   const maxConcurrent = opts.maxConcurrent ?? capacity;
-  if (!(Number.isInteger(maxConcurrent) && maxConcurrent >= 1)) throw new TypeError(`auth rate limit: maxConcurrent must be a positive integer`);
+  const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED_AUTHENTICATIONS;
+  if (!(windowMs > 0)) throw new TypeError(`auth rate limit: windowSeconds must be positive, got ${opts.windowSeconds}`);
+  for (const [name, value] of Object.entries({ maxFailures: capacity, maxTrackedSources: maxSources, maxConcurrent, maxQueued })) {
+    if (!(Number.isInteger(value) && value >= 1)) throw new TypeError(`auth rate limit: ${name} must be a positive integer, got ${value}`);
+  }
   const refillPerMs = capacity / windowMs;
   const now = opts.now ?? Date.now;
   // A Map iterates in insertion order: re-inserting on every touch makes the first key the least recently used.
   const buckets = new Map<string, Bucket>();
-  // Only addresses with a verification in flight have an entry, so this is bounded by open requests.
-  const slots = new Map<string, { active: number; waiting: (() => void)[] }>();
+  // Bounded by the requests open at once: an entry only lives while one of its attempts does.
+  const gates = new Map<string, Gate>();
 
   function current(source: string): Bucket | undefined {
     const bucket = buckets.get(source);
@@ -77,39 +102,102 @@ export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Log
     return bucket;
   }
 
-  return {
-    check(address) {
-      const source = sourceKey(address);
-      const bucket = current(source);
-      if (!bucket || bucket.tokens >= 1) return;
-      throw new AuthRateLimited(Math.max(1, Math.ceil((1 - bucket.tokens) / refillPerMs / 1000)));
-    },
-    recordFailure(address) {
-      const source = sourceKey(address);
-      const bucket = current(source) ?? { tokens: capacity, updatedAt: now() };
-      bucket.tokens = Math.max(0, bucket.tokens - 1);
-      buckets.delete(source);
-      buckets.set(source, bucket);
-      if (bucket.tokens < 1) opts.logger.info("refusing authentication from address for a while", { address: source, failures: capacity, windowSeconds: windowMs / 1000 });
-      while (buckets.size > maxSources) buckets.delete(buckets.keys().next().value as string);
-    },
-    async acquire(address) {
-      const source = sourceKey(address);
-      let entry = slots.get(source);
-      if (!entry) slots.set(source, (entry = { active: 0, waiting: [] }));
-      if (entry.active >= maxConcurrent) await new Promise<void>((resolve) => entry.waiting.push(resolve));
-      else entry.active++;
-      let released = false;
-      return function releaseSlot() {
-        if (released) return;
-        released = true;
-        const next = entry.waiting.shift();
-        if (next) return next(); // the slot passes on; `active` stays
-        if (--entry.active === 0) slots.delete(source);
+  /** Seconds until `source` has one failure to spend again; undefined while it has one. */
+  function blockedFor(source: string): number | undefined {
+    const bucket = current(source);
+    if (!bucket || bucket.tokens >= 1) return undefined;
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / refillPerMs / 1000));
+  }
+
+  /** Spends one failure; returns the Retry-After (seconds) if there was none left to spend. */
+  function spend(source: string): number | undefined {
+    const wasBlocked = blockedFor(source) !== undefined;
+    const bucket = current(source) ?? { tokens: capacity, updatedAt: now() };
+    bucket.tokens = Math.max(0, bucket.tokens - 1);
+    buckets.delete(source);
+    buckets.set(source, bucket);
+    while (buckets.size > maxSources) buckets.delete(buckets.keys().next().value as string);
+    if (wasBlocked) return blockedFor(source) ?? 1;
+    if (bucket.tokens < 1) {
+      opts.logger.info("refusing authentication failures from address with 429 for a while; valid credentials still pass", {
+        address: source, failures: capacity, windowSeconds: windowMs / 1000,
+      });
+    }
+    return undefined;
+  }
+
+  // A spent budget narrows the address to one verification at a time: its failures then cost the
+  // relay one verification's worth of work at most, and its valid credentials still get verified.
+  const limitOf = (source: string) => (blockedFor(source) === undefined ? maxConcurrent : 1);
+
+  /** Starts waiting attempts while the limit allows; with `forget`, drops the gate once idle. */
+  function dispatch(source: string, gate: Gate, forget: boolean): void {
+    while (gate.queue.length > 0 && gate.running < limitOf(source)) {
+      gate.running++;
+      gate.queue.shift()!();
+    }
+    if (forget && gate.running === 0 && gate.queue.length === 0) gates.delete(source);
+  }
+
+  /** Waits for a turn; returns the function that ends it. Throws 429 when the queue is full. */
+  async function takeTurn(source: string, signal: AbortSignal | undefined): Promise<() => void> {
+    if (signal?.aborted) throw clientGone();
+    const gate = gates.get(source) ?? { running: 0, queue: [] };
+    gates.set(source, gate);
+    const endTurn = () => {
+      gate.running--;
+      dispatch(source, gate, true);
+    };
+    dispatch(source, gate, false); // the limit may have risen since the last turn ended (the budget refilled)
+    if (gate.queue.length === 0 && gate.running < limitOf(source)) {
+      gate.running++;
+      return endTurn;
+    }
+    if (gate.queue.length >= maxQueued) {
+      const retryAfter = blockedFor(source);
+      throw retryAfter === undefined ? new AuthenticationsInFlight(gate.running, gate.queue.length) : new AuthRateLimited(retryAfter);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const start = () => {
+        signal?.removeEventListener("abort", leave);
+        resolve();
       };
+      // A client that hung up must not keep its place: the queue is short, and others wait behind it.
+      const leave = () => {
+        const index = gate.queue.indexOf(start);
+        if (index < 0) return;
+        gate.queue.splice(index, 1);
+        dispatch(source, gate, true);
+        reject(clientGone());
+      };
+      gate.queue.push(start);
+      signal?.addEventListener("abort", leave, { once: true });
+    });
+    return endTurn;
+  }
+
+  return {
+    async run(address, attempt, signal) {
+      const source = sourceKey(address);
+      const endTurn = await takeTurn(source, signal);
+      try {
+        return await attempt();
+      } catch (error) {
+        if (!(error instanceof Unauthorized)) throw error;
+        const retryAfter = spend(source);
+        if (retryAfter === undefined) throw error;
+        throw new AuthRateLimited(retryAfter, { cause: error });
+      } finally {
+        endTurn();
+      }
     },
     size: () => buckets.size,
   };
+}
+
+/** Node's code for a peer that went away, so callers log it as normal traffic (isPeerHangup). */
+function clientGone(): Error {
+  return Object.assign(new Error("the client hung up while its authentication waited its turn"), { code: "ERR_STREAM_PREMATURE_CLOSE" });
 }
 
 /**
@@ -137,26 +225,27 @@ function expandIpv6(address: string): string[] | undefined {
 }
 
 /**
- * Runs one authentication attempt (a user or agent token, an enrollment secret) under the limiter:
- * a blocked address is refused before `attempt` runs, at most `maxConcurrent` attempts per address
- * run at once, and an Unauthorized result spends the address's budget.
+ * Runs one authentication attempt (a user or agent token, an enrollment secret) from `address`;
+ * every route that authenticates calls this, so users, agents and enrollment share one budget.
+ *
+ * - Every attempt is verified: valid credentials are never refused because of others' failures.
+ * - An Unauthorized from `attempt` spends one of the address's `maxFailures` (per window); while
+ *   some were left it is rethrown as is (401), once none were left it becomes AuthRateLimited
+ *   (429, Retry-After, the Unauthorized as `cause`).
+ * - At most `maxConcurrent` attempts per address run at once, one once its budget is spent; up to
+ *   `maxQueued` more wait in order. A full queue is refused at once: AuthRateLimited if the budget
+ *   is spent, else AuthenticationsInFlight (429, Retry-After 1 s).
+ * - `signal` aborting while the attempt waits gives its place up and rejects with an error whose
+ *   `code` is ERR_STREAM_PREMATURE_CLOSE; a running attempt is not interrupted.
+ *
+ * Without a limiter or an address (a test's `app.request`), `attempt` just runs.
  */
 export async function limitAuthentication<T>(
   limiter: AuthRateLimiter | undefined,
   address: string | undefined,
   attempt: () => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   if (!limiter || !address) return attempt();
-  limiter.check(address);
-  const release = await limiter.acquire(address);
-  try {
-    // Again: failures of the attempts this one waited behind may have used up the budget.
-    limiter.check(address);
-    return await attempt();
-  } catch (error) {
-    if (error instanceof Unauthorized) limiter.recordFailure(address);
-    throw error;
-  } finally {
-    release();
-  }
+  return limiter.run(address, attempt, signal);
 }

@@ -28,16 +28,3 @@ export function describeCluster(record: ClusterRecord, now = new Date()): Cluste
     enrolled: record.agentKey !== undefined,
   };
 }
-
-export function formatClusterTable(rows: ClusterStatus[]): string {
-  const header = ["NAME", "STATUS", "AGENT", "KUBERNETES", "LAST SEEN"];
-  const lines = rows.map((r) => [
-    r.name,
-    r.state === "never-connected" ? (r.enrolled ? "offline" : "awaiting-enrollment") : r.state,
-    r.agentVersion ?? "-",
-    r.kubernetesVersion ?? "-",
-    r.lastSeen?.toISOString() ?? "never",
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  return [header, ...lines].map((cols) => cols.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
-}

@@ -32,10 +32,12 @@ function checkEnrollmentTtl(ttlSeconds: number): void {
 }
 
 /**
- * Consumes the enrollment token and stores the agent's public key. The token names the cluster
- * it was made for; presenting it for another cluster fails and burns it.
+ * Consumes the enrollment token and stores the agent's public key; returns the cluster's name. The
+ * token names the cluster it was made for; presenting it for another cluster fails and burns it.
+ * Throws BadRequest for malformed input, Unauthorized for a token that does not enroll `cluster`
+ * (the relay runs this through limitAuthentication, so only that counts as a failed login).
  */
-export async function enrollAgent(store: RelayStore, input: { cluster: unknown; token: unknown; publicKey: unknown }): Promise<void> {
+export async function enrollAgent(store: RelayStore, input: { cluster?: unknown; token?: unknown; publicKey?: unknown }): Promise<string> {
   const cluster = validateClusterName(String(input.cluster ?? ""));
   if (typeof input.token !== "string" || input.token.length > 512) throw new BadRequest("enrollment needs the token printed by arcrelay cluster add");
   const publicKey = await validateAgentPublicKey(input.publicKey);
@@ -46,6 +48,7 @@ export async function enrollAgent(store: RelayStore, input: { cluster: unknown; 
     );
   }
   await store.setAgentKey(cluster, publicKey);
+  return cluster;
 }
 
 /** An agent's public key as sent at enrollment or rotation: an Ed25519 public JWK, nothing private. */

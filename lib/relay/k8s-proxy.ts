@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { endToEndHeaders, protocol, type HeaderMap } from "../tunnel/index.ts";
+import { parseImpersonationRequest, relayRequestHeaders } from "../http/index.ts";
+import { protocol } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
@@ -45,8 +46,10 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       });
     }
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
-    const identity = await deps.access.authenticate(req.headers, req.socket.remoteAddress);
+    const identity = await deps.access.authenticate(req.headers, req.socket.remoteAddress, gone);
     await deps.access.authorize(identity, cluster, "cluster-user");
+    // kubectl --as: read and checked here (400 for a malformed request); the agent decides whether it is allowed.
+    const headers = relayRequestHeaders(req.rawHeaders, parseImpersonationRequest(req.rawHeaders));
     const entry = await deps.registry.waitFor(cluster, deps.agentWaitMs, gone);
     if (!entry) {
       throw new AgentNotConnected(
@@ -56,7 +59,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       );
     }
     deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0] });
-    return { target: { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers: relayedHeaders(req) }, user: identity.user };
+    return { target: { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers }, user: identity.user };
   }
 
   /** Counts the user's request; throws 429 beyond the limit. Returns the release function. */
@@ -136,15 +139,4 @@ function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {
   const controller = new AbortController();
   emitter.once("close", () => controller.abort());
   return controller.signal;
-}
-
-// The relay passes the caller's token on (the agent verifies it again) but drops impersonation
-// headers already here, as defence in depth: the agent strips them too.
-function relayedHeaders(req: IncomingMessage): HeaderMap {
-  const headers = endToEndHeaders(req.headers);
-  for (const name of Object.keys(headers)) {
-    if (name === protocol.KUBE_TOKEN_HEADER) continue;
-    if (name.startsWith("impersonate-") || name.startsWith("x-arc-") || name.startsWith("x-remote-")) delete headers[name];
-  }
-  return headers;
 }

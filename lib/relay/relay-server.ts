@@ -6,7 +6,8 @@ import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
 import { NotFound, writeStatusToSocket, ConfigError } from "../errors/index.ts";
-import { MAX_REQUEST_HEADER_BYTES, isLoopbackHost, renderParseErrorResponse } from "../kube/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../http/index.ts";
+import { isLoopbackHost } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { createAgentConnectHandler } from "./agent-connect.ts";
@@ -39,7 +40,7 @@ export interface RelayOptions {
   authRateLimit?: AuthRateLimitOptions | false;
   /** How long a request waits for a cluster's agent to (re)connect, ms (default 5,000; `--agent-wait`). */
   agentWaitMs?: number;
-  /** Requests one user may have in flight (default 1,000; `--max-requests-per-user`). */
+  /** Requests one user may have in flight (default 100; `--max-requests-per-user`): a stalled reader holds up to STREAM_WINDOW_BYTES (1 MiB) per request at the relay, so this bounds one user's share of memory. */
   maxRequestsPerUser?: number;
   /** Tunnel liveness (`--tunnel-ping-interval`, `--tunnel-dead-after`), ms. */
   tunnel?: { pingIntervalMs?: number; deadAfterMs?: number };
@@ -62,7 +63,7 @@ export interface RunningRelay {
 }
 
 export const DEFAULT_AGENT_WAIT_MS = 5_000;
-export const DEFAULT_MAX_REQUESTS_PER_USER = 1_000;
+export const DEFAULT_MAX_REQUESTS_PER_USER = 100;
 export const DEFAULT_SHUTDOWN_DELAY_MS = 2_000;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 /** A client has this long to send a complete request head (slowloris bound). */
@@ -73,6 +74,18 @@ const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 const TCP_KEEPALIVE_MS = 30_000;
 
 
+/**
+ * Starts a relay: opens the SQLite store in `dataDir` (created 0700) and the built-in issuer, and
+ * listens on `host:port` over TLS (`tls`), or plain HTTP on a loopback address only. One listener
+ * serves the admin API, enrollment and agent routes (hono), the agents' WebSocket tunnels
+ * (`/v1/agent/connect`) and users' Kubernetes requests (`/v1/clusters/{name}/k8s/...`, streamed,
+ * upgrades included). Timeouts: a request head within 60 s, idle keep-alive 65 s, TCP keepalive
+ * after 30 s; a request waits `agentWaitMs` (5 s) for a reconnecting agent.
+ *
+ * Resolves once listening, with the URL, the store, `shutdown()` (graceful drain) and `close()`.
+ * Throws ConfigError for plain HTTP on a non-loopback address, an Error naming the address when
+ * it is taken, and the store's error (with the file's path) when the data dir cannot be used.
+ */
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   if (!opts.tls && !isLoopbackHost(opts.host)) {
     throw new ConfigError(

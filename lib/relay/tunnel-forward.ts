@@ -2,9 +2,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
+import { renderResponseHead, responseHeaders, type HeaderMap } from "../http/index.ts";
 import {
-  endToEndHeaders, http2Constants, protocol, renderResponseHead, splice, splitLongHeaders, timeouts,
-  type HeaderMap, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
+  http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
 } from "../tunnel/index.ts";
 
 export interface ForwardTarget {
@@ -13,7 +13,7 @@ export interface ForwardTarget {
   requestId: string;
   /** Path and query as the agent should send it to the API server. */
   path: string;
-  /** End-to-end headers to send (already filtered by the caller's policy). */
+  /** The caller's headers as the header policy passes them to the agent (relayRequestHeaders). */
   headers: HeaderMap;
 }
 
@@ -38,37 +38,41 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
   res.once("close", () => {
     if (!res.writableFinished && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
   });
-  return awaitResponse(target, stream, timeouts.RESPONSE_HEADERS_TIMEOUT_MS).then(
-    (headers) => {
-      res.writeHead(Number(headers[":status"]), stripTunnelHeaders(endToEndHeaders(headers)));
-      res.flushHeaders();
-      // The end is ours to decide: a stream that "ends" because its tunnel died (Bun ends every
-      // stream of a destroyed session with NO_ERROR) must cut the client's response, never finish
-      // it as if complete, whatever state its backpressure is in.
-      const declared = Number(headers["content-length"] ?? NaN);
-      let forwarded = 0;
-      stream.on("data", (chunk: Buffer) => { forwarded += chunk.length; });
-      stream.pipe(res, { end: false });
-      stream.once("end", () => {
-        const complete = Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed;
-        if (complete) res.end();
-        else res.destroy();
-      });
-      stream.once("error", () => res.destroy());
-      // A reset stream emits only 'close'. (Bun may close a stream that ended cleanly before its
-      // last bytes are read, so only a reset code counts here; a clean end comes through 'end'.)
-      stream.once("close", () => {
-        if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
-      });
-      if (options.endWatch && isJsonStream(headers)) endAtEventBoundary(stream, res, options.endWatch);
-      return new Promise<void>((resolve) => res.once("close", () => resolve()));
-    },
-    (error: unknown) => {
-      req.unpipe(stream);
-      writeStatusResponse(res, error, target.requestId);
-      throw error;
-    },
-  );
+  const method = req.method ?? "GET";
+  // Listeners go on inside the 'response' event itself: Bun emits a body-less stream's 'end' and
+  // 'close' right after 'response', before any promise continuation could attach them.
+  return awaitResponse(target, stream, timeouts.RESPONSE_HEADERS_TIMEOUT_MS, (headers) => {
+    const status = Number(headers[":status"]);
+    res.writeHead(status, responseHeaders("relay-to-client", headers));
+    res.flushHeaders();
+    // The end is ours to decide: a stream that "ends" because its tunnel died (Bun ends every
+    // stream of a destroyed session with NO_ERROR) must cut the client's response, never finish
+    // it as if complete, whatever state its backpressure is in. A response that has no body by
+    // definition (RFC 9110 6.4.1: HEAD, 204, 304) is complete whatever its Content-Length says.
+    const bodiless = method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
+    const declared = bodiless ? 0 : Number(headers["content-length"] ?? NaN);
+    let forwarded = 0;
+    const finish = () => {
+      const complete = Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed;
+      if (complete) res.end();
+      else res.destroy();
+    };
+    stream.on("data", (chunk: Buffer) => { forwarded += chunk.length; });
+    stream.pipe(res, { end: false });
+    stream.once("end", finish);
+    stream.once("error", () => res.destroy());
+    // A reset stream emits only 'close'. (Bun may close a stream that ended cleanly before its
+    // last bytes are read, so only a reset code counts here; a clean end comes through 'end'.)
+    stream.once("close", () => {
+      if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
+    });
+    if (options.endWatch && isJsonStream(headers)) endAtEventBoundary(stream, res, options.endWatch);
+    return new Promise<void>((resolve) => res.once("close", () => resolve()));
+  }).catch((error: unknown) => {
+    req.unpipe(stream);
+    writeStatusResponse(res, error, target.requestId);
+    throw error;
+  });
 }
 
 /**
@@ -86,24 +90,21 @@ export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, sock
   socket.once("close", () => {
     if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
   });
-  return awaitResponse(target, stream, timeouts.UPGRADE_TIMEOUT_MS).then(
-    (headers) => {
-      const upstreamStatus = Number(headers[protocol.UPGRADE_STATUS_HEADER] ?? headers[":status"]);
-      const passed = stripTunnelHeaders(endToEndHeaders(headers));
-      if (upstreamStatus === 101) {
-        socket.write(renderResponseHead(101, "Switching Protocols", { connection: "Upgrade", upgrade, ...passed }));
-        return splice(socket, stream);
-      }
-      // The API server refused the upgrade: relay its answer and close, as it would have.
-      socket.write(renderResponseHead(upstreamStatus, "Upgrade Refused", { ...passed, connection: "close" }));
-      stream.pipe(socket);
-      return new Promise<void>((resolve) => socket.once("close", () => resolve()));
-    },
-    (error: unknown) => {
-      writeStatusToSocket(socket, error, target.requestId);
-      throw error;
-    },
-  );
+  return awaitResponse(target, stream, timeouts.UPGRADE_TIMEOUT_MS, (headers) => {
+    const upstreamStatus = Number(headers[protocol.UPGRADE_STATUS_HEADER] ?? headers[":status"]);
+    const passed = responseHeaders("relay-to-client", headers);
+    if (upstreamStatus === 101) {
+      socket.write(renderResponseHead(101, "Switching Protocols", { connection: "Upgrade", upgrade, ...passed }));
+      return splice(socket, stream);
+    }
+    // The API server refused the upgrade: relay its answer and close, as it would have.
+    socket.write(renderResponseHead(upstreamStatus, "Upgrade Refused", { ...passed, connection: "close" }));
+    stream.pipe(socket);
+    return new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  }).catch((error: unknown) => {
+    writeStatusToSocket(socket, error, target.requestId);
+    throw error;
+  });
 }
 
 function openStream(target: ForwardTarget, method: string, extra: HeaderMap, endStream: boolean): TunnelRequestStream {
@@ -120,7 +121,12 @@ function openStream(target: ForwardTarget, method: string, extra: HeaderMap, end
   return stream;
 }
 
-function awaitResponse(target: ForwardTarget, stream: TunnelRequestStream, timeoutMs: number): Promise<TunnelHeaders> {
+/**
+ * Waits for the agent's response head and hands it to `onResponse` synchronously, in the
+ * 'response' event, so that no event of the stream can pass before its listeners exist. Rejects
+ * with UpstreamTimeout after `timeoutMs` (ms) and BadGateway when the stream fails first.
+ */
+function awaitResponse<T>(target: ForwardTarget, stream: TunnelRequestStream, timeoutMs: number, onResponse: (headers: TunnelHeaders) => Promise<T>): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       stream.close(http2Constants.NGHTTP2_CANCEL);
@@ -139,7 +145,11 @@ function awaitResponse(target: ForwardTarget, stream: TunnelRequestStream, timeo
       clearTimeout(timer);
       stream.off("error", fail);
       stream.off("close", fail);
-      resolve(headers);
+      try {
+        resolve(onResponse(joinLongHeaders(headers)));
+      } catch (error) {
+        reject(error);
+      }
     });
     stream.once("error", fail);
     stream.once("close", fail);
@@ -188,12 +198,4 @@ function endAtEventBoundary(stream: TunnelRequestStream, res: ServerResponse, si
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
   res.once("close", () => signal.removeEventListener("abort", onAbort));
-}
-
-function stripTunnelHeaders(headers: HeaderMap): HeaderMap {
-  const out: HeaderMap = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (!name.startsWith("x-arc-")) out[name] = value;
-  }
-  return out;
 }

@@ -2,16 +2,19 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { findRole, roleAtLeast, type Identity, type Role } from "../auth/index.ts";
 import { Forbidden, NotFound, Unauthorized } from "../errors/index.ts";
+import { bearerTokenOf } from "../http/index.ts";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
 import type { RelayStore } from "./store/index.ts";
 
 export interface UserAccess {
   /**
-   * Verifies the bearer token; throws Unauthorized with a message that says how to get one.
-   * With `remoteAddress`, repeated failures from that address are refused with 429 before verifying.
+   * Verifies the bearer token; throws Unauthorized with a message that says how to get one. With
+   * `remoteAddress`, the attempt goes through limitAuthentication: a valid token always passes,
+   * failures beyond the address's budget are 429 with Retry-After, and so is a full queue of
+   * attempts from it. `signal` (the client hung up) gives up a place in that queue.
    */
-  authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string): Promise<Identity>;
+  authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string, signal?: AbortSignal): Promise<Identity>;
   /** Throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
   authorize(identity: Identity, cluster: string, role: Role): Promise<void>;
 }
@@ -19,17 +22,16 @@ export interface UserAccess {
 export function createUserAccess(opts: {
   store: RelayStore;
   verifyUserToken: (token: string) => Promise<Identity>;
-  /** Counts failed authentications per address (only when the caller passes one). */
+  /** Bounds failed authentications per address (only when the caller passes one); see limitAuthentication. */
   rateLimiter?: AuthRateLimiter;
   /** Tokens must name `cluster-connect:<cluster>` in `aud` to reach that cluster. */
   bindAudienceToCluster?: boolean;
 }): UserAccess {
   return {
-    async authenticate(headers, remoteAddress) {
-      if (remoteAddress) opts.rateLimiter?.check(remoteAddress);
+    async authenticate(headers, remoteAddress, signal) {
       // A missing or malformed header costs nothing to refuse (and probes send none): not counted.
       const token = bearerToken(headers);
-      return limitAuthentication(opts.rateLimiter, remoteAddress, () => opts.verifyUserToken(token));
+      return limitAuthentication(opts.rateLimiter, remoteAddress, () => opts.verifyUserToken(token), signal);
     },
     async authorize(identity, cluster, role) {
       if (opts.bindAudienceToCluster && !identity.audiences.includes(clusterAudience(cluster))) {
@@ -64,9 +66,9 @@ export function bearerToken(headers: IncomingHttpHeaders | Headers): string {
   if (!raw) {
     throw new Unauthorized("no credentials: send a bearer token from the relay (arcrelay token create) or your identity provider, e.g. via arcproxy --token");
   }
-  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(raw);
-  if (!match?.[1]) throw new Unauthorized("the Authorization header must be \"Bearer <token>\"");
-  return match[1];
+  const token = bearerTokenOf(raw);
+  if (!token) throw new Unauthorized("the Authorization header must be \"Bearer <token>\"");
+  return token;
 }
 
 /** The client's address, from the node:http request that @hono/node-server passes as `env.incoming`. */

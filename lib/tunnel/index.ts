@@ -6,7 +6,5 @@ export type {
 } from "./http2-session.ts";
 export { splice } from "./splice.ts";
 export { joinLongHeaders, splitLongHeaders } from "./long-headers.ts";
-export { HOP_BY_HOP_HEADERS, endToEndHeaders, firstHeader, renderResponseHead } from "./headers.ts";
-export type { HeaderMap } from "./headers.ts";
 export * as protocol from "./protocol.ts";
 export * as timeouts from "./timeouts.ts";

@@ -1,15 +1,21 @@
 // Carries header values longer than Bun's HPACK coder can take (a `:path` with a long label
 // selector) across the tunnel in numbered pieces, and puts them back together on the other end.
-import type { HeaderMap } from "./headers.ts";
 import { MAX_TUNNEL_HEADER_VALUE_BYTES } from "./timeouts.ts";
 
-const PIECE_PREFIX = "x-arc-long-";
+/** Header name to value(s); the same shape as lib/http's HeaderMap, which sits above this folder. */
+type HeaderMap = Record<string, string | string[]>;
+
+// Pieces of a pseudo-header and of an ordinary header are named apart, so that no header a caller
+// sends (an ordinary "path" of 40 KB) can come out of the join as a pseudo-header (":path").
+const PSEUDO_PIECE_PREFIX = "x-arc-long-p-";
+const HEADER_PIECE_PREFIX = "x-arc-long-h-";
 /** `:path` has to stay a valid path while its real value travels in pieces. */
 const PLACEHOLDER_PATH = "/";
 
 /**
  * Returns `headers` with every value longer than MAX_TUNNEL_HEADER_VALUE_BYTES (32 KiB) replaced
- * by pieces named `x-arc-long-<name>-<i>` (`<name>` without a pseudo-header's colon). Values are
+ * by pieces named `x-arc-long-p-<name>-<i>` for a pseudo-header (`<name>` without its colon) and
+ * `x-arc-long-h-<name>-<i>` for any other header. Values are
  * measured in UTF-16 code units, which never undercounts the bytes of Latin-1 header text.
  */
 export function splitLongHeaders(headers: HeaderMap): HeaderMap {
@@ -20,9 +26,9 @@ export function splitLongHeaders(headers: HeaderMap): HeaderMap {
       out[name] = value;
       continue;
     }
-    const key = name.replace(/^:/, "");
+    const prefix = name.startsWith(":") ? PSEUDO_PIECE_PREFIX + name.slice(1) : HEADER_PIECE_PREFIX + name;
     for (let i = 0, offset = 0; offset < text.length; i++, offset += MAX_TUNNEL_HEADER_VALUE_BYTES) {
-      out[`${PIECE_PREFIX}${key}-${i}`] = text.slice(offset, offset + MAX_TUNNEL_HEADER_VALUE_BYTES);
+      out[`${prefix}-${i}`] = text.slice(offset, offset + MAX_TUNNEL_HEADER_VALUE_BYTES);
     }
     if (name === ":path") out[name] = PLACEHOLDER_PATH;
   }
@@ -30,25 +36,23 @@ export function splitLongHeaders(headers: HeaderMap): HeaderMap {
 }
 
 /**
- * The inverse of splitLongHeaders: pieces are joined in order back into their header (a
- * pseudo-header when `:<name>` is present) and removed. Headers without pieces pass unchanged.
+ * The inverse of splitLongHeaders: pieces are joined in order back into their header and removed;
+ * only `x-arc-long-p-` pieces become a pseudo-header. Headers without pieces pass unchanged.
  */
 export function joinLongHeaders<T extends Record<string, unknown>>(headers: T): T {
   const pieces = new Map<string, string[]>();
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(headers)) {
-    const match = /^x-arc-long-(.+)-(\d+)$/.exec(name);
+    const match = /^x-arc-long-([ph])-(.+)-(\d+)$/.exec(name);
     if (!match) {
       out[name] = value;
       continue;
     }
-    const list = pieces.get(match[1]!) ?? [];
-    list[Number(match[2])] = String(value);
-    pieces.set(match[1]!, list);
+    const target = match[1] === "p" ? `:${match[2]}` : match[2]!;
+    const list = pieces.get(target) ?? [];
+    list[Number(match[3])] = String(value);
+    pieces.set(target, list);
   }
-  for (const [key, list] of pieces) {
-    const name = `:${key}` in out ? `:${key}` : key;
-    out[name] = list.join("");
-  }
+  for (const [name, list] of pieces) out[name] = list.join("");
   return out as T;
 }

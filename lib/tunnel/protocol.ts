@@ -31,3 +31,9 @@ export const AGENT_ISSUER_KEYS_PATH = "/v1/agent/issuer-keys";
 
 /** WebSocket subprotocol of the tunnel; a mismatch means the two ends are incompatible versions. */
 export const TUNNEL_SUBPROTOCOL = "arc-tunnel.v1";
+
+/**
+ * Relay -> agent: the caller's request to impersonate someone (kubectl --as), checked at the relay
+ * edge and encoded by lib/http/impersonation-request.ts. The agent decides whether it is allowed.
+ */
+export const IMPERSONATE_HEADER = "x-arc-impersonate";

@@ -6,11 +6,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
 import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
-import { waitFor } from "../e2e/stack.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(120_000);
 const AGENTS = 200;
@@ -45,7 +46,7 @@ beforeAll(async () => {
   port = 0;
   relay = await start();
   port = relay.port;
-  const endpoint = parseRelayEndpoint(relay.url);
+  const endpoint = createRelayConnection(relay.url);
   for (let i = 0; i < AGENTS; i++) {
     const cluster = `c${i}`;
     const { token } = await addCluster(relay.store, cluster);

@@ -5,11 +5,13 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JWK } from "jose";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, rotateAgentKey, runAgent, type AgentKeyStore } from "../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(20_000);
 
@@ -38,11 +40,11 @@ beforeAll(async () => {
   userToken = await (await loadStoredIssuer(relay.store)).signUserToken({ user: "alice" });
   keyStore = createFileKeyStore(join(dir, "agent"));
   void runAgent({
-    relay: parseRelayEndpoint(relay.url), cluster: CLUSTER, keyStore, enrollToken,
+    relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore, enrollToken,
     upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: silentLogger, signal: controller.signal,
     onState: (s) => void states.push(s),
   });
-  await waitFor("the agent's first tunnel", () => states.includes("connected"));
+  await waitFor("the agent's first tunnel", () => states.includes("connected"), 10_000);
 });
 
 afterAll(async () => {
@@ -56,7 +58,7 @@ describe("arcagent rotate-key", () => {
   test("the old key's tunnel closes within 5 s, the agent reconnects with the new key, the old key is refused", async () => {
     const old = (await keyStore.load())!;
     const before = states.length;
-    const rotated = await rotateAgentKey({ relay: parseRelayEndpoint(relay.url), cluster: CLUSTER, keyStore });
+    const rotated = await rotateAgentKey({ relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore });
 
     expect(rotated.previousKid).toBe(old.publicJwk.kid!);
     expect(rotated.kid).not.toBe(rotated.previousKid);
@@ -79,7 +81,7 @@ describe("arcagent rotate-key", () => {
     await keyStore.save({ ...stored, pending } as typeof stored);
     await relay.store.setAgentKey(CLUSTER, pending.publicJwk);
 
-    const rotated = await rotateAgentKey({ relay: parseRelayEndpoint(relay.url), cluster: CLUSTER, keyStore });
+    const rotated = await rotateAgentKey({ relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore });
     expect(rotated.kid).toBe(pending.publicJwk.kid!);
     const saved = JSON.parse(await readFile(keyStore.describe(), "utf8")) as Record<string, unknown> & { privateJwk: JWK };
     expect(saved.privateJwk.d).toBe(pending.privateJwk.d!);
@@ -93,7 +95,7 @@ describe("arcagent rotate-key", () => {
     const other = createFileKeyStore(join(dir, "other"));
     const stranger = await generateSigningKeyPair("EdDSA");
     await other.save({ cluster: CLUSTER, ...stranger });
-    const error = await rotateAgentKey({ relay: parseRelayEndpoint(relay.url), cluster: CLUSTER, keyStore: other }).catch((e: Error) => e);
+    const error = await rotateAgentKey({ relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore: other }).catch((e: Error) => e);
     expect(String(error)).toContain("refused the key rotation");
     expect(String(error)).toContain("not signed by the enrolled key");
     expect((JSON.parse(await readFile(other.describe(), "utf8")) as { pending?: unknown }).pending).toBeUndefined();
@@ -124,12 +126,4 @@ function agentConnectStatus(token: string): Promise<number> {
     req.on("error", reject);
     req.end();
   });
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 import { generatePki } from "../cluster/pki.ts";
@@ -59,7 +60,7 @@ beforeAll(async () => {
   let connected!: () => void;
   const up = new Promise<void>((resolve) => { connected = resolve; });
   void runAgent({
-    relay: parseRelayEndpoint(relay.url), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
+    relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
     upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: silentLogger, signal: controller.signal,
     onState: (s) => s === "connected" && connected(),
   });

@@ -106,6 +106,31 @@ describe("valid tokens", () => {
     const verifier = createUserTokenVerifier({ issuers: [trusted()], clockToleranceSeconds: 30 });
     expect((await verifier.verifyUserToken(await sign({ iat: now() - 100, exp: now() - 10 }))).user).toBe("alice");
   });
+
+  test("a token that verified is refused once it expires, though it was remembered", async () => {
+    const issuedAt = now();
+    let clockMs = issuedAt * 1000;
+    const verifier = createUserTokenVerifier({ issuers: [trusted()], clockToleranceSeconds: 30, now: () => clockMs });
+    const token = await sign({ iat: issuedAt, exp: issuedAt + 20 });
+    expect((await verifier.verifyUserToken(token)).user).toBe("alice");
+
+    clockMs = (issuedAt + 20 + 30 - 1) * 1000;
+    expect((await verifier.verifyUserToken(token)).user).toBe("alice");
+    clockMs = (issuedAt + 20 + 30) * 1000;
+    await expect(verifier.verifyUserToken(token)).rejects.toThrow(
+      "token expired: get a new token (arcrelay token create, or your identity provider)",
+    );
+  });
+
+  test("a token that is not valid yet verifies once the clock reaches its nbf", async () => {
+    const issuedAt = now();
+    let clockMs = issuedAt * 1000;
+    const verifier = createUserTokenVerifier({ issuers: [trusted()], clockToleranceSeconds: 0, now: () => clockMs });
+    const token = await sign({ iat: issuedAt, nbf: issuedAt + 60 });
+    await expect(verifier.verifyUserToken(token)).rejects.toThrow(/^token is not valid yet \(nbf is in the future\)/);
+    clockMs = (issuedAt + 60) * 1000;
+    expect((await verifier.verifyUserToken(token)).user).toBe("alice");
+  });
 });
 
 describe("attacks and mistakes are refused with Unauthorized", () => {
@@ -138,6 +163,17 @@ describe("attacks and mistakes are refused with Unauthorized", () => {
     const error = await rejection(await sign({ aud: "some-other-app" }));
     expect(error.message).toBe("token audience does not match: request a token for audience cluster-connect");
     expect(error.cause).toBeInstanceOf(errors.JWTClaimValidationFailed);
+  });
+
+  test.each([
+    ["a user name", { sub: "system:admin" }, {}, 'user "system:admin"'],
+    ["a group", { groups: ["devs", "system:masters"] }, {}, 'group "system:masters"'],
+    ["a group in other casing", { groups: ["SYSTEM:masters"] }, {}, 'group "SYSTEM:masters"'],
+    ["a prefix that makes one", { groups: ["masters"] }, { groupsPrefix: "system:" }, 'group "system:masters"'],
+  ] as const)("Kubernetes' reserved names: %s starting with system:", async (_what, claims, overrides, named) => {
+    const error = await rejection(await sign(claims), [trusted(overrides)]);
+    expect(error.message).toContain(named);
+    expect(error.message).toContain("reserved by Kubernetes");
   });
 
   test("expired", async () => {

@@ -57,8 +57,14 @@ describe("the agent chart", () => {
 
   test("renders least privilege: impersonation only, one Secret, one token mounted into one container", async () => {
     const docs = await render(AGENT, AGENT_VALUES);
-    const role = docs.find((d) => d.kind === "ClusterRole") as unknown as { rules: { verbs: string[] }[] };
-    expect(role.rules.flatMap((r) => r.verbs)).toEqual(["impersonate", "impersonate"]);
+    const role = docs.find((d) => d.kind === "ClusterRole") as unknown as { rules: unknown[] };
+    // Impersonation of callers (and of kubectl --as targets), the extras it records, and the one
+    // question it asks the API server before honouring --as; nothing else cluster-wide.
+    expect(role.rules).toEqual([
+      { apiGroups: [""], resources: ["users", "groups", "serviceaccounts"], verbs: ["impersonate"] },
+      { apiGroups: ["authentication.k8s.io"], resources: ["uids", "userextras/arc-request-id", "userextras/arc-original-user", "userextras/arc-original-groups"], verbs: ["impersonate"] },
+      { apiGroups: ["authorization.k8s.io"], resources: ["subjectaccessreviews"], verbs: ["create"] },
+    ]);
     const keyRole = docs.find((d) => d.kind === "Role") as unknown as { rules: { resourceNames: string[]; verbs: string[] }[] };
     expect(keyRole.rules).toEqual([{ apiGroups: [""], resources: ["secrets"], resourceNames: ["rel-arcagent-key"], verbs: ["get", "update"] }] as never);
     const deployment = docs.find((d) => d.kind === "Deployment")!;

@@ -13,7 +13,8 @@ import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl,
 import { freePorts } from "../cluster/control-plane.ts";
 import { startProcess, type ManagedProcess } from "../cluster/proc.ts";
 import { startToxiproxy, type Toxiproxy } from "../faults/toxiproxy.ts";
-import { expectOk, run, startStack, waitFor, type Stack } from "./stack.ts";
+import { waitFor } from "../support/wait-for.ts";
+import { expectOk, run, startStack, type Stack } from "./stack.ts";
 
 setDefaultTimeout(120_000);
 const ROOT = join(import.meta.dir, "..", "..");
@@ -353,7 +354,7 @@ describe("corporate egress", () => {
     await waitFor("tinyproxy to listen", async () => {
       const s = connect(proxyPort!, "127.0.0.1");
       return new Promise<boolean>((resolve) => { s.once("connect", () => { s.destroy(); resolve(true); }); s.once("error", () => resolve(false)); });
-    });
+    }, 20_000);
     const added = await stack.arcrelay(["cluster", "add", "egress"]);
     const enrollToken = added.stdout.trim().split("\n").at(-1)!;
     await stack.grant("user:alice", "egress");

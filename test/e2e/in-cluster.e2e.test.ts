@@ -11,7 +11,8 @@ import { createSessionCertificate } from "../../lib/proxy/session-cert.ts";
 import { AGENT_NAMESPACE, installAgentChart, provideImage, waitForAgentPod } from "../cluster/agent-install.ts";
 import { applyManifest, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { helm } from "../cluster/helm.ts";
-import { expectOk, startRelayStack, waitFor, type RelayStack } from "./stack.ts";
+import { waitFor } from "../support/wait-for.ts";
+import { expectOk, startRelayStack, type RelayStack } from "./stack.ts";
 
 setDefaultTimeout(120_000);
 const ROOT = join(import.meta.dir, "..", "..");
@@ -58,6 +59,19 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: alice-edit, namespace: team-a}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: impersonate-reader}
+rules:
+  - {apiGroups: [""], resources: [users], resourceNames: [reader], verbs: [impersonate]}
+  - {apiGroups: [authentication.k8s.io], resources: [uids], resourceNames: [reader-uid], verbs: [impersonate]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-impersonate-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-reader}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
 `;
 
@@ -232,6 +246,18 @@ describe("RBAC as in a real cluster", () => {
     const r = await kubectlVia(alice, ["create", "deployment", "web", "-n", "team-b", `--image=${image}`]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('deployments.apps is forbidden: User "alice" cannot create resource "deployments" in API group "apps" in the namespace "team-b"');
+  });
+});
+
+describe("kubectl --as with the chart's RBAC", () => {
+  test("allowed impersonation runs as the target with the original user recorded; the rest is refused", async () => {
+    const info = JSON.parse(expectOk(await kubectlVia(alice, ["--as", "reader", "--as-uid", "reader-uid", "auth", "whoami", "-o", "json"]))).status.userInfo;
+    expect(info.username).toBe("reader");
+    expect(info.uid).toBe("reader-uid");
+    expect(info.extra["arc-original-user"]).toEqual(["alice"]);
+    const refused = await kubectlVia(alice, ["--as", "system:admin", "auth", "whoami"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('user "alice" cannot impersonate resource "users"');
   });
 });
 

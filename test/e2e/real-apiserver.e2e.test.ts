@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { ensureKubectl } from "../cluster/find-kubectl.ts";
-import { expectOk, run, startStack, waitFor, type Stack } from "./stack.ts";
+import { waitFor } from "../support/wait-for.ts";
+import { expectOk, run, startStack, type Stack } from "./stack.ts";
 import { expiredToken, forgedToken } from "./tokens.ts";
 
 setDefaultTimeout(120_000);
@@ -85,6 +86,27 @@ kind: ClusterRoleBinding
 metadata: {name: ops-admin-cluster-admin}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ops-admin}]
+---
+# alice may act as "reader" (in group "auditors", uid "reader-uid") and nothing else: kubectl --as.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: impersonate-reader}
+rules:
+  - {apiGroups: [""], resources: [users], resourceNames: [reader], verbs: [impersonate]}
+  - {apiGroups: [""], resources: [groups], resourceNames: [auditors], verbs: [impersonate]}
+  - {apiGroups: [authentication.k8s.io], resources: [uids], resourceNames: [reader-uid], verbs: [impersonate]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-impersonate-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader-view, namespace: team-b}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: reader}]
 `;
 
 /** `arcproxy --token T [args] -- kubectl ...kubectlArgs` */
@@ -141,15 +163,46 @@ describe("identity as the API server sees it", () => {
     expect(info.extra?.["arc-request-id"]?.[0]).toMatch(/\S/);
   });
 
-  test("kubectl --as/--as-group cannot change who the API server sees", async () => {
+  test("kubectl --as to someone the caller may not impersonate is refused with 403, as the API server refuses it", async () => {
     const r = await kubectlVia(alice, ["--as", "system:admin", "--as-group", "system:masters", "auth", "whoami", "-o", "json"]);
-    const info = whoami(expectOk(r));
-    expect(info.username).toBe("alice");
-    expect(info.groups).not.toContain("system:masters");
-
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('users "system:admin" is forbidden: user "alice" cannot impersonate resource "users"');
     const secrets = await kubectlVia(alice, ["--as", "system:admin", "get", "secrets", "-n", "kube-system"]);
     expect(secrets.code).not.toBe(0);
-    expect(secrets.stderr).toContain('User "alice" cannot list resource "secrets"');
+    expect(secrets.stderr).toContain("cannot impersonate");
+  });
+
+  test.each([
+    ["--as-group", ["--as", "reader", "--as-group", "system:masters"], 'groups "system:masters" is forbidden'],
+    ["--as-uid", ["--as", "reader", "--as-uid", "0"], 'uids "0" is forbidden'],
+  ])("%s beyond what RBAC allows is refused, naming what was refused", async (_what, flags, message) => {
+    const r = await kubectlVia(alice, [...flags, "auth", "whoami"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(message);
+  });
+
+  test("kubectl --as, --as-group and --as-uid that RBAC allows: the API server sees the target, and who really asked", async () => {
+    const r = await kubectlVia(alice, ["--as", "reader", "--as-group", "auditors", "--as-uid", "reader-uid", "auth", "whoami", "-o", "json"]);
+    const info = whoami(expectOk(r)) as ReturnType<typeof whoami> & { uid?: string };
+    expect(info.username).toBe("reader");
+    expect(info.uid).toBe("reader-uid");
+    expect(info.groups).toEqual(["auditors", "system:authenticated"]);
+    expect(info.extra?.["arc-original-user"]).toEqual(["alice"]);
+    expect(info.extra?.["arc-original-groups"]).toEqual(["dev"]);
+    expect(info.extra?.["arc-request-id"]?.[0]).toMatch(/\S/);
+  });
+
+  test("kubectl auth can-i --as answers for the target, not for the caller", async () => {
+    // alice may create ConfigMaps in team-a; reader may not. An auditor must see reader's answer.
+    expect((await kubectlVia(alice, ["auth", "can-i", "create", "configmaps", "-n", "team-a"])).stdout.trim()).toBe("yes");
+    const asReader = await kubectlVia(alice, ["--as", "reader", "auth", "can-i", "create", "configmaps", "-n", "team-a"]);
+    expect(asReader.stdout.trim()).toBe("no");
+    expect(asReader.code).toBe(1);
+    const direct = await adminKubectl(cluster, ["--as", "reader", "auth", "can-i", "create", "configmaps", "-n", "team-a"]).catch((e: Error) => e.message);
+    expect(String(direct)).toContain("no");
+    expectOk(await kubectlVia(alice, ["--as", "reader", "get", "configmaps", "-n", "team-b", "-o", "name"]));
+    const refused = await kubectlVia(alice, ["--as", "reader", "get", "configmaps", "-n", "team-a"]);
+    expect(refused.stderr).toContain('User "reader" cannot list resource "configmaps"');
   });
 });
 
@@ -334,7 +387,7 @@ describe("refusals", () => {
     expect(Object.keys(info.extra ?? {})).toEqual(["arc-request-id"]);
     // The API server's own record: the agent's ServiceAccount, impersonating alice and nobody else.
     const requestId = res.headers.get("x-arc-request-id")!;
-    await waitFor("the audit event", async () => (await readFile(cluster.auditLog, "utf8")).includes(requestId));
+    await waitFor("the audit event", async () => (await readFile(cluster.auditLog, "utf8")).includes(requestId), 20_000);
     const event = (await readFile(cluster.auditLog, "utf8")).split("\n").filter((l) => l.includes(requestId)).map((l) => JSON.parse(l))[0];
     expect(event.user.username).toBe("system:serviceaccount:cluster-connect:arcagent");
     expect(event.impersonatedUser).toEqual({ username: "alice", groups: ["dev", "system:authenticated"], extra: { "arc-request-id": [requestId] } });

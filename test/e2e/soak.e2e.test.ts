@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
-import { startStack, waitFor, type Stack } from "./stack.ts";
+import { waitFor } from "../support/wait-for.ts";
+import { startStack, type Stack } from "./stack.ts";
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 3);
 const WARM_UP_MS = 60_000;

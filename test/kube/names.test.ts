@@ -35,8 +35,13 @@ describe("validateClusterName", () => {
 });
 
 describe("validateUserName", () => {
-  test.each(["alice", "alice@example.com", "system:serviceaccount:ns:sa", "ユーザー", "a".repeat(256)])("accepts %p", (name) => {
+  test.each(["alice", "alice@example.com", "systemic", "ユーザー", "a".repeat(256)])("accepts %p", (name) => {
     expect(validateUserName(name)).toBe(name);
+  });
+
+  test.each(["system:admin", "system:serviceaccount:ns:sa", "SYSTEM:node:x"])("refuses Kubernetes' own name %p", (name) => {
+    expect(() => validateUserName(name)).toThrow('names starting with "system:" are Kubernetes\' own');
+    expect(() => validateGroupName(name)).toThrow("never put in a token");
   });
 
   test.each([

@@ -47,8 +47,8 @@ test("the kubeconfig points at the relay's k8s path and runs arcproxy credential
 
 test.each([
   ["ftp://relay", "the scheme must be https://"],
-  ["http://relay.example.com", "the scheme must be https://"],
-  ["not a url", "invalid relay URL"],
+  ["http://relay.example.com", "http:// is allowed for loopback hosts only"],
+  ["not a url", "is not a URL"],
 ])("relay URL %p is refused", (relayUrl, message) => {
   expect(() => buildCredentialKubeconfig({ relayUrl, cluster: "c", self: { command: "x", args: [] }, tokenArgs: [] })).toThrow(message);
 });

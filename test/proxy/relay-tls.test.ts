@@ -2,7 +2,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import tls from "node:tls";
 import { silentLogger } from "../../lib/observe/index.ts";
-import { createSessionCertificate, startLocalProxy, type RelayTls } from "../../lib/proxy/index.ts";
+import { createSessionCertificate, startLocalProxy } from "../../lib/proxy/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
+import type { RelayTls } from "../../lib/client/index.ts";
 import { CLUSTER, USER_TOKEN, VERSION_BODY, startFakeRelay, type FakeRelay } from "./fake-relay.ts";
 
 let relay: FakeRelay;
@@ -15,7 +17,7 @@ beforeAll(async () => {
 afterAll(() => relay.close());
 
 async function withProxy(relayTls: RelayTls, use: (port: number, token: string, ca: string) => Promise<void>) {
-  const proxy = await startLocalProxy({ relayUrl: relay.url, cluster: CLUSTER, getToken: async () => USER_TOKEN, port: 0, tls: relayTls, logger: silentLogger });
+  const proxy = await startLocalProxy({ relay: createRelayConnection(relay.url, relayTls), cluster: CLUSTER, getToken: async () => USER_TOKEN, port: 0, logger: silentLogger });
   try {
     await use(proxy.port, proxy.sessionToken, proxy.caPem);
   } finally {

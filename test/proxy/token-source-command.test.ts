@@ -1,5 +1,5 @@
 // The --token-command source with real shell commands: caching to 60 s before expiry, ExecCredential, failures.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, setSystemTime, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,9 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "token-command-"));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
+afterEach(() => {
+  setSystemTime();
+});
 
 function signJwt(expSeconds: number): Promise<string> {
   return new SignJWT({ sub: "ci" }).setProtectedHeader({ alg: "HS256" }).setExpirationTime(expSeconds).sign(new TextEncoder().encode("test-secret-0123456789abcdef"));
@@ -51,13 +54,15 @@ test("a JWT on stdout is reused until 60 s before its exp, then the command runs
   expect((await source.getCredential()).expiresAt).toEqual(new Date((exp + 600) * 1000));
 });
 
-test("with the real clock: a 2 s token is fetched again after it is half gone", async () => {
-  const { command, runs } = await countingCommand("short", await signJwt(Math.floor(Date.now() / 1000) + 2));
+test("with the default clock (Date.now): a 2 s token is fetched again after it is half gone", async () => {
+  const start = Date.now();
+  setSystemTime(start);
+  const { command, runs } = await countingCommand("short", await signJwt(Math.floor(start / 1000) + 2));
   const source = createTokenSource({ kind: "command", command });
   await source.getToken();
   await source.getToken();
   expect(await runs()).toBe(1);
-  await Bun.sleep(1100);
+  setSystemTime(start + 1100);
   await source.getToken();
   expect(await runs()).toBe(2);
 });

@@ -23,6 +23,8 @@ test("--token-file: a token written mid-session is used for the next request", a
   const file = join(dir, "token");
   await writeFile(file, USER_TOKEN + "\n");
   // The fake relay accepts USER_TOKEN only, so after the rotation the relay's 401 proves the new token was sent.
+  // The wait is the behaviour under test: arcproxy, a separate process whose clock the test cannot
+  // move, looks at the file at most once a second (FILE_CHECK_INTERVAL_MS).
   const script = [
     "kubectl get --raw /version >/dev/null && echo first-ok",
     `printf 'rotated-token' > '${file}'`,

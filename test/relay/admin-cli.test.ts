@@ -8,7 +8,8 @@ import { generateSigningKeyPair } from "../../lib/auth/index.ts";
 import { BadGateway } from "../../lib/errors/index.ts";
 import { createSessionCertificate } from "../../lib/proxy/index.ts";
 import { createAdminClient } from "../../lib/relay/index.ts";
-import { run, waitFor, type CommandResult } from "../e2e/stack.ts";
+import { run, type CommandResult } from "../e2e/stack.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const BUN = process.execPath;
 

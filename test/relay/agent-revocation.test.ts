@@ -5,11 +5,13 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JWK } from "jose";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 setDefaultTimeout(20_000);
 
@@ -58,13 +60,13 @@ describe("revocation", () => {
     const agentLog: string[] = [];
     const controller = new AbortController();
     void runAgent({
-      relay: parseRelayEndpoint(relay.url), cluster: "gamma", keyStore: createFileKeyStore(join(dir, "gamma")), enrollToken,
+      relay: createRelayConnection(relay.url), cluster: "gamma", keyStore: createFileKeyStore(join(dir, "gamma")), enrollToken,
       upstream: loadUpstream({ kubeconfig }), agentVersion: "test", signal: controller.signal,
       logger: createLogger({ component: "arcagent", write: (line) => void agentLog.push(line) }),
       onState: (s) => void states.push(s),
     });
     try {
-      await waitFor("the agent to connect", () => states.includes("connected"));
+      await waitFor("the agent to connect", () => states.includes("connected"), 10_000);
       expect((await get(relay.url + "/v1/clusters/gamma/k8s/api", userToken)).status).toBe(200);
 
       await relay.store.setAgentKey("gamma", undefined);
@@ -73,7 +75,7 @@ describe("revocation", () => {
       expect(offline.status).toBe(503);
       expect(offline.body).toContain("offline");
 
-      await waitFor("the agent to log the refusal", () => agentLog.some((l) => l.includes("relay refused the agent's key")));
+      await waitFor("the agent to log the refusal", () => agentLog.some((l) => l.includes("relay refused the agent's key")), 10_000);
       const refusal = JSON.parse(agentLog.find((l) => l.includes("relay refused the agent's key"))!) as { level: string; msg: string; error: { message: string } };
       expect(refusal.level).toBe("error");
       expect(refusal.msg).toContain("arcrelay cluster enroll-token gamma");
@@ -181,12 +183,4 @@ function agentConnect(token: string): Promise<{ status: number; body: string }> 
     req.on("error", reject);
     req.end();
   });
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

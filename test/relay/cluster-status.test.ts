@@ -1,6 +1,7 @@
 // What `arcrelay cluster list` shows: each cluster's state from its stored presence, and the table.
 import { describe, expect, test } from "bun:test";
-import { describeCluster, formatClusterTable, type ClusterStatus } from "../../lib/relay/cluster-status.ts";
+import { describeCluster, type ClusterStatus } from "../../lib/relay/cluster-status.ts";
+import { formatClusterTable } from "../../cmd/tables.ts";
 import type { ClusterRecord } from "../../lib/relay/store/index.ts";
 
 const NOW = new Date("2030-06-01T12:00:00.000Z");

@@ -109,9 +109,13 @@ describe("addCluster", () => {
     },
   );
 
-  test.each([60, 7 * 24 * 3600])("ttl %p (a bound) is accepted", async (ttl) => {
+  test.each([60, 7 * 24 * 3600])("ttl %p (a bound) is accepted: the token expires that long from now and enrolls", async (ttl) => {
+    const start = new Date("2031-05-01T10:00:00.000Z");
+    setSystemTime(start);
     await store.addCluster("prod");
-    await createEnrollmentToken(store, "prod", ttl);
+    const { token, expiresAt } = await createEnrollmentToken(store, "prod", ttl);
+    expect(expiresAt).toEqual(new Date(start.getTime() + ttl * 1000));
+    expect(await enrollAgent(store, { cluster: "prod", token, publicKey: await publicKey() })).toBe("prod");
   });
 
   // BUG (lib/relay/enrollment.ts addCluster): the cluster is inserted before the ttl is checked,

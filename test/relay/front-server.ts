@@ -2,9 +2,9 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { writeStatusResponse, writeStatusToSocket } from "../../lib/errors/index.ts";
-import { MAX_REQUEST_HEADER_BYTES } from "../../lib/kube/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, relayRequestHeaders, type HeaderMap } from "../../lib/http/index.ts";
 import { forwardHttpRequest, forwardUpgrade, type ForwardOptions, type ForwardTarget } from "../../lib/relay/tunnel-forward.ts";
-import { endToEndHeaders, type HeaderMap, type TunnelClient } from "../../lib/tunnel/index.ts";
+import type { TunnelClient } from "../../lib/tunnel/index.ts";
 import { closeServer, listen } from "../tunnel/tunnel-pair.ts";
 
 export interface FrontServer {
@@ -25,8 +25,8 @@ export async function startFrontServer(tunnel: () => TunnelClient, options: Forw
   const outcomes: FrontServer["outcomes"] = [];
   const socketErrors: Error[] = [];
   const targetFor = (req: IncomingMessage): ForwardTarget => {
-    // As the relay does: end-to-end headers only (content-length included).
-    const headers: HeaderMap = endToEndHeaders(req.headers);
+    // As the relay does: the header policy's relay-to-agent hop.
+    const headers: HeaderMap = relayRequestHeaders(req.rawHeaders);
     delete headers["x-test-request-id"];
     return {
       tunnel: tunnel(),

@@ -5,7 +5,8 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
 import { signAgentToken, type TrustedIssuer } from "../../lib/auth/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
@@ -58,7 +59,7 @@ beforeAll(async () => {
   let connected!: () => void;
   const up = new Promise<void>((resolve) => { connected = resolve; });
   void runAgent({
-    relay: parseRelayEndpoint(relay.url), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
+    relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
     upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: silentLogger, signal: controller.signal,
     // The agent's own config names the issuer; its JWKS address is unreachable from "inside the cluster".
     trustedIssuers: [{ ...trust({ url: "http://127.0.0.1:1/unreachable" }), keysFrom: "relay" }],

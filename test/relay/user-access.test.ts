@@ -1,17 +1,16 @@
 // Who may reach which cluster through the relay: a real SQLite store, the built-in issuer, real tokens.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import {
   builtinIssuerTrust, createBuiltinIssuer, createUserTokenVerifier, loadOrCreateIssuerKeys, type BuiltinIssuer, type Identity,
 } from "../../lib/auth/index.ts";
 import { ArcError, Forbidden, NotFound, Unauthorized } from "../../lib/errors/index.ts";
-import { openSqliteStore, type RelayStore } from "../../lib/relay/store/index.ts";
+import type { RelayStore } from "../../lib/relay/store/index.ts";
 import { bearerToken, createUserAccess, type UserAccess } from "../../lib/relay/user-access.ts";
+import { openRelayFixture, type RelayFixture } from "./relay-fixture.ts";
 
 const ISSUER_URL = "https://relay.test";
 
+let fixture: RelayFixture;
 let dir: string;
 let store: RelayStore;
 let issuer: BuiltinIssuer;
@@ -20,22 +19,17 @@ let access: UserAccess;
 let alice: Identity;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "arc-user-access-"));
-  store = await openSqliteStore(join(dir, "data"));
-  issuer = createBuiltinIssuer({ issuer: ISSUER_URL, audience: "cluster-connect", ...(await loadOrCreateIssuerKeys(store)) });
+  fixture = await openRelayFixture("user-access");
+  ({ dir, store, issuer } = fixture);
   const verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer)] });
   access = createUserAccess({ store, verifyUserToken: verifier.verifyUserToken });
   alice = await identityFor("alice");
 });
 
-afterAll(async () => {
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => fixture.close());
 
 beforeEach(async () => {
-  for (const g of await store.listGrants()) await store.removeGrant({ id: g.id });
-  for (const c of await store.listClusters()) await store.removeCluster(c.name);
+  await fixture.reset();
 });
 
 /** Runs `fn` and returns what it threw (fails the test if it did not throw). */
@@ -117,8 +111,9 @@ describe("authorize", () => {
 
   test("a grant for the user on the cluster lets them through", async () => {
     await store.addCluster("prod");
+    expect(await thrown(() => access.authorize(alice, "prod", "cluster-user"))).toBeInstanceOf(Forbidden);
     await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
-    await access.authorize(alice, "prod", "cluster-user");
+    await expect(access.authorize(alice, "prod", "cluster-user")).resolves.toBeUndefined();
   });
 
   test("a grant for another cluster does not", async () => {
@@ -139,8 +134,10 @@ describe("authorize", () => {
     await store.addCluster("prod");
     await store.addCluster("staging");
     await store.addGrant({ principal: "user:alice", cluster: "*", role: "cluster-user" });
-    await access.authorize(alice, "prod", "cluster-user");
-    await access.authorize(alice, "staging", "cluster-user");
+    await expect(access.authorize(alice, "prod", "cluster-user")).resolves.toBeUndefined();
+    await expect(access.authorize(alice, "staging", "cluster-user")).resolves.toBeUndefined();
+    // It covers names not registered yet too, so alice is told the cluster does not exist (404), not 403.
+    expect(await thrown(() => access.authorize(alice, "ghost", "cluster-user"))).toBeInstanceOf(NotFound);
   });
 
   test("a principal glob (group:*) matches any user with a group", async () => {

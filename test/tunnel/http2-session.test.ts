@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import type { TunnelHeaders, TunnelServerStream } from "../../lib/tunnel/index.ts";
-import { patternBytes, readAll, sleep, startTunnelPair, tunnelGet, waitFor, within, type TunnelPair } from "./tunnel-pair.ts";
+import { timeouts, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
+import { waitFor, within } from "../support/wait-for.ts";
+import { patternBytes, readAll, startTunnelPair, tunnelGet, type TunnelPair } from "./tunnel-pair.ts";
 
 let pair: TunnelPair | undefined;
 afterEach(async () => {
@@ -59,8 +60,8 @@ describe("HTTP/2 over the WebSocket tunnel", () => {
     const big = pair.client.request({ ":method": "GET", ":path": "/big" }, { endStream: true });
     await within("the big response's headers", new Promise((resolve) => big.once("response", resolve)));
     big.pause();
-    // Let the windows fill: the reader is not reading, so the agent must be held back.
-    await sleep(200);
+    // The reader is not reading: once its stream window is full, the agent must be held back.
+    await waitFor("the unread response to fill its stream window", () => big.readableLength >= timeouts.STREAM_WINDOW_BYTES, 2000);
     expect(bigFinished).toBe(false);
 
     const client = pair.client;

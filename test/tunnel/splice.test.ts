@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import net from "node:net";
 import { splice } from "../../lib/tunnel/index.ts";
-import { closeServer, collect, listen, patternBytes, waitFor, within } from "./tunnel-pair.ts";
+import { waitFor, within } from "../support/wait-for.ts";
+import { closeServer, collect, listen, patternBytes } from "./tunnel-pair.ts";
 
 // Two real TCP connections: the test holds the outer ends, splice() joins the inner ones, as the
 // relay joins a user's socket to a tunnel stream.
@@ -50,10 +51,14 @@ describe("splice", () => {
     const atA = collect(j.userA);
     j.userA.write("hello from A");
     j.userB.write("hello from B");
-    await waitFor("A's bytes at B", () => atB.text() === "hello from A");
-    await waitFor("B's bytes at A", () => atA.text() === "hello from B");
+    await waitFor("12 bytes at B", () => atB.bytes().length >= 12);
+    await waitFor("12 bytes at A", () => atA.bytes().length >= 12);
+    expect(atB.text()).toBe("hello from A");
+    expect(atA.text()).toBe("hello from B");
     j.userA.destroy();
     await within("splice to resolve", j.done);
+    await waitFor("B's user socket to close", () => atB.closed() || atB.ended());
+    expect(j.innerA.destroyed && j.innerB.destroyed).toBe(true);
   });
 
   test("moves 4 MiB each way byte-exact", async () => {
@@ -136,13 +141,16 @@ describe("splice", () => {
 
   test("resolves only when both sides are closed", async () => {
     const j = await joined();
+    const atA = collect(j.userA);
     const atB = collect(j.userB);
     let resolved = false;
     void j.done.then(() => { resolved = true; });
+    // A round trip through both directions while both sides stay open.
     j.userA.write("x");
-    await Bun.sleep(50);
+    await waitFor("A's byte at B", () => atB.text() === "x");
+    j.userB.write("y");
+    await waitFor("B's reply at A", () => atA.text() === "y");
     expect(resolved).toBe(false);
-    expect(atB.text()).toBe("x");
     j.userA.destroy();
     await within("splice to resolve", j.done);
     expect(j.innerA.destroyed && j.innerB.destroyed).toBe(true);

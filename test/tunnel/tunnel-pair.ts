@@ -8,6 +8,7 @@ import {
   createWebSocketDuplex, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
   type TunnelServer, type TunnelServerStream, type WebSocketDuplexOptions,
 } from "../../lib/tunnel/index.ts";
+import { within } from "../support/wait-for.ts";
 
 export type StreamHandler = (stream: TunnelServerStream, headers: TunnelHeaders) => void;
 
@@ -31,28 +32,6 @@ export async function listen(server: http.Server | net.Server): Promise<number> 
 export async function closeServer(server: http.Server | net.Server): Promise<void> {
   if ("closeAllConnections" in server) server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
-export async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-/** Rejects with a message naming `what` if `promise` has not settled within `timeoutMs`. */
-export function within<T>(what: string, promise: Promise<T>, timeoutMs = 3000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A relay with a WebSocket endpoint and an agent connected to it, with HTTP/2 over the pair. */
@@ -140,7 +119,7 @@ export function httpRequest(
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: "127.0.0.1", port, method: options.method ?? "GET", path: options.path ?? "/", headers: options.headers, agent: false },
+      { host: "127.0.0.1", port, method: options.method ?? "GET", path: options.path ?? "/", headers: options.headers, agent: false, maxHeaderSize: 1 << 20 },
       (res) => {
         readAll(res).then((body) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }), reject);
       },

@@ -4,7 +4,8 @@ import http from "node:http";
 import net from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { createWebSocketDuplex, openTunnelClient } from "../../lib/tunnel/index.ts";
-import { closeServer, collect, listen, sleep, startTunnelPair, tunnelGet, waitFor, within, type TunnelPair } from "./tunnel-pair.ts";
+import { waitFor, within } from "../support/wait-for.ts";
+import { closeServer, collect, listen, startTunnelPair, tunnelGet, type TunnelPair } from "./tunnel-pair.ts";
 
 const FAST = { pingIntervalMs: 50, deadAfterMs: 200 };
 
@@ -66,6 +67,13 @@ async function frozenRelay(): Promise<number> {
   return port;
 }
 
+async function dialFrozenRelay(port: number): Promise<WebSocket> {
+  const agentWs = new WebSocket(`ws://127.0.0.1:${port}/v1/agent/connect`);
+  cleanups.push(() => agentWs.terminate());
+  await new Promise<void>((resolve, reject) => { agentWs.once("open", () => resolve()); agentWs.once("error", reject); });
+  return agentWs;
+}
+
 describe("createWebSocketDuplex keepalive", () => {
   test("a relay whose agent stops answering terminates the socket and calls onDead", async () => {
     const { port, accepted } = await relayEndpoint();
@@ -88,11 +96,9 @@ describe("createWebSocketDuplex keepalive", () => {
     expect(tunnel.closed).toBe(true);
   });
 
-  test("an agent whose relay stops answering terminates the socket and calls onDead", async () => {
+  test("an agent whose relay stops answering terminates the socket and calls onDead once", async () => {
     const port = await frozenRelay();
-    const agentWs = new WebSocket(`ws://127.0.0.1:${port}/v1/agent/connect`);
-    cleanups.push(() => agentWs.terminate());
-    await new Promise<void>((resolve, reject) => { agentWs.once("open", () => resolve()); agentWs.once("error", reject); });
+    const agentWs = await dialFrozenRelay(port);
     let deadCalls = 0;
     const startedAt = Date.now();
     const duplex = createWebSocketDuplex(agentWs, { ...FAST, onDead: () => { deadCalls += 1; } });
@@ -103,7 +109,11 @@ describe("createWebSocketDuplex keepalive", () => {
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(FAST.deadAfterMs);
     await waitFor("the agent's socket to close", () => agentWs.readyState === WebSocket.CLOSED, 1000);
     await within("the duplex to close", closed, 1000);
-    await sleep(150);
+    // A second tunnel on the same liveness sweep dies only after the sweep has run for another
+    // deadAfterMs: a repeated onDead for the first would have come before it.
+    let laterDead = false;
+    createWebSocketDuplex(await dialFrozenRelay(port), { ...FAST, onDead: () => { laterDead = true; } }).on("error", () => {});
+    await waitFor("a later frozen tunnel's onDead", () => laterDead, 2000);
     expect(deadCalls).toBe(1);
   });
 
@@ -114,8 +124,14 @@ describe("createWebSocketDuplex keepalive", () => {
       stream.end("alive");
     }, { duplex: { ...FAST, onDead: () => { deadCalls += 1; } } });
     cleanups.push(() => pair.close());
+    const pongs = { relay: 0, agent: 0 };
+    pair.relayWs.on("pong", () => { pongs.relay += 1; });
+    pair.agentWs.on("pong", () => { pongs.agent += 1; });
+    const startedAt = Date.now();
 
-    await sleep(1200);
+    // 20 answered pings per end span about five times deadAfterMs.
+    await waitFor("20 answered pings on each end", () => pongs.relay >= 20 && pongs.agent >= 20, 4000);
+    expect(Date.now() - startedAt).toBeGreaterThan(2 * FAST.deadAfterMs);
     expect(deadCalls).toBe(0);
     expect(pair.agentWs.readyState).toBe(WebSocket.OPEN);
     expect(pair.relayWs.readyState).toBe(WebSocket.OPEN);

@@ -57,7 +57,7 @@ export async function openSqliteStore(dataDir: string): Promise<RelayStore> {
     throw new Error(`opening relay store ${path}: ${(error as Error).message}`, { cause: error });
   }
   try {
-    configureConnection(db);
+    await configureConnection(db);
     migrateSqliteSchema(db);
   } catch (error) {
     db.close();
@@ -66,16 +66,35 @@ export async function openSqliteStore(dataDir: string): Promise<RelayStore> {
   return createSqliteStore(db);
 }
 
-function configureConnection(db: Database): void {
+async function configureConnection(db: Database): Promise<void> {
   // busy_timeout first: switching to WAL needs a lock another process may hold.
   db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get();
+  const mode = await switchToWal(db);
   if (mode?.journal_mode !== "wal") {
     throw new Error(`the file system refused WAL journal mode (got ${JSON.stringify(mode?.journal_mode)})`);
   }
   // NORMAL is durable across application crashes in WAL mode; only a power loss may drop the last commits.
   db.run("PRAGMA synchronous = NORMAL");
   db.run("PRAGMA foreign_keys = ON");
+}
+
+/**
+ * `PRAGMA journal_mode = WAL`, tried again for up to BUSY_TIMEOUT_MS while another process holds
+ * the lock: SQLite returns SQLITE_BUSY at once, without calling the busy handler, when the switch
+ * would otherwise deadlock (several relays, or the relay and an admin command, creating the same
+ * fresh database at once; seen about once in eight such starts).
+ */
+async function switchToWal(db: Database): Promise<{ journal_mode: string } | null> {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return db.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get();
+    } catch (error) {
+      const busy = (error as { code?: string }).code === "SQLITE_BUSY" || /database is locked/.test((error as Error).message);
+      if (!busy || Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100, 5 * 2 ** attempt) * Math.random() + 1));
+    }
+  }
 }
 
 function createSqliteStore(db: Database): RelayStore {

@@ -4,11 +4,13 @@ import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFileKeyStore, loadUpstream, parseRelayEndpoint, runAgent } from "../../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../../lib/agent/index.ts";
+import { createRelayConnection } from "../../../lib/client/index.ts";
 import type { BuiltinIssuer } from "../../../lib/auth/index.ts";
 import { silentLogger, type Logger } from "../../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RelayOptions, type RunningRelay } from "../../../lib/relay/index.ts";
 import { writeKubeconfig } from "../../cluster/kubeconfig-file.ts";
+import { within } from "../../support/wait-for.ts";
 
 /** One request as the API server stand-in received it. */
 export interface RecordedRequest {
@@ -19,6 +21,13 @@ export interface RecordedRequest {
   /** Name/value pairs exactly as they came on the wire. */
   rawHeaders: string[];
   body: string;
+}
+
+/** authorization/v1 SubjectAccessReview spec, as far as impersonation checks use it. */
+export interface SubjectAccessReviewSpec {
+  user: string;
+  groups: string[];
+  resourceAttributes: { verb: string; group: string; resource: string; name: string; namespace?: string };
 }
 
 export interface Harness {
@@ -35,6 +44,10 @@ export interface Harness {
   agentSaToken: string;
   enrollToken: string;
   requests: RecordedRequest[];
+  /** SubjectAccessReview specs the agent asked the stand-in (kubectl --as checks), in order. */
+  reviews: SubjectAccessReviewSpec[];
+  /** The stand-in's answer to each review; default: nothing may be impersonated. */
+  allowImpersonation: (spec: SubjectAccessReviewSpec) => boolean;
   /** Everything the agent sent to the relay (its enrollment secret and connection JWTs are in here). */
   agentWire(): string;
   stop(): Promise<void>;
@@ -50,10 +63,20 @@ export async function startHarness(opts: {
 } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), "arc-hardening-"));
   const requests: RecordedRequest[] = [];
+  const reviews: SubjectAccessReviewSpec[] = [];
+  const harness = { allowImpersonation: (_spec: SubjectAccessReviewSpec) => false };
   const upstream = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
+      // The agent's own question (kubectl --as), answered like the API server's authorizer.
+      if (req.method === "POST" && req.url === "/apis/authorization.k8s.io/v1/subjectaccessreviews") {
+        const review = JSON.parse(Buffer.concat(chunks).toString()) as { spec: SubjectAccessReviewSpec };
+        reviews.push(review.spec);
+        res.writeHead(201, { "content-type": "application/json" });
+        res.end(JSON.stringify({ ...review, status: { allowed: harness.allowImpersonation(review.spec) } }));
+        return;
+      }
       requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString() });
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ kind: "Status", status: "Success", path: req.url }));
@@ -105,14 +128,14 @@ export async function startHarness(opts: {
   let connected!: () => void;
   const up = new Promise<void>((resolve) => { connected = resolve; });
   const agentDone = runAgent({
-    relay: parseRelayEndpoint(publicUrl), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
+    relay: createRelayConnection(publicUrl), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
     upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: opts.agentLogger ?? silentLogger, signal: controller.signal,
     onState: (s) => s === "connected" && connected(),
   }).catch((error: unknown) => { agentError = error; });
-  await Promise.race([up, Bun.sleep(15_000).then(() => { throw new Error("agent did not connect within 15 s", { cause: agentError }); })]);
+  await within("the agent to connect", up, 15_000).catch((error: Error) => { throw new Error(error.message, { cause: agentError }); });
 
-  return {
-    relay, base: `http://127.0.0.1:${relay.port}`, port: relay.port, issuer,
+  return Object.assign(harness, {
+    relay, base: `http://127.0.0.1:${relay.port}`, port: relay.port, issuer, reviews,
     alice: await issuer.signUserToken({ user: "alice", groups: ["dev"] }),
     bob: await issuer.signUserToken({ user: "bob" }),
     agentSaToken, enrollToken, requests,
@@ -127,29 +150,73 @@ export async function startHarness(opts: {
       upstream.close();
       await rm(dir, { recursive: true, force: true });
     },
-  };
+  });
+}
+
+export interface RawExchangeOptions {
+  /** Ends the exchange once what came back satisfies this (an upgraded or kept-alive connection stays open). */
+  until?: (received: string) => boolean;
+  localAddress?: string;
+  /** The relay must close the connection, or `until` must hold, within this; default 5000. */
+  timeoutMs?: number;
 }
 
 /**
- * Writes `bytes` on a fresh TCP connection and collects what comes back until the relay closes
- * the connection or stays quiet for `idleMs`.
+ * Writes `bytes` on a fresh TCP connection and collects what comes back until the relay closes the
+ * connection or `until` holds. Neither within `timeoutMs` is a failure, not an answer: silence
+ * says nothing about what the relay would still send.
  */
-export function rawExchange(port: number, bytes: string | Buffer, idleMs = 1500, localAddress?: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
+export function rawExchange(port: number, bytes: string | Buffer, opts: RawExchangeOptions = {}): Promise<string> {
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1", ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     const chunks: Buffer[] = [];
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const received = () => Buffer.concat(chunks).toString("latin1");
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the relay neither closed the connection nor answered as expected within ${timeoutMs} ms; got ${JSON.stringify(received().slice(0, 300))}`));
+    }, timeoutMs);
     const finish = () => {
       clearTimeout(timer);
       socket.destroy();
-      resolve(Buffer.concat(chunks).toString("latin1"));
+      resolve(received());
     };
-    const idle = () => { clearTimeout(timer); timer = setTimeout(finish, idleMs); };
-    socket.on("connect", () => { socket.write(bytes); idle(); });
-    socket.on("data", (d: Buffer) => { chunks.push(d); idle(); });
+    socket.on("connect", () => socket.write(bytes));
+    socket.on("data", (d: Buffer) => {
+      chunks.push(d);
+      if (opts.until?.(received())) finish();
+    });
     socket.on("error", finish);
     socket.on("close", finish);
   });
+}
+
+/**
+ * How many whole HTTP/1.1 responses `raw` holds. A 101's head is whole (the upgraded stream
+ * follows); a response without Content-Length or chunked encoding is whole at the end of its head.
+ */
+export function completeResponses(raw: string): number {
+  let count = 0;
+  for (let at = 0; ; count++) {
+    const headEnd = raw.indexOf("\r\n\r\n", at);
+    if (headEnd < 0) return count;
+    const head = raw.slice(at, headEnd);
+    if (head.startsWith("HTTP/1.1 101 ")) return count + 1;
+    at = headEnd + 4;
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+      for (let size = -1; size !== 0;) {
+        const lineEnd = raw.indexOf("\r\n", at);
+        if (lineEnd < 0) return count;
+        size = parseInt(raw.slice(at, lineEnd), 16);
+        if (Number.isNaN(size)) return count;
+        at = lineEnd + 2 + size + 2; // the chunk and its CRLF; after the last chunk, the empty trailer
+      }
+    } else if (length) {
+      at += Number(length[1]);
+    }
+    if (at > raw.length) return count;
+  }
 }
 
 /** Status codes of every HTTP/1.1 response in a raw exchange, in order. */

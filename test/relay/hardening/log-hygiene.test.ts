@@ -1,7 +1,7 @@
 // A full in-process flow logged at debug: no user token, agent token, enrollment secret or agent SA token in any line.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createLogger } from "../../../lib/observe/index.ts";
-import { CLUSTER, OTHER_CLUSTER, rawExchange, rawRequest, startHarness, type Harness } from "./harness.ts";
+import { CLUSTER, OTHER_CLUSTER, completeResponses, rawExchange, rawRequest, startHarness, type Harness } from "./harness.ts";
 
 setDefaultTimeout(30_000);
 let h: Harness;
@@ -17,7 +17,8 @@ beforeAll(async () => {
     relayOptions: { authRateLimit: { maxFailures: 3 } },
   });
 });
-afterAll(() => h?.stop());
+let stopped: Promise<void> | undefined;
+afterAll(() => stopped ?? h?.stop());
 
 const k8s = (path: string) => `${h.base}/v1/clusters/${CLUSTER}/k8s${path}`;
 
@@ -39,7 +40,7 @@ test("no credential of any kind appears in a relay or agent log line", async () 
   await rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods/demo/exec?command=sh`, [
     ...Object.entries(bearer(h.alice)).map(([k, v]) => `${k}: ${v}`), "Connection: Upgrade", "Upgrade: websocket",
     "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-  ]), 300);
+  ]), { until: (received) => completeResponses(received) === 1 });
 
   // Refusals: forbidden, broken tokens (until the limiter steps in), a reused enrollment secret, a forged agent.
   expect((await fetch(`${h.base}/v1/clusters/${OTHER_CLUSTER}/k8s/version`, { headers: bearer(h.alice) })).status).toBe(403);
@@ -59,9 +60,11 @@ test("no credential of any kind appears in a relay or agent log line", async () 
   await rawExchange(h.port, rawRequest("GET", "/v1/agent/connect", [
     `Authorization: Bearer ${agentToken.slice(0, -4)}AAAA`, "Connection: Upgrade", "Upgrade: websocket",
     "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol: arc-tunnel.v1",
-  ]), 300);
+  ]), { until: (received) => completeResponses(received) === 1 });
   for (let i = 0; i < 4; i++) await fetch(k8s("/version"), { headers: bearer(`${tampered}${i}`) });
-  await Bun.sleep(100);
+  // Once relay and agent have shut down, every line they will write is in, shutdown lines included.
+  stopped = h.stop();
+  await stopped;
 
   const logs = [...relayLines, ...agentLines];
   expect(relayLines.some((l) => l.includes('"msg":"request refused"'))).toBe(true);

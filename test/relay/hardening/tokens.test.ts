@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { createHmac, createPublicKey } from "node:crypto";
 import { SignJWT, type JWK } from "jose";
 import { generateSigningKeyPair, importPrivateJwk, loadOrCreateIssuerKeys } from "../../../lib/auth/index.ts";
-import { CLUSTER, expectNoStack, rawExchange, startHarness, statusCodes, type Harness } from "./harness.ts";
+import { CLUSTER, completeResponses, expectNoStack, rawExchange, startHarness, statusCodes, type Harness } from "./harness.ts";
 
 setDefaultTimeout(30_000);
 let h: Harness;
@@ -125,7 +125,7 @@ describe("oversized input never crashes the relay", () => {
     const lines = Array.from({ length: 80 }, (_, i) => `X-Filler-${i}: ${"y".repeat(1000)}`);
     const raw = await rawExchange(h.port, [
       `GET /v1/clusters/${CLUSTER}/k8s/version HTTP/1.1`, "Host: relay", `Authorization: Bearer ${h.alice}`, ...lines, "", "",
-    ].join("\r\n"));
+    ].join("\r\n"), { until: (received) => completeResponses(received) === 1 });
     const codes = statusCodes(raw);
     expect(codes.length === 0 || [400, 431].includes(codes[0]!)).toBe(true);
     expect(codes).not.toContain(200);
@@ -136,7 +136,7 @@ describe("oversized input never crashes the relay", () => {
   test("one 80 KiB header value gets 431 or 400", async () => {
     const raw = await rawExchange(h.port, [
       `GET /v1/clusters/${CLUSTER}/k8s/version HTTP/1.1`, "Host: relay", `Authorization: Bearer ${h.alice}`, `X-Big: ${"z".repeat(80 * 1024)}`, "", "",
-    ].join("\r\n"));
+    ].join("\r\n"), { until: (received) => completeResponses(received) === 1 });
     const codes = statusCodes(raw);
     expect(codes.length === 0 || [400, 431].includes(codes[0]!)).toBe(true);
     expect((await get(h.alice)).status).toBe(200);

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteStore } from "../../../lib/relay/store/index.ts";
 import type { RelayStore } from "../../../lib/relay/store/index.ts";
+import { within } from "../../support/wait-for.ts";
 import { describeStoreContract } from "./store-contract.ts";
 
 const WORKER = join(import.meta.dir, "store-worker.ts");
@@ -134,16 +135,21 @@ describe("sqlite store on disk", () => {
 /** Starts `count` workers that all act at the same moment; returns each one's report. */
 async function runWorkers(count: number, args: [dataDir: string, secretHash?: string]) {
   const [dir, hash] = args;
-  // Far enough ahead that every child has started before any acts.
-  const startAt = String(Date.now() + 1_500);
+  let ready = 0;
+  let allReady!: () => void;
+  const started = new Promise<void>((resolve) => { allReady = resolve; });
   const children = Array.from({ length: count }, () =>
-    Bun.spawn([process.execPath, WORKER, dir, startAt, ...(hash ? [hash] : [])], { stdout: "pipe", stderr: "pipe" }),
-  );
-  return Promise.all(
-    children.map(async (child) => {
-      const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-      if (code !== 0) throw new Error(`store worker exited ${code}: ${err.trim()}`);
-      return JSON.parse(out) as { opened: boolean; consumed?: boolean };
+    Bun.spawn([process.execPath, WORKER, dir, ...(hash ? [hash] : [])], {
+      stdout: "pipe", stderr: "pipe", ipc: () => { if (++ready === count) allReady(); },
     }),
   );
+  const reports = children.map(async (child) => {
+    const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    if (code !== 0) throw new Error(`store worker exited ${code}: ${err.trim()}`);
+    return JSON.parse(out) as { opened: boolean; consumed?: boolean };
+  });
+  // A worker that dies before it is ready fails the wait with its own error.
+  await Promise.race([within("every store worker to start", started, 15_000), Promise.all(reports)]);
+  for (const child of children) child.send("go");
+  return Promise.all(reports);
 }

@@ -1,5 +1,5 @@
-// How the agent leaves its network: directly, or through the HTTP(S) proxy that HTTPS_PROXY,
-// HTTP_PROXY and NO_PROXY name, for the relay and the API server alike.
+// How a process leaves its network: directly, or through the HTTP(S) proxy that HTTPS_PROXY,
+// HTTP_PROXY and NO_PROXY name (arcproxy, the admin CLI and the agent alike).
 import type { Agent } from "node:http";
 import { HttpsProxyAgent } from "https-proxy-agent";
 import { getProxyForUrl } from "proxy-from-env";

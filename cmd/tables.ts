@@ -1,0 +1,23 @@
+// The tables `arcrelay cluster list` and `arcrelay grant list` print.
+import type { ClusterStatus, GrantRecord } from "../lib/relay/index.ts";
+
+/** `arcrelay cluster list`: one row per cluster, columns padded to the widest cell. */
+export function formatClusterTable(rows: ClusterStatus[]): string {
+  const header = ["NAME", "STATUS", "AGENT", "KUBERNETES", "LAST SEEN"];
+  const lines = rows.map((r) => [
+    r.name,
+    r.state === "never-connected" ? (r.enrolled ? "offline" : "awaiting-enrollment") : r.state,
+    r.agentVersion ?? "-",
+    r.kubernetesVersion ?? "-",
+    r.lastSeen?.toISOString() ?? "never",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  return [header, ...lines].map((cols) => cols.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+/** The `arcrelay grant list` table. */
+export function formatGrantTable(grants: GrantRecord[]): string {
+  const rows = [["ID", "PRINCIPAL", "CLUSTER", "ROLE"], ...grants.map((g) => [g.id, g.principal, g.cluster, g.role])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}

@@ -1,0 +1,14 @@
+export { toHeaderMap, allValues, bearerTokenOf, firstHeader, fromWireValue, toWireValue } from "./header-map.ts";
+export type { HeaderMap, HeaderSource } from "./header-map.ts";
+export {
+  HOP_BY_HOP_HEADERS, REQUEST_POLICY, RESPONSE_POLICY, classifyHeader, arcproxyRequestHeaders, relayRequestHeaders,
+  apiServerRequestHeaders, responseHeaders,
+} from "./header-policy.ts";
+export type { HeaderClass, RequestHop, ResponseHop, ApiServerIdentity } from "./header-policy.ts";
+export {
+  parseImpersonationRequest, encodeImpersonationRequest, decodeImpersonationRequest, MAX_IMPERSONATED_GROUPS,
+  MAX_IMPERSONATED_NAME_LENGTH,
+} from "./impersonation-request.ts";
+export type { ImpersonationRequest } from "./impersonation-request.ts";
+export { renderResponseHead } from "./response-head.ts";
+export { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "./http-limits.ts";
