@@ -47,6 +47,8 @@ export const DEFAULT_BACKOFF: ReconnectBackoff = { baseMs: 1_000, maxMs: 10_000 
  */
 export const DRAIN_REDIAL_SPREAD_MS = 3_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
+/** After a relay's GOAWAY, failed dials are retried within DRAIN_REDIAL_SPREAD_MS for this long. */
+const REDIAL_AFTER_DRAIN_WINDOW_MS = 60_000;
 /** A tunnel that stayed up this long resets the backoff. */
 const STABLE_AFTER_MS = 30_000;
 
@@ -62,6 +64,7 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
   const backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
   const lingering = new Set<Promise<void>>();
   let attempt = 0;
+  let goawayAt = Number.NEGATIVE_INFINITY;
   while (!opts.signal.aborted) {
     const started = Date.now();
     let redialAtOnce = false;
@@ -71,6 +74,7 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
       if (outcome === "goaway" && !opts.signal.aborted) {
         opts.logger.info("relay is draining (GOAWAY): dialling a new tunnel while this one finishes its streams");
         redialAtOnce = true;
+        goawayAt = Date.now();
         const finishing = tunnel.finish();
         lingering.add(finishing);
         void finishing.then(() => lingering.delete(finishing));
@@ -89,12 +93,15 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
     // WebSocket and drops it at once must not be redialled at full speed by every agent.
     if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
     // A drain is answered at once, at a random moment in DRAIN_REDIAL_SPREAD_MS so agents spread
-    // out; a failure backs off: attempt n waits up to base * 2^(n+1), so even the first retries
-    // of agents cut off together spread over two seconds.
-    const waitMs = redialAtOnce
+    // out, and so is every failed dial for a while after it: a relay that restarts (one replica)
+    // is back within seconds, and a 10 s backoff would keep its users waiting. Otherwise a failure
+    // backs off: attempt n waits up to base * 2^(n+1), so even the first retries of agents cut off
+    // together spread over two seconds.
+    const afterDrain = redialAtOnce || Date.now() - goawayAt < REDIAL_AFTER_DRAIN_WINDOW_MS;
+    const waitMs = afterDrain
       ? Math.random() * DRAIN_REDIAL_SPREAD_MS
       : Math.random() * Math.min(backoff.maxMs, backoff.baseMs * 2 ** (attempt + 1));
-    if (!redialAtOnce) attempt = Math.min(attempt + 1, 30);
+    if (!afterDrain) attempt = Math.min(attempt + 1, 30);
     opts.logger.debug("redialling after backoff", { waitMs: Math.round(waitMs), attempt });
     await sleep(waitMs, opts.signal);
   }

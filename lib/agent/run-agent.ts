@@ -73,7 +73,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     ...(opts.relay.tls.ca ? { tlsCa: opts.relay.tls.ca } : {}),
   });
   if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
-  const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log });
+  const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log, watchEnd: opts.signal });
   await runConnector({
     relay: opts.relay,
     keys: async () => (current = await reloadKeys(opts.keyStore, current, log)),

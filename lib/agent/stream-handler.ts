@@ -4,7 +4,7 @@ import https from "node:https";
 import type { Identity } from "../auth/index.ts";
 import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { MAX_REQUEST_HEADER_BYTES, apiServerRequestHeaders, bearerTokenOf, firstHeader, responseHeaders, toHeaderMap, type HeaderMap } from "../http/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, apiServerRequestHeaders, bearerTokenOf, endAtEventBoundary, firstHeader, isJsonContentType, isWatchRequest, responseHeaders, toHeaderMap, type HeaderMap } from "../http/index.ts";
 import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
@@ -14,6 +14,11 @@ export interface StreamHandlerDeps {
   upstream: Upstream;
   verifyUserToken(token: string): Promise<Identity>;
   logger: Logger;
+  /**
+   * Aborted when the agent stops: JSON watches then end cleanly at their next event boundary, so
+   * clients watch again (through the agent's next tunnel) instead of holding the drain open.
+   */
+  watchEnd?: AbortSignal;
 }
 
 /**
@@ -110,6 +115,10 @@ async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, 
       res.pipe(stream);
       res.once("error", (error) => stream.destroy(error));
       res.once("end", resolve);
+      res.once("close", resolve);
+      if (deps.watchEnd && isWatchRequest(request.method, request.path ?? "") && isJsonContentType(res.headers["content-type"])) {
+        endAtEventBoundary(res, stream, deps.watchEnd, () => res.destroy());
+      }
       stream.once("close", () => res.destroy());
     });
 

@@ -12,3 +12,4 @@ export {
 export type { ImpersonationRequest } from "./impersonation-request.ts";
 export { renderResponseHead } from "./response-head.ts";
 export { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "./http-limits.ts";
+export { isWatchRequest, isJsonContentType, endAtEventBoundary } from "./watch.ts";

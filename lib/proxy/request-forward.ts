@@ -5,10 +5,10 @@ import type { Readable } from "node:stream";
 import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { RelayConnection } from "../client/index.ts";
-import { arcproxyRequestHeaders, responseHeaders } from "../http/index.ts";
+import { arcproxyRequestHeaders, isWatchRequest, responseHeaders } from "../http/index.ts";
 import type { ClusterRequest } from "./relay-request.ts";
 import { readReplayableBody, sendWithRetry } from "./relay-retry.ts";
-import { isWatchRequest, streamResumableWatch } from "./watch-resume.ts";
+import { streamResumableWatch } from "./watch-resume.ts";
 
 /** What every forwarded request or upgrade needs to know. */
 export interface ForwardContext {

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { parseImpersonationRequest, relayRequestHeaders } from "../http/index.ts";
+import { isWatchRequest, parseImpersonationRequest, relayRequestHeaders } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
@@ -30,6 +30,10 @@ export interface ClusterApiProxyDeps {
 
 /** Clients should retry a refusal from a draining relay this soon (seconds). */
 const DRAIN_RETRY_AFTER_SECONDS = 1;
+/** ... and a request for a cluster whose agent is restarting (seconds). */
+const AGENT_RETRY_AFTER_SECONDS = 2;
+/** An agent whose tunnel went away this recently is taken to be restarting (ms). */
+const AGENT_RESTART_WINDOW_MS = 60_000;
 
 /**
  * The relay's Kubernetes API front: for every request, refuses work while draining, authenticates
@@ -56,6 +60,10 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         `cluster "${cluster}" is offline: its agent has not been connected to the relay for the last ${deps.agentWaitMs / 1000}s ` +
           `(request id ${requestId}); check the arcagent pod in that cluster (kubectl -n cluster-connect logs deploy/arcagent) ` +
           `and when it was last seen (arcrelay cluster list)`,
+        // Nothing reached the cluster, so any request may be sent again: when its agent is probably
+        // restarting, Retry-After has arcproxy and client-go do so, which carries kubectl over the
+        // restart; a cluster offline for longer fails fast.
+        deps.registry.expectedBack(cluster, AGENT_RESTART_WINDOW_MS) ? { retryAfterSeconds: AGENT_RETRY_AFTER_SECONDS } : undefined,
       );
     }
     deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0] });
@@ -100,7 +108,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       try {
         const { target, user } = await resolveTarget(req, requestId, gone);
         release = admit(user, requestId);
-        await forwardHttpRequest(target, req, res, isWatch(req.url ?? "") ? { endWatch: deps.drain.watchEnd } : {});
+        await forwardHttpRequest(target, req, res, isWatchRequest(req.method, req.url ?? "") ? { endWatch: deps.drain.watchEnd } : {});
       } catch (error) {
         logFailure(error, req, requestId);
         if (!res.headersSent) writeStatusResponse(res, error, requestId);
@@ -127,12 +135,6 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       }
     },
   };
-}
-
-/** A watch (`?watch=true` or a legacy `/watch/` path): it never ends by itself. */
-function isWatch(target: string): boolean {
-  const [path, query = ""] = target.split("?", 2) as [string, string?];
-  return /(^|&)watch=(true|1)(&|$)/.test(query) || /\/watch\//.test(path ?? "");
 }
 
 function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
-import { renderResponseHead, responseHeaders, type HeaderMap } from "../http/index.ts";
+import { endAtEventBoundary, isJsonContentType, renderResponseHead, responseHeaders, type HeaderMap } from "../http/index.ts";
 import {
   http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
 } from "../tunnel/index.ts";
@@ -66,7 +66,9 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     stream.once("close", () => {
       if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
     });
-    if (options.endWatch && isJsonStream(headers)) endAtEventBoundary(stream, res, options.endWatch);
+    if (options.endWatch && isJsonContentType(headers["content-type"])) {
+      endAtEventBoundary(stream, res, options.endWatch, () => { if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL); });
+    }
     return new Promise<void>((resolve) => res.once("close", () => resolve()));
   }).catch((error: unknown) => {
     req.unpipe(stream);
@@ -154,48 +156,4 @@ function awaitResponse<T>(target: ForwardTarget, stream: TunnelRequestStream, ti
     stream.once("error", fail);
     stream.once("close", fail);
   });
-}
-
-function isJsonStream(headers: TunnelHeaders): boolean {
-  return String(headers["content-type"] ?? "").startsWith("application/json");
-}
-
-/**
- * When `signal` aborts, ends `res` cleanly right after the current JSON watch event (the API server
- * writes one per line) and cancels the stream; until then bytes pass through untouched.
- */
-function endAtEventBoundary(stream: TunnelRequestStream, res: ServerResponse, signal: AbortSignal): void {
-  let atBoundary = true;
-  const track = (chunk: Buffer) => {
-    if (chunk.length > 0) atBoundary = chunk[chunk.length - 1] === 0x0a;
-  };
-  stream.on("data", track);
-  const end = () => {
-    if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
-    if (!res.writableEnded) res.end();
-  };
-  const onAbort = () => {
-    stream.unpipe(res);
-    stream.off("data", track);
-    if (atBoundary) {
-      end();
-      return;
-    }
-    // The rest of the event in flight goes out, up to its newline; nothing after it.
-    const finishEvent = (chunk: Buffer) => {
-      const newline = chunk.indexOf(0x0a);
-      if (newline === -1) {
-        res.write(chunk);
-        return;
-      }
-      stream.off("data", finishEvent);
-      res.write(chunk.subarray(0, newline + 1));
-      end();
-    };
-    stream.on("data", finishEvent);
-    stream.resume(); // unpipe() paused it
-  };
-  if (signal.aborted) onAbort();
-  else signal.addEventListener("abort", onAbort, { once: true });
-  res.once("close", () => signal.removeEventListener("abort", onAbort));
 }

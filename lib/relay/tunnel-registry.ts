@@ -12,9 +12,9 @@ export interface AgentTunnel {
 
 export interface TunnelRegistry {
   /**
-   * Registers a tunnel and wakes requests waiting for its cluster. A previous tunnel of the same
-   * cluster is closed gracefully (a restarted agent replaces a half-dead one; streams in flight on
-   * a draining one finish).
+   * Registers a tunnel and wakes requests waiting for its cluster. A previous live tunnel of the
+   * same cluster is closed (a restarted agent replaces a half-dead one); a draining one finishes
+   * its streams and closes by itself.
    */
   register(entry: AgentTunnel): void;
   /** Removes `entry` only if it is still the current tunnel of its cluster. */
@@ -27,14 +27,24 @@ export interface TunnelRegistry {
    * aborted (the client went away).
    */
   waitFor(cluster: string, timeoutMs: number, signal?: AbortSignal): Promise<AgentTunnel | undefined>;
+  /**
+   * Whether the cluster's agent is probably coming back: its tunnel is draining, or it left (or
+   * this relay started) less than `withinMs` ago. A refusal then says when to retry; for a cluster offline for
+   * longer it does not, so clients fail fast instead of retrying for a minute.
+   */
+  expectedBack(cluster: string, withinMs: number): boolean;
   list(): AgentTunnel[];
   /** Sends GOAWAY on every tunnel: agents dial again (elsewhere) while streams in flight finish. */
   drainAll(): void;
   closeAll(): Promise<void>;
 }
 
-export function createTunnelRegistry(): TunnelRegistry {
+/** `now` (ms since the epoch) is injectable for tests; a fresh registry is a relay that just started. */
+export function createTunnelRegistry(now: () => number = Date.now): TunnelRegistry {
+  const startedAt = now();
   const byCluster = new Map<string, AgentTunnel>();
+  // When each cluster's last tunnel went away; one number per cluster this relay has served.
+  const departedAt = new Map<string, number>();
   const waiters = new Map<string, Set<(entry: AgentTunnel) => void>>();
   const usable = (entry: AgentTunnel | undefined) =>
     entry && !entry.tunnel.closed && !entry.tunnel.draining ? entry : undefined;
@@ -43,7 +53,9 @@ export function createTunnelRegistry(): TunnelRegistry {
     register(entry) {
       const previous = byCluster.get(entry.cluster);
       byCluster.set(entry.cluster, entry);
-      if (previous && previous !== entry) void previous.tunnel.close();
+      // A live tunnel that is replaced (a second agent, a stale connection) closes; a draining one
+      // (its agent is stopping or moving) finishes its streams first, and closes by itself.
+      if (previous && previous !== entry && !previous.tunnel.draining) void previous.tunnel.close();
       const waiting = waiters.get(entry.cluster);
       if (waiting) {
         waiters.delete(entry.cluster);
@@ -53,6 +65,7 @@ export function createTunnelRegistry(): TunnelRegistry {
     unregister(entry) {
       if (byCluster.get(entry.cluster) !== entry) return false;
       byCluster.delete(entry.cluster);
+      departedAt.set(entry.cluster, now());
       return true;
     },
     get: (cluster) => usable(byCluster.get(cluster)),
@@ -75,6 +88,13 @@ export function createTunnelRegistry(): TunnelRegistry {
         set.add(wake);
         signal?.addEventListener("abort", onAbort, { once: true });
       });
+    },
+    expectedBack(cluster, withinMs) {
+      const entry = byCluster.get(cluster);
+      if (entry && (entry.tunnel.draining || entry.tunnel.closed)) return true;
+      // A relay that just (re)started expects every agent to dial in within seconds.
+      const since = departedAt.get(cluster) ?? startedAt;
+      return now() - since < withinMs;
     },
     list: () => [...byCluster.values()],
     drainAll() {

@@ -48,8 +48,10 @@ export const CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
 
 /**
  * What one tunnel's HTTP/2 session may hold queued (node:http2's maxSessionMemory, in MB; Node's
- * default is 10): the engine refuses new streams (ENHANCE_YOUR_CALM) beyond it rather than grow.
- * Room for a few stalled large responses (each queues several MiB at the sender).
+ * default is 10, and Bun refuses streams with ENHANCE_YOUR_CALM when it is left unset). Bun 1.4.5
+ * does not enforce it as a bound (an attack review measured 1 GB held by 1,000 stalled streams of
+ * one tunnel), so the relay bounds memory with its per-user request limit instead
+ * (`--max-requests-per-user`, each stalled request holding up to STREAM_WINDOW_BYTES).
  */
 export const MAX_SESSION_MEMORY_MB = 128;
 

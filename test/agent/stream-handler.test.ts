@@ -132,7 +132,7 @@ interface TunnelPair {
   close(): Promise<void>;
 }
 
-async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: string[]): Promise<TunnelPair> {
+async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: string[], watchEnd?: AbortSignal): Promise<TunnelPair> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
   await once(wss, "listening");
   const relaySide = new Promise<{ client: TunnelClient; ws: WebSocket }>((resolve) => {
@@ -142,7 +142,7 @@ async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: 
   await once(agentWs, "open");
   const verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer)] });
   const logger = createLogger({ component: "agent-test", level: "debug", write: (line) => void logLines.push(line) });
-  const handler = createStreamHandler({ cluster: CLUSTER, upstream, verifyUserToken: verifier.verifyUserToken, logger });
+  const handler = createStreamHandler({ cluster: CLUSTER, upstream, verifyUserToken: verifier.verifyUserToken, logger, ...(watchEnd ? { watchEnd } : {}) });
   const server: TunnelServer = serveTunnel(createWebSocketDuplex(agentWs), handler, () => {});
   const { client, ws } = await relaySide;
   return {
@@ -364,6 +364,31 @@ describe("an authenticated request", () => {
     expect(JSON.parse(firstEvent)).toMatchObject({ type: "ADDED" });
     stream.close(http2Constants.NGHTTP2_CANCEL);
     await within("the API server to see the watch request close", api.watchClosed, 3000);
+  });
+
+  test("when the agent stops, an open watch ends cleanly after its last whole event, and the API server's watch is closed", async () => {
+    const stopping = new AbortController();
+    const own = await startTunnel(upstream, issuer, logLines, stopping.signal);
+    try {
+      const stream = own.client.request(
+        { ":method": "GET", ":path": "/watch?watch=true", [protocol.REQUEST_ID_HEADER]: "req-w2", authorization: await userBearer() },
+        { endStream: true },
+      );
+      let body = "";
+      stream.setEncoding("utf8");
+      stream.on("data", (c: string) => { body += c; });
+      const ended = new Promise<void>((resolve, reject) => {
+        stream.once("error", reject);
+        stream.once("end", () => resolve());
+      });
+      await waitFor("the first event", () => body.length > 0);
+      stopping.abort();
+      await within("the watch to end", ended, 3000);
+      expect(body).toBe(JSON.stringify({ type: "ADDED", object: { kind: "Pod" } }) + "\n");
+      expect(stream.rstCode ?? http2Constants.NGHTTP2_NO_ERROR).toBe(http2Constants.NGHTTP2_NO_ERROR);
+    } finally {
+      await own.close();
+    }
   });
 
   test("neither the user's token nor the agent's credential is logged", async () => {

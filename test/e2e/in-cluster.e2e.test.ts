@@ -255,7 +255,7 @@ describe("kubectl --as with the chart's RBAC", () => {
     expect(info.username).toBe("reader");
     expect(info.uid).toBe("reader-uid");
     expect(info.extra["arc-original-user"]).toEqual(["alice"]);
-    const refused = await kubectlVia(alice, ["--as", "system:admin", "auth", "whoami"]);
+    const refused = await kubectlVia(alice, ["--as", "system:admin", "get", "--raw", "/api/v1/namespaces/team-a/configmaps"]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('user "alice" cannot impersonate resource "users"');
   });

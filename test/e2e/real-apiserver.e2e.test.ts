@@ -164,10 +164,11 @@ describe("identity as the API server sees it", () => {
   });
 
   test("kubectl --as to someone the caller may not impersonate is refused with 403, as the API server refuses it", async () => {
-    const r = await kubectlVia(alice, ["--as", "system:admin", "--as-group", "system:masters", "auth", "whoami", "-o", "json"]);
+    // (kubectl's discovery reads a 403 as "unknown", whoever sends it; get --raw prints the Status.)
+    const r = await kubectlVia(alice, ["--as", "system:admin", "--as-group", "system:masters", "get", "--raw", "/api/v1/namespaces/team-a/configmaps"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('users "system:admin" is forbidden: user "alice" cannot impersonate resource "users"');
-    const secrets = await kubectlVia(alice, ["--as", "system:admin", "get", "secrets", "-n", "kube-system"]);
+    const secrets = await kubectlVia(alice, ["--as", "system:admin", "get", "--raw", "/api/v1/namespaces/kube-system/secrets"]);
     expect(secrets.code).not.toBe(0);
     expect(secrets.stderr).toContain("cannot impersonate");
   });
@@ -176,7 +177,7 @@ describe("identity as the API server sees it", () => {
     ["--as-group", ["--as", "reader", "--as-group", "system:masters"], 'groups "system:masters" is forbidden'],
     ["--as-uid", ["--as", "reader", "--as-uid", "0"], 'uids "0" is forbidden'],
   ])("%s beyond what RBAC allows is refused, naming what was refused", async (_what, flags, message) => {
-    const r = await kubectlVia(alice, [...flags, "auth", "whoami"]);
+    const r = await kubectlVia(alice, [...flags, "get", "--raw", "/api/v1/namespaces/team-b/configmaps"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(message);
   });
@@ -194,7 +195,8 @@ describe("identity as the API server sees it", () => {
 
   test("kubectl auth can-i --as answers for the target, not for the caller", async () => {
     // alice may create ConfigMaps in team-a; reader may not. An auditor must see reader's answer.
-    expect((await kubectlVia(alice, ["auth", "can-i", "create", "configmaps", "-n", "team-a"])).stdout.trim()).toBe("yes");
+    const asAlice = await kubectlVia(alice, ["auth", "can-i", "create", "configmaps", "-n", "team-a"]);
+    expect({ stdout: asAlice.stdout.trim(), stderr: asAlice.stderr }).toEqual({ stdout: "yes", stderr: "" });
     const asReader = await kubectlVia(alice, ["--as", "reader", "auth", "can-i", "create", "configmaps", "-n", "team-a"]);
     expect(asReader.stdout.trim()).toBe("no");
     expect(asReader.code).toBe(1);
@@ -370,13 +372,27 @@ describe("other clients and upgrades", () => {
 });
 
 describe("refusals", () => {
-  test("raw Impersonate-* and front-proxy identity headers sent to the relay change nothing", async () => {
+  test("raw Impersonate-* without the RBAC for it is refused, and reaches the API server only as the agent's question", async () => {
     const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
       method: "POST",
       headers: {
         authorization: `Bearer ${alice}`, "content-type": "application/json",
-        "IMPERSONATE-USER": "ops-admin", "impersonate-group": "system:masters", "Impersonate-Extra-Scopes": "all",
-        "X-Remote-User": "ops-admin", "X-Remote-Group": "system:masters",
+        "IMPERSONATE-USER": "ops-admin", "impersonate-group": "system:masters",
+      },
+      body: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
+    });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { message: string }).message).toContain('user "alice" cannot impersonate resource "users"');
+    const requestId = res.headers.get("x-arc-request-id")!;
+    expect(await readFile(cluster.auditLog, "utf8")).not.toContain(`"arc-request-id":["${requestId}"]`);
+  });
+
+  test("front-proxy identity headers sent to the relay change nothing", async () => {
+    const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`, "content-type": "application/json",
+        "X-Remote-User": "ops-admin", "X-Remote-Group": "system:masters", "X-Remote-Extra-Scopes": "all",
       },
       body: JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }),
     });

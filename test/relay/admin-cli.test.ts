@@ -52,7 +52,11 @@ beforeAll(async () => {
   void (async () => {
     for await (const chunk of relay.stderr as ReadableStream<Uint8Array>) relayLog.push(new TextDecoder().decode(chunk));
   })();
-  await waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000);
+  // A relay that exits (a port taken meanwhile, a crash) fails the suite at once, with its log.
+  await Promise.race([
+    waitFor("relay /healthz", async () => (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000),
+    relay.exited.then((code) => { throw new Error(`arcrelay serve exited ${code} before it was ready:\n${relayLog.join("")}`); }),
+  ]);
 
   // Bootstrap: the first relay-admin is granted on the relay host itself.
   const bootstrap = await arcrelay(["grant", "add", "--principal", "user:root", "--cluster", "*", "--role", "relay-admin", "--data-dir", dataDir]);

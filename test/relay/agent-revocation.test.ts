@@ -74,6 +74,8 @@ describe("revocation", () => {
       const offline = await get(relay.url + "/v1/clusters/gamma/k8s/api", userToken);
       expect(offline.status).toBe(503);
       expect(offline.body).toContain("offline");
+      // Nothing reached the cluster: clients (arcproxy, client-go) may send it again after this.
+      expect(offline.retryAfter).toBe("2");
 
       await waitFor("the agent to log the refusal", () => agentLog.some((l) => l.includes("relay refused the agent's key")), 10_000);
       const refusal = JSON.parse(agentLog.find((l) => l.includes("relay refused the agent's key"))!) as { level: string; msg: string; error: { message: string } };
@@ -159,9 +161,9 @@ async function rotate(bearer: string | undefined, body: unknown): Promise<{ stat
   return { status: response.status, body: await response.text() };
 }
 
-async function get(url: string, token: string): Promise<{ status: number; body: string }> {
+async function get(url: string, token: string): Promise<{ status: number; body: string; retryAfter: string | null }> {
   const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-  return { status: response.status, body: await response.text() };
+  return { status: response.status, body: await response.text(), retryAfter: response.headers.get("retry-after") };
 }
 
 /** Status (101 when accepted) and body of the relay's answer to an agent's WebSocket upgrade. */

@@ -35,6 +35,35 @@ describe("createTunnelRegistry", () => {
     expect(registry.list()).toEqual([second]);
   });
 
+  test("a draining tunnel that is replaced is left to finish its streams", () => {
+    const registry = createTunnelRegistry();
+    const leaving = entry("prod");
+    registry.register(leaving);
+    leaving.tunnel.drain();
+    const next = entry("prod");
+    registry.register(next);
+    expect(registry.get("prod")).toBe(next);
+    expect(leaving.tunnel.close).not.toHaveBeenCalled();
+  });
+
+  test("expectedBack: a draining or recently gone agent is expected back; one long gone is not", () => {
+    let now = 1_000_000;
+    const registry = createTunnelRegistry(() => now);
+    expect(registry.expectedBack("never-seen", 60_000)).toBe(true); // the relay just started
+    now += 61_000;
+    expect(registry.expectedBack("never-seen", 60_000)).toBe(false);
+    const prod = entry("prod");
+    registry.register(prod);
+    expect(registry.expectedBack("prod", 60_000)).toBe(false); // connected: nothing to wait for
+    prod.tunnel.drain();
+    expect(registry.expectedBack("prod", 60_000)).toBe(true);
+    registry.unregister(prod);
+    now += 59_000;
+    expect(registry.expectedBack("prod", 60_000)).toBe(true);
+    now += 2_000;
+    expect(registry.expectedBack("prod", 60_000)).toBe(false);
+  });
+
   test("registering the same entry twice does not close it", () => {
     const registry = createTunnelRegistry();
     const prod = entry("prod");
@@ -136,7 +165,8 @@ describe("createTunnelRegistry", () => {
     const fresh = entry("prod");
     registry.register(fresh);
     expect(await waiting).toBe(fresh);
-    expect(old.tunnel.close).toHaveBeenCalledTimes(1); // graceful: its streams in flight may finish
+    // Left alone: its streams in flight (an exec session) finish on the agent's own drain schedule.
+    expect(old.tunnel.close).not.toHaveBeenCalled();
   });
 
   test("drainAll sends GOAWAY on every tunnel", () => {
