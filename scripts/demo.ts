@@ -117,9 +117,12 @@ async function setUpAlice(cluster: KubeCluster, dataDir: string): Promise<string
 async function startArcproxy(dir: string, relayUrl: string, token: string): Promise<string> {
   const port = (await portIsFree(PREFERRED_PROXY_PORT)) ? PREFERRED_PROXY_PORT : 0;
   const kubeconfig = join(dir, "alice.kubeconfig");
+  const ready = join(dir, "arcproxy.ready");
   step(`Starting arcproxy as alice on 127.0.0.1:${port || "(a free port)"}, kubeconfig ${kubeconfig}`);
-  const proxy = startService(dir, "arcproxy", ["--relay", relayUrl, "--cluster", CLUSTER, "--port", String(port), "--kubeconfig-out", kubeconfig], { ARC_TOKEN: token });
-  await waitUntil("arcproxy's kubeconfig", () => existsSync(kubeconfig), proxy);
+  const proxy = startService(dir, "arcproxy", [
+    "--relay", relayUrl, "--cluster", CLUSTER, "--port", String(port), "--kubeconfig-out", kubeconfig, "--ready-file", ready,
+  ], { ARC_TOKEN: token });
+  await waitUntil("arcproxy to be ready", () => existsSync(ready), proxy);
   return kubeconfig;
 }
 

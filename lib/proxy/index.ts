@@ -1,6 +1,6 @@
 // Public face of the user-side proxy.
 export { startProxySession } from "./proxy-session.ts";
-export type { ProxySession, ProxySessionOptions } from "./proxy-session.ts";
+export type { ProxySession, ProxySessionOptions, KubeconfigTarget } from "./proxy-session.ts";
 export { startLocalProxy } from "./local-proxy.ts";
 export type { LocalProxy, LocalProxyOptions } from "./local-proxy.ts";
 export { fetchClusterInfo } from "./relay-client.ts";

@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildKubeconfig, writeKubeconfig } from "../kube/index.ts";
+import { buildKubeconfig, mergeKubeconfigContext, validateClusterName, writeKubeconfig } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { startLocalProxy } from "./local-proxy.ts";
 import { createRelayConnection, type RelayTls } from "../client/index.ts";
@@ -16,29 +16,45 @@ export interface ProxySessionOptions {
   kubeToken?: string;
   /** 0 picks a free port. */
   port: number;
-  /** Where to write the kubeconfig; default a fresh private temp directory. */
-  kubeconfigOut?: string;
+  /** Where the kubeconfig goes; default a kubeconfig of its own in a private temp folder. */
+  kubeconfig?: KubeconfigTarget;
   tls: RelayTls;
   /** How long a request is sent again while the relay restarts (ms); default 30,000 (`--relay-retry`). */
   relayRetryMs?: number;
   logger: Logger;
 }
 
+/**
+ * `merge`: a context (named `context`, default the cluster's name) added to the kubeconfig at
+ * `path` and made current, removed on close (as `az connectedk8s proxy` does; other entries are
+ * never touched). `temp`: a kubeconfig of its own, for a child command. `none`: no file; the
+ * caller prints `ProxySession.kubeconfigYaml`.
+ */
+export type KubeconfigTarget = { kind: "merge"; path: string; context?: string } | { kind: "temp" } | { kind: "none" };
+
 export interface ProxySession {
-  kubeconfigPath: string;
+  /** The file holding the context (none for `kind: "none"`). */
+  kubeconfigPath?: string;
+  /** The context that reaches the cluster. */
+  context: string;
+  /** A kubeconfig of its own for the session (what `temp` writes). */
+  kubeconfigYaml: string;
   port: number;
   close(): Promise<void>;
 }
 
 /**
  * Starts an arcproxy session: asks the relay for the cluster (15 s bound), starts the loopback
- * HTTPS listener on `port`, writes a kubeconfig (mode 0600) that points at it with a per-session
- * CA and secret. Resolves with the kubeconfig's path and the port; `close()` stops the listener
- * (open watches and exec sessions get CLOSE_GRACE_MS, 2 s) and removes a temporary kubeconfig.
+ * HTTPS listener on `port`, and puts a context that points at it, with a per-session CA and
+ * secret, where `kubeconfig` says (mode 0600). Resolves with the context, the file and the port;
+ * `close()` stops the listener (open watches and exec sessions get CLOSE_GRACE_MS, 2 s) and
+ * removes the context (or the temporary kubeconfig) again.
  *
  * Throws ConfigError for a bad relay URL; the relay's refusal as an ArcError with what to do next
  * (401 token, 403 grant, 404 cluster); RelayUnreachable/UpstreamTimeout when the relay cannot be
- * asked; an Error naming the port when it is taken. A cluster whose agent is offline is not an
+ * asked; an Error naming the port when it is taken; ConfigError when the kubeconfig cannot be
+ * merged (invalid YAML, locked, a context of that name arcproxy did not write), leaving it as it
+ * was. A cluster whose agent is offline is not an
  * error: it is logged, and requests wait for the agent at the relay.
  */
 export async function startProxySession(opts: ProxySessionOptions): Promise<ProxySession> {
@@ -69,30 +85,38 @@ export async function startProxySession(opts: ProxySessionOptions): Promise<Prox
     throw error;
   });
   const closeProxy = () => proxy.close().finally(() => relay.close());
-  let tempDir: string | undefined;
+  const target = opts.kubeconfig ?? { kind: "temp" };
+  const context = target.kind === "merge" && target.context ? validateClusterName(target.context) : opts.cluster;
+  const server = `https://127.0.0.1:${proxy.port}`;
+  const kubeconfigYaml = buildKubeconfig({ clusterName: context, server, caPem: proxy.caPem, token: proxy.sessionToken });
+  const undo: (() => Promise<void>)[] = [closeProxy];
+  const closeAll = async () => {
+    for (const step of undo.reverse()) await step().catch((error: unknown) => logger.warn("cleaning up the session failed", { error }));
+  };
   try {
-    if (!opts.kubeconfigOut) tempDir = await mkdtemp(join(tmpdir(), "arcproxy-"));
-    const kubeconfigPath = opts.kubeconfigOut ?? join(tempDir!, "kubeconfig");
-    const yaml = buildKubeconfig({
-      clusterName: opts.cluster, server: `https://127.0.0.1:${proxy.port}`, caPem: proxy.caPem, token: proxy.sessionToken,
-    });
-    await writeKubeconfig(kubeconfigPath, yaml);
+    let kubeconfigPath: string | undefined;
+    if (target.kind === "merge") {
+      const merged = await mergeKubeconfigContext(target.path, { name: context, server, caPem: proxy.caPem, token: proxy.sessionToken });
+      undo.push(() => merged.remove());
+      kubeconfigPath = merged.path;
+    } else if (target.kind === "temp") {
+      const tempDir = await mkdtemp(join(tmpdir(), "arcproxy-"));
+      undo.push(() => rm(tempDir, { recursive: true, force: true }));
+      kubeconfigPath = join(tempDir, "kubeconfig");
+      await writeKubeconfig(kubeconfigPath, kubeconfigYaml);
+    }
     let closing: Promise<void> | undefined;
     return {
-      kubeconfigPath,
+      ...(kubeconfigPath ? { kubeconfigPath } : {}),
+      context,
+      kubeconfigYaml,
       port: proxy.port,
       close() {
-        return (closing ??= closeSession(closeProxy, tempDir));
+        return (closing ??= closeAll());
       },
     };
   } catch (error) {
-    await closeSession(closeProxy, tempDir);
+    await closeAll();
     throw error;
   }
-}
-
-// A kubeconfig the user asked for (--kubeconfig-out) stays; the temp one goes with its directory.
-async function closeSession(closeProxy: () => Promise<void>, tempDir: string | undefined): Promise<void> {
-  await closeProxy();
-  if (tempDir) await rm(tempDir, { recursive: true, force: true });
 }

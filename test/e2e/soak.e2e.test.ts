@@ -57,10 +57,12 @@ spec:
   const token = await stack.userToken("soaker", [], "2h");
   await stack.grant("user:soaker");
   const kubeconfig = join(dir, "soaker.kubeconfig");
-  proxy = Bun.spawn([process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", token, "--kubeconfig-out", kubeconfig], {
+  const ready = join(dir, "soaker.ready");
+  proxy = Bun.spawn([process.execPath, "cmd/arcproxy.ts", "--relay", stack.relayUrl, "--cluster", stack.cluster, "--port", "0", "--token", token,
+    "--kubeconfig-out", kubeconfig, "--ready-file", ready], {
     cwd: ROOT, stdout: "pipe", stderr: "pipe",
   });
-  await waitFor("arcproxy's kubeconfig", async () => (await Bun.file(kubeconfig).exists()), 30_000);
+  await waitFor("arcproxy's ready file", async () => (await Bun.file(ready).exists()), 30_000);
   const config = parse(await readFile(kubeconfig, "utf8"));
   base = config.clusters[0].cluster.server;
   tls = { ca: Buffer.from(config.clusters[0].cluster["certificate-authority-data"], "base64").toString() };

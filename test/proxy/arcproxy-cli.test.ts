@@ -1,8 +1,12 @@
 // The arcproxy command as a user runs it: a real process against the fake relay.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLUSTER, USER_TOKEN, startFakeRelay, type FakeRelay } from "./fake-relay.ts";
+import { parse } from "yaml";
+import { waitFor } from "../support/wait-for.ts";
+import { CLUSTER, USER_TOKEN, VERSION_BODY, startFakeRelay, type FakeRelay } from "./fake-relay.ts";
 
 const ENTRY = join(import.meta.dir, "../../cmd/arcproxy.ts");
 let relay: FakeRelay;
@@ -48,19 +52,57 @@ test("-- COMMAND runs with KUBECONFIG set and arcproxy exits with its status", a
   expect(existsSync(kubeconfig)).toBe(false);
 });
 
-test("serve mode prints the kubeconfig, and SIGTERM cleans it up", async () => {
-  const child = runArcproxy(["--relay", relay.url, "--cluster", CLUSTER, "--port", "0", "--log-level", "warn"], { ARC_TOKEN: USER_TOKEN });
+test("serve mode merges a context into the user's kubeconfig, writes the ready file, and SIGTERM puts everything back", async () => {
+  const home = await mkdtemp(join(tmpdir(), "arcproxy-home-"));
+  try {
+    const kubeconfig = join(home, "config");
+    const original = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://other.example\n  name: other\ncontexts:\n- context:\n    cluster: other\n    user: other\n  name: other\ncurrent-context: other\nkind: Config\nusers:\n- name: other\n  user:\n    token: mine\n";
+    await writeFile(kubeconfig, original, { mode: 0o600 });
+    const ready = join(home, "ready.json");
+    const child = runArcproxy(["--relay", relay.url, "--cluster", CLUSTER, "--port", "0", "--log-level", "warn", "--ready-file", ready], { ARC_TOKEN: USER_TOKEN, KUBECONFIG: kubeconfig });
+    await waitFor("the ready file", () => existsSync(ready), 20_000);
+    const info = JSON.parse(await readFile(ready, "utf8")) as { kubeconfig: string; context: string; port: number };
+    expect(info).toMatchObject({ kubeconfig, context: CLUSTER });
+    const merged = parse(await readFile(kubeconfig, "utf8"));
+    expect(merged["current-context"]).toBe(CLUSTER);
+    expect(merged.contexts.map((c: { name: string }) => c.name)).toEqual(["other", CLUSTER]);
+    const kubectl = Bun.spawn(["kubectl", "--kubeconfig", kubeconfig, "get", "--raw", "/version"], { stdout: "pipe", stderr: "pipe" });
+    expect(JSON.parse(await new Response(kubectl.stdout).text())).toEqual(VERSION_BODY);
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+    expect(await readFile(kubeconfig, "utf8")).toBe(original);
+    expect(existsSync(ready)).toBe(false);
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+test("--kubeconfig-out - prints a kubeconfig and writes no file", async () => {
+  const child = runArcproxy(["--relay", relay.url, "--cluster", CLUSTER, "--port", "0", "--log-level", "warn", "--kubeconfig-out", "-"], { ARC_TOKEN: USER_TOKEN, KUBECONFIG: "/nonexistent/never-written" });
   const reader = child.stdout.getReader();
   let out = "";
-  while (!out.includes("export KUBECONFIG=")) {
+  // current-context is the last key written; its whole line ends the document.
+  while (!/current-context: .+\n/.test(out)) {
     const { value, done } = await reader.read();
     if (done) break;
     out += new TextDecoder().decode(value);
   }
-  const path = /^kubeconfig: (.+)$/m.exec(out)?.[1];
-  expect(out).toContain(`export KUBECONFIG=${path}`);
-  expect(existsSync(path!)).toBe(true);
   child.kill("SIGTERM");
   expect(await child.exited).toBe(0);
-  expect(existsSync(path!)).toBe(false);
+  expect(parse(out)["current-context"]).toBe(CLUSTER);
+  expect(existsSync("/nonexistent/never-written")).toBe(false);
+});
+
+test("a kubeconfig that is not valid YAML is refused and left as it was", async () => {
+  const home = await mkdtemp(join(tmpdir(), "arcproxy-home-"));
+  try {
+    const kubeconfig = join(home, "config");
+    await writeFile(kubeconfig, "clusters: [\n");
+    const { stderr, code } = await finish(runArcproxy(["--relay", relay.url, "--cluster", CLUSTER, "--port", "0"], { ARC_TOKEN: USER_TOKEN, KUBECONFIG: kubeconfig }));
+    expect(code).toBe(1);
+    expect(stderr).toContain(`kubeconfig ${kubeconfig} is not valid YAML`);
+    expect(await readFile(kubeconfig, "utf8")).toBe("clusters: [\n");
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });

@@ -17,12 +17,13 @@ afterAll(() => relay.close());
 const base = () => ({ relayUrl: relay.url, cluster: CLUSTER, getToken: async () => USER_TOKEN, port: 0, tls: {}, logger: silentLogger });
 
 test("writes a private temp kubeconfig pointing at the local proxy, removed on close", async () => {
-  const session = await startProxySession(base());
-  const dir = dirname(session.kubeconfigPath);
+  const session = await startProxySession({ ...base(), kubeconfig: { kind: "temp" } });
+  const path = session.kubeconfigPath!;
+  const dir = dirname(path);
   try {
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
-    expect((await stat(session.kubeconfigPath)).mode & 0o777).toBe(0o600);
-    const config = parse(await readFile(session.kubeconfigPath, "utf8"));
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    const config = parse(await readFile(path, "utf8"));
     expect(config["current-context"]).toBe(CLUSTER);
     expect(config.clusters[0].cluster.server).toBe(`https://127.0.0.1:${session.port}`);
     expect(Buffer.from(config.clusters[0].cluster["certificate-authority-data"], "base64").toString()).toContain("BEGIN CERTIFICATE");
@@ -42,7 +43,7 @@ test("real kubectl: get --raw /version through arcproxy to the relay", async () 
   if (!kubectl) throw new Error("kubectl is not on PATH; this test needs it");
   const dir = await mkdtemp(join(tmpdir(), "arcproxy-kubectl-"));
   const kubeconfigOut = join(dir, "config");
-  const session = await startProxySession({ ...base(), kubeconfigOut });
+  const session = await startProxySession({ ...base(), kubeconfig: { kind: "merge", path: kubeconfigOut } });
   try {
     const child = Bun.spawn([kubectl, "--kubeconfig", kubeconfigOut, "get", "--raw", "/version"], { stdout: "pipe", stderr: "pipe" });
     const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
@@ -56,7 +57,7 @@ test("real kubectl: get --raw /version through arcproxy to the relay", async () 
   } finally {
     await session.close();
   }
-  // A kubeconfig the user asked for stays where they put it.
-  expect(existsSync(kubeconfigOut)).toBe(true);
+  // A kubeconfig arcproxy created goes with its context.
+  expect(existsSync(kubeconfigOut)).toBe(false);
   await rm(dir, { recursive: true, force: true });
 });
