@@ -26,6 +26,8 @@ export interface ConnectorOptions {
   agentVersion: string;
   kubernetesVersion?: () => Promise<string | undefined>;
   onStream(stream: TunnelServerStream, headers: TunnelHeaders): void;
+  /** What is being served, for the log when a drain runs out of time. */
+  inFlight?: () => unknown[];
   logger: Logger;
   /** Aborting it drains: GOAWAY to the relay, streams in flight get `drainTimeoutMs`, then the tunnel closes. */
   signal: AbortSignal;
@@ -153,7 +155,9 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
   opts.onConnected?.();
 
   const drainTimeoutMs = opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
-  const onAbort = () => void drainThenClose(server, drainTimeoutMs, log);
+  let draining: Promise<void> | undefined;
+  // Once: both the stop signal and finish() may ask for it.
+  const onAbort = () => void (draining ??= drainThenClose(server, drainTimeoutMs, log, opts.inFlight));
   opts.signal.addEventListener("abort", onAbort, { once: true });
   return {
     server,
@@ -169,14 +173,16 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
 }
 
 /** GOAWAY, then wait (bounded) for the streams in flight, then close the session. */
-async function drainThenClose(server: TunnelServer, timeoutMs: number, log: Logger): Promise<void> {
+async function drainThenClose(server: TunnelServer, timeoutMs: number, log: Logger, inFlight?: () => unknown[]): Promise<void> {
   server.drain();
   const deadline = Date.now() + timeoutMs;
   if (server.activeStreams > 0) log.info("draining the tunnel", { activeStreams: server.activeStreams, timeoutMs });
   while (server.activeStreams > 0 && Date.now() < deadline) {
     await Promise.race([server.done, new Promise((resolve) => setTimeout(resolve, 100))]);
   }
-  if (server.activeStreams > 0) log.warn("drain deadline passed; closing the tunnel with streams still open", { activeStreams: server.activeStreams });
+  if (server.activeStreams > 0) {
+    log.warn("drain deadline passed; closing the tunnel with streams still open", { activeStreams: server.activeStreams, inFlight: inFlight?.() });
+  }
   await server.close();
 }
 

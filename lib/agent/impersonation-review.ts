@@ -15,6 +15,18 @@ interface ImpersonateAttributes {
 }
 
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
+// k8s.io/apiserver serviceaccount.SplitUsername: only a valid namespace (DNS-1123 label) and name
+// (DNS-1123 subdomain) make a service account; anything else is impersonated as a plain user.
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function serviceAccountOf(user: string): { namespace: string; name: string } | undefined {
+  const match = SERVICE_ACCOUNT_USER.exec(user);
+  if (!match) return undefined;
+  const [, namespace, name] = match as unknown as [string, string, string];
+  if (namespace.length > 63 || !DNS1123_LABEL.test(namespace) || name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) return undefined;
+  return { namespace, name };
+}
 
 /**
  * The checks the API server makes for Impersonate-* headers (k8s.io/apiserver
@@ -23,29 +35,48 @@ const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
  * authentication.k8s.io; verb `impersonate`, the target's name as the resource name.
  */
 export function impersonationChecks(request: ImpersonationRequest): ImpersonateAttributes[] {
-  const sa = SERVICE_ACCOUNT_USER.exec(request.user);
+  const sa = serviceAccountOf(request.user);
   const checks: ImpersonateAttributes[] = [
-    sa ? { group: "", resource: "serviceaccounts", namespace: sa[1]!, name: sa[2]! } : { group: "", resource: "users", name: request.user },
+    sa ? { group: "", resource: "serviceaccounts", namespace: sa.namespace, name: sa.name } : { group: "", resource: "users", name: request.user },
     ...request.groups.map((name) => ({ group: "", resource: "groups", name })),
   ];
   if (request.uid !== undefined) checks.push({ group: "authentication.k8s.io", resource: "uids", name: request.uid });
   return checks;
 }
 
-/**
- * Resolves when `caller` may impersonate everything in `request` on this cluster, asking the API
- * server with one SubjectAccessReview per check (run together; each bounded by kube-api.ts's
- * KUBE_API_TIMEOUT_MS, 10 s). The caller is described as the API server sees it when the agent
- * impersonates it: its groups plus system:authenticated.
- *
- * Throws Forbidden (403) naming the first refused check and the RBAC rule that would allow it;
- * ApiServerUnavailable (503) when the API server cannot answer; ArcError (500) when the agent's
- * ServiceAccount may not create SubjectAccessReviews (an outdated chart).
- */
-export async function authorizeImpersonation(upstream: Upstream, cluster: string, caller: Identity, request: ImpersonationRequest, requestId: string): Promise<void> {
-  const groups = [...new Set([...caller.groups, "system:authenticated"])];
-  const checks = impersonationChecks(request);
-  const answers = await Promise.all(checks.map(async (attributes) => {
+/** Decisions are remembered this long (ms), as kube-apiserver's webhook authorizer caches its own. */
+const DECISION_TTL_MS = 10_000;
+const MAX_DECISIONS = 1_000;
+
+interface Decision {
+  allowed: boolean;
+  reason: string;
+  until: number;
+}
+
+export interface ImpersonationReviewer {
+  /**
+   * Resolves when `caller` may impersonate everything in `request` on this cluster, asking the API
+   * server one SubjectAccessReview per check, one after the other, stopping at the first "no"
+   * (each bounded by kube-api.ts's KUBE_API_TIMEOUT_MS, 10 s). Answers are remembered for 10 s
+   * (at most 1,000), so a kubectl --as session asks once, not per request. The caller is described
+   * as the API server sees it when the agent impersonates it: its groups plus system:authenticated.
+   *
+   * Throws Forbidden (403) naming the first refused check and the RBAC rule that would allow it;
+   * ApiServerUnavailable (503) when the API server cannot answer; ArcError (500) when the agent's
+   * ServiceAccount may not create SubjectAccessReviews (an outdated chart).
+   */
+  authorize(caller: Identity, request: ImpersonationRequest, requestId: string): Promise<void>;
+}
+
+export function createImpersonationReviewer(upstream: Upstream, cluster: string, now: () => number = Date.now): ImpersonationReviewer {
+  // Map order is insertion order: the first key is the oldest, dropped when full.
+  const decisions = new Map<string, Decision>();
+
+  async function decide(caller: Identity, groups: string[], attributes: ImpersonateAttributes, requestId: string): Promise<Decision> {
+    const key = JSON.stringify([caller.user, groups, attributes]);
+    const known = decisions.get(key);
+    if (known && known.until > now()) return known;
     const review = {
       apiVersion: "authorization.k8s.io/v1",
       kind: "SubjectAccessReview",
@@ -69,16 +100,27 @@ export async function authorizeImpersonation(upstream: Upstream, cluster: string
       );
     }
     const status = (response.body as { status?: { allowed?: unknown; reason?: unknown } } | undefined)?.status;
-    return { attributes, allowed: status?.allowed === true, reason: typeof status?.reason === "string" ? status.reason : "" };
-  }));
-  const refused = answers.find((answer) => !answer.allowed);
-  if (refused) {
-    const { group, resource, name, namespace } = refused.attributes;
-    const where = namespace ? ` in namespace "${namespace}"` : "";
-    throw new Forbidden(
-      `${resource} "${name}" is forbidden: user "${caller.user}" cannot impersonate resource "${resource}" in API group "${group}"${where} ` +
-        `on cluster "${cluster}"${refused.reason ? ` (${refused.reason})` : ""}; a cluster admin can allow it with a (Cluster)Role granting ` +
-        `verb impersonate on ${resource}${group ? `.${group}` : ""} "${name}", or run the command without --as`,
-    );
+    const decision = { allowed: status?.allowed === true, reason: typeof status?.reason === "string" ? status.reason : "", until: now() + DECISION_TTL_MS };
+    decisions.delete(key);
+    decisions.set(key, decision);
+    if (decisions.size > MAX_DECISIONS) decisions.delete(decisions.keys().next().value as string);
+    return decision;
   }
+
+  return {
+    async authorize(caller, request, requestId) {
+      const groups = [...new Set([...caller.groups, "system:authenticated"])];
+      for (const attributes of impersonationChecks(request)) {
+        const decision = await decide(caller, groups, attributes, requestId);
+        if (decision.allowed) continue;
+        const { group, resource, name, namespace } = attributes;
+        const where = namespace ? ` in namespace "${namespace}"` : "";
+        throw new Forbidden(
+          `${resource} "${name}" is forbidden: user "${caller.user}" cannot impersonate resource "${resource}" in API group "${group}"${where} ` +
+            `on cluster "${cluster}"${decision.reason ? ` (${decision.reason})` : ""}; a cluster admin can allow it with a (Cluster)Role granting ` +
+            `verb impersonate on ${resource}${group ? `.${group}` : ""} "${name}", or run the command without --as`,
+        );
+      }
+    },
+  };
 }

@@ -3,8 +3,7 @@
 import type { Identity } from "../auth/index.ts";
 import { decodeImpersonationRequest, firstHeader, type ApiServerIdentity, type HeaderMap } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import { authorizeImpersonation } from "./impersonation-review.ts";
-import type { Upstream } from "./upstream.ts";
+import type { ImpersonationReviewer } from "./impersonation-review.ts";
 
 /**
  * User-extra keys the agent records for the API server's audit log (`user.extra`); each must be
@@ -16,8 +15,8 @@ export const EXTRA_ORIGINAL_USER = "arc-original-user";
 export const EXTRA_ORIGINAL_GROUPS = "arc-original-groups";
 
 export interface ImpersonationContext {
-  cluster: string;
-  upstream: Upstream;
+  /** Asks the API server whether the caller may impersonate the target (kubectl --as). */
+  reviewer: ImpersonationReviewer;
   requestId: string;
   /** The agent's own Authorization header, if it authenticates with a token (none with a client certificate). */
   credentials: Record<string, string>;
@@ -27,7 +26,7 @@ export interface ImpersonationContext {
  * Token mode (`x-arc-kube-token`) sends the caller's own token and lets the API server judge any
  * impersonation itself. Otherwise the agent impersonates the verified `caller`, or, when the relay
  * carried a request to impersonate someone (`x-arc-impersonate`), that target once the API server
- * has said the caller may (authorizeImpersonation; throws Forbidden otherwise). Throws BadRequest
+ * has said the caller may (ImpersonationReviewer; throws Forbidden otherwise). Throws BadRequest
  * for a malformed impersonation header.
  */
 export async function resolveApiServerIdentity(headers: HeaderMap, caller: Identity, ctx: ImpersonationContext): Promise<ApiServerIdentity> {
@@ -37,7 +36,7 @@ export async function resolveApiServerIdentity(headers: HeaderMap, caller: Ident
   if (!request) {
     return { kind: "impersonate", credentials: ctx.credentials, user: caller.user, groups: caller.groups, extra: { [EXTRA_REQUEST_ID]: [ctx.requestId] } };
   }
-  await authorizeImpersonation(ctx.upstream, ctx.cluster, caller, request, ctx.requestId);
+  await ctx.reviewer.authorize(caller, request, ctx.requestId);
   return {
     kind: "impersonate",
     credentials: ctx.credentials,

@@ -83,6 +83,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     agentVersion: opts.agentVersion,
     kubernetesVersion: () => fetchKubernetesVersion(opts.upstream, log),
     onStream,
+    inFlight: onStream.inFlight,
     logger: log,
     signal: opts.signal,
     drainTimeoutMs: opts.drainTimeoutMs,

@@ -2,10 +2,11 @@
 import http from "node:http";
 import https from "node:https";
 import type { Identity } from "../auth/index.ts";
-import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
+import { ApiServerUnavailable, ArcError, BadRequest, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { MAX_REQUEST_HEADER_BYTES, apiServerRequestHeaders, bearerTokenOf, endAtEventBoundary, firstHeader, isJsonContentType, isWatchRequest, responseHeaders, toHeaderMap, type HeaderMap } from "../http/index.ts";
 import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
+import { createImpersonationReviewer, type ImpersonationReviewer } from "./impersonation-review.ts";
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
 
@@ -31,28 +32,49 @@ export interface StreamHandlerDeps {
  * id: 401 bad token, 403 refused impersonation, 400 malformed, 503 API server unreachable, 504
  * no answer. Never throws.
  */
-export function createStreamHandler(deps: StreamHandlerDeps) {
-  return function handleTunnelStream(stream: TunnelServerStream, received: TunnelHeaders): void {
-    const headers = joinLongHeaders(received);
+export interface StreamHandler {
+  (stream: TunnelServerStream, received: TunnelHeaders): void;
+  /** The requests being served now (method, path without query, request id, age in ms): what a drain waits for. */
+  inFlight(): { requestId: string; method: string; path: string; ageMs: number }[];
+}
+
+export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
+  const reviewer = createImpersonationReviewer(deps.upstream, deps.cluster);
+  const serving = new Map<TunnelServerStream, { requestId: string; method: string; path: string; since: number }>();
+  const handleTunnelStream = function handleTunnelStream(stream: TunnelServerStream, received: TunnelHeaders): void {
+    let headers: TunnelHeaders;
+    try {
+      headers = joinLongHeaders(received);
+    } catch (error) {
+      const requestId = firstHeader(received[protocol.REQUEST_ID_HEADER]) ?? "unknown";
+      deps.logger.warn("refusing a stream whose long headers cannot be put together", { requestId, error });
+      respondWithStatus(stream, new BadRequest(`the relay sent a malformed request (request id ${requestId}): ${(error as Error).message}`), requestId);
+      return;
+    }
     const requestId = firstHeader(headers[protocol.REQUEST_ID_HEADER]) ?? "unknown";
+    serving.set(stream, { requestId, method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0]!, since: Date.now() });
+    stream.once("close", () => serving.delete(stream));
     const log = deps.logger.child({ requestId });
     stream.on("error", (error) => {
       if (!isPeerHangup(error)) log.debug("tunnel stream error", { error });
     });
-    serveStream(deps, stream, headers, requestId).catch((error: unknown) => {
+    serveStream(deps, reviewer, stream, headers, requestId).catch((error: unknown) => {
       if (error instanceof ArcError && error.status < 500) log.info("request refused", { error });
       else if (!isPeerHangup(error)) log.warn("request failed", { error, path: String(headers[":path"]).split("?")[0] });
       respondWithStatus(stream, error, requestId);
     });
   };
+  return Object.assign(handleTunnelStream, {
+    inFlight: () => [...serving.values()].map(({ since, ...rest }) => ({ ...rest, ageMs: Date.now() - since })),
+  });
 }
 
-async function serveStream(deps: StreamHandlerDeps, stream: TunnelServerStream, received: TunnelHeaders, requestId: string): Promise<void> {
+async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationReviewer, stream: TunnelServerStream, received: TunnelHeaders, requestId: string): Promise<void> {
   const headers = toHeaderMap(received);
   const caller = await deps.verifyUserToken(bearerOf(headers));
   const options = await deps.upstream.requestOptions();
   const identity = await resolveApiServerIdentity(headers, caller, {
-    cluster: deps.cluster, upstream: deps.upstream, requestId, credentials: (options.headers ?? {}) as Record<string, string>,
+    reviewer, requestId, credentials: (options.headers ?? {}) as Record<string, string>,
   });
   const tokenMode = identity.kind === "token";
   if (tokenMode) {

@@ -7,9 +7,13 @@ import { getProxyForUrl } from "proxy-from-env";
 /**
  * The proxy URL for `url` by the standard environment variables, via proxy-from-env (the resolver
  * axios uses; NO_PROXY's host, domain-suffix, port and `*` rules included), or undefined for a
- * direct connection. Credentials in the proxy URL are sent as Proxy-Authorization.
+ * direct connection. Credentials in the proxy URL are sent as Proxy-Authorization. A plain
+ * http:// (or ws://) target is never proxied: its bearer token would cross the proxy in clear
+ * (plain http is allowed to a loopback relay only, which needs no proxy).
  */
 export function proxyFor(url: string | URL): string | undefined {
+  const protocol = new URL(url).protocol;
+  if (protocol === "http:" || protocol === "ws:") return undefined;
   return getProxyForUrl(url) || undefined;
 }
 

@@ -1,5 +1,6 @@
 // Which headers cross each hop of a request and its response, and what each hop sets: the one
 // place that decides it (see the table test in test/http/header-policy.test.ts).
+import { BadRequest } from "../errors/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { toHeaderMap, toWireValue, type HeaderMap, type HeaderSource } from "./header-map.ts";
 import { encodeImpersonationRequest, type ImpersonationRequest } from "./impersonation-request.ts";
@@ -30,6 +31,11 @@ export type HeaderClass =
   | "front-proxy"
   /** `Cookie`: credentials of some other web application; the Kubernetes API uses none. */
   | "cookie"
+  /**
+   * `X-Forwarded-*`, `Forwarded`, `X-Real-Ip` and `Audit-ID`: the API server writes them into its
+   * audit log (sourceIPs, auditID) as facts about the request; only a hop that knows them sets them.
+   */
+  | "forwarding"
   /** Token mode's `x-arc-kube-token`: the caller's own Kubernetes credential, for the agent to use. */
   | "kube-token"
   /** The tunnel's own signals (`x-arc-*`, including the pieces of a long header): set by us only. */
@@ -45,6 +51,7 @@ export function classifyHeader(name: string): HeaderClass {
   if (lower.startsWith("impersonate-")) return "impersonation";
   if (lower.startsWith("x-remote-")) return "front-proxy";
   if (lower === "cookie") return "cookie";
+  if (lower.startsWith("x-forwarded-") || lower === "forwarded" || lower === "x-real-ip" || lower === "audit-id") return "forwarding";
   if (lower === protocol.KUBE_TOKEN_HEADER) return "kube-token";
   if (lower.startsWith("x-arc-")) return "tunnel";
   return "end-to-end";
@@ -68,23 +75,23 @@ export const REQUEST_POLICY: Readonly<Record<RequestHop, Readonly<Record<HeaderC
   // arcproxy sets the user token in place of its session secret, and token mode's header from its flag.
   "arcproxy-to-relay": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "drop", "impersonation": "pass", "front-proxy": "drop",
-    "cookie": "drop", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
+    "cookie": "drop", "forwarding": "drop", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
   // The agent verifies the caller's token again, so it passes; the relay sets the tunnel headers.
   "relay-to-agent": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "consume", "front-proxy": "drop",
-    "cookie": "drop", "kube-token": "pass", "tunnel": "drop", "end-to-end": "pass",
+    "cookie": "drop", "forwarding": "drop", "kube-token": "pass", "tunnel": "drop", "end-to-end": "pass",
   },
   // Identity is the agent's to set: its credential plus the verified (or authorised) Impersonate-*.
   "agent-to-api-server": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "drop", "impersonation": "drop", "front-proxy": "drop",
-    "cookie": "drop", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
+    "cookie": "drop", "forwarding": "drop", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
   // The caller's own token becomes Authorization; its impersonation request goes to the API
   // server as Impersonate-*, which authorises it for that token itself.
   "agent-to-api-server-token-mode": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "drop", "impersonation": "drop", "front-proxy": "drop",
-    "cookie": "drop", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
+    "cookie": "drop", "forwarding": "drop", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
 };
 
@@ -92,16 +99,16 @@ export const REQUEST_POLICY: Readonly<Record<RequestHop, Readonly<Record<HeaderC
 export const RESPONSE_POLICY: Readonly<Record<ResponseHop, Readonly<Record<HeaderClass, "pass" | "drop">>>> = {
   "api-server-to-agent": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "pass", "front-proxy": "pass",
-    "cookie": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
+    "cookie": "pass", "forwarding": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
   "relay-to-client": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "pass", "front-proxy": "pass",
-    "cookie": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
+    "cookie": "pass", "forwarding": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
   // The relay's x-arc-request-id reaches kubectl's -v output and the user's bug report.
   "arcproxy-to-client": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "pass", "front-proxy": "pass",
-    "cookie": "pass", "kube-token": "drop", "tunnel": "pass", "end-to-end": "pass",
+    "cookie": "pass", "forwarding": "pass", "kube-token": "drop", "tunnel": "pass", "end-to-end": "pass",
   },
 };
 
@@ -186,6 +193,13 @@ export function apiServerRequestHeaders(source: HeaderSource, identity: ApiServe
 }
 
 function impersonationHeaders(request: { user: string; groups: readonly string[]; uid?: string }): HeaderMap {
+  // The last line of defence: a name the API server would read differently (Go trims white space
+  // around header values) or a line break never leaves the agent.
+  for (const name of [request.user, ...request.groups, ...(request.uid !== undefined ? [request.uid] : [])]) {
+    if (name.length === 0 || name.trim() !== name || /[\u0000-\u001f\u007f]/.test(name)) {
+      throw new BadRequest(`refusing to impersonate ${JSON.stringify(name.slice(0, 100))}: empty, control characters or white space at either end`);
+    }
+  }
   return {
     "impersonate-user": toWireValue(request.user),
     ...(request.groups.length > 0 ? { "impersonate-group": request.groups.map(toWireValue) } : {}),

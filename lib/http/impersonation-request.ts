@@ -87,9 +87,12 @@ function validateImpersonationRequest(request: ImpersonationRequest): Impersonat
     throw new BadRequest(`at most ${MAX_IMPERSONATED_GROUPS} groups may be impersonated at once, got ${request.groups.length}`);
   }
   for (const [what, name] of [["user", request.user], ...request.groups.map((g) => ["group", g]), ...(request.uid !== undefined ? [["uid", request.uid]] : [])] as [string, string][]) {
-    if (name.length === 0 || name.length > MAX_IMPERSONATED_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(name)) {
+    if (name.length === 0 || name.length > MAX_IMPERSONATED_NAME_LENGTH || /[\u0000-\u001f\u007f-\u009f]/.test(name)) {
       throw new BadRequest(`the impersonated ${what} ${JSON.stringify(name.slice(0, 100))} must be 1-${MAX_IMPERSONATED_NAME_LENGTH} characters without control characters`);
     }
+    // What the SubjectAccessReview checks must be what the API server impersonates, and Go trims
+    // white space around header values.
+    if (name.trim() !== name) throw new BadRequest(`the impersonated ${what} ${JSON.stringify(name.slice(0, 100))} may not start or end with white space`);
   }
   return request;
 }

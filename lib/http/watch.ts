@@ -16,6 +16,9 @@ export function isJsonContentType(value: string | string[] | number | undefined)
   return String(Array.isArray(value) ? value[0] : value ?? "").startsWith("application/json");
 }
 
+/** The most of one event still in flight that is passed on before the watch ends (16 MiB). */
+const MAX_EVENT_TAIL_BYTES = 16 * 1024 * 1024;
+
 /**
  * When `signal` aborts, ends `dest` cleanly right after the JSON watch event in flight (the API
  * server writes one per line, so a client sees an ordinary end of watch and watches again) and
@@ -39,11 +42,23 @@ export function endAtEventBoundary(source: Readable, dest: Writable, signal: Abo
       end();
       return;
     }
-    // The rest of the event in flight goes out, up to its newline; nothing after it.
+    // The rest of the event in flight goes out, up to its newline; nothing after it. Backpressure
+    // still holds (the pipe that did it is gone), and an "event" longer than any real one is cut.
+    let left = MAX_EVENT_TAIL_BYTES;
     const finishEvent = (chunk: Buffer) => {
       const newline = chunk.indexOf(0x0a);
       if (newline === -1) {
-        dest.write(chunk);
+        left -= chunk.length;
+        if (left < 0) {
+          source.off("data", finishEvent);
+          cancelSource();
+          dest.destroy();
+          return;
+        }
+        if (!dest.write(chunk)) {
+          source.pause();
+          dest.once("drain", () => source.resume());
+        }
         return;
       }
       source.off("data", finishEvent);

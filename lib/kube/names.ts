@@ -28,15 +28,24 @@ export function validateGroupName(name: string): string {
 }
 
 function validateSubjectName(name: string, what: "user" | "group"): string {
-  if (typeof name !== "string" || name.length === 0 || name.length > MAX_SUBJECT_NAME_LENGTH || CONTROL_CHARS.test(name)) {
-    throw new BadRequest(
-      `invalid ${what} name ${quote(name)}: use 1-${MAX_SUBJECT_NAME_LENGTH} characters without control characters`,
-    );
-  }
-  if (/^system:/i.test(name)) {
-    throw new BadRequest(`invalid ${what} name ${quote(name)}: names starting with "system:" are Kubernetes' own and never put in a token`);
-  }
+  const problem = subjectNameProblem(name);
+  if (problem) throw new BadRequest(`invalid ${what} name ${quote(name)}: ${problem}`);
   return name;
+}
+
+/**
+ * Why `name` cannot be a user or group a token names and the agent impersonates, or undefined.
+ * Leading or trailing white space is refused, not trimmed: Go's net/http trims it from header
+ * values, so " system:masters" in a token would be system:masters at the API server; and the
+ * `system:` prefix (any casing) is Kubernetes' own (system:masters, system:serviceaccount:...).
+ */
+export function subjectNameProblem(name: unknown): string | undefined {
+  if (typeof name !== "string" || name.length === 0 || name.length > MAX_SUBJECT_NAME_LENGTH || CONTROL_CHARS.test(name)) {
+    return `use 1-${MAX_SUBJECT_NAME_LENGTH} characters without control characters`;
+  }
+  if (name.trim() !== name) return "a name may not start or end with white space";
+  if (/^system:/i.test(name)) return 'names starting with "system:" are Kubernetes\' own and never put in a token';
+  return undefined;
 }
 
 /** JSON quoting escapes control characters; long input is cut so messages stay readable. */

@@ -4,6 +4,7 @@ import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import type { Logger } from "../observe/index.ts";
 import { RelayUnreachable, type RelayConnection } from "../client/index.ts";
+import { protocol } from "../tunnel/index.ts";
 import { sendToRelay, type ClusterRequest } from "./relay-request.ts";
 import { RELAY_RETRY_WINDOW_MS } from "./timeouts.ts";
 
@@ -48,7 +49,8 @@ export async function readReplayableBody(req: IncomingMessage): Promise<Buffer |
  * Sends `request` (built anew by `build` for each attempt, so a refreshed token is used) and
  * retries, for up to `retryWindowMs` (default RELAY_RETRY_WINDOW_MS, 30 s: a relay restart), while it is safe:
  * - the relay refused the connection (it cannot have seen the request);
- * - the relay answered 503 with Retry-After (it is draining and forwarded nothing), after that delay;
+ * - the relay answered 503 with Retry-After and x-arc-not-forwarded (it is draining, or the agent is
+ *   reconnecting, and forwarded nothing), after about that delay;
  * - the connection broke before an answer and the method is safe (GET, HEAD, OPTIONS).
  * A body sent as a stream is never retried. Resolves with the final answer; rejects with the last
  * failure once the window is over or the client has gone (`signal`).
@@ -69,8 +71,12 @@ export async function sendWithRetry(
     try {
       const answer = await sendToRelay(conn, cluster, request, signal);
       const retryAfter = Number(answer.headers["retry-after"]);
-      if (answer.statusCode !== 503 || !Number.isFinite(retryAfter) || !replayable) return answer;
-      waitMs = Math.max(FIRST_BACKOFF_MS, Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2));
+      // Only the relay's own refusal, which reached nothing beyond it, is sent again: an API
+      // server's (or an aggregated API's) 503 may come after the request did something.
+      const notForwarded = answer.headers[protocol.NOT_FORWARDED_HEADER] === "true";
+      if (answer.statusCode !== 503 || !notForwarded || !Number.isFinite(retryAfter) || !replayable) return answer;
+      // Jittered, so the arcproxies of a whole team do not come back in the same instant.
+      waitMs = Math.max(FIRST_BACKOFF_MS, Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2)) * (0.75 + Math.random() * 0.5);
       if (Date.now() + waitMs > deadline || signal.aborted) return answer;
       answer.resume(); // this answer is replaced by the retry's
       logger.info("relay is draining; sending the request again", { method: request.method, attempt, waitMs });

@@ -5,7 +5,8 @@ import type { Readable } from "node:stream";
 import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { RelayConnection } from "../client/index.ts";
-import { arcproxyRequestHeaders, isWatchRequest, responseHeaders } from "../http/index.ts";
+import { arcproxyRequestHeaders, isWatchRequest, responseHeaders, type HeaderMap } from "../http/index.ts";
+import { protocol } from "../tunnel/index.ts";
 import type { ClusterRequest } from "./relay-request.ts";
 import { readReplayableBody, sendWithRetry } from "./relay-retry.ts";
 import { streamResumableWatch } from "./watch-resume.ts";
@@ -55,7 +56,7 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     const body = await readReplayableBody(req);
     const answer = await sendWithRetry(ctx.relay, ctx.cluster, () => build(kubePath, body), clientGone.signal, ctx.logger, ctx.relayRetryMs);
     ctx.logger.debug("forwarded", { method, path: pathOnly(kubePath), status: answer.statusCode });
-    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, responseHeaders("arcproxy-to-client", answer.rawHeaders));
+    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, clientHeaders(answer));
     // Send the head now: a stream's first bytes may be minutes away and kubectl waits for them.
     res.flushHeaders();
     answer.pipe(res);
@@ -83,4 +84,15 @@ export async function userToken(ctx: ForwardContext): Promise<string> {
 function pathOnly(url: string): string {
   const q = url.indexOf("?");
   return q === -1 ? url : url.slice(0, q);
+}
+
+/**
+ * The answer's headers for kubectl. A relay refusal that arcproxy already sent again for as long as
+ * --relay-retry allows loses its Retry-After: client-go would otherwise start the same wait over,
+ * ten times (its retry limit), and a user would wait minutes for an agent that is not coming back.
+ */
+function clientHeaders(answer: IncomingMessage): HeaderMap {
+  const headers = responseHeaders("arcproxy-to-client", answer.rawHeaders);
+  if (answer.statusCode === 503 && answer.headers[protocol.NOT_FORWARDED_HEADER] === "true") delete headers["retry-after"];
+  return headers;
 }

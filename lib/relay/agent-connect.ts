@@ -13,6 +13,7 @@ import type { AuthRateLimiter } from "./auth-rate-limit.ts";
 import { authenticateAgent } from "./agent-routes.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
+import { clientAddress } from "./client-address.ts";
 
 /** While a tunnel is up, the relay refreshes the cluster's last-seen time this often. */
 const PRESENCE_HEARTBEAT_MS = 20_000;
@@ -65,12 +66,12 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
     const onClose = () => hungUp.abort();
     socket.once("close", onClose);
     try {
-      const agent = await authenticateAgent(deps, req.headers, req.socket.remoteAddress, hungUp.signal);
+      const agent = await authenticateAgent(deps, req.headers, clientAddress(req.socket), hungUp.signal);
       cluster = agent.cluster;
       keyThumbprint = await calculateJwkThumbprint(agent.key, "sha256");
     } catch (error) {
       if (isPeerHangup(error)) return;
-      deps.logger.warn("agent connection refused", { remote: req.socket.remoteAddress, error });
+      deps.logger.warn("agent connection refused", { remote: clientAddress(req.socket), error });
       writeStatusToSocket(socket, error);
       return;
     } finally {
@@ -91,7 +92,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       };
       deps.registry.register(entry);
       void tunnel.goaway.then(() => log.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel"));
-      log.info("agent connected", { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: req.socket.remoteAddress });
+      log.info("agent connected", { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: clientAddress(req.socket) });
       void recordPresence(entry, log, deps);
       watchAgentKey(entry, keyThumbprint, log, deps);
     });

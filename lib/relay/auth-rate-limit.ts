@@ -238,7 +238,8 @@ function expandIpv6(address: string): string[] | undefined {
  * - `signal` aborting while the attempt waits gives its place up and rejects with an error whose
  *   `code` is ERR_STREAM_PREMATURE_CLOSE; a running attempt is not interrupted.
  *
- * Without a limiter or an address (a test's `app.request`), `attempt` just runs.
+ * Without a limiter (tests, `authRateLimit: false`), `attempt` just runs. Without an address, the
+ * attempt counts against one shared "unknown" budget: never against none.
  */
 export async function limitAuthentication<T>(
   limiter: AuthRateLimiter | undefined,
@@ -246,6 +247,6 @@ export async function limitAuthentication<T>(
   attempt: () => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
-  if (!limiter || !address) return attempt();
-  return limiter.run(address, attempt, signal);
+  if (!limiter) return attempt();
+  return limiter.run(address || "unknown", attempt, signal);
 }

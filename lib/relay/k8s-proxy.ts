@@ -11,6 +11,8 @@ import type { RelayDrain } from "./drain.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import { forwardHttpRequest, forwardUpgrade, type ForwardTarget } from "./tunnel-forward.ts";
 import type { UserAccess } from "./user-access.ts";
+import { clientAddress } from "./client-address.ts";
+import { markNotForwarded } from "./not-forwarded.ts";
 
 export interface ClusterApiProxy {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -50,7 +52,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       });
     }
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
-    const identity = await deps.access.authenticate(req.headers, req.socket.remoteAddress, gone);
+    const identity = await deps.access.authenticate(req.headers, clientAddress(req.socket), gone);
     await deps.access.authorize(identity, cluster, "cluster-user");
     // kubectl --as: read and checked here (400 for a malformed request); the agent decides whether it is allowed.
     const headers = relayRequestHeaders(req.rawHeaders, parseImpersonationRequest(req.rawHeaders));
@@ -93,7 +95,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
 
   function logFailure(error: unknown, req: IncomingMessage, requestId: string): void {
     if (isPeerHangup(error)) return;
-    const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: req.socket.remoteAddress, error };
+    const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: clientAddress(req.socket), error };
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", fields);
     else deps.logger.warn("request failed", fields);
   }
@@ -111,6 +113,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         await forwardHttpRequest(target, req, res, isWatchRequest(req.method, req.url ?? "") ? { endWatch: deps.drain.watchEnd } : {});
       } catch (error) {
         logFailure(error, req, requestId);
+        markNotForwarded(res, error);
         if (!res.headersSent) writeStatusResponse(res, error, requestId);
       } finally {
         release?.();

@@ -21,6 +21,7 @@ import { createClusterApiProxy } from "./k8s-proxy.ts";
 import { openSqliteStore, type RelayStore } from "./store/index.ts";
 import { createTunnelRegistry } from "./tunnel-registry.ts";
 import { createUserAccess } from "./user-access.ts";
+import { rememberClientAddress } from "./client-address.ts";
 
 export interface RelayOptions {
   host: string;
@@ -103,7 +104,12 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   // Long quiet streams (an idle exec, a watch with nothing to say) must not look dead to a NAT
   // or a load balancer between the user and the relay.
-  server.on("connection", (socket: import("node:net").Socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
+  server.on("connection", (socket: import("node:net").Socket) => {
+    rememberClientAddress(socket);
+    socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+  });
+  // With TLS, requests arrive on the TLS socket, not the TCP one 'connection' saw.
+  server.on("secureConnection", (socket: import("node:net").Socket) => rememberClientAddress(socket));
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (socket.writable && error.code !== "ECONNRESET") socket.end(renderParseErrorResponse(error, "arcrelay"));
     else socket.destroy();
@@ -135,6 +141,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const access = createUserAccess({
     store,
     verifyUserToken: verifier.verifyUserToken,
+    cachedIdentity: verifier.cachedIdentity,
     bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
     ...(rateLimiter ? { rateLimiter } : {}),
   });

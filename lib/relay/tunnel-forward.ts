@@ -6,6 +6,7 @@ import { endAtEventBoundary, isJsonContentType, renderResponseHead, responseHead
 import {
   http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
 } from "../tunnel/index.ts";
+import { markNotForwarded } from "./not-forwarded.ts";
 
 export interface ForwardTarget {
   tunnel: TunnelClient;
@@ -72,6 +73,7 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     return new Promise<void>((resolve) => res.once("close", () => resolve()));
   }).catch((error: unknown) => {
     req.unpipe(stream);
+    markNotForwarded(res, error);
     writeStatusResponse(res, error, target.requestId);
     throw error;
   });
@@ -138,6 +140,15 @@ function awaitResponse<T>(target: ForwardTarget, stream: TunnelRequestStream, ti
     }, timeoutMs);
     const fail = (cause?: unknown) => {
       clearTimeout(timer);
+      // RFC 9113 8.7: a stream refused (the agent's GOAWAY crossed it) was not processed at all,
+      // so it is the same as a tunnel that was not there: 503, safe to send again.
+      if (stream.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM) {
+        reject(new AgentNotConnected(
+          `the agent of cluster "${target.cluster}" is restarting and did not take the request (request id ${target.requestId}); retry`,
+          { cause, retryAfterSeconds: 1 },
+        ));
+        return;
+      }
       reject(new BadGateway(
         `the agent of cluster "${target.cluster}" dropped the request before answering (request id ${target.requestId}); retry, and check the agent's log if it persists`,
         { cause },
@@ -147,8 +158,16 @@ function awaitResponse<T>(target: ForwardTarget, stream: TunnelRequestStream, ti
       clearTimeout(timer);
       stream.off("error", fail);
       stream.off("close", fail);
+      let joined: TunnelHeaders;
       try {
-        resolve(onResponse(joinLongHeaders(headers)));
+        joined = joinLongHeaders(headers);
+      } catch (cause) {
+        stream.close(http2Constants.NGHTTP2_PROTOCOL_ERROR);
+        reject(new BadGateway(`the agent of cluster "${target.cluster}" sent a malformed response (request id ${target.requestId})`, { cause }));
+        return;
+      }
+      try {
+        resolve(onResponse(joined));
       } catch (error) {
         reject(error);
       }

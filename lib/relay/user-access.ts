@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { findRole, roleAtLeast, type Identity, type Role } from "../auth/index.ts";
 import { Forbidden, NotFound, Unauthorized } from "../errors/index.ts";
 import { bearerTokenOf } from "../http/index.ts";
+import { clientAddress } from "./client-address.ts";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
 import type { RelayStore } from "./store/index.ts";
@@ -22,6 +23,12 @@ export interface UserAccess {
 export function createUserAccess(opts: {
   store: RelayStore;
   verifyUserToken: (token: string) => Promise<Identity>;
+  /**
+   * A token that verified within the last minute passes without waiting for the rate limiter: a
+   * flood of bad tokens from a shared address (a NAT, a load balancer) never delays a session
+   * that is already running.
+   */
+  cachedIdentity?: (token: string) => Identity | undefined;
   /** Bounds failed authentications per address (only when the caller passes one); see limitAuthentication. */
   rateLimiter?: AuthRateLimiter;
   /** Tokens must name `cluster-connect:<cluster>` in `aud` to reach that cluster. */
@@ -31,6 +38,8 @@ export function createUserAccess(opts: {
     async authenticate(headers, remoteAddress, signal) {
       // A missing or malformed header costs nothing to refuse (and probes send none): not counted.
       const token = bearerToken(headers);
+      const known = opts.cachedIdentity?.(token);
+      if (known) return known;
       return limitAuthentication(opts.rateLimiter, remoteAddress, () => opts.verifyUserToken(token), signal);
     },
     async authorize(identity, cluster, role) {
@@ -71,7 +80,11 @@ export function bearerToken(headers: IncomingHttpHeaders | Headers): string {
   return token;
 }
 
-/** The client's address, from the node:http request that @hono/node-server passes as `env.incoming`. */
+/**
+ * The client's address (clientAddress), from the node:http request that @hono/node-server passes
+ * as `env.incoming`; undefined when there is no such request (a test's `app.request` without env).
+ */
 export function remoteAddressOf(env: unknown): string | undefined {
-  return (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
+  const socket = (env as { incoming?: { socket?: object } } | undefined)?.incoming?.socket;
+  return socket ? clientAddress(socket) : undefined;
 }

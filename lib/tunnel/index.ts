@@ -5,6 +5,6 @@ export type {
   TunnelClient, TunnelServer, TunnelRequestStream, TunnelServerStream, TunnelHeaders, TunnelOutgoingHeaders,
 } from "./http2-session.ts";
 export { splice } from "./splice.ts";
-export { joinLongHeaders, splitLongHeaders } from "./long-headers.ts";
+export { joinLongHeaders, splitLongHeaders, LongHeaderError, MAX_LONG_HEADER_PIECES } from "./long-headers.ts";
 export * as protocol from "./protocol.ts";
 export * as timeouts from "./timeouts.ts";

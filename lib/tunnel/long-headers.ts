@@ -36,8 +36,20 @@ export function splitLongHeaders(headers: HeaderMap): HeaderMap {
 }
 
 /**
+ * A header list as many pieces of MAX_TUNNEL_HEADER_VALUE_BYTES as fill the tunnel's header-list
+ * limit (2 MiB / 32 KiB); no honest peer sends more.
+ */
+export const MAX_LONG_HEADER_PIECES = 64;
+
+/** Pieces that splitLongHeaders cannot have made (an index out of range, a gap): the stream is refused. */
+export class LongHeaderError extends Error {
+  override readonly name = "LongHeaderError";
+}
+
+/**
  * The inverse of splitLongHeaders: pieces are joined in order back into their header and removed;
  * only `x-arc-long-p-` pieces become a pseudo-header. Headers without pieces pass unchanged.
+ * Throws LongHeaderError for an index of MAX_LONG_HEADER_PIECES or more, or a missing piece.
  */
 export function joinLongHeaders<T extends Record<string, unknown>>(headers: T): T {
   const pieces = new Map<string, string[]>();
@@ -49,10 +61,18 @@ export function joinLongHeaders<T extends Record<string, unknown>>(headers: T): 
       continue;
     }
     const target = match[1] === "p" ? `:${match[2]}` : match[2]!;
+    const index = Number(match[3]);
+    // The peer chooses the index: a huge one would make a sparse array whose join stalls the process.
+    if (!(index < MAX_LONG_HEADER_PIECES)) throw new LongHeaderError(`piece ${match[3]} of header ${target} is beyond the ${MAX_LONG_HEADER_PIECES} allowed`);
     const list = pieces.get(target) ?? [];
-    list[Number(match[3])] = String(value);
+    list[index] = String(value);
     pieces.set(target, list);
   }
-  for (const [name, list] of pieces) out[name] = list.join("");
+  for (const [name, list] of pieces) {
+    for (let i = 0; i < list.length; i++) {
+      if (list[i] === undefined) throw new LongHeaderError(`header ${name} is missing piece ${i} of ${list.length}`);
+    }
+    out[name] = list.join("");
+  }
   return out as T;
 }

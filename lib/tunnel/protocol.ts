@@ -18,6 +18,12 @@ export const UPGRADE_STATUS_HEADER = "x-arc-upgrade-status";
  */
 export const KUBE_TOKEN_HEADER = "x-arc-kube-token";
 
+/**
+ * Relay -> client, on a refusal that reached nothing beyond the relay (draining, agent not
+ * connected): any request may be sent again. An API server's own 503 never carries it.
+ */
+export const NOT_FORWARDED_HEADER = "x-arc-not-forwarded";
+
 /** Agent -> relay on connect: versions shown by `arcrelay cluster list`. */
 export const AGENT_VERSION_HEADER = "x-arc-agent-version";
 export const KUBE_VERSION_HEADER = "x-arc-kubernetes-version";

@@ -173,7 +173,16 @@ describe("attacks and mistakes are refused with Unauthorized", () => {
   ] as const)("Kubernetes' reserved names: %s starting with system:", async (_what, claims, overrides, named) => {
     const error = await rejection(await sign(claims), [trusted(overrides)]);
     expect(error.message).toContain(named);
-    expect(error.message).toContain("reserved by Kubernetes");
+    expect(error.message).toContain("are Kubernetes' own");
+  });
+
+  test.each([
+    ["a group with a leading space (Go trims it to system:masters)", { groups: [" system:masters"] }],
+    ["a user with a leading tab", { sub: "\tsystem:admin" }],
+    ["a user with a trailing space", { sub: "alice " }],
+  ] as const)("names a header would change: %s", async (_what, claims) => {
+    const error = await rejection(await sign(claims));
+    expect(error.message).toMatch(/white space|control characters/);
   });
 
   test("expired", async () => {

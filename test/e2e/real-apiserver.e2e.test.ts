@@ -442,15 +442,25 @@ describe("refusals", () => {
 });
 
 describe("agent lifecycle", () => {
-  test("a request while the agent is down gets 503 with advice, and a restarted agent needs no token", async () => {
+  test("a request while the agent is down gets 503 with advice (--relay-retry 0: at once), and a restarted agent needs no token", async () => {
     await stack.stopAgent();
     await stack.waitForAgent("offline");
-    const r = await kubectlVia(alice, ["get", "--raw", "/version"]);
+    const r = await kubectlVia(alice, ["get", "--raw", "/version"], { args: ["--relay-retry", "0"] });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`cluster "${stack.cluster}" is offline`);
     await stack.startAgent(); // no --enroll-token: the key from the first start is reused
     await stack.waitForAgent("connected");
     expectOk(await kubectlVia(alice, ["get", "--raw", "/version"]));
+  });
+
+  test("a request made while the agent restarts waits for it and succeeds", async () => {
+    await stack.stopAgent();
+    await stack.waitForAgent("offline");
+    const pending = kubectlVia(alice, ["get", "--raw", "/version"]);
+    // The relay answers 503 with Retry-After (the agent left seconds ago); arcproxy sends it again.
+    await waitFor("arcproxy to have been refused once", () => stack.relayLog().includes("is offline"), 20_000);
+    await stack.startAgent();
+    expect(JSON.parse(expectOk(await pending)).gitVersion).toMatch(/^v1\.34\./);
   });
 
   test("the relay and agent logs carry request ids and never a token", () => {

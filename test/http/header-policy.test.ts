@@ -1,6 +1,7 @@
 // The one table of which request and response headers cross each hop. Every header name some hop
 // treats specially is here, in several casings; the expectations are written out, not derived.
 import { describe, expect, test } from "bun:test";
+import { BadRequest } from "../../lib/errors/index.ts";
 import {
   apiServerRequestHeaders, arcproxyRequestHeaders, classifyHeader, decodeImpersonationRequest, relayRequestHeaders, renderResponseHead,
   responseHeaders, type HeaderMap,
@@ -21,7 +22,12 @@ const REQUEST_TABLE: [name: string, arcproxy: boolean, relay: boolean, agent: bo
   ["user-agent", true, true, true, true],
   ["sec-websocket-protocol", true, true, true, true],
   ["x-stream-protocol-version", true, true, true, true],
-  ["x-forwarded-for", true, true, true, true],
+  // facts the API server audits (sourceIPs, auditID): never from the caller
+  ["x-forwarded-for", false, false, false, false],
+  ["x-forwarded-host", false, false, false, false],
+  ["forwarded", false, false, false, false],
+  ["x-real-ip", false, false, false, false],
+  ["audit-id", false, false, false, false],
   // credentials: each hop sets its own
   ["authorization", false, true, false, false],
   ["proxy-authorization", false, false, false, false],
@@ -149,6 +155,10 @@ describe("what each hop sets", () => {
     });
   });
 
+  test.each([" system:masters", "x\r\ny: z", ""])("agent: a name the API server would read differently (%j) is never written", (group) => {
+    expect(() => apiServerRequestHeaders([], { kind: "impersonate", credentials: {}, user: "alice", groups: [group], extra: {} })).toThrow(BadRequest);
+  });
+
   test("agent without a token of its own (client certificate): no Authorization at all", () => {
     const out = apiServerRequestHeaders(["Authorization", "Bearer user-jwt"], { kind: "impersonate", credentials: {}, user: "alice", groups: [], extra: {} });
     expect(out).toEqual({ "impersonate-user": "alice" });
@@ -189,7 +199,7 @@ describe("response headers, per hop", () => {
 describe("classifyHeader", () => {
   test.each([
     ["Authorization", "authorization"], ["IMPERSONATE-EXTRA-FOO", "impersonation"], ["X-Remote-User", "front-proxy"],
-    ["Cookie", "cookie"], ["X-Arc-Kube-Token", "kube-token"], ["X-ARC-REQUEST-ID", "tunnel"], ["Transfer-Encoding", "hop-by-hop"],
+    ["Cookie", "cookie"], ["X-Forwarded-For", "forwarding"], ["Audit-ID", "forwarding"], ["X-Arc-Kube-Token", "kube-token"], ["X-ARC-REQUEST-ID", "tunnel"], ["Transfer-Encoding", "hop-by-hop"],
     [":path", "pseudo"], ["X-Remote", "end-to-end"], ["Impersonate", "end-to-end"], ["Set-Cookie", "end-to-end"],
   ])("%s is %s", (name, cls) => {
     expect(classifyHeader(name)).toBe(cls as ReturnType<typeof classifyHeader>);

@@ -32,6 +32,7 @@ describe("parseImpersonationRequest", () => {
     ["an unknown impersonation header", ["Impersonate-User", "a", "Impersonate-Everyone", "x"], /unknown impersonation header impersonate-everyone/],
     ["an empty user", ["Impersonate-User", ""], /must be 1-1024 characters/],
     ["a control character", ["Impersonate-User", "bob\u0001"], /without control characters/],
+    ["white space around a name", ["Impersonate-User", "bob", "Impersonate-Group", " system:masters"], /may not start or end with white space/],
   ])("refuses %s with 400", (_what, raw, message) => {
     let error: unknown;
     try {

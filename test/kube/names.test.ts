@@ -39,6 +39,10 @@ describe("validateUserName", () => {
     expect(validateUserName(name)).toBe(name);
   });
 
+  test.each([" system:masters", "alice ", "\talice"])("refuses %p: a header would not carry it as it is", (name) => {
+    expect(() => validateGroupName(name)).toThrow(BadRequest);
+  });
+
   test.each(["system:admin", "system:serviceaccount:ns:sa", "SYSTEM:node:x"])("refuses Kubernetes' own name %p", (name) => {
     expect(() => validateUserName(name)).toThrow('names starting with "system:" are Kubernetes\' own');
     expect(() => validateGroupName(name)).toThrow("never put in a token");

@@ -90,10 +90,16 @@ describe("limitAuthentication: who gets 401, who gets 429, who passes", () => {
     expect(await answer(limitAuthentication(limiter, "198.51.100.2", bad))).toBe(401);
   });
 
-  test("no limiter or no address: the attempt just runs", async () => {
-    expect(await answer(limitAuthentication(undefined, ADDRESS, bad))).toBe(401);
-    const limiter = limiterWith({ maxFailures: 1 });
-    for (let i = 0; i < 5; i++) expect(await answer(limitAuthentication(limiter, undefined, bad))).toBe(401);
+  test("no limiter: the attempt just runs", async () => {
+    for (let i = 0; i < 5; i++) expect(await answer(limitAuthentication(undefined, ADDRESS, bad))).toBe(401);
+  });
+
+  test("no address (a client that reset its connection): one shared budget, never none", async () => {
+    const limiter = limiterWith({ maxFailures: 2 });
+    expect(await answer(limitAuthentication(limiter, undefined, bad))).toBe(401);
+    expect(await answer(limitAuthentication(limiter, undefined, bad))).toBe(401);
+    expect(await answer(limitAuthentication(limiter, undefined, bad))).toBe(429);
+    expect(await answer(limitAuthentication(limiter, "", bad))).toBe(429);
   });
 
   test("memory stays bounded: at most maxTrackedSources addresses, least recently seen dropped first", async () => {
@@ -247,6 +253,24 @@ describe("UserAccess goes through limitAuthentication", () => {
     expect(await access.authenticate(bearer(goodToken), "192.0.2.50")).toMatchObject({ user: "alice" });
     expect(verified).toBe(1);
     expect(await access.authenticate(bearer(goodToken), "192.0.2.51")).toMatchObject({ user: "alice", audiences: ["cluster-connect"] });
+  });
+
+  test("a token that verified recently passes without waiting behind others' bad tokens", async () => {
+    const rateLimiter = limiterWith({ maxFailures: 1, maxQueued: 1 });
+    const access = createUserAccess({ store, verifyUserToken, rateLimiter, cachedIdentity: (t) => (t === goodToken ? alice : undefined) });
+    await expect(access.authenticate(bearer("bad"), "192.0.2.60")).rejects.toBeInstanceOf(Unauthorized);
+    // The blocked address's one slot and its queue are taken by attempts that never finish.
+    const stuck = [held(), held()];
+    const blocked = stuck.map((h) => answer(limitAuthentication(rateLimiter, "192.0.2.60", h.attempt)));
+    await settle();
+    verified = 0;
+    expect(await access.authenticate(bearer(goodToken), "192.0.2.60")).toMatchObject({ user: "alice" });
+    expect(verified).toBe(0);
+    stuck[0]!.finish(false);
+    await settle();
+    expect(stuck[1]!.started()).toBe(true);
+    stuck[1]!.finish(false);
+    expect(await Promise.all(blocked)).toEqual([429, 429]);
   });
 
   test("a burst of 200 concurrent bad tokens: 401 within the budget, the rest 429, one verification at a time once blocked", async () => {

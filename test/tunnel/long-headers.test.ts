@@ -1,7 +1,7 @@
 // Header values over Bun's HPACK limit cross the tunnel in pieces and come back whole, and no
 // caller's header can come out of the join as a pseudo-header.
 import { describe, expect, test } from "bun:test";
-import { joinLongHeaders, splitLongHeaders } from "../../lib/tunnel/index.ts";
+import { LongHeaderError, MAX_LONG_HEADER_PIECES, joinLongHeaders, splitLongHeaders } from "../../lib/tunnel/index.ts";
 import { MAX_TUNNEL_HEADER_VALUE_BYTES } from "../../lib/tunnel/timeouts.ts";
 
 const LONG = "x".repeat(MAX_TUNNEL_HEADER_VALUE_BYTES * 2 + 7);
@@ -31,5 +31,13 @@ describe("splitLongHeaders / joinLongHeaders", () => {
     expect(joined[":path"]).toBe("/api/v1/namespaces/default/configmaps");
     expect(joined["path"]).toBe(`/api/v1/secrets?${LONG}`);
     expect(joined).not.toHaveProperty(":method");
+  });
+
+  test.each([
+    ["an index far beyond any real header (a sparse join would stall the process)", { "x-arc-long-h-x-250000000": "a" }],
+    [`an index of ${MAX_LONG_HEADER_PIECES}`, { [`x-arc-long-h-x-${MAX_LONG_HEADER_PIECES}`]: "a" }],
+    ["a missing piece", { "x-arc-long-h-x-0": "a", "x-arc-long-h-x-2": "c" }],
+  ])("pieces no splitter makes are refused: %s", (_what, headers) => {
+    expect(() => joinLongHeaders(headers)).toThrow(LongHeaderError);
   });
 });
