@@ -2,15 +2,16 @@
 // arcproxy: a local kubeconfig endpoint for a cluster behind a cluster-connect relay; also a kubectl exec credential plugin.
 import { rename, rm, writeFile } from "node:fs/promises";
 import { defineCommand } from "citty";
-import { readCaFile } from "../lib/client/index.ts";
+import { createRelayConnection, readCaFile } from "../lib/client/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
 import { defaultKubeconfigPath } from "../lib/kube/index.ts";
 import {
   buildCredentialKubeconfig, buildExecCredential, buildTokenSourceArgs, createTokenSource, resolveSelfCommand,
-  resolveTokenSourceSpec, runChildCommand, startProxySession, type KubeconfigTarget,
+  listClusters, readUserConfig, resolveRelayUrl, resolveTokenSourceSpec, runChildCommand, startProxySession, type KubeconfigTarget,
 } from "../lib/proxy/index.ts";
 import { childCommand, loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { clusterArgs, logLevelArgs, relayArgs, relayTlsArgs, tokenSourceArgs } from "./flags.ts";
+import { formatReachableClusters } from "./tables.ts";
 
 /** The port of `arcproxy --cluster x` when none is given (as a kubeconfig made earlier expects). */
 const DEFAULT_PORT = 47011;
@@ -49,7 +50,7 @@ const proxy = defineCommand({
     const source = createTokenSource(resolveTokenSourceSpec(args, process.env), { logger });
     logger.debug("token source", { source: source.describe() });
     const session = await startProxySession({
-      relayUrl: args.relay,
+      relayUrl: resolveRelayUrl(args.relay, process.env, await readUserConfig()),
       cluster: args.cluster,
       // Asked on every request, so the source can hand out a fresh token as the old one nears expiry.
       getToken: () => source.getToken(),
@@ -108,7 +109,7 @@ const kubeconfig = defineCommand({
   async run({ args }) {
     resolveTokenSourceSpec(args, process.env);
     process.stdout.write(buildCredentialKubeconfig({
-      relayUrl: args.relay,
+      relayUrl: resolveRelayUrl(args.relay, process.env, await readUserConfig()),
       cluster: args.cluster,
       caPem: args["relay-ca"] ? await readCaFile(args["relay-ca"]) : undefined,
       self: resolveSelfCommand(process.execPath, import.meta.path),
@@ -118,11 +119,34 @@ const kubeconfig = defineCommand({
   },
 });
 
+const clusters = defineCommand({
+  meta: { name: "clusters", description: "List the clusters you may reach through the relay, with their status" },
+  args: {
+    ...relayArgs, ...tokenSourceArgs, "relay-ca": relayTlsArgs["relay-ca"],
+    output: { type: "enum", options: ["table", "json"], default: "table", alias: "o", description: "table or json" },
+  },
+  async run({ args }) {
+    const source = createTokenSource(resolveTokenSourceSpec(args, process.env));
+    const relay = createRelayConnection(resolveRelayUrl(args.relay, process.env, await readUserConfig()), {
+      ...(args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {}),
+    });
+    try {
+      const list = await listClusters(relay, await source.getToken());
+      process.stdout.write((args.output === "json" ? JSON.stringify(list, null, 2) : formatReachableClusters(list)) + "\n");
+    } finally {
+      relay.close();
+      source.close?.();
+    }
+    process.exit(0);
+  },
+});
+
 // The proxy is the default; its flags are declared here too so citty can tell a flag's value from a subcommand name.
 const main = defineCommand({
   meta: { name: "arcproxy", version, description: "Reach a cluster through a cluster-connect relay with a local kubeconfig; add -- COMMAND ARGS to run one command with it" },
-  args: proxyArgs,
-  subCommands: { proxy, credential, kubeconfig },
+  // --cluster is the proxy's to require: `arcproxy clusters` has none.
+  args: { ...proxyArgs, cluster: { ...clusterArgs.cluster, required: false } },
+  subCommands: { proxy, credential, kubeconfig, clusters },
   default: "proxy",
 });
 

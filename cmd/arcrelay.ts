@@ -40,6 +40,7 @@ const serve = defineCommand({
     "max-requests-per-user": { type: "string", default: "100", description: "requests one user may have in flight at once (429 beyond); each may hold up to 1 MiB at the relay while its reader is stalled" },
     "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
     "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
+    "min-arcproxy-version": { type: "string", valueHint: "VERSION", description: "the oldest arcproxy users may run (published at /.well-known/cluster-connect)" },
     ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
@@ -64,6 +65,8 @@ const serve = defineCommand({
       agentWaitMs: parseDurationMs("agent-wait", args["agent-wait"], true),
       maxRequestsPerUser,
       tunnel: tunnelLiveness(args),
+      version,
+      minArcproxyVersion: args["min-arcproxy-version"],
       logger: loggerFor("arcrelay", args["log-level"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);

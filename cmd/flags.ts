@@ -12,7 +12,7 @@ export const logLevelArgs = {
 } as const satisfies Record<string, ArgDef>;
 
 export const relayArgs = {
-  relay: { type: "string", required: true, valueHint: "URL", description: "Relay URL, e.g. https://relay.example.com" },
+  relay: { type: "string", valueHint: "URL", description: "Relay URL, e.g. https://relay.example.com (default: $ARC_RELAY, else the remembered one)" },
 } as const satisfies Record<string, ArgDef>;
 
 export const relayTlsArgs = {

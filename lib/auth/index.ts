@@ -9,7 +9,7 @@ export {
 } from "./issuer.ts";
 export type { SettingsStore, BuiltinIssuer } from "./issuer.ts";
 export { createUserTokenVerifier, MAX_TOKEN_BYTES } from "./verifier.ts";
-export type { TrustedIssuer, Identity, UserTokenVerifier, UserTokenVerifierOptions } from "./verifier.ts";
+export type { TrustedIssuer, IssuerLogin, Identity, UserTokenVerifier, UserTokenVerifierOptions } from "./verifier.ts";
 export { loadIssuerConfig, parseIssuerConfig, resolveTrustedIssuers, ISSUER_ALGORITHMS } from "./issuer-config.ts";
 export type { TrustedIssuerConfig } from "./issuer-config.ts";
 export { createLazyJwksUrl, DISCOVERY_PATH } from "./discovery.ts";

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument, type Document } from "yaml";
 import { createLazyJwksUrl, endpointUrlProblem, type DiscoveryOptions } from "./discovery.ts";
-import type { TrustedIssuer } from "./verifier.ts";
+import type { IssuerLogin, TrustedIssuer } from "./verifier.ts";
 import { ConfigError } from "../errors/index.ts";
 
 /** One entry of `issuers:` in the config file, validated. */
@@ -26,7 +26,11 @@ export interface TrustedIssuerConfig {
   ca?: string;
   /** Agents only: `relay` fetches this issuer's keys through the relay (the cluster cannot reach the issuer). */
   keysFrom?: "issuer" | "relay";
+  /** Relays only: the public client `arcproxy login` uses with this issuer (advertised at /.well-known/cluster-connect). */
+  login?: IssuerLogin;
 }
+
+const DEFAULT_LOGIN_SCOPES = ["openid", "profile", "email", "offline_access"];
 
 /** Asymmetric JWS algorithms: HMAC or `none` would let anyone holding the public key, or nothing, mint tokens. */
 export const ISSUER_ALGORITHMS: readonly string[] = [
@@ -35,7 +39,7 @@ export const ISSUER_ALGORITHMS: readonly string[] = [
 const DEFAULT_ALGORITHMS = ["RS256"];
 const ISSUER_FIELDS = [
   "issuer", "audiences", "usernameClaim", "usernamePrefix", "groupsClaim", "groupsPrefix", "algorithms", "jwksUrl", "caFile",
-  "keysFrom",
+  "keysFrom", "login",
 ];
 /** A config file is a few issuers; anything this large is the wrong file. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -136,10 +140,13 @@ function parseIssuerEntry(entry: unknown, at: Path, fail: (at: Path, message: st
   if (groupsPrefix !== undefined && groupsClaim === undefined) fail([...at, "groupsPrefix"], "needs groupsClaim");
   const keysFrom = text("keysFrom");
   if (keysFrom !== undefined && keysFrom !== "issuer" && keysFrom !== "relay") fail([...at, "keysFrom"], "must be issuer or relay");
+  const audiences = list("audiences");
+  const login = parseLogin(entry.login, [...at, "login"], audiences, fail);
   return dropUndefined({
+    login,
     keysFrom: keysFrom as "issuer" | "relay" | undefined,
     issuer,
-    audiences: list("audiences"),
+    audiences,
     usernameClaim: text("usernameClaim", { required: true })!,
     usernamePrefix: prefix("usernamePrefix"),
     groupsClaim,
@@ -148,6 +155,25 @@ function parseIssuerEntry(entry: unknown, at: Path, fail: (at: Path, message: st
     jwksUrl: url("jwksUrl", false),
     caFile: text("caFile"),
   });
+}
+
+/** `login: {clientId, scopes}`: a public client (no secret: PKCE protects the code), one of the audiences. */
+function parseLogin(value: unknown, at: Path, audiences: string[], fail: (at: Path, message: string) => never): IssuerLogin | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isRecord(value)) return fail(at, "must be a mapping with clientId (and scopes)");
+  for (const key of Object.keys(value)) {
+    if (key !== "clientId" && key !== "scopes") fail([...at, key], "unknown field; known fields are clientId, scopes");
+  }
+  const clientId = value.clientId;
+  if (typeof clientId !== "string" || clientId.length === 0) return fail([...at, "clientId"], "is required");
+  if (!audiences.includes(clientId)) {
+    fail([...at, "clientId"], `must be one of audiences (${audiences.join(", ")}): an ID token names its client as its audience`);
+  }
+  const scopes = value.scopes ?? DEFAULT_LOGIN_SCOPES;
+  if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== "string" || s.length === 0) || !scopes.includes("openid")) {
+    fail([...at, "scopes"], 'must be a list of scopes that includes "openid"');
+  }
+  return { clientId, scopes: scopes as string[] };
 }
 
 /**
@@ -171,6 +197,7 @@ export function resolveTrustedIssuers(
     algorithms: config.algorithms,
     tlsCa: config.ca,
     keysFrom: config.keysFrom,
+    login: config.login,
   }));
 }
 

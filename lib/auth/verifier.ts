@@ -36,6 +36,16 @@ export interface TrustedIssuer {
   keysFrom?: "issuer" | "relay";
   /** Headers for each JWKS request, made fresh per fetch (the agent's token for the relay). */
   jwksRequestHeaders?: () => Promise<Record<string, string>>;
+  /** A public OIDC client users log in with (`arcproxy login`); the relay advertises it. Not used to verify. */
+  login?: IssuerLogin;
+}
+
+/** What `arcproxy login` needs to run the authorization code flow (with PKCE) against an issuer. */
+export interface IssuerLogin {
+  /** The public client's id; its ID tokens name it in `aud`, so it is one of the issuer's audiences. */
+  clientId: string;
+  /** Default ["openid", "profile", "email", "offline_access"]. */
+  scopes: string[];
 }
 
 export interface Identity {

@@ -1,6 +1,7 @@
 // Asks the relay about one cluster before anything else starts, turning its answers into clear errors.
 import { callRelay, clusterApiPath, refusalError, type RelayConnection } from "../client/index.ts";
-import { BadGateway } from "../errors/index.ts";
+import { ArcError, BadGateway, Forbidden, NotFound } from "../errors/index.ts";
+import { protocol } from "../tunnel/index.ts";
 import { CLUSTER_INFO_TIMEOUT_MS } from "./timeouts.ts";
 
 /** The relay's view of a cluster (`GET /v1/clusters/{name}`). */
@@ -22,7 +23,7 @@ export async function fetchClusterInfo(relay: RelayConnection, cluster: string, 
   const path = clusterApiPath(cluster).replace(/\/k8s$/, "");
   const answer = await callRelay(relay, { path, token, timeoutMs: CLUSTER_INFO_TIMEOUT_MS });
   if (answer.status !== 200) {
-    throw refusalError(answer.status, answer.json, {
+    const refusal = refusalError(answer.status, answer.json, {
       relay: relay.url,
       fallback: { 401: "unauthorized", 403: "forbidden", 404: `cluster ${cluster} not found` },
       advice: {
@@ -31,10 +32,66 @@ export async function fetchClusterInfo(relay: RelayConnection, cluster: string, 
         404: { say: "check --cluster (clusters are registered with arcrelay cluster add)", unless: "arcrelay cluster" },
       },
     });
+    throw refusal instanceof NotFound || refusal instanceof Forbidden ? await withSuggestions(refusal, relay, cluster, token) : refusal;
   }
   const info = answer.json as Partial<ClusterInfo> | undefined;
   if (!info || typeof info.name !== "string" || typeof info.connected !== "boolean") {
     throw new BadGateway(`relay ${relay.url.base} answered cluster ${cluster} without name/connected; is --relay the relay's URL?`);
   }
   return info as ClusterInfo;
+}
+
+/**
+ * The clusters the token's user may reach (`GET /v1/clusters`), sorted by name. Throws the relay's
+ * refusal as an ArcError, RelayUnreachable/UpstreamTimeout, or BadGateway for an answer that is
+ * not a list of clusters.
+ */
+export async function listClusters(relay: RelayConnection, token: string): Promise<ClusterInfo[]> {
+  const answer = await callRelay(relay, { path: protocol.CLUSTERS_PATH, token, timeoutMs: CLUSTER_INFO_TIMEOUT_MS });
+  if (answer.status !== 200) {
+    throw refusalError(answer.status, answer.json, {
+      relay: relay.url,
+      advice: { 401: { say: "get a fresh token (arcrelay token create, or your identity provider) and pass --token or set ARC_TOKEN", unless: "token create" } },
+    });
+  }
+  if (!Array.isArray(answer.json) || !answer.json.every((c) => typeof (c as ClusterInfo)?.name === "string" && typeof (c as ClusterInfo).connected === "boolean")) {
+    throw new BadGateway(`relay ${relay.url.base} answered ${protocol.CLUSTERS_PATH} with something other than a list of clusters; is --relay the relay's URL?`);
+  }
+  return answer.json as ClusterInfo[];
+}
+
+/**
+ * Up to three names in `known` close to `wanted` (a typo, a missing suffix), nearest first: edit
+ * distance at most a third of the name's length (at least 1), or one containing the other.
+ */
+export function suggestClusterNames(wanted: string, known: readonly string[]): string[] {
+  const limit = Math.max(1, Math.floor(wanted.length / 3));
+  return known
+    .map((name) => ({ name, distance: editDistance(wanted, name), contains: name.includes(wanted) || wanted.includes(name) }))
+    .filter((c) => c.name !== wanted && (c.distance <= limit || c.contains))
+    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
+    .slice(0, 3)
+    .map((c) => c.name);
+}
+
+/** The refusal, with the names the user may have meant; unchanged if the list cannot be had. */
+async function withSuggestions(refusal: ArcError, relay: RelayConnection, cluster: string, token: string): Promise<ArcError> {
+  const known = await listClusters(relay, token).then((list) => list.map((c) => c.name), () => []);
+  const near = suggestClusterNames(cluster, known);
+  if (near.length === 0) return refusal;
+  const Refusal = refusal.constructor as new (message: string) => ArcError;
+  return new Refusal(`${refusal.message}; did you mean ${near.join(", ")}? (arcproxy clusters lists them)`);
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions), in O(a*b) for short names. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }

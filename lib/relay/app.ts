@@ -14,6 +14,7 @@ import { readJsonBody } from "./json-body.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import { remoteAddressOf, type UserAccess } from "./user-access.ts";
+import type { ClientConfig } from "./client-config.ts";
 
 export interface RelayAppDeps {
   store: RelayStore;
@@ -30,6 +31,8 @@ export interface RelayAppDeps {
    * (user logins are limited by `access`, which holds the same limiter).
    */
   rateLimiter?: AuthRateLimiter;
+  /** Served at /.well-known/cluster-connect; default: the relay's URL and version "dev", no login issuers. */
+  clientConfig?: ClientConfig;
   /** False once the relay began to drain; default always true. */
   isReady?: () => boolean;
 }
@@ -55,20 +58,35 @@ export function createRelayApp(options: RelayAppDeps): Hono {
   app.get("/.well-known/openid-configuration", (c) => c.json(deps.issuer.discovery()));
   app.get("/.well-known/jwks.json", (c) => c.json(deps.issuer.jwks()));
 
-  app.get("/v1/clusters/:name", async (c) => {
-    const name = validateClusterName(c.req.param("name"));
-    const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
-    await deps.access.authorize(identity, name, "cluster-user");
+  app.get(protocol.CLIENT_CONFIG_PATH, (c) => c.json(deps.clientConfig ?? { relay: deps.issuer.issuer, version: "dev", loginIssuers: [] }));
+
+  /** What arcproxy shows of a cluster: whether its agent is connected, its versions, when it was last seen. */
+  const clusterView = async (name: string) => {
     const record = await deps.store.getCluster(name);
-    if (!record) throw new NotFound(`cluster "${name}" is not registered with this relay`);
+    if (!record) return undefined;
     const tunnel = deps.registry.get(name);
-    return c.json({
+    return {
       name,
       connected: tunnel !== undefined,
       agentVersion: tunnel?.agentVersion ?? record.agentVersion,
       kubernetesVersion: tunnel?.kubernetesVersion ?? record.kubernetesVersion,
       lastSeen: record.lastSeen?.toISOString(),
-    });
+    };
+  };
+
+  app.get(protocol.CLUSTERS_PATH, async (c) => {
+    const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
+    const names = await deps.access.reachableClusters(identity, "cluster-user");
+    return c.json((await Promise.all(names.map(clusterView))).filter((v) => v !== undefined));
+  });
+
+  app.get("/v1/clusters/:name", async (c) => {
+    const name = validateClusterName(c.req.param("name"));
+    const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
+    await deps.access.authorize(identity, name, "cluster-user");
+    const view = await clusterView(name);
+    if (!view) throw new NotFound(`cluster "${name}" is not registered with this relay`);
+    return c.json(view);
   });
 
   app.post(protocol.AGENT_ENROLL_PATH, async (c) => {

@@ -22,6 +22,7 @@ import { openSqliteStore, type RelayStore } from "./store/index.ts";
 import { createTunnelRegistry } from "./tunnel-registry.ts";
 import { createUserAccess } from "./user-access.ts";
 import { rememberClientAddress } from "./client-address.ts";
+import { buildClientConfig } from "./client-config.ts";
 
 export interface RelayOptions {
   host: string;
@@ -45,6 +46,10 @@ export interface RelayOptions {
   maxRequestsPerUser?: number;
   /** Tunnel liveness (`--tunnel-ping-interval`, `--tunnel-dead-after`), ms. */
   tunnel?: { pingIntervalMs?: number; deadAfterMs?: number };
+  /** Published at /.well-known/cluster-connect (default "dev"). */
+  version?: string;
+  /** The oldest arcproxy this relay works with (`--min-arcproxy-version`); published beside the version. */
+  minArcproxyVersion?: string;
   logger: Logger;
 }
 
@@ -154,7 +159,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   });
   const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
-  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, isReady: () => ready && !drain.draining });
+  const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 

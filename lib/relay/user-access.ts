@@ -18,6 +18,8 @@ export interface UserAccess {
   authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string, signal?: AbortSignal): Promise<Identity>;
   /** Throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
   authorize(identity: Identity, cluster: string, role: Role): Promise<void>;
+  /** The registered clusters on which `identity` holds at least `role`, by name. */
+  reachableClusters(identity: Identity, role: Role): Promise<string[]>;
 }
 
 export function createUserAccess(opts: {
@@ -41,6 +43,14 @@ export function createUserAccess(opts: {
       const known = opts.cachedIdentity?.(token);
       if (known) return known;
       return limitAuthentication(opts.rateLimiter, remoteAddress, () => opts.verifyUserToken(token), signal);
+    },
+    async reachableClusters(identity, role) {
+      const [clusters, grants] = await Promise.all([opts.store.listClusters(), opts.store.listGrants()]);
+      return clusters
+        .map((c) => c.name)
+        .filter((name) => !(opts.bindAudienceToCluster && !identity.audiences.includes(clusterAudience(name))))
+        .filter((name) => roleAtLeast(findRole(identity, name, grants), role))
+        .sort();
     },
     async authorize(identity, cluster, role) {
       if (opts.bindAudienceToCluster && !identity.audiences.includes(clusterAudience(cluster))) {

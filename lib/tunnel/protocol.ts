@@ -28,6 +28,11 @@ export const NOT_FORWARDED_HEADER = "x-arc-not-forwarded";
 export const AGENT_VERSION_HEADER = "x-arc-agent-version";
 export const KUBE_VERSION_HEADER = "x-arc-kubernetes-version";
 
+/** What clients (arcproxy) learn about the relay before anything else: lib/relay/client-config.ts. */
+export const CLIENT_CONFIG_PATH = "/.well-known/cluster-connect";
+/** The clusters the caller may reach, with their status (arcproxy clusters). */
+export const CLUSTERS_PATH = "/v1/clusters";
+
 /** Path of the agent's WebSocket endpoint on the relay. */
 export const AGENT_CONNECT_PATH = "/v1/agent/connect";
 export const AGENT_ENROLL_PATH = "/v1/agent/enroll";

@@ -25,6 +25,13 @@ afterAll(async () => {
 });
 
 describe("valid config", () => {
+  test("a login client: default scopes, advertised beside the verifier's view", () => {
+    const text = "issuers:\n  - issuer: https://idp.example.com\n    audiences: [arcproxy]\n    usernameClaim: email\n    login: {clientId: arcproxy}\n";
+    const [config] = parseIssuerConfig(text, "relay.yaml");
+    expect(config!.login).toEqual({ clientId: "arcproxy", scopes: ["openid", "profile", "email", "offline_access"] });
+    expect(resolveTrustedIssuers([config!])[0]!.login).toEqual(config!.login);
+  });
+
   test("reads every field", () => {
     expect(parseIssuerConfig(ENTRA, "relay.yaml")).toEqual([{
       issuer: "https://login.microsoftonline.com/TENANT/v2.0",
@@ -91,6 +98,9 @@ describe("mistakes are refused naming the file, line and field", () => {
     ["empty algorithms", entry("    algorithms: []\n"), /issuers\[0\]\.algorithms: must be a non-empty list/],
     ["system: prefix", entry("    usernamePrefix: \"system:\"\n"), /issuers\[0\]\.usernamePrefix: must not start with "system:"/],
     ["groupsPrefix without groupsClaim", entry("    groupsPrefix: \"x:\"\n"), /issuers\[0\]\.groupsPrefix: needs groupsClaim/],
+    ["login client that is not an audience", entry("    login: {clientId: other}\n"), /issuers\[0\]\.login\.clientId: must be one of audiences \(arc\)/],
+    ["login without openid", entry("    login: {clientId: arc, scopes: [email]}\n"), /issuers\[0\]\.login\.scopes: must be a list of scopes that includes "openid"/],
+    ["login with a secret", entry("    login: {clientId: arc, clientSecret: s}\n"), /issuers\[0\]\.login\.clientSecret: unknown field/],
     ["http jwksUrl off loopback", entry("    jwksUrl: http://idp.example.com/keys\n"), /issuers\[0\]\.jwksUrl: .* must be an https URL/],
     ["prefix not a string", entry("    usernamePrefix: 5\n"), /issuers\[0\]\.usernamePrefix: must be a string/],
     ["same issuer twice", `issuers:\n${entry("").split("\n").slice(1).join("\n")}${entry("").split("\n").slice(1).join("\n")}`,

@@ -1,7 +1,7 @@
 // The arcproxy command as a user runs it: a real process against the fake relay.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -105,4 +105,38 @@ test("a kubeconfig that is not valid YAML is refused and left as it was", async 
   } finally {
     await rm(home, { recursive: true, force: true });
   }
+});
+
+test("arcproxy clusters lists what the user may reach, using the remembered relay when none is named", async () => {
+  const home = await mkdtemp(join(tmpdir(), "arcproxy-home-"));
+  try {
+    const configDir = join(home, "cluster-connect");
+    await mkdir(configDir, { recursive: true });
+    await writeFile(join(configDir, "config.yaml"), `relay: ${relay.url}\n`);
+    const { stdout, stderr, code } = await finish(runArcproxy(["clusters"], { ARC_TOKEN: USER_TOKEN, XDG_CONFIG_HOME: home, ARC_RELAY: "" }));
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout.split("\n")[0]).toMatch(/^NAME\s+STATUS\s+KUBERNETES\s+LAST SEEN$/);
+    expect(stdout).toMatch(new RegExp(`^${CLUSTER}\\s+connected\\s+v1\\.33\\.0\\s+now$`, "m"));
+    expect(stdout).toMatch(new RegExp(`^${CLUSTER}-eu\\s+offline\\s+-\\s+2026-11-30T10:00:00\\.000Z$`, "m"));
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+test("no relay anywhere: one line that says how to name one", async () => {
+  const home = await mkdtemp(join(tmpdir(), "arcproxy-home-"));
+  try {
+    const { stderr, code } = await finish(runArcproxy(["clusters"], { ARC_TOKEN: USER_TOKEN, XDG_CONFIG_HOME: home, ARC_RELAY: "" }));
+    expect(code).toBe(1);
+    expect(stderr).toContain("no relay: pass --relay https://relay.example.com, set ARC_RELAY, or run arcproxy login --relay URL once");
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+test("an unknown cluster name suggests the nearest ones the user may reach", async () => {
+  const { stderr, code } = await finish(runArcproxy(["--relay", relay.url, "--cluster", `${CLUSTER}-e`, "--port", "0", "--", "true"], { ARC_TOKEN: USER_TOKEN }));
+  expect(code).toBe(1);
+  expect(stderr).toContain(`did you mean ${CLUSTER}-eu, ${CLUSTER}? (arcproxy clusters lists them)`);
 });

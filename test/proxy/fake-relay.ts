@@ -34,6 +34,13 @@ export async function startFakeRelay(opts: { tls?: { cert: string; key: string }
       res.end(body);
     };
     if (req.headers.authorization !== `Bearer ${USER_TOKEN}`) return send(401, status(401, "Unauthorized", "token expired or invalid"));
+    // The clusters alice may reach (GET /v1/clusters, as lib/relay/app.ts answers it).
+    if (url === "/v1/clusters") {
+      return send(200, JSON.stringify([
+        { name: CLUSTER, connected: true, kubernetesVersion: "v1.33.0" },
+        { name: `${CLUSTER}-eu`, connected: false, lastSeen: "2026-11-30T10:00:00.000Z" },
+      ]));
+    }
     if (url === `/v1/clusters/${CLUSTER}`) return send(200, JSON.stringify({ name: CLUSTER, connected: true, kubernetesVersion: "v1.33.0" }));
     if (url === "/v1/clusters/secret") return send(403, status(403, "Forbidden", "user alice may not use cluster secret"));
     if (!url.startsWith(prefix)) return send(404, status(404, "NotFound", `cluster ${url.split("/")[3]} is not registered`));

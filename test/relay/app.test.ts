@@ -105,6 +105,31 @@ describe("health and discovery", () => {
   });
 });
 
+describe("GET /.well-known/cluster-connect", () => {
+  test("without a configured document: the relay's URL, no login issuers", async () => {
+    const response = await app.request("/.well-known/cluster-connect");
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ relay: ISSUER_URL, version: "dev", loginIssuers: [] });
+  });
+});
+
+describe("GET /v1/clusters", () => {
+  test("lists only the clusters the caller may reach, by name, with their status", async () => {
+    for (const name of ["prod", "staging", "secret"]) await store.addCluster(name);
+    await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+    await store.addGrant({ principal: "group:ops", cluster: "staging", role: "cluster-admin" });
+    registry.register({ cluster: "prod", tunnel: fakeTunnel(), agentVersion: "0.2.0", kubernetesVersion: "v1.32.1", connectedAt: new Date() });
+    const response = await app.request("/v1/clusters", { headers: await bearer("alice", ["ops"]) });
+    expect(response.status).toBe(200);
+    const listed = (await response.json()) as { name: string; connected: boolean }[];
+    expect(listed.map((c) => [c.name, c.connected])).toEqual([["prod", true], ["staging", false]]);
+  });
+
+  test("without a token: 401", async () => {
+    await expectStatus(await app.request("/v1/clusters"), 401, "Unauthorized");
+  });
+});
+
 describe("GET /v1/clusters/:name", () => {
   test("without a token: 401 Status that says how to get one", async () => {
     await store.addCluster("prod");
