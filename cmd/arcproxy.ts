@@ -2,12 +2,14 @@
 // arcproxy: a local kubeconfig endpoint for a cluster behind a cluster-connect relay; also a kubectl exec credential plugin.
 import { rename, rm, writeFile } from "node:fs/promises";
 import { defineCommand } from "citty";
-import { createRelayConnection, readCaFile } from "../lib/client/index.ts";
+import { SingleBar } from "cli-progress";
+import { createRelayConnection, parseRelayUrl, readCaFile } from "../lib/client/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
 import { defaultKubeconfigPath } from "../lib/kube/index.ts";
 import {
   buildCredentialKubeconfig, buildExecCredential, buildTokenSourceArgs, createTokenSource, resolveSelfCommand,
   listClusters, readUserConfig, resolveRelayUrl, resolveTokenSourceSpec, runChildCommand, startProxySession, type KubeconfigTarget,
+  updateSelf, userConfigDir, writeUserConfig, runLogin, runLogout, openBrowser,
 } from "../lib/proxy/index.ts";
 import { childCommand, loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { clusterArgs, logLevelArgs, relayArgs, relayTlsArgs, tokenSourceArgs } from "./flags.ts";
@@ -47,10 +49,11 @@ const proxy = defineCommand({
     const kubeconfig: KubeconfigTarget = command.length > 0 ? { kind: "temp" }
       : out === "-" ? { kind: "none" }
       : { kind: "merge", path: out || defaultKubeconfigPath(), ...(args.context ? { context: args.context } : {}) };
-    const source = createTokenSource(resolveTokenSourceSpec(args, process.env), { logger });
+    const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
+    const source = createTokenSource(resolveTokenSourceSpec(args, process.env, relayUrl), { logger });
     logger.debug("token source", { source: source.describe() });
     const session = await startProxySession({
-      relayUrl: resolveRelayUrl(args.relay, process.env, await readUserConfig()),
+      relayUrl,
       cluster: args.cluster,
       // Asked on every request, so the source can hand out a fresh token as the old one nears expiry.
       getToken: () => source.getToken(),
@@ -59,6 +62,7 @@ const proxy = defineCommand({
       kubeconfig,
       tls: { ca: args["relay-ca"] ? await readCaFile(args["relay-ca"]) : undefined, insecureSkipVerify: args["insecure-skip-tls-verify"] },
       relayRetryMs: parseDurationMs("relay-retry", args["relay-retry"], true),
+      version,
       logger,
     });
     const ready = args["ready-file"];
@@ -95,7 +99,8 @@ const credential = defineCommand({
   meta: { name: "credential", description: "kubectl exec credential plugin: print an ExecCredential with the user token (see arcproxy kubeconfig)" },
   args: { ...relayArgs, ...clusterArgs, ...tokenSourceArgs },
   async run({ args }) {
-    const source = createTokenSource(resolveTokenSourceSpec(args, process.env));
+    const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
+    const source = createTokenSource(resolveTokenSourceSpec(args, process.env, relayUrl));
     const json = buildExecCredential(await source.getCredential());
     source.close?.();
     process.stdout.write(json + "\n");
@@ -107,9 +112,10 @@ const kubeconfig = defineCommand({
   meta: { name: "kubeconfig", description: "Print a kubeconfig that reaches the cluster through the relay directly, with arcproxy credential as its exec plugin" },
   args: { ...relayArgs, ...clusterArgs, "relay-ca": relayTlsArgs["relay-ca"], ...tokenSourceArgs },
   async run({ args }) {
-    resolveTokenSourceSpec(args, process.env);
+    const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
+    resolveTokenSourceSpec(args, process.env, relayUrl);
     process.stdout.write(buildCredentialKubeconfig({
-      relayUrl: resolveRelayUrl(args.relay, process.env, await readUserConfig()),
+      relayUrl,
       cluster: args.cluster,
       caPem: args["relay-ca"] ? await readCaFile(args["relay-ca"]) : undefined,
       self: resolveSelfCommand(process.execPath, import.meta.path),
@@ -126,8 +132,9 @@ const clusters = defineCommand({
     output: { type: "enum", options: ["table", "json"], default: "table", alias: "o", description: "table or json" },
   },
   async run({ args }) {
-    const source = createTokenSource(resolveTokenSourceSpec(args, process.env));
-    const relay = createRelayConnection(resolveRelayUrl(args.relay, process.env, await readUserConfig()), {
+    const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
+    const source = createTokenSource(resolveTokenSourceSpec(args, process.env, relayUrl));
+    const relay = createRelayConnection(relayUrl, {
       ...(args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {}),
     });
     try {
@@ -141,12 +148,127 @@ const clusters = defineCommand({
   },
 });
 
+const setRelay = defineCommand({
+  meta: { name: "set-relay", description: "Remember the relay, so --relay is not needed (install.sh and arcproxy login do this)" },
+  args: {
+    url: { type: "positional", required: true, description: "relay URL" },
+    "downloads-key-sha256": { type: "string", valueHint: "HEX", description: "pin the relay's downloads signing key (printed by arcrelay serve); arcproxy update refuses another" },
+  },
+  async run({ args }) {
+    const relay = parseRelayUrl(args.url, "the relay URL").base;
+    const pin = args["downloads-key-sha256"]?.toLowerCase();
+    if (pin !== undefined && !/^[0-9a-f]{64}$/.test(pin)) throw new ConfigError("--downloads-key-sha256: give the 64 hex digits arcrelay serve prints");
+    const current = await readUserConfig();
+    // A pin belongs to its relay: naming another relay without one drops the old pin.
+    const keep = current.relay === relay && !pin ? current.downloadsKeySha256 : pin;
+    await writeUserConfig({ ...current, relay, ...(keep ? { downloadsKeySha256: keep } : { downloadsKeySha256: undefined }) });
+    process.stdout.write(`relay ${relay} remembered in ${userConfigDir()}\n`);
+    process.exit(0);
+  },
+});
+
+const viewConfig = defineCommand({
+  meta: { name: "view", description: "Print arcproxy's remembered settings" },
+  async run() {
+    process.stdout.write(JSON.stringify({ dir: userConfigDir(), ...(await readUserConfig()) }, null, 2) + "\n");
+    process.exit(0);
+  },
+});
+
+const config = defineCommand({
+  meta: { name: "config", description: "arcproxy's remembered settings (the relay)" },
+  subCommands: { "set-relay": setRelay, view: viewConfig },
+});
+
+const update = defineCommand({
+  meta: { name: "update", description: "Replace this arcproxy with the relay's current one, verified against the relay's signed list" },
+  args: {
+    ...relayArgs,
+    "relay-ca": relayTlsArgs["relay-ca"],
+    path: { type: "string", valueHint: "FILE", description: "the arcproxy file to replace (default: this executable)" },
+    force: { type: "boolean", description: "download even when the relay's version is this one" },
+  },
+  async run({ args }) {
+    const remembered = await readUserConfig();
+    const relayUrl = resolveRelayUrl(args.relay, process.env, remembered);
+    // Run from sources, execPath is bun itself: never replace that.
+    if (!args.path && (version === "dev" || !/arcproxy(\.exe)?$/i.test(process.execPath))) {
+      throw new ConfigError(`this arcproxy is not a compiled release (it runs as ${process.execPath}); pass --path FILE or install with curl -fsSL ${relayUrl}/install.sh | sh`);
+    }
+    const target = args.path ?? process.execPath;
+    const relay = createRelayConnection(relayUrl, { ...(args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {}) });
+    const bar = process.stderr.isTTY ? new SingleBar({ format: "arcproxy [{bar}] {percentage}% {value}/{total} bytes", stream: process.stderr }) : undefined;
+    let barStarted = false;
+    try {
+      const result = await updateSelf({
+        relay, target, currentVersion: version, force: Boolean(args.force),
+        // The pin was made for the remembered relay; another relay has a key of its own.
+        pinnedKeySha256: remembered.relay === relayUrl ? remembered.downloadsKeySha256 : undefined,
+        onProgress: bar
+          ? (received, total) => {
+            if (!barStarted) bar.start(total, 0);
+            barStarted = true;
+            bar.update(received);
+          }
+          : undefined,
+      });
+      bar?.stop();
+      process.stdout.write(result.updated
+        ? `arcproxy ${result.version} installed at ${target} (SHA-256 ${result.sha256}, list signed by key ${result.keySha256})\n`
+        : `arcproxy ${version} is the relay's current version; nothing to do (--force downloads it again)\n`);
+    } finally {
+      bar?.stop();
+      relay.close();
+    }
+    process.exit(0);
+  },
+});
+
+const login = defineCommand({
+  meta: { name: "login", description: "Log in through your browser (or --device) at the relay's identity provider; arcproxy then uses and refreshes the token" },
+  args: {
+    ...relayArgs,
+    "relay-ca": relayTlsArgs["relay-ca"],
+    device: { type: "boolean", description: "device login (RFC 8628) for a machine without a browser: enter a code on another device" },
+    issuer: { type: "string", valueHint: "URL", description: "which of the relay's login issuers, when it has several" },
+  },
+  async run({ args }) {
+    const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
+    const relay = createRelayConnection(relayUrl, { ...(args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {}) });
+    try {
+      const result = await runLogin({
+        relay, device: Boolean(args.device), issuer: args.issuer, openBrowser,
+        notify: (line) => process.stderr.write(line + "\n"),
+      });
+      const reachable = result.clusters.map((c) => c.name);
+      process.stdout.write(
+        `Logged in to ${relayUrl} as ${result.login.subject ?? "you"} (${result.login.issuer}); token saved in ${result.path}\n` +
+          (reachable.length ? `You may reach: ${reachable.join(", ")}. Next: arcproxy --cluster ${reachable[0]}\n` : "You may reach no cluster yet: ask a relay admin for a grant\n"),
+      );
+    } finally {
+      relay.close();
+    }
+    process.exit(0);
+  },
+});
+
+const logout = defineCommand({
+  meta: { name: "logout", description: "Remove the tokens arcproxy login stored for the relay" },
+  args: { ...relayArgs },
+  async run({ args }) {
+    const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
+    const result = await runLogout(relayUrl);
+    process.stdout.write(result.removed ? `Logged out of ${relayUrl}${result.subject ? ` (${result.subject})` : ""}\n` : `Not logged in to ${relayUrl}; nothing to remove\n`);
+    process.exit(0);
+  },
+});
+
 // The proxy is the default; its flags are declared here too so citty can tell a flag's value from a subcommand name.
 const main = defineCommand({
   meta: { name: "arcproxy", version, description: "Reach a cluster through a cluster-connect relay with a local kubeconfig; add -- COMMAND ARGS to run one command with it" },
   // --cluster is the proxy's to require: `arcproxy clusters` has none.
   args: { ...proxyArgs, cluster: { ...clusterArgs.cluster, required: false } },
-  subCommands: { proxy, credential, kubeconfig, clusters },
+  subCommands: { proxy, credential, kubeconfig, clusters, config, update, login, logout },
   default: "proxy",
 });
 

@@ -41,6 +41,7 @@ const serve = defineCommand({
     "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
     "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
     "min-arcproxy-version": { type: "string", valueHint: "VERSION", description: "the oldest arcproxy users may run (published at /.well-known/cluster-connect)" },
+    "downloads-dir": { type: "string", valueHint: "DIR", description: "serve these release binaries (<os>-<arch>/arcproxy, as 'bun run build:all' writes dist/), signed, with /install.sh" },
     ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
@@ -67,9 +68,17 @@ const serve = defineCommand({
       tunnel: tunnelLiveness(args),
       version,
       minArcproxyVersion: args["min-arcproxy-version"],
+      downloadsDir: args["downloads-dir"],
       logger: loggerFor("arcrelay", args["log-level"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
+    if (relay.downloads) {
+      // What a user pins out of band (ARC_DOWNLOADS_KEY_SHA256), so install.sh trusts no key it was merely handed.
+      process.stdout.write(
+        `serving ${relay.downloads.files} downloads (version ${relay.downloads.version}) at ${relay.url}/v1/downloads/, install with: curl -fsSL ${relay.url}/install.sh | sh\n` +
+          `downloads signing key SHA-256 ${relay.downloads.publicKeySha256}:\n${relay.downloads.publicPem}`,
+      );
+    }
     // A second signal cuts the drain short: everything open is closed at once.
     await waitForShutdownSignal(() => void relay.close().then(() => process.exit(0)));
     await relay.shutdown(shutdown);

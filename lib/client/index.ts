@@ -11,3 +11,7 @@ export type { RelayRequest, RelayAnswer, RelayCall, RelayCallResult } from "./re
 export { refusalError } from "./relay-refusal.ts";
 export type { RefusalAdvice, RefusalContext } from "./relay-refusal.ts";
 export { proxyFor, proxyAgentFor, describeProxy } from "./egress.ts";
+export {
+  DOWNLOADS_JWS_TYPE, DOWNLOADS_PATHS, DownloadVerificationError, serializeDownloadsDocument, verifyDownloadsDocument, pickDownload, hostDownloadPlatform,
+} from "./downloads-document.ts";
+export type { DownloadFile, DownloadsDocument } from "./downloads-document.ts";

@@ -16,3 +16,13 @@ export { resolveTokenSourceSpec, buildTokenSourceArgs, DEFAULT_AUDIENCE } from "
 export type { TokenSourceFlags, TokenSourceEnv } from "./token-source-flags.ts";
 export { buildExecCredential, buildCredentialKubeconfig, resolveSelfCommand, EXEC_CREDENTIAL_API_VERSION } from "./exec-credential.ts";
 export type { SelfCommand, CredentialKubeconfigOptions } from "./exec-credential.ts";
+export { updateSelf, publicKeySha256 } from "./self-update.ts";
+export type { UpdateOptions, UpdateResult } from "./self-update.ts";
+export { checkArcproxyVersion, compareVersions, ArcproxyTooOld } from "./version-gate.ts";
+export { runLogin, runLogout, fetchLoginIssuers } from "./login-flow.ts";
+export type { LoginOptions } from "./login-flow.ts";
+export { loginWithBrowser, loginWithDeviceCode, refreshLogin, LOGIN_TIMEOUT_MS } from "./oidc-login.ts";
+export type { LoginIssuer } from "./oidc-login.ts";
+export { readLogin, writeLogin, removeLogin, loginFilePath } from "./login-store.ts";
+export type { StoredLogin } from "./login-store.ts";
+export { openBrowser } from "./open-browser.ts";

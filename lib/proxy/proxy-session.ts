@@ -7,6 +7,7 @@ import type { Logger } from "../observe/index.ts";
 import { startLocalProxy } from "./local-proxy.ts";
 import { createRelayConnection, type RelayTls } from "../client/index.ts";
 import { fetchClusterInfo } from "./relay-client.ts";
+import { checkArcproxyVersion } from "./version-gate.ts";
 
 export interface ProxySessionOptions {
   relayUrl: string;
@@ -21,6 +22,8 @@ export interface ProxySessionOptions {
   tls: RelayTls;
   /** How long a request is sent again while the relay restarts (ms); default 30,000 (`--relay-retry`). */
   relayRetryMs?: number;
+  /** This arcproxy's version, checked against the relay's minimum at start; default "dev" (never refused). */
+  version?: string;
   logger: Logger;
 }
 
@@ -52,7 +55,8 @@ export interface ProxySession {
  *
  * Throws ConfigError for a bad relay URL; the relay's refusal as an ArcError with what to do next
  * (401 token, 403 grant, 404 cluster); RelayUnreachable/UpstreamTimeout when the relay cannot be
- * asked; an Error naming the port when it is taken; ConfigError when the kubeconfig cannot be
+ * asked; ArcproxyTooOld naming the version and `arcproxy update` when the relay needs a newer
+ * arcproxy; an Error naming the port when it is taken; ConfigError when the kubeconfig cannot be
  * merged (invalid YAML, locked, a context of that name arcproxy did not write), leaving it as it
  * was. A cluster whose agent is offline is not an
  * error: it is logged, and requests wait for the agent at the relay.
@@ -66,7 +70,11 @@ export async function startProxySession(opts: ProxySessionOptions): Promise<Prox
   if (relay.proxy) logger.info("reaching the relay through a proxy", { proxy: relay.proxy });
   let info;
   try {
-    info = await fetchClusterInfo(relay, opts.cluster, await opts.getToken());
+    // No token is a local problem, told before the network is asked; then too old a client, as
+    // its other failures could be a symptom of it.
+    const token = await opts.getToken();
+    await checkArcproxyVersion(relay, opts.version ?? "dev");
+    info = await fetchClusterInfo(relay, opts.cluster, token);
   } catch (error) {
     relay.close();
     throw error;

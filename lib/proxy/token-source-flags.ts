@@ -22,7 +22,7 @@ export interface TokenSourceEnv {
   ACTIONS_ID_TOKEN_REQUEST_TOKEN?: string;
 }
 
-const NO_TOKEN = "no token: pass --token or set ARC_TOKEN (e.g. from arcrelay token create)";
+const NO_TOKEN = "no token: run arcproxy login, pass --token or set ARC_TOKEN (e.g. from arcrelay token create)";
 const SOURCE_FLAGS = ["token", "token-file", "token-command", "token-source"] as const;
 
 type Choice =
@@ -34,14 +34,17 @@ type Choice =
 
 /**
  * Exactly one of --token, --token-file, --token-command, --token-source may be given; with none,
- * $ARC_TOKEN is the token. Throws a message naming the flags otherwise.
+ * $ARC_TOKEN is the token, else (given `relay`) the login `arcproxy login` stored for that relay.
+ * Throws ConfigError naming the flags otherwise.
  */
-export function resolveTokenSourceSpec(flags: TokenSourceFlags, env: TokenSourceEnv): TokenSourceSpec {
+export function resolveTokenSourceSpec(flags: TokenSourceFlags, env: TokenSourceEnv, relay?: string): TokenSourceSpec {
   const choice = chooseTokenSource(flags);
   switch (choice.kind) {
     case "env":
-      if (!env.ARC_TOKEN) throw new Error(NO_TOKEN);
-      return { kind: "static", token: env.ARC_TOKEN };
+      if (env.ARC_TOKEN) return { kind: "static", token: env.ARC_TOKEN };
+      // With a relay known, what `arcproxy login` stored for it; its absence is reported on first use.
+      if (relay) return { kind: "login", relay };
+      throw new ConfigError(NO_TOKEN);
     case "github-actions":
       return {
         kind: "github-actions",

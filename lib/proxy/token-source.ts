@@ -5,6 +5,7 @@ import { createTokenCommand, describeCommand } from "./token-source-command.ts";
 import { createFileCredential } from "./token-source-file.ts";
 import { createGitHubActionsFetch, type GitHubActionsEnv } from "./token-source-github.ts";
 import { COMMAND_TIMEOUT_MS } from "./token-source-timeouts.ts";
+import { createLoginCredential } from "./token-source-login.ts";
 import { ConfigError } from "../errors/index.ts";
 
 export type { TokenCredential } from "./token-source-cache.ts";
@@ -26,7 +27,9 @@ export type TokenSourceSpec =
   /** Run with `sh -c`; stdout is the token or an ExecCredential JSON. `env` undefined inherits ours. */
   | { kind: "command"; command: string; timeoutMs?: number; env?: Record<string, string> }
   /** `env` carries $ACTIONS_ID_TOKEN_REQUEST_URL and $ACTIONS_ID_TOKEN_REQUEST_TOKEN. */
-  | { kind: "github-actions"; audience: string; env: GitHubActionsEnv };
+  | { kind: "github-actions"; audience: string; env: GitHubActionsEnv }
+  /** The tokens `arcproxy login` stored for `relay`, refreshed with the refresh token; `dir` is the user config folder. */
+  | { kind: "login"; relay: string; dir?: string };
 
 export interface TokenSourceOptions {
   /** Clock in ms, for tests; default Date.now. */
@@ -61,6 +64,10 @@ export function createTokenSource(spec: TokenSourceSpec, opts: TokenSourceOption
       const describe = `GitHub Actions ID token (audience ${spec.audience})`;
       const fetchIdToken = createGitHubActionsFetch(spec.audience, spec.env);
       return fromCredential(createRefreshingCredential(fetchIdToken, { now, describe, logger: opts.logger }), describe);
+    }
+    case "login": {
+      const describe = `arcproxy login for ${spec.relay}`;
+      return fromCredential(createRefreshingCredential(createLoginCredential(spec.relay, spec.dir, now), { now, describe, logger: opts.logger }), describe);
     }
     default:
       throw new ConfigError(`unknown token source kind ${JSON.stringify((spec as { kind?: unknown }).kind)}`);

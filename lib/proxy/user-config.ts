@@ -11,6 +11,8 @@ import { ConfigError } from "../errors/index.ts";
 export interface UserConfig {
   /** The relay used when neither --relay nor ARC_RELAY names one. */
   relay?: string;
+  /** Hex SHA-256 of that relay's downloads key (SPKI DER), pinned by install.sh; `arcproxy update` refuses another. */
+  downloadsKeySha256?: string;
 }
 
 /**
@@ -39,9 +41,10 @@ export async function readUserConfig(dir = userConfigDir()): Promise<UserConfig>
     throw new ConfigError(`${path} is not valid YAML; fix it or remove it`, { cause });
   }
   if (!value || typeof value !== "object" || Array.isArray(value)) throw new ConfigError(`${path} must be a mapping (relay: URL)`);
-  const relay = (value as { relay?: unknown }).relay;
+  const { relay, downloadsKeySha256: pin } = value as { relay?: unknown; downloadsKeySha256?: unknown };
   if (relay !== undefined && typeof relay !== "string") throw new ConfigError(`${path}: relay must be a URL`);
-  return relay ? { relay } : {};
+  if (pin !== undefined && (typeof pin !== "string" || !/^[0-9a-f]{64}$/.test(pin))) throw new ConfigError(`${path}: downloadsKeySha256 must be 64 hex digits`);
+  return { ...(relay ? { relay } : {}), ...(pin ? { downloadsKeySha256: pin } : {}) };
 }
 
 /** Writes config.yaml (folder 0700, file 0600, atomically). */

@@ -15,6 +15,8 @@ import type { RelayStore } from "./store/index.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import { remoteAddressOf, type UserAccess } from "./user-access.ts";
 import type { ClientConfig } from "./client-config.ts";
+import type { DownloadCatalog } from "./downloads.ts";
+import { registerDownloadRoutes } from "./downloads-routes.ts";
 
 export interface RelayAppDeps {
   store: RelayStore;
@@ -33,6 +35,8 @@ export interface RelayAppDeps {
   rateLimiter?: AuthRateLimiter;
   /** Served at /.well-known/cluster-connect; default: the relay's URL and version "dev", no login issuers. */
   clientConfig?: ClientConfig;
+  /** Release binaries (`--downloads-dir`); without it the download routes answer 404 saying so. */
+  downloads?: DownloadCatalog;
   /** False once the relay began to drain; default always true. */
   isReady?: () => boolean;
 }
@@ -102,6 +106,7 @@ export function createRelayApp(options: RelayAppDeps): Hono {
   });
 
   registerAgentRoutes(app, deps);
+  registerDownloadRoutes(app, deps.issuer.issuer, deps.downloads);
 
   app.route(ADMIN_API_PATH, createAdminApi(deps));
 

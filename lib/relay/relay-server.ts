@@ -23,6 +23,7 @@ import { createTunnelRegistry } from "./tunnel-registry.ts";
 import { createUserAccess } from "./user-access.ts";
 import { rememberClientAddress } from "./client-address.ts";
 import { buildClientConfig } from "./client-config.ts";
+import { loadDownloadCatalog, type DownloadCatalog } from "./downloads.ts";
 
 export interface RelayOptions {
   host: string;
@@ -50,6 +51,8 @@ export interface RelayOptions {
   version?: string;
   /** The oldest arcproxy this relay works with (`--min-arcproxy-version`); published beside the version. */
   minArcproxyVersion?: string;
+  /** Folder of release binaries to serve, laid out as `bun run build:all` writes dist/ (`--downloads-dir`). */
+  downloadsDir?: string;
   logger: Logger;
 }
 
@@ -57,6 +60,8 @@ export interface RunningRelay {
   url: string;
   port: number;
   store: RelayStore;
+  /** With `downloadsDir`: the signing key users pin (hex SHA-256 of its SPKI DER) and how many files are served. */
+  downloads?: { publicKeySha256: string; publicPem: string; files: number; version: string };
   /**
    * Graceful stop: health checks fail at once; after `delayMs` (default 2,000; `--shutdown-delay`,
    * time for a load balancer to notice) no new request or tunnel is taken, agents are told to dial
@@ -160,7 +165,17 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
   const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
-  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, isReady: () => ready && !drain.draining });
+  let downloads: DownloadCatalog | undefined;
+  try {
+    downloads = opts.downloadsDir
+      ? await loadDownloadCatalog({ dir: opts.downloadsDir, dataDir: opts.dataDir, relay: url, relayVersion: opts.version ?? "dev", logger })
+      : undefined;
+  } catch (error) {
+    server.close();
+    await store.close();
+    throw error;
+  }
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
@@ -189,6 +204,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     url,
     port,
     store,
+    ...(downloads
+      ? { downloads: { publicKeySha256: downloads.publicKeySha256, publicPem: downloads.publicPem, files: downloads.document.files.length, version: downloads.document.version } }
+      : {}),
     async shutdown(options = {}) {
       const delayMs = options.delayMs ?? DEFAULT_SHUTDOWN_DELAY_MS;
       const timeoutMs = options.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;

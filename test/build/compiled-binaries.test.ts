@@ -45,5 +45,18 @@ test("compiled arcrelay registers a cluster and issues a token without any sourc
 test("compiled arcproxy fails with one clear line, not a stack trace, and ignores a .env token", async () => {
   const r = await run([bin("arcproxy"), "--relay", "http://127.0.0.1:9", "--cluster", "edge", "--", "true"]);
   expect(r.code).toBe(1);
-  expect(r.stderr).toBe("arcproxy: no token: pass --token or set ARC_TOKEN (e.g. from arcrelay token create)\n");
+  expect(r.stderr).toBe("arcproxy: no token: run arcproxy login --relay http://127.0.0.1:9 (or pass --token, or set ARC_TOKEN)\n");
+});
+
+test("compiled arcproxy older than the relay's minimum is told the version it needs and the command to run", async () => {
+  const { startRelay } = await import("../../lib/relay/index.ts");
+  const { silentLogger } = await import("../../lib/observe/index.ts");
+  const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "gate"), minArcproxyVersion: "10.0.0", logger: silentLogger });
+  try {
+    const r = await run([bin("arcproxy"), "--relay", relay.url, "--cluster", "edge", "--token", "any", "--", "true"]);
+    expect(r.stderr).toBe(`arcproxy: relay ${relay.url} needs arcproxy 10.0.0 or newer; this is 9.9.9-test. Run: arcproxy update (or curl -fsSL ${relay.url}/install.sh | sh)\n`);
+    expect(r.code).toBe(1);
+  } finally {
+    await relay.close();
+  }
 });

@@ -28,7 +28,7 @@ async function finish(child: ReturnType<typeof runArcproxy>) {
 test("no token: one line on stderr, exit 1", async () => {
   const { stderr, code } = await finish(runArcproxy(["--relay", relay.url, "--cluster", CLUSTER]));
   expect(code).toBe(1);
-  expect(stderr).toBe("arcproxy: no token: pass --token or set ARC_TOKEN (e.g. from arcrelay token create)\n");
+  expect(stderr).toBe(`arcproxy: no token: run arcproxy login --relay ${relay.url} (or pass --token, or set ARC_TOKEN)\n`);
 });
 
 test("a forbidden cluster: the relay's message, no stack trace", async () => {

@@ -16,7 +16,7 @@ test.each([
 });
 
 test.each([
-  [{}, "no token: pass --token or set ARC_TOKEN (e.g. from arcrelay token create)"],
+  [{}, "no token: run arcproxy login, pass --token or set ARC_TOKEN (e.g. from arcrelay token create)"],
   [{ token: "t", "token-file": "/f" }, "pass one token source, not --token and --token-file"],
   [{ "token-command": "x", "token-source": "github-actions" }, "pass one token source, not --token-command and --token-source"],
   [{ "token-file": "/f", audience: "a" }, "--audience applies to --token-source github-actions only"],
@@ -33,6 +33,11 @@ test.each([
   [{}, []],
 ] as [TokenSourceFlags, string[]][])("exec plugin args for %p: %p", (flags, args) => {
   expect(buildTokenSourceArgs(flags, "/home/ci")).toEqual(args);
+});
+
+test("with no flag and no ARC_TOKEN, a known relay means the login arcproxy login stored for it", () => {
+  expect(resolveTokenSourceSpec({}, {}, "https://relay.example.com")).toEqual({ kind: "login", relay: "https://relay.example.com" });
+  expect(resolveTokenSourceSpec({}, { ARC_TOKEN: "t" }, "https://relay.example.com")).toEqual({ kind: "static", token: "t" });
 });
 
 test("a literal --token is not written into a kubeconfig", () => {

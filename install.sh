@@ -1,0 +1,1 @@
+lib/relay/install.sh

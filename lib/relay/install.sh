@@ -1,0 +1,146 @@
+#!/bin/sh
+# Installs arcproxy from a cluster-connect relay, verified before it is ever run.
+#
+#   curl -fsSL https://relay.example.com/install.sh | sh
+#
+# The relay serves this file with its URL and its downloads signing key filled in. The script checks,
+# in this order, and installs nothing when one fails:
+#   1. the relay's list of downloads is signed by that key (EdDSA JWS, verified with openssl 3);
+#      pin the key out of band with ARC_DOWNLOADS_KEY_SHA256 (printed by `arcrelay serve` at start);
+#   2. the binary for this machine has the size and SHA-256 the signed list gives.
+# Then it installs arcproxy and remembers the relay, so `arcproxy --cluster NAME` is all one types.
+#
+# Settings (environment): ARC_RELAY (default: the relay that served this script), ARC_INSTALL_DIR
+# (default: /usr/local/bin when writable, else ~/.local/bin), ARC_DOWNLOADS_KEY_SHA256 (pin),
+# ARC_OS / ARC_ARCH (default: from uname).
+set -eu
+
+relay="${ARC_RELAY:-@ARC_RELAY@}"
+embedded_key='@ARC_DOWNLOADS_KEY_PEM@'
+pinned_key_sha256="${ARC_DOWNLOADS_KEY_SHA256:-}"
+
+fail() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf '%s\n' "$*" >&2; }
+
+case "$relay" in
+  @*) fail "no relay: run the install.sh a relay serves (curl -fsSL https://RELAY/install.sh | sh) or set ARC_RELAY" ;;
+  https://*) ;;
+  http://127.0.0.1*|http://localhost*|http://\[::1\]*) ;;
+  *) fail "ARC_RELAY must be an https:// URL (plain http only on loopback), got: $relay" ;;
+esac
+relay="${relay%/}"
+
+command -v openssl >/dev/null 2>&1 || fail "openssl is needed to verify the download's signature; install OpenSSL 3 and run again"
+if command -v sha256sum >/dev/null 2>&1; then sha256() { sha256sum "$1" | cut -d' ' -f1; }
+elif command -v shasum >/dev/null 2>&1; then sha256() { shasum -a 256 "$1" | cut -d' ' -f1; }
+else sha256() { openssl dgst -sha256 -r "$1" | cut -d' ' -f1; }
+fi
+
+if command -v curl >/dev/null 2>&1; then
+  fetch() { curl -fsSL --proto '=https,http' "$1" -o "$2" || fail "could not download $1"; }
+  fetch_progress() {
+    if [ -t 2 ]; then curl -fL --progress-bar "$1" -o "$2" || fail "could not download $1"
+    else fetch "$1" "$2"; fi
+  }
+elif command -v wget >/dev/null 2>&1; then
+  fetch() { wget -q -O "$2" "$1" || fail "could not download $1"; }
+  fetch_progress() {
+    if [ -t 2 ]; then wget -q --show-progress -O "$2" "$1" 2>/dev/null || wget -O "$2" "$1" || fail "could not download $1"
+    else fetch "$1" "$2"; fi
+  }
+else
+  fail "curl or wget is needed"
+fi
+
+os="${ARC_OS:-}"
+if [ -z "$os" ]; then
+  case "$(uname -s)" in
+    Linux) os=linux ;;
+    Darwin) os=darwin ;;
+    MINGW*|MSYS*|CYGWIN*) os=windows ;;
+    *) fail "unsupported operating system $(uname -s); the relay serves linux, darwin and windows" ;;
+  esac
+fi
+arch="${ARC_ARCH:-}"
+if [ -z "$arch" ]; then
+  case "$(uname -m)" in
+    x86_64|amd64) arch=amd64 ;;
+    aarch64|arm64) arch=arm64 ;;
+    *) fail "unsupported CPU $(uname -m); the relay serves amd64 and arm64" ;;
+  esac
+fi
+exe=""
+[ "$os" = windows ] && exe=".exe"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT INT TERM
+
+# base64url (RFC 4648 section 5) without padding, as JWS uses it, to bytes.
+b64url_decode() {
+  s=$(printf '%s' "$1" | tr '_-' '/+')
+  case $(( ${#s} % 4 )) in 2) s="$s==" ;; 3) s="$s=" ;; esac
+  printf '%s' "$s" | openssl base64 -d -A
+}
+
+# 1. The key: the one embedded by the relay, else the relay's well-known key; pinned when asked.
+case "$embedded_key" in
+  @*) fetch "$relay/.well-known/cluster-connect/downloads-key.pem" "$work/key.pem" ;;
+  *) printf '%s\n' "$embedded_key" > "$work/key.pem" ;;
+esac
+key_sha256=$(openssl pkey -pubin -in "$work/key.pem" -outform DER 2>/dev/null | openssl dgst -sha256 -r | cut -d' ' -f1) \
+  || fail "the relay's downloads key is not a public key"
+if [ -n "$pinned_key_sha256" ] && [ "$key_sha256" != "$pinned_key_sha256" ]; then
+  fail "the relay's downloads key is $key_sha256, not the pinned ARC_DOWNLOADS_KEY_SHA256 $pinned_key_sha256; nothing was installed"
+fi
+
+# 2. The signed list: header.payload.signature, the signature over "header.payload" (RFC 7515).
+fetch "$relay/v1/downloads/index.jws" "$work/index.jws"
+jws=$(tr -d '\r\n' < "$work/index.jws")
+header=${jws%%.*}
+rest=${jws#*.}
+payload=${rest%%.*}
+signature=${rest#*.}
+[ -n "$header" ] && [ -n "$payload" ] && [ -n "$signature" ] && [ "$signature" = "${signature%.*}" ] || fail "the relay's list of downloads is not a signed document"
+printf '%s.%s' "$header" "$payload" > "$work/signed-part"
+b64url_decode "$signature" > "$work/signature" 2>/dev/null || fail "the list's signature is not base64url"
+if ! openssl pkeyutl -verify -pubin -inkey "$work/key.pem" -rawin -in "$work/signed-part" -sigfile "$work/signature" >/dev/null 2>&1; then
+  if ! openssl pkeyutl -help 2>&1 | grep -q -- -rawin; then
+    fail "this openssl ($(openssl version)) cannot verify Ed25519 signatures; install OpenSSL 3 and run again"
+  fi
+  fail "the relay's list of downloads does not verify with key $key_sha256: it was changed after the relay signed it; nothing was installed"
+fi
+b64url_decode "$header" | grep -q '"typ":"cluster-connect-downloads+jws"' || fail "the signed document is not a list of downloads"
+b64url_decode "$payload" > "$work/index.json"
+head -n 1 "$work/index.json" | grep -qF "{\"relay\":\"$relay\"," || fail "the signed list is for another relay than $relay; nothing was installed"
+
+line=$(grep "\"path\":\"/v1/downloads/arcproxy/$os-$arch\"" "$work/index.json" || true)
+[ -n "$line" ] || fail "the relay serves no arcproxy for $os-$arch"
+want_sha256=$(printf '%s' "$line" | sed -n 's/.*"sha256":"\([0-9a-f]\{64\}\)".*/\1/p')
+want_size=$(printf '%s' "$line" | sed -n 's/.*"size":\([0-9]\{1,\}\).*/\1/p')
+version=$(printf '%s' "$line" | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
+[ -n "$want_sha256" ] && [ -n "$want_size" ] || fail "the signed list has no checksum for arcproxy $os-$arch"
+
+# 3. The binary: size and SHA-256 as signed.
+say "downloading arcproxy $version for $os-$arch from $relay"
+fetch_progress "$relay/v1/downloads/arcproxy/$os-$arch" "$work/arcproxy$exe"
+got_size=$(wc -c < "$work/arcproxy$exe" | tr -d ' ')
+[ "$got_size" = "$want_size" ] || fail "the downloaded arcproxy is $got_size bytes, the signed list says $want_size; nothing was installed"
+got_sha256=$(sha256 "$work/arcproxy$exe")
+[ "$got_sha256" = "$want_sha256" ] || fail "the downloaded arcproxy has SHA-256 $got_sha256, the signed list says $want_sha256; nothing was installed"
+chmod 755 "$work/arcproxy$exe"
+
+# 4. Install: atomically, into a folder this user can write.
+dir="${ARC_INSTALL_DIR:-}"
+if [ -z "$dir" ]; then
+  if [ -w /usr/local/bin ] 2>/dev/null; then dir=/usr/local/bin; else dir="$HOME/.local/bin"; fi
+fi
+mkdir -p "$dir" || fail "cannot create $dir; set ARC_INSTALL_DIR to a folder you can write"
+[ -w "$dir" ] || fail "cannot write to $dir; set ARC_INSTALL_DIR to a folder you can write"
+cp "$work/arcproxy$exe" "$dir/.arcproxy$exe.new" || fail "cannot write to $dir; set ARC_INSTALL_DIR to a folder you can write"
+mv -f "$dir/.arcproxy$exe.new" "$dir/arcproxy$exe"
+
+# 5. Remember the relay with the binary just verified.
+"$dir/arcproxy$exe" config set-relay "$relay" --downloads-key-sha256 "$key_sha256" >/dev/null || fail "installed $dir/arcproxy$exe, but it could not remember the relay; pass --relay $relay"
+say "arcproxy $version installed to $dir/arcproxy$exe (SHA-256 $got_sha256, list signed by key $key_sha256)"
+say "relay $relay remembered: next, arcproxy login, then arcproxy --cluster NAME"
+case ":$PATH:" in *":$dir:"*) ;; *) say "note: $dir is not on your PATH; add it, or run $dir/arcproxy$exe" ;; esac
