@@ -142,7 +142,8 @@ export function parsePlatform(text: string): Platform {
   return { os, arch };
 }
 
-function hostPlatform(): Platform {
+/** This machine in the release names (linux-amd64, darwin-arm64, ...). */
+export function hostPlatform(): Platform {
   const os = process.platform === "win32" ? "windows" : process.platform === "darwin" ? "darwin" : "linux";
   return { os, arch: process.arch === "arm64" ? "arm64" : "amd64" };
 }

@@ -63,8 +63,11 @@ export async function mergeKubeconfigContext(path: string, entry: MergedContext,
   const lockTimeoutMs = opts.lockTimeoutMs ?? KUBECONFIG_LOCK_TIMEOUT_MS;
   const session = randomBytes(8).toString("hex");
   const created = !(await lstat(file).then(() => true, () => false));
-  await withKubeconfig(file, lockTimeoutMs, (doc) => {
-    repairAbandoned(doc);
+  let before = "";
+  let repairedOthers = false;
+  const written = await withKubeconfig(file, lockTimeoutMs, (doc, text) => {
+    before = text;
+    repairedOthers = repairAbandoned(doc);
     for (const list of ["contexts", "clusters", "users"] as const) {
       const found = findNamed(doc, list, entry.name);
       if (found && !ownership(found.item)) {
@@ -87,7 +90,10 @@ export async function mergeKubeconfigContext(path: string, entry: MergedContext,
   return {
     path: file,
     context: entry.name,
-    remove: () => (removed ??= withKubeconfig(file, lockTimeoutMs, (doc) => {
+    remove: () => (removed ??= withKubeconfig(file, lockTimeoutMs, (doc, text) => {
+      // Untouched since the merge: the file goes back byte for byte (a re-serialisation would
+      // respace flow mappings and requote strings the user wrote their own way).
+      if (typeof written === "string" && text === written && !repairedOthers) return created ? "delete" : { verbatim: before };
       const changed = removeOwned(doc, (o) => o.session === session);
       if (created && (["clusters", "users", "contexts"] as const).every((name) => (list(doc, name)?.items.length ?? 0) === 0)) {
         return "delete";
@@ -110,7 +116,11 @@ async function resolveTarget(path: string): Promise<string> {
  * deletes the file for "delete"). A file that does not exist starts empty (created with its
  * folder, 0700/0600).
  */
-async function withKubeconfig(file: string, lockTimeoutMs: number, change: (doc: Document) => boolean | "delete"): Promise<boolean> {
+async function withKubeconfig(
+  file: string,
+  lockTimeoutMs: number,
+  change: (doc: Document, text: string) => boolean | "delete" | { verbatim: string },
+): Promise<string | boolean> {
   const release = await lock(file, lockTimeoutMs);
   try {
     const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -124,7 +134,7 @@ async function withKubeconfig(file: string, lockTimeoutMs: number, change: (doc:
           "fix it, or pass --kubeconfig-out FILE to write a separate kubeconfig",
       );
     }
-    const outcome = change(doc);
+    const outcome = change(doc, text);
     if (outcome === "delete") {
       await rm(file, { force: true });
       return true;
@@ -132,8 +142,9 @@ async function withKubeconfig(file: string, lockTimeoutMs: number, change: (doc:
     if (!outcome) return false;
     // kubectl's layout (sequences not indented under their key) and no folding of long values
     // (certificate data), so untouched entries come out as they went in.
-    await writeAtomically(file, doc.toString({ indentSeq: false, lineWidth: 0 }));
-    return true;
+    const out = outcome === true ? doc.toString({ indentSeq: false, lineWidth: 0 }) : outcome.verbatim;
+    await writeAtomically(file, out);
+    return out;
   } finally {
     await release();
   }
@@ -222,8 +233,8 @@ function ownership(item: YAMLMap): Ownership | undefined {
 }
 
 /** Contexts of arcproxy processes that are gone (killed, crashed): removed as their owner would have. */
-function repairAbandoned(doc: Document): void {
-  removeOwned(doc, (owner) => !processAlive(owner.pid));
+function repairAbandoned(doc: Document): boolean {
+  return removeOwned(doc, (owner) => !processAlive(owner.pid));
 }
 
 /**

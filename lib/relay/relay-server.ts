@@ -124,6 +124,21 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     if (socket.writable && error.code !== "ECONNRESET") socket.end(renderParseErrorResponse(error, "arcrelay"));
     else socket.destroy();
   });
+  // Handlers exist before the port is open: a request that arrives while the issuer and the
+  // downloads are still loading waits for them instead of hanging unanswered on a server with no
+  // 'request' listener (a health check that came early then waited out its client's timeout).
+  let routes!: { request: (req: http.IncomingMessage, res: http.ServerResponse) => void; upgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void };
+  let routesReady!: () => void;
+  const routesSet = new Promise<void>((resolve) => (routesReady = resolve));
+  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (routes) routes.request(req, res);
+    else void routesSet.then(() => routes.request(req, res));
+  });
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    if (routes) routes.upgrade(req, socket, head);
+    else void routesSet.then(() => routes.upgrade(req, socket, head));
+  });
   const port = await listen(server, opts.host, opts.port).catch(async (error: unknown) => {
     await store.close();
     throw error;
@@ -179,17 +194,19 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
-  server.on("request", (req, res) => {
-    if (isClusterApiTarget(req.url ?? "")) void clusterApi.handleRequest(req, res);
-    else void honoListener(req, res);
-  });
-  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => socket.destroy());
-    const target = req.url ?? "";
-    if (target === protocol.AGENT_CONNECT_PATH) void agentConnect(req, socket, head);
-    else if (isClusterApiTarget(target)) void clusterApi.handleUpgrade(req, socket, head);
-    else writeStatusToSocket(socket, new NotFound(`no upgrade endpoint at ${target.split("?")[0]}`));
-  });
+  routes = {
+    request(req, res) {
+      if (isClusterApiTarget(req.url ?? "")) void clusterApi.handleRequest(req, res);
+      else void honoListener(req, res);
+    },
+    upgrade(req, socket, head) {
+      const target = req.url ?? "";
+      if (target === protocol.AGENT_CONNECT_PATH) void agentConnect(req, socket, head);
+      else if (isClusterApiTarget(target)) void clusterApi.handleUpgrade(req, socket, head);
+      else writeStatusToSocket(socket, new NotFound(`no upgrade endpoint at ${target.split("?")[0]}`));
+    },
+  };
+  routesReady();
   logger.info("relay listening", { url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), dataDir: opts.dataDir });
 
   let closing: Promise<void> | undefined;

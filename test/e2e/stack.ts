@@ -141,8 +141,10 @@ export async function startRelayStack(opts: RelayStackOptions = {}): Promise<Rel
     const started = relay;
     await waitFor("relay /healthz", async () => {
       if (started.proc.exitCode !== null) throw new Error(`the relay exited (${started.proc.exitCode}) before it answered:\n${relayLog.join("").slice(-2000)}`);
-      return (await fetch(`${relayUrl}/healthz`).catch(() => undefined))?.ok === true;
-    }, 60_000);
+      return (await fetch(`${relayUrl}/healthz`, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined))?.ok === true;
+    }, 60_000).catch((error: Error) => {
+      throw new Error(`${error.message}; the relay said:\n${relayLog.join("").slice(-3000)}`);
+    });
   };
   await startRelay();
 

@@ -63,6 +63,16 @@ describe("mergeKubeconfigContext", () => {
     expect(await readFile(path, "utf8")).toBe(USERS_KUBECONFIG);
   });
 
+  test("a hand-written file (flow mappings, quotes, no trailing newline) comes back byte for byte", async () => {
+    const path = join(dir, "config");
+    const handWritten = `apiVersion: v1\nkind: Config\nclusters:\n- name: work\n  cluster: {server: "https://work.example:6443"}\ncontexts:\n- name: work\n  context: {cluster: work, user: me}\ncurrent-context: 'work'\nusers:\n- name: me\n  user: {token: abc}`;
+    await writeFile(path, handWritten, { mode: 0o600 });
+    const merged = await mergeKubeconfigContext(path, ENTRY);
+    expect(parse(await readFile(path, "utf8"))["current-context"]).toBe("prod");
+    await merged.remove();
+    expect(await readFile(path, "utf8")).toBe(handWritten);
+  });
+
   test("a context the user switched to meanwhile stays current", async () => {
     await writeFile(path, USERS_KUBECONFIG);
     const merged = await mergeKubeconfigContext(path, ENTRY);
