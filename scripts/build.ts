@@ -174,7 +174,10 @@ async function main(): Promise<void> {
   if (unknown.length > 0) throw new TypeError(`unknown binary ${unknown.join(", ")}: expected one of ${BINARIES.join(", ")}`);
 
   const platforms = values.all ? RELEASE_PLATFORMS : values.target?.map(parsePlatform);
-  await buildBinaries({ names, platforms, version: values["set-version"] || undefined });
+  const version = values["set-version"] || (await readVersion(join(import.meta.dir, "..")));
+  await buildBinaries({ names, platforms, version });
+  // `arcrelay serve --downloads-dir dist` reads the release's version here.
+  if (platforms) await Bun.write(join(import.meta.dir, "..", "dist", "VERSION"), `${version}\n`);
 }
 
 if (import.meta.main) {

@@ -5,12 +5,13 @@
 //   bun scripts/image-build.ts --local-base             base: a stand-in made from this Debian 12 machine's packages
 //   bun scripts/image-build.ts --base-image REF         any other base (a registry mirror)
 //   bun scripts/image-build.ts --target linux-arm64     another architecture (needs a base of that architecture)
+//   bun scripts/image-build.ts --all-downloads          the relay image serves arcproxy for every release platform
 //
 // The binaries are cross-compiled first (scripts/build.ts); the Dockerfiles only copy them.
-import { statSync } from "node:fs";
+import { rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { buildBinaries, parsePlatform, readVersion, type Platform } from "./build.ts";
+import { buildBinaries, parsePlatform, readVersion, RELEASE_PLATFORMS, type Platform } from "./build.ts";
 import { buildImage } from "./buildah.ts";
 import { buildDistrolessStandin } from "./distroless-standin.ts";
 
@@ -39,6 +40,8 @@ export interface BuildImagesOptions {
   outDir?: string;
   /** Default: package.json's version plus the git commit. */
   version?: string;
+  /** The arcproxy builds the relay image serves; default the image's own platform (RELEASE_PLATFORMS with --all-downloads). */
+  downloadPlatforms?: readonly Platform[];
   log?: (line: string) => void;
 }
 
@@ -50,6 +53,13 @@ export async function buildProductImages(opts: BuildImagesOptions = {}): Promise
   const names = opts.names ?? IMAGE_NAMES;
   const version = opts.version ?? (await readVersion(ROOT));
   await buildBinaries({ names, platforms: [platform], version, log });
+  if (names.includes("arcrelay")) {
+    // What the relay image carries for `curl .../install.sh | sh`: arcproxy, laid out as build:all writes it.
+    const downloads = join(ROOT, "dist", "downloads");
+    rmSync(downloads, { recursive: true, force: true });
+    await buildBinaries({ names: ["arcproxy"], platforms: opts.downloadPlatforms ?? [platform], version, outDir: downloads, log });
+    writeFileSync(join(downloads, "VERSION"), `${version}\n`);
+  }
   const outDir = opts.outDir ?? join(ROOT, "dist", "images");
   const built: BuiltImage[] = [];
   for (const name of names) {
@@ -79,12 +89,13 @@ async function main(): Promise<void> {
       target: { type: "string" },
       "base-image": { type: "string" },
       "local-base": { type: "boolean", default: false },
+      "all-downloads": { type: "boolean", default: false },
       only: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
-    console.log("usage: bun scripts/image-build.ts [--target linux-<amd64|arm64>] [--base-image REF | --local-base] [--only arcagent|arcrelay]");
+    console.log("usage: bun scripts/image-build.ts [--target linux-<amd64|arm64>] [--base-image REF | --local-base] [--only arcagent|arcrelay] [--all-downloads]");
     return;
   }
   if (values["base-image"] && values["local-base"]) throw new TypeError("--base-image and --local-base cannot be combined");
@@ -95,6 +106,7 @@ async function main(): Promise<void> {
     platform: values.target ? parsePlatform(values.target) : undefined,
     baseImage,
     names: only ? [only] : undefined,
+    ...(values["all-downloads"] ? { downloadPlatforms: RELEASE_PLATFORMS } : {}),
   });
 }
 

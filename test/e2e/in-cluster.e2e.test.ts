@@ -288,7 +288,11 @@ describe("the relay as users deploy it", () => {
       "--set", `image.repository=${repository}`, "--set-string", `image.tag=${tag}`, "--set", "image.pullPolicy=Never"], { cluster, dir });
     const ready = await adminKubectl(cluster, ["get", "pods", "-n", "relay", "-l", "app.kubernetes.io/name=arcrelay", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
     expect(ready).toBe("True"); // the kubelet's HTTPS readiness probe on /readyz passed
-    expect(await adminKubectl(cluster, ["logs", "-n", "relay", "deploy/arcrelay"])).toContain('"msg":"relay listening"');
+    const logs = await adminKubectl(cluster, ["logs", "-n", "relay", "deploy/arcrelay"]);
+    expect(logs).toContain('"msg":"relay listening"');
+    // The image carries arcproxy for install.sh, signed at start (the chart passes --downloads-dir).
+    expect(logs).toMatch(/serving 1 downloads \(version [^)]+\) at https:\/\/relay\.example\.com\/v1\/downloads\//);
+    expect(logs).toMatch(/downloads signing key SHA-256 [0-9a-f]{64}/);
     // The image holds nothing but the binary, and its admin commands work in place.
     const added = await adminKubectl(cluster, ["exec", "-n", "relay", "deploy/arcrelay", "--", "arcrelay", "cluster", "add", "from-the-pod", "--data-dir", "/data"]);
     expect(added.trim().split("\n").at(-1)).toMatch(/^arcenroll_/);
