@@ -9,7 +9,7 @@ import { defaultKubeconfigPath } from "../lib/kube/index.ts";
 import {
   buildCredentialKubeconfig, buildExecCredential, buildTokenSourceArgs, createTokenSource, resolveSelfCommand,
   listClusters, readUserConfig, resolveRelayUrl, resolveTokenSourceSpec, runChildCommand, startProxySession, type KubeconfigTarget,
-  updateSelf, userConfigDir, writeUserConfig, runLogin, runLogout, openBrowser,
+  updateSelf, userConfigDir, writeUserConfig, runLogin, runLogout, openBrowser, checkArcproxyVersion,
 } from "../lib/proxy/index.ts";
 import { childCommand, loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { clusterArgs, logLevelArgs, relayArgs, relayTlsArgs, tokenSourceArgs } from "./flags.ts";
@@ -138,7 +138,9 @@ const clusters = defineCommand({
       ...(args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {}),
     });
     try {
-      const list = await listClusters(relay, await source.getToken());
+      const token = await source.getToken();
+      await checkArcproxyVersion(relay, version);
+      const list = await listClusters(relay, token);
       process.stdout.write((args.output === "json" ? JSON.stringify(list, null, 2) : formatReachableClusters(list)) + "\n");
     } finally {
       relay.close();
@@ -236,6 +238,7 @@ const login = defineCommand({
     const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
     const relay = createRelayConnection(relayUrl, { ...(args["relay-ca"] ? { ca: await readCaFile(args["relay-ca"]) } : {}) });
     try {
+      await checkArcproxyVersion(relay, version);
       const result = await runLogin({
         relay, device: Boolean(args.device), issuer: args.issuer, openBrowser,
         notify: (line) => process.stderr.write(line + "\n"),

@@ -45,7 +45,10 @@ export function registerDownloadRoutes(app: Hono, relay: string, catalog: Downlo
       "cache-control": "no-cache",
     });
   });
+  // The URL goes into a double-quoted shell string: only URL characters that mean nothing to sh.
+  const scriptSafe = /^[A-Za-z0-9:/._~%[\]-]+$/.test(relay);
   app.get(DOWNLOADS_PATHS.installScript, (c) => {
+    if (!scriptSafe) throw new Unavailable(`the relay's URL ${JSON.stringify(relay)} cannot be written into install.sh; its admin sets --public-url to a plain https URL`);
     // Filled in here, once per request: the script names this relay and embeds its key, so a
     // user who pins nothing still checks the binary against the key that came with the script.
     const script = installScript
