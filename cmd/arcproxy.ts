@@ -188,7 +188,7 @@ const update = defineCommand({
     ...relayArgs,
     "relay-ca": relayTlsArgs["relay-ca"],
     path: { type: "string", valueHint: "FILE", description: "the arcproxy file to replace (default: this executable)" },
-    force: { type: "boolean", description: "download even when the relay's version is this one" },
+    force: { type: "boolean", description: "install even when the relay's version is this one or older" },
   },
   async run({ args }) {
     const remembered = await readUserConfig();
@@ -215,6 +215,8 @@ const update = defineCommand({
           : undefined,
       });
       bar?.stop();
+      // Trust on first use: a relay remembered without a pin is pinned to the key that signed this update.
+      if (remembered.relay === relayUrl && !remembered.downloadsKeySha256) await writeUserConfig({ ...remembered, downloadsKeySha256: result.keySha256 });
       process.stdout.write(result.updated
         ? `arcproxy ${result.version} installed at ${target} (SHA-256 ${result.sha256}, list signed by key ${result.keySha256})\n`
         : `arcproxy ${version} is the relay's current version; nothing to do (--force downloads it again)\n`);

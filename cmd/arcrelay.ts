@@ -8,7 +8,7 @@ import {
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
-import { logLevelArgs, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
+import { logLevelArgs, parseHostPort, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 import { formatClusterTable, formatGrantTable } from "./tables.ts";
 import { ConfigError } from "../lib/errors/index.ts";
 
@@ -41,12 +41,13 @@ const serve = defineCommand({
     "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
     "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
     "min-arcproxy-version": { type: "string", valueHint: "VERSION", description: "the oldest arcproxy users may run (published at /.well-known/cluster-connect)" },
+    "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics, a listener of its own (off when not given)" },
     "downloads-dir": { type: "string", valueHint: "DIR", description: "serve these release binaries (<os>-<arch>/arcproxy, as 'bun run build:all' writes dist/), signed, with /install.sh" },
     ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
   async run({ args }) {
-    const { host, port } = parseListen(args.listen);
+    const { host, port } = parseHostPort(args.listen, "--listen");
     if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new ConfigError("--tls-cert and --tls-key go together");
     if (!args["tls-cert"] && !args["insecure-http"]) throw new ConfigError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
@@ -69,6 +70,7 @@ const serve = defineCommand({
       version,
       minArcproxyVersion: args["min-arcproxy-version"],
       downloadsDir: args["downloads-dir"],
+      ...(args["metrics-listen"] ? { metricsListen: parseHostPort(args["metrics-listen"], "--metrics-listen") } : {}),
       logger: loggerFor("arcrelay", args["log-level"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
@@ -227,13 +229,6 @@ const grantRemove = defineCommand({
     if (removed === 0) process.exitCode = 1;
   },
 });
-
-function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
-  const port = Number(match?.[2]);
-  if (!match || port > 65535) throw new ConfigError(`--listen ${JSON.stringify(listen)}: use HOST:PORT, e.g. 0.0.0.0:8443`);
-  return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
-}
 
 const main = defineCommand({
   meta: { name: "arcrelay", version, description: "cluster-connect relay: agents dial out to it, users reach clusters through it" },

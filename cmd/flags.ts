@@ -52,3 +52,11 @@ export function tunnelLiveness(args: { "tunnel-ping-interval": string; "tunnel-d
   }
   return { pingIntervalMs, deadAfterMs };
 }
+
+/** `HOST:PORT` (`[v6]:PORT` for IPv6) of a listen flag; throws ConfigError naming `flag`. */
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new ConfigError(`${flag} ${JSON.stringify(value)}: use HOST:PORT, e.g. 0.0.0.0:8443`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
+}

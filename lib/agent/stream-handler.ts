@@ -55,6 +55,7 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
     serving.set(stream, { requestId, method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0]!, since: Date.now() });
     stream.once("close", () => serving.delete(stream));
     const log = deps.logger.child({ requestId });
+    log.debug("request", { method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0] });
     stream.on("error", (error) => {
       if (!isPeerHangup(error)) log.debug("tunnel stream error", { error });
     });

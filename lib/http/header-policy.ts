@@ -142,9 +142,11 @@ function withUpgrade(headers: HeaderMap, upgrade: string | undefined): HeaderMap
  * as `Authorization` (in place of arcproxy's session secret), token mode's Kubernetes token, and
  * for an upgrade `Connection: Upgrade` plus the client's `Upgrade` value.
  */
-export function arcproxyRequestHeaders(source: HeaderSource, opts: { userToken: string; kubeToken?: string; upgrade?: string }): HeaderMap {
+export function arcproxyRequestHeaders(source: HeaderSource, opts: { userToken: string; kubeToken?: string; upgrade?: string; requestId?: string }): HeaderMap {
   const headers = applyRules(source, REQUEST_POLICY["arcproxy-to-relay"]);
   headers["authorization"] = `Bearer ${opts.userToken}`;
+  // The id arcproxy logs under is the one the relay, the agent and the API server's audit log use.
+  if (opts.requestId) headers[protocol.REQUEST_ID_HEADER] = opts.requestId;
   if (opts.kubeToken) headers[protocol.KUBE_TOKEN_HEADER] = opts.kubeToken;
   return withUpgrade(headers, opts.upgrade);
 }

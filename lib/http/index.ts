@@ -13,3 +13,4 @@ export type { ImpersonationRequest } from "./impersonation-request.ts";
 export { renderResponseHead } from "./response-head.ts";
 export { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "./http-limits.ts";
 export { isWatchRequest, isJsonContentType, endAtEventBoundary } from "./watch.ts";
+export { newRequestId, requestIdFrom, requestIdOf } from "./request-id.ts";

@@ -6,6 +6,7 @@ import { readLogin, removeLogin, writeLogin, type StoredLogin } from "./login-st
 import { loginWithBrowser, loginWithDeviceCode, type LoginIssuer } from "./oidc-login.ts";
 import { listClusters, type ClusterInfo } from "./relay-client.ts";
 import { readUserConfig, writeUserConfig } from "./user-config.ts";
+import { printable } from "./terminal-text.ts";
 
 export interface LoginOptions {
   relay: RelayConnection;
@@ -24,8 +25,11 @@ export interface LoginOptions {
 export async function fetchLoginIssuers(relay: RelayConnection): Promise<LoginIssuer[]> {
   const answer = await callRelay(relay, { path: protocol.CLIENT_CONFIG_PATH });
   if (answer.status !== 200) throw refusalError(answer.status, answer.json, { relay: relay.url });
-  const issuers = (answer.json as { loginIssuers?: LoginIssuer[] } | undefined)?.loginIssuers;
-  return Array.isArray(issuers) ? issuers : [];
+  const issuers = (answer.json as { loginIssuers?: unknown } | undefined)?.loginIssuers;
+  // What the relay says is checked before arcproxy acts on it: an issuer is an http(s) URL with a client id and scopes.
+  return (Array.isArray(issuers) ? issuers : []).filter((i): i is LoginIssuer =>
+    typeof i?.issuer === "string" && /^https?:\/\//.test(i.issuer) && typeof i.clientId === "string" && i.clientId.length > 0 &&
+    Array.isArray(i.scopes) && i.scopes.every((scope: unknown) => typeof scope === "string"));
 }
 
 /**
@@ -43,7 +47,7 @@ export async function runLogin(opts: LoginOptions): Promise<{ login: StoredLogin
   }
   const issuer = opts.issuer ? offered.find((i) => i.issuer === opts.issuer) : offered.length === 1 ? offered[0] : undefined;
   if (!issuer) {
-    throw new ConfigError(`${opts.issuer ? `relay ${relayUrl} offers no login at ${opts.issuer}` : `relay ${relayUrl} offers several logins`}; pass --issuer with one of: ${offered.map((i) => i.issuer).join(", ")}`);
+    throw new ConfigError(`${opts.issuer ? `relay ${relayUrl} offers no login at ${opts.issuer}` : `relay ${relayUrl} offers several logins`}; pass --issuer with one of: ${offered.map((i) => printable(String(i.issuer))).join(", ")}`);
   }
   const login = opts.device
     ? await loginWithDeviceCode({ relay: relayUrl, issuer, notify: opts.notify, timeoutMs: opts.timeoutMs })

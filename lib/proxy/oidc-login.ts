@@ -1,10 +1,12 @@
 // `arcproxy login`: OpenID Connect with panva's openid-client: authorization code + PKCE on a loopback redirect, the device grant, refresh.
+import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import * as oidc from "openid-client";
 import { decodeJwt } from "jose";
 import { ConfigError, Unauthorized } from "../errors/index.ts";
 import { isLoopbackHost } from "../kube/index.ts";
 import type { StoredLogin } from "./login-store.ts";
+import { printable } from "./terminal-text.ts";
 
 /** An issuer the relay lists for login (`/.well-known/cluster-connect` `loginIssuers`). */
 export interface LoginIssuer {
@@ -49,7 +51,7 @@ function toStoredLogin(relay: string, issuer: LoginIssuer, tokens: oidc.TokenEnd
     idToken: tokens.id_token,
     ...(refreshToken ? { refreshToken } : {}),
     expiresAt: new Date(claims.exp * 1000).toISOString(),
-    ...(typeof claims.sub === "string" ? { subject: (claims.email as string | undefined) ?? (claims.preferred_username as string | undefined) ?? claims.sub } : {}),
+    ...(typeof claims.sub === "string" ? { subject: printable(String(claims.email ?? claims.preferred_username ?? claims.sub), 256) } : {}),
   };
 }
 
@@ -78,9 +80,16 @@ export async function loginWithBrowser(opts: {
   let redirectUri = "";
   let handled = false;
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? "/", redirectUri);
-    // Only the one callback counts: a favicon request or a second visit must not end the login.
-    if (url.pathname !== "/callback" || handled) {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", redirectUri);
+    } catch {
+      res.writeHead(400, { "content-type": "text/plain" }).end("bad request");
+      return;
+    }
+    // Only the callback that carries this login's state counts: another local process (or a
+    // favicon request, or a second visit) must not end the login before the browser comes back.
+    if (url.pathname !== "/callback" || handled || !sameText(url.searchParams.get("state"), state)) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
       return;
     }
@@ -115,7 +124,7 @@ export async function loginWithBrowser(opts: {
       nonce,
     }).href;
     const opened = await opts.openBrowser(url);
-    opts.notify(opened ? `Your browser has been opened to log in. If it did not open, visit:\n\n  ${url}\n` : `Open this URL in a browser to log in:\n\n  ${url}\n`);
+    opts.notify(opened ? `Your browser has been opened to log in. If it did not open, visit:\n\n  ${printable(url)}\n` : `Open this URL in a browser to log in:\n\n  ${printable(url)}\n`);
     return await done;
   } finally {
     clearTimeout(timer);
@@ -136,7 +145,7 @@ export async function loginWithDeviceCode(opts: { relay: string; issuer: LoginIs
     throw new ConfigError(`login issuer ${opts.issuer.issuer} offers no device login; run arcproxy login without --device`);
   }
   const device = await oidc.initiateDeviceAuthorization(config, { scope: opts.issuer.scopes.join(" ") });
-  opts.notify(`To log in, visit ${device.verification_uri_complete ?? device.verification_uri} and enter the code ${device.user_code}`);
+  opts.notify(`To log in, visit ${printable(device.verification_uri_complete ?? device.verification_uri)} and enter the code ${printable(device.user_code, 64)}`);
   const signal = AbortSignal.timeout(Math.min(opts.timeoutMs ?? LOGIN_TIMEOUT_MS, device.expires_in * 1000));
   try {
     return toStoredLogin(opts.relay, opts.issuer, await oidc.pollDeviceAuthorizationGrant(config, device, undefined, { signal }));
@@ -171,4 +180,11 @@ export async function refreshLogin(login: StoredLogin): Promise<StoredLogin> {
 function page(message: string): string {
   const text = message.replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
   return `<!doctype html><meta charset="utf-8"><title>arcproxy login</title><p>${text}</p>\n`;
+}
+
+/** Constant-time comparison of the callback's state with ours. */
+function sameText(given: string | null, expected: string): boolean {
+  const a = Buffer.from(given ?? "");
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

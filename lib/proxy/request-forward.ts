@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { BadRequest, Unauthorized, isPeerHangup, writeStatusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { RelayConnection } from "../client/index.ts";
-import { arcproxyRequestHeaders, isWatchRequest, responseHeaders, type HeaderMap } from "../http/index.ts";
+import { arcproxyRequestHeaders, isWatchRequest, newRequestId, responseHeaders, type HeaderMap } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import type { ClusterRequest } from "./relay-request.ts";
 import { readReplayableBody, sendWithRetry } from "./relay-retry.ts";
@@ -38,24 +38,27 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
   const clientGone = new AbortController();
   res.once("close", () => { if (!res.writableFinished) clientGone.abort(); });
   const method = req.method ?? "GET";
+  // One id for the request, its retries and a resumed watch: what a bug report quotes.
+  const requestId = newRequestId();
+  const logger = ctx.logger.child({ requestId });
   const build = async (path: string, body?: Buffer | Readable): Promise<ClusterRequest> => ({
     method,
     kubePath: path,
-    headers: arcproxyRequestHeaders(req.rawHeaders, { userToken: await userToken(ctx), ...(ctx.kubeToken ? { kubeToken: ctx.kubeToken } : {}) }),
+    headers: arcproxyRequestHeaders(req.rawHeaders, { userToken: await userToken(ctx), requestId, ...(ctx.kubeToken ? { kubeToken: ctx.kubeToken } : {}) }),
     ...(body !== undefined ? { body } : {}),
   });
   try {
     if (isWatchRequest(method, kubePath)) {
       req.resume();
       await streamResumableWatch(kubePath, res, {
-        open: (path) => sendWithRetry(ctx.relay, ctx.cluster, () => build(path), clientGone.signal, ctx.logger, ctx.relayRetryMs),
-        logger: ctx.logger,
+        open: (path) => sendWithRetry(ctx.relay, ctx.cluster, () => build(path), clientGone.signal, logger, ctx.relayRetryMs),
+        logger,
       }, clientGone.signal);
       return;
     }
     const body = await readReplayableBody(req);
-    const answer = await sendWithRetry(ctx.relay, ctx.cluster, () => build(kubePath, body), clientGone.signal, ctx.logger, ctx.relayRetryMs);
-    ctx.logger.debug("forwarded", { method, path: pathOnly(kubePath), status: answer.statusCode });
+    const answer = await sendWithRetry(ctx.relay, ctx.cluster, () => build(kubePath, body), clientGone.signal, logger, ctx.relayRetryMs);
+    logger.debug("forwarded", { method, path: pathOnly(kubePath), status: answer.statusCode });
     res.writeHead(answer.statusCode ?? 502, answer.statusMessage, clientHeaders(answer));
     // Send the head now: a stream's first bytes may be minutes away and kubectl waits for them.
     res.flushHeaders();
@@ -65,8 +68,8 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     answer.once("close", () => { if (!answer.complete) res.destroy(); });
   } catch (error) {
     if (clientGone.signal.aborted) return;
-    if (!isPeerHangup(error)) ctx.logger.warn("relay request failed", { method, path: pathOnly(kubePath), error });
-    writeStatusResponse(res, error);
+    if (!isPeerHangup(error)) logger.warn("relay request failed", { method, path: pathOnly(kubePath), error });
+    writeStatusResponse(res, error, requestId);
   }
 }
 

@@ -11,6 +11,7 @@ import {
   verifyDownloadsDocument, type DownloadFile, type RelayConnection,
 } from "../client/index.ts";
 import { BadGateway, ConfigError } from "../errors/index.ts";
+import { compareVersions } from "./version-gate.ts";
 
 /** A download may take this long in all (ms): ~100 MB over a slow link. */
 const DOWNLOAD_TIMEOUT_MS = 10 * 60_000;
@@ -19,7 +20,7 @@ export interface UpdateOptions {
   relay: RelayConnection;
   /** The file to replace: the running compiled arcproxy (process.execPath) or one named with --path. */
   target: string;
-  /** The running version; the same version is not downloaded again unless `force`. */
+  /** The running version; the same or an older version is not installed unless `force` (a relay rolled back, or a replayed list). */
   currentVersion: string;
   force?: boolean;
   /** Hex SHA-256 of the downloads key's SPKI DER, pinned at install time; a relay with another key is refused. */
@@ -71,6 +72,12 @@ export async function updateSelf(opts: UpdateOptions): Promise<UpdateResult> {
   const platform = opts.platform ?? hostDownloadPlatform();
   const file = pickDownload(doc, "arcproxy", platform.os, platform.arch);
   if (file.version === opts.currentVersion && !opts.force) return { updated: false, version: file.version, sha256: file.sha256, keySha256 };
+  if (opts.currentVersion !== "dev" && compareVersions(file.version, opts.currentVersion) < 0 && !opts.force) {
+    throw new ConfigError(
+      `relay ${opts.relay.url.base} serves arcproxy ${file.version}, older than this ${opts.currentVersion}; nothing was changed ` +
+        "(pass --force to install the older one on purpose)",
+    );
+  }
   await downloadVerified(opts, file, platform.os === "windows");
   return { updated: true, version: file.version, sha256: file.sha256, keySha256 };
 }

@@ -4,7 +4,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { clusterApiPath, openRelayRequest } from "../client/index.ts";
 import { BadRequest, isPeerHangup, writeStatusToSocket } from "../errors/index.ts";
-import { arcproxyRequestHeaders, renderResponseHead, responseHeaders } from "../http/index.ts";
+import { arcproxyRequestHeaders, newRequestId, renderResponseHead, responseHeaders } from "../http/index.ts";
 import { splice } from "../tunnel/index.ts";
 import { userToken, type ForwardContext } from "./request-forward.ts";
 import { RELAY_CONNECT_TIMEOUT_MS, RELAY_RESPONSE_HEAD_TIMEOUT_MS } from "./timeouts.ts";
@@ -28,8 +28,9 @@ export async function forwardUpgrade(req: IncomingMessage, client: Duplex, head:
   }
   const gone = new AbortController();
   client.once("close", () => gone.abort());
+  const requestId = newRequestId();
   try {
-    const headers = arcproxyRequestHeaders(req.rawHeaders, { userToken: await userToken(ctx), upgrade, ...(ctx.kubeToken ? { kubeToken: ctx.kubeToken } : {}) });
+    const headers = arcproxyRequestHeaders(req.rawHeaders, { userToken: await userToken(ctx), upgrade, requestId, ...(ctx.kubeToken ? { kubeToken: ctx.kubeToken } : {}) });
     if (client.destroyed) return;
     const answer = await openRelayRequest(ctx.relay, {
       method: req.method ?? "GET",
@@ -39,7 +40,7 @@ export async function forwardUpgrade(req: IncomingMessage, client: Duplex, head:
       headTimeoutMs: RELAY_CONNECT_TIMEOUT_MS + RELAY_RESPONSE_HEAD_TIMEOUT_MS,
     }, gone.signal);
     const status = answer.response.statusCode ?? 502;
-    ctx.logger.debug("upgrade answered", { path: kubePath.split("?")[0], status, upgrade });
+    ctx.logger.debug("upgrade answered", { requestId, path: kubePath.split("?")[0], status, upgrade });
     const passed = responseHeaders("arcproxy-to-client", answer.response.rawHeaders);
     if (answer.kind === "upgrade") {
       client.write(renderResponseHead(101, answer.response.statusMessage || "Switching Protocols", { ...passed, connection: "Upgrade", upgrade: String(answer.response.headers.upgrade ?? upgrade) }));
@@ -55,7 +56,7 @@ export async function forwardUpgrade(req: IncomingMessage, client: Duplex, head:
     await new Promise<void>((resolve) => client.once("close", () => resolve()));
   } catch (error) {
     if (gone.signal.aborted) return;
-    if (!isPeerHangup(error)) ctx.logger.warn("relay upgrade failed", { path: kubePath.split("?")[0], error });
-    writeStatusToSocket(client, error);
+    if (!isPeerHangup(error)) ctx.logger.warn("relay upgrade failed", { requestId, path: kubePath.split("?")[0], error });
+    writeStatusToSocket(client, error, requestId);
   }
 }

@@ -2,6 +2,7 @@
 import { callRelay, refusalError, type RelayConnection } from "../client/index.ts";
 import { ArcError } from "../errors/index.ts";
 import { protocol } from "../tunnel/index.ts";
+import { printable } from "./terminal-text.ts";
 
 /** The relay needs a newer arcproxy: 426 Upgrade Required, as a Status would say it. */
 export class ArcproxyTooOld extends ArcError {
@@ -44,7 +45,7 @@ export async function checkArcproxyVersion(relay: RelayConnection, ownVersion: s
   const min = (answer.json as { minArcproxyVersion?: unknown } | undefined)?.minArcproxyVersion;
   if (typeof min === "string" && compareVersions(ownVersion, min) < 0) {
     throw new ArcproxyTooOld(
-      `relay ${relay.url.base} needs arcproxy ${min} or newer; this is ${ownVersion}. Run: arcproxy update` +
+      `relay ${relay.url.base} needs arcproxy ${printable(min, 64)} or newer; this is ${ownVersion}. Run: arcproxy update` +
         ` (or curl -fsSL ${relay.url.base}/install.sh | sh)`,
     );
   }

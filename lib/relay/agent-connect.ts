@@ -14,6 +14,7 @@ import { authenticateAgent } from "./agent-routes.ts";
 import type { RelayStore } from "./store/index.ts";
 import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
 import { clientAddress } from "./client-address.ts";
+import type { DisconnectReason, RelayMetrics } from "./metrics.ts";
 
 /** While a tunnel is up, the relay refreshes the cluster's last-seen time this often. */
 const PRESENCE_HEARTBEAT_MS = 20_000;
@@ -35,6 +36,12 @@ export interface AgentConnectDeps {
   drain?: { readonly draining: boolean };
   /** Liveness of the tunnels (ping interval, dead after), ms. */
   tunnel?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
+  metrics?: RelayMetrics;
+}
+
+/** Why this tunnel ends, for arcrelay_tunnel_disconnects_total; the first cause seen wins. */
+interface TunnelFate {
+  reason?: DisconnectReason;
 }
 
 /**
@@ -79,7 +86,14 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const log = deps.logger.child({ cluster });
-      const duplex = createWebSocketDuplex(ws, { ...deps.tunnel, onDead: () => log.warn("agent tunnel stopped answering pings; closing it") });
+      const fate: TunnelFate = {};
+      const duplex = createWebSocketDuplex(ws, {
+        ...deps.tunnel,
+        onDead: () => {
+          fate.reason ??= "dead";
+          log.warn("agent tunnel stopped answering pings; closing it");
+        },
+      });
       const tunnel = openTunnelClient(duplex, (error) => {
         if (!isPeerHangup(error)) log.warn("tunnel session error", { error });
       });
@@ -91,15 +105,19 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
         connectedAt: new Date(),
       };
       deps.registry.register(entry);
-      void tunnel.goaway.then(() => log.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel"));
+      deps.metrics?.tunnelConnects.inc({ cluster });
+      void tunnel.goaway.then(() => {
+        fate.reason ??= "draining";
+        log.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel");
+      });
       log.info("agent connected", { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: clientAddress(req.socket) });
-      void recordPresence(entry, log, deps);
-      watchAgentKey(entry, keyThumbprint, log, deps);
+      void recordPresence(entry, log, deps, fate);
+      watchAgentKey(entry, keyThumbprint, log, deps, fate);
     });
   };
 }
 
-async function recordPresence(entry: AgentTunnel, log: Logger, deps: AgentConnectDeps): Promise<void> {
+async function recordPresence(entry: AgentTunnel, log: Logger, deps: AgentConnectDeps, fate: TunnelFate): Promise<void> {
   const record = (connected: boolean) =>
     deps.store
       .recordAgentSeen(entry.cluster, { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, at: new Date(), connected })
@@ -109,14 +127,16 @@ async function recordPresence(entry: AgentTunnel, log: Logger, deps: AgentConnec
   timer.unref?.();
   await entry.tunnel.done;
   clearInterval(timer);
-  if (deps.registry.unregister(entry)) {
+  const current = deps.registry.unregister(entry);
+  deps.metrics?.tunnelDisconnects.inc({ reason: fate.reason ?? (deps.drain?.draining ? "relay_shutdown" : current ? "closed" : "replaced") });
+  if (current) {
     log.info("agent disconnected");
     await record(false);
   }
 }
 
 /** Closes the tunnel once the key it authenticated with is no longer the cluster's agent key. */
-function watchAgentKey(entry: AgentTunnel, keyThumbprint: string, log: Logger, deps: AgentConnectDeps): void {
+function watchAgentKey(entry: AgentTunnel, keyThumbprint: string, log: Logger, deps: AgentConnectDeps, fate: TunnelFate): void {
   let checking = false;
   const check = async () => {
     if (checking || entry.tunnel.closed) return;
@@ -129,6 +149,7 @@ function watchAgentKey(entry: AgentTunnel, keyThumbprint: string, log: Logger, d
           ? "the cluster's agent key was rotated"
           : undefined;
       if (why) {
+        fate.reason ??= key ? "key_rotated" : "key_revoked";
         log.info("closing agent tunnel: its key is no longer enrolled", { reason: why, kid: keyThumbprint });
         clearInterval(timer);
         await entry.tunnel.close();

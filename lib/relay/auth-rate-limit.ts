@@ -53,6 +53,8 @@ export interface AuthRateLimiter {
   run<T>(address: string, attempt: () => Promise<T>, signal?: AbortSignal): Promise<T>;
   /** Addresses with part of their budget spent (tests, metrics). */
   size(): number;
+  /** Told of every refused credential (arcrelay_authentication_failures_total). */
+  onRefused?: (reason: "unauthorized" | "rate_limited") => void;
 }
 
 /** A failure budget per source: a token bucket of `maxFailures` that refills over the window. */
@@ -72,7 +74,7 @@ interface Gate {
  * the same as no bucket, so it is dropped; beyond `maxTrackedSources` the least recently used one
  * is dropped. Throws TypeError for options that are not positive integers.
  */
-export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Logger; now?: () => number }): AuthRateLimiter {
+export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Logger; now?: () => number; onRefused?: AuthRateLimiter["onRefused"] }): AuthRateLimiter {
   const capacity = opts.maxFailures ?? DEFAULT_MAX_AUTH_FAILURES;
   const windowMs = (opts.windowSeconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS) * 1000;
   const maxSources = opts.maxTrackedSources ?? DEFAULT_MAX_TRACKED_SOURCES;
@@ -192,6 +194,7 @@ export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Log
       }
     },
     size: () => buckets.size,
+    ...(opts.onRefused ? { onRefused: opts.onRefused } : {}),
   };
 }
 
@@ -247,6 +250,12 @@ export async function limitAuthentication<T>(
   attempt: () => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
-  if (!limiter) return attempt();
-  return limiter.run(address || "unknown", attempt, signal);
+  try {
+    return await (limiter ? limiter.run(address || "unknown", attempt, signal) : attempt());
+  } catch (error) {
+    // Every credential passes here, so every refusal is counted here, once.
+    if (error instanceof AuthRateLimited) limiter?.onRefused?.("rate_limited");
+    else if (error instanceof Unauthorized) limiter?.onRefused?.("unauthorized");
+    throw error;
+  }
 }

@@ -51,9 +51,10 @@ export function registerDownloadRoutes(app: Hono, relay: string, catalog: Downlo
     if (!scriptSafe) throw new Unavailable(`the relay's URL ${JSON.stringify(relay)} cannot be written into install.sh; its admin sets --public-url to a plain https URL`);
     // Filled in here, once per request: the script names this relay and embeds its key, so a
     // user who pins nothing still checks the binary against the key that came with the script.
+    // Replacer functions: a `$&` or `$'` in a value must stay literal text.
     const script = installScript
-      .replace("@ARC_RELAY@", relay)
-      .replace("@ARC_DOWNLOADS_KEY_PEM@", catalog ? catalog.publicPem.trim() : "@ARC_DOWNLOADS_KEY_PEM@");
+      .replace("@ARC_RELAY@", () => relay)
+      .replace("@ARC_DOWNLOADS_KEY_PEM@", () => (catalog ? catalog.publicPem.trim() : "@ARC_DOWNLOADS_KEY_PEM@"));
     return c.body(script, 200, { "content-type": "text/x-shellscript; charset=utf-8", "cache-control": "no-cache" });
   });
 }

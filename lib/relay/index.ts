@@ -15,3 +15,5 @@ export {
 } from "./admin-operations.ts";
 export type { AdminOperations, AdminTarget, GrantMatch } from "./admin-operations.ts";
 export { clusterAudience } from "./user-access.ts";
+export { createRelayMetrics } from "./metrics.ts";
+export type { RelayMetrics, DisconnectReason, RequestKind } from "./metrics.ts";

@@ -24,8 +24,9 @@ say() { printf '%s\n' "$*" >&2; }
 
 case "$relay" in
   @*) fail "no relay: run the install.sh a relay serves (curl -fsSL https://RELAY/install.sh | sh) or set ARC_RELAY" ;;
+  *@*|*[!]A-Za-z0-9:/._~%[-]*) fail "ARC_RELAY must be a plain URL (no user info, no shell characters), got: $relay" ;;
   https://*) ;;
-  http://127.0.0.1*|http://localhost*|http://\[::1\]*) ;;
+  http://127.0.0.1|http://127.0.0.1[:/]*|http://localhost|http://localhost[:/]*|http://\[::1\]|http://\[::1\][:/]*) ;;
   *) fail "ARC_RELAY must be an https:// URL (plain http only on loopback), got: $relay" ;;
 esac
 relay="${relay%/}"
@@ -87,8 +88,9 @@ case "$embedded_key" in
   @*) fetch "$relay/.well-known/cluster-connect/downloads-key.pem" "$work/key.pem" ;;
   *) printf '%s\n' "$embedded_key" > "$work/key.pem" ;;
 esac
-key_sha256=$(openssl pkey -pubin -in "$work/key.pem" -outform DER 2>/dev/null | openssl dgst -sha256 -r | cut -d' ' -f1) \
-  || fail "the relay's downloads key is not a public key"
+openssl pkey -pubin -in "$work/key.pem" -outform DER > "$work/key.der" 2>/dev/null || fail "the relay's downloads key is not a public key"
+key_sha256=$(openssl dgst -sha256 -r "$work/key.der" | cut -d' ' -f1)
+pinned_key_sha256=$(printf '%s' "$pinned_key_sha256" | tr 'A-F' 'a-f')
 if [ -n "$pinned_key_sha256" ] && [ "$key_sha256" != "$pinned_key_sha256" ]; then
   fail "the relay's downloads key is $key_sha256, not the pinned ARC_DOWNLOADS_KEY_SHA256 $pinned_key_sha256; nothing was installed"
 fi
@@ -136,8 +138,10 @@ if [ -z "$dir" ]; then
 fi
 mkdir -p "$dir" || fail "cannot create $dir; set ARC_INSTALL_DIR to a folder you can write"
 [ -w "$dir" ] || fail "cannot write to $dir; set ARC_INSTALL_DIR to a folder you can write"
-cp "$work/arcproxy$exe" "$dir/.arcproxy$exe.new" || fail "cannot write to $dir; set ARC_INSTALL_DIR to a folder you can write"
-mv -f "$dir/.arcproxy$exe.new" "$dir/arcproxy$exe"
+# mktemp creates the file itself (exclusively): a symlink planted under a fixed name is never followed.
+staged=$(mktemp "$dir/.arcproxy.XXXXXXXX") || fail "cannot write to $dir; set ARC_INSTALL_DIR to a folder you can write"
+cat "$work/arcproxy$exe" > "$staged" && chmod 755 "$staged" || { rm -f "$staged"; fail "cannot write to $dir; set ARC_INSTALL_DIR to a folder you can write"; }
+mv -f "$staged" "$dir/arcproxy$exe"
 
 # 5. Remember the relay with the binary just verified.
 "$dir/arcproxy$exe" config set-relay "$relay" --downloads-key-sha256 "$key_sha256" >/dev/null || fail "installed $dir/arcproxy$exe, but it could not remember the relay; pass --relay $relay"

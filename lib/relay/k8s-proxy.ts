@@ -1,10 +1,9 @@
 // Serves /v1/clusters/{cluster}/k8s/...: authenticate, authorize, route to the cluster's tunnel.
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
+import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, toStatus, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { isWatchRequest, parseImpersonationRequest, relayRequestHeaders } from "../http/index.ts";
+import { isWatchRequest, parseImpersonationRequest, relayRequestHeaders, requestIdOf } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
@@ -13,6 +12,7 @@ import { forwardHttpRequest, forwardUpgrade, type ForwardTarget } from "./tunnel
 import type { UserAccess } from "./user-access.ts";
 import { clientAddress } from "./client-address.ts";
 import { markNotForwarded } from "./not-forwarded.ts";
+import type { RelayMetrics, RequestKind } from "./metrics.ts";
 
 export interface ClusterApiProxy {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -28,6 +28,7 @@ export interface ClusterApiProxyDeps {
   agentWaitMs: number;
   /** Requests and upgrades one user may have in flight at once; beyond it, 429. */
   maxRequestsPerUser: number;
+  metrics?: RelayMetrics;
 }
 
 /** Clients should retry a refusal from a draining relay this soon (seconds). */
@@ -56,7 +57,9 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
     await deps.access.authorize(identity, cluster, "cluster-user");
     // kubectl --as: read and checked here (400 for a malformed request); the agent decides whether it is allowed.
     const headers = relayRequestHeaders(req.rawHeaders, parseImpersonationRequest(req.rawHeaders));
+    const waited = deps.registry.get(cluster) === undefined;
     const entry = await deps.registry.waitFor(cluster, deps.agentWaitMs, gone);
+    if (waited) deps.metrics?.agentWaits.inc({ outcome: entry ? "connected" : "timeout" });
     if (!entry) {
       throw new AgentNotConnected(
         `cluster "${cluster}" is offline: its agent has not been connected to the relay for the last ${deps.agentWaitMs / 1000}s ` +
@@ -102,15 +105,19 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
 
   return {
     async handleRequest(req, res) {
-      const requestId = randomUUID();
+      const requestId = requestIdOf(req.headers);
       res.setHeader(protocol.REQUEST_ID_HEADER, requestId);
       const over = deps.drain.track();
       const gone = abortOnClose(res);
+      const watch = isWatchRequest(req.method, req.url ?? "");
+      const measure = measureRequest(deps.metrics, watch ? "watch" : "request", req.method ?? "GET");
+      res.once("close", () => measure.done(res.statusCode));
       let release: (() => void) | undefined;
       try {
         const { target, user } = await resolveTarget(req, requestId, gone);
+        measure.cluster = target.cluster;
         release = admit(user, requestId);
-        await forwardHttpRequest(target, req, res, isWatchRequest(req.method, req.url ?? "") ? { endWatch: deps.drain.watchEnd } : {});
+        await forwardHttpRequest(target, req, res, { ...(watch ? { endWatch: deps.drain.watchEnd } : {}), observe: measure });
       } catch (error) {
         logFailure(error, req, requestId);
         markNotForwarded(res, error);
@@ -121,16 +128,21 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       }
     },
     async handleUpgrade(req, socket, head) {
-      const requestId = randomUUID();
+      const requestId = requestIdOf(req.headers);
       const over = deps.drain.track();
       const gone = abortOnClose(socket);
+      const measure = measureRequest(deps.metrics, "upgrade", req.method ?? "GET");
+      let code = 0;
+      socket.once("close", () => measure.done(code));
       let release: (() => void) | undefined;
       try {
         const { target, user } = await resolveTarget(req, requestId, gone);
+        measure.cluster = target.cluster;
         release = admit(user, requestId);
-        await forwardUpgrade(target, req, socket, head);
+        await forwardUpgrade(target, req, socket, head, { ...measure, head: (status) => { code = status; measure.head(status); } });
       } catch (error) {
         logFailure(error, req, requestId);
+        code = toStatus(error).code;
         writeStatusToSocket(socket, error, requestId);
       } finally {
         release?.();
@@ -144,4 +156,38 @@ function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {
   const controller = new AbortController();
   emitter.once("close", () => controller.abort());
   return controller.signal;
+}
+
+/**
+ * One request's figures for the relay's metrics: in flight while it lasts, time to its response
+ * head, bytes both ways, and at the end one count by cluster (once routed to a tunnel, so only
+ * registered clusters become label values), verb, code and kind.
+ */
+function measureRequest(metrics: RelayMetrics | undefined, kind: RequestKind, verb: string) {
+  const started = performance.now();
+  let headSeen = false;
+  let finished = false;
+  metrics?.activeStreams.inc({ kind });
+  const measure = {
+    cluster: "",
+    head(_status?: number) {
+      if (headSeen) return;
+      headSeen = true;
+      metrics?.requestDuration.observe({ kind }, (performance.now() - started) / 1000);
+    },
+    bytesIn(n: number) {
+      metrics?.bytes.inc({ direction: "in" }, n);
+    },
+    bytesOut(n: number) {
+      metrics?.bytes.inc({ direction: "out" }, n);
+    },
+    done(code: number) {
+      if (finished) return;
+      finished = true;
+      measure.head(); // a refusal's head is its end
+      metrics?.activeStreams.dec({ kind });
+      metrics?.requests.inc({ cluster: measure.cluster, verb, code: String(code), kind });
+    },
+  };
+  return measure;
 }

@@ -8,7 +8,7 @@ import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type U
 import { NotFound, writeStatusToSocket, ConfigError } from "../errors/index.ts";
 import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../http/index.ts";
 import { isLoopbackHost } from "../kube/index.ts";
-import type { Logger } from "../observe/index.ts";
+import { startMetricsServer, type Logger, type MetricsServer } from "../observe/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { createAgentConnectHandler } from "./agent-connect.ts";
 import { createAuthRateLimiter, type AuthRateLimitOptions } from "./auth-rate-limit.ts";
@@ -24,6 +24,7 @@ import { createUserAccess } from "./user-access.ts";
 import { rememberClientAddress } from "./client-address.ts";
 import { buildClientConfig } from "./client-config.ts";
 import { loadDownloadCatalog, type DownloadCatalog } from "./downloads.ts";
+import { createRelayMetrics, instrumentStore, type RelayMetrics } from "./metrics.ts";
 
 export interface RelayOptions {
   host: string;
@@ -53,6 +54,8 @@ export interface RelayOptions {
   minArcproxyVersion?: string;
   /** Folder of release binaries to serve, laid out as `bun run build:all` writes dist/ (`--downloads-dir`). */
   downloadsDir?: string;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics on a listener of its own (`--metrics-listen`); off when absent. */
+  metricsListen?: { host: string; port: number };
   logger: Logger;
 }
 
@@ -60,6 +63,10 @@ export interface RunningRelay {
   url: string;
   port: number;
   store: RelayStore;
+  /** The relay's metrics (always collected; served only with `metricsListen`). */
+  metrics: RelayMetrics;
+  /** With `metricsListen`: where Prometheus scrapes. */
+  metricsUrl?: string;
   /** With `downloadsDir`: the signing key users pin (hex SHA-256 of its SPKI DER) and how many files are served. */
   downloads?: { publicKeySha256: string; publicPem: string; files: number; version: string };
   /**
@@ -103,7 +110,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       `refusing plain HTTP on ${opts.host}: --insecure-http is only allowed on a loopback address; pass --tls-cert and --tls-key`,
     );
   }
-  const store = await openSqliteStore(opts.dataDir);
+  let tunnelCount = () => 0;
+  const metrics = createRelayMetrics({ tunnels: () => tunnelCount() });
+  const publicUrl = opts.publicUrl ? normalizePublicUrl(opts.publicUrl) : "";
+  const store = instrumentStore(await openSqliteStore(opts.dataDir), metrics.storeOperationDuration);
   // The API server's own limit: a long label selector or a large token passes here as it passes there.
   const server = opts.tls
     ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile), maxHeaderSize: MAX_REQUEST_HEADER_BYTES })
@@ -139,30 +149,40 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     if (routes) routes.upgrade(req, socket, head);
     else void routesSet.then(() => routes.upgrade(req, socket, head));
   });
+  // A start that fails after the port opened answers what waited (by closing it) and frees the port and the store.
+  const abandon = async (error: unknown): Promise<never> => {
+    routes = { request: (_req, res) => res.destroy(), upgrade: (_req, socket) => socket.destroy() };
+    routesReady();
+    server.close();
+    server.closeAllConnections?.();
+    await store.close();
+    throw error;
+  };
   const port = await listen(server, opts.host, opts.port).catch(async (error: unknown) => {
     await store.close();
     throw error;
   });
   const scheme = opts.tls ? "https" : "http";
   const hostInUrl = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
-  const url = (opts.publicUrl ?? `${scheme}://${hostInUrl}:${port}`).replace(/\/+$/, "");
+  const url = opts.publicUrl ? publicUrl : `${scheme}://${hostInUrl}:${port}`;
 
-  const issuer = await loadRelayIssuer(store, url);
+  const issuer = await loadRelayIssuer(store, url).catch(abandon);
   const external = opts.trustedIssuers ?? [];
   let verifier: UserTokenVerifier;
   try {
     verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer), ...external] });
   } catch (error) {
     // e.g. an external issuer configured with the relay's own URL
-    server.close();
-    await store.close();
-    throw error;
+    return abandon(error);
   }
   if (external.length > 0) opts.logger.info("trusting external OIDC issuers", { issuers: external.map((t) => t.issuer) });
   const registry = createTunnelRegistry();
+  tunnelCount = () => registry.list().length;
   const logger = opts.logger;
   // One failure budget per address across users, agents and enrollment.
-  const rateLimiter = opts.authRateLimit === false ? undefined : createAuthRateLimiter({ ...opts.authRateLimit, logger });
+  const rateLimiter = opts.authRateLimit === false
+    ? undefined
+    : createAuthRateLimiter({ ...opts.authRateLimit, logger, onRefused: (reason) => metrics.authenticationFailures.inc({ reason }) });
   const access = createUserAccess({
     store,
     verifyUserToken: verifier.verifyUserToken,
@@ -176,19 +196,20 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     access, registry, logger, drain,
     agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
     maxRequestsPerUser: opts.maxRequestsPerUser ?? DEFAULT_MAX_REQUESTS_PER_USER,
+    metrics,
   });
-  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
   const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
   let downloads: DownloadCatalog | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     downloads = opts.downloadsDir
       ? await loadDownloadCatalog({ dir: opts.downloadsDir, dataDir: opts.dataDir, relay: url, relayVersion: opts.version ?? "dev", logger })
       : undefined;
+    metricsServer = opts.metricsListen ? await startMetricsServer({ ...opts.metricsListen, registry: metrics.registry, logger }) : undefined;
   } catch (error) {
-    server.close();
-    await store.close();
-    throw error;
+    return abandon(error);
   }
   const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
@@ -215,12 +236,15 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     server.close();
     server.closeAllConnections?.();
     await registry.closeAll();
+    await metricsServer?.close();
     await store.close();
   })());
   return {
     url,
     port,
     store,
+    metrics,
+    ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     ...(downloads
       ? { downloads: { publicKeySha256: downloads.publicKeySha256, publicPem: downloads.publicPem, files: downloads.document.files.length, version: downloads.document.version } }
       : {}),
@@ -251,4 +275,22 @@ function listen(server: http.Server, host: string, port: number): Promise<number
     });
     server.listen(port, host, () => resolve((server.address() as { port: number }).port));
   });
+}
+
+/**
+ * The public URL as every client will compare it: the WHATWG URL serialisation (lower-case host,
+ * no default port) without a trailing slash. Throws ConfigError for anything but a plain http(s)
+ * URL: user info, a query or a fragment would end up in tokens' `iss` and in install.sh.
+ */
+function normalizePublicUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--public-url ${JSON.stringify(value)} is not a URL; use e.g. https://relay.example.com`);
+  }
+  if ((url.protocol !== "https:" && url.protocol !== "http:") || url.username || url.password || url.search || url.hash) {
+    throw new ConfigError(`--public-url ${JSON.stringify(value)}: use a plain http(s) URL without user info, query or fragment, e.g. https://relay.example.com`);
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
 }

@@ -18,7 +18,17 @@ export interface ForwardTarget {
   headers: HeaderMap;
 }
 
+/** Told of a forwarded request's progress, for the relay's metrics. */
+export interface ForwardObserver {
+  /** The response head was sent with this status. */
+  head(status: number): void;
+  /** Body bytes from the user (in) and to the user (out). */
+  bytesIn(n: number): void;
+  bytesOut(n: number): void;
+}
+
 export interface ForwardOptions {
+  observe?: ForwardObserver;
   /**
    * Aborted when the relay drains: a JSON watch then ends cleanly at the next event boundary, so
    * kubectl and client-go see an ordinary end of watch and watch again (elsewhere).
@@ -35,7 +45,11 @@ export interface ForwardOptions {
 export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, res: ServerResponse, options: ForwardOptions = {}): Promise<void> {
   const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
   const stream = openStream(target, req.method ?? "GET", {}, !hasBody);
-  if (hasBody) req.pipe(stream);
+  if (hasBody) {
+    req.pipe(stream);
+    // After pipe(): the request already flows, so this listener takes no byte from the stream.
+    if (options.observe) req.on("data", (chunk: Buffer) => options.observe!.bytesIn(chunk.length));
+  }
   res.once("close", () => {
     if (!res.writableFinished && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
   });
@@ -46,6 +60,7 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     const status = Number(headers[":status"]);
     res.writeHead(status, responseHeaders("relay-to-client", headers));
     res.flushHeaders();
+    options.observe?.head(status);
     // The end is ours to decide: a stream that "ends" because its tunnel died (Bun ends every
     // stream of a destroyed session with NO_ERROR) must cut the client's response, never finish
     // it as if complete, whatever state its backpressure is in. A response that has no body by
@@ -58,7 +73,10 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
       if (complete) res.end();
       else res.destroy();
     };
-    stream.on("data", (chunk: Buffer) => { forwarded += chunk.length; });
+    stream.on("data", (chunk: Buffer) => {
+      forwarded += chunk.length;
+      options.observe?.bytesOut(chunk.length);
+    });
     stream.pipe(res, { end: false });
     stream.once("end", finish);
     stream.once("error", () => res.destroy());
@@ -84,7 +102,7 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
  * server's real status in a header; on 101 the client socket and the stream are spliced, and the
  * promise resolves when both are closed. On a refusal the API server's answer is relayed as is.
  */
-export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, socket: Duplex, head: Buffer, observe?: ForwardObserver): Promise<void> {
   const upgrade = String(req.headers["upgrade"] ?? "");
   // After an upgrade the stream carries the protocol's bytes, not a body: a `content-length: 0`
   // (kubectl's SPDY POST sends one) would make HTTP/2 reset the stream at the first byte.
@@ -97,8 +115,16 @@ export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, sock
   return awaitResponse(target, stream, timeouts.UPGRADE_TIMEOUT_MS, (headers) => {
     const upstreamStatus = Number(headers[protocol.UPGRADE_STATUS_HEADER] ?? headers[":status"]);
     const passed = responseHeaders("relay-to-client", headers);
+    observe?.head(upstreamStatus);
     if (upstreamStatus === 101) {
       socket.write(renderResponseHead(101, "Switching Protocols", { connection: "Upgrade", upgrade, ...passed }));
+      if (observe) {
+        // Passive listeners beside the splice's pipes: both sides flow already once spliced.
+        const spliced = splice(socket, stream);
+        socket.on("data", (chunk: Buffer) => observe.bytesIn(chunk.length));
+        stream.on("data", (chunk: Buffer) => observe.bytesOut(chunk.length));
+        return spliced;
+      }
       return splice(socket, stream);
     }
     // The API server refused the upgrade: relay its answer and close, as it would have.

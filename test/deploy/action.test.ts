@@ -49,7 +49,7 @@ async function runAction(inputs: Record<string, string>, env: Record<string, str
   for (const step of action.runs.steps) {
     const stepEnv = Object.fromEntries(Object.entries(step.env ?? {}).map(([k, v]) => [k, expand(String(v))]));
     const proc = Bun.spawn(["bash", "-e", "-c", step.run], {
-      env: { PATH: process.env.PATH ?? "", HOME: job, RUNNER_TEMP: join(job, "tmp"), ...files, ...env, ...stepEnv },
+      env: { PATH: process.env.PATH ?? "", HOME: job, RUNNER_TEMP: join(job, "tmp"), GITHUB_ACTION_PATH: ROOT, ...files, ...env, ...stepEnv },
       stdout: "pipe", stderr: "pipe",
     });
     const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
@@ -95,6 +95,13 @@ test("a job without id-token: write is told what to add", async () => {
   const r = await runAction({ relay: relay.url, cluster: "edge-1" });
   expect(r.code).toBe(1);
   expect(r.log).toContain("::error::the job has no OIDC token: add 'permissions: id-token: write' to the job");
+});
+
+test("the install step runs the action's own install.sh without the job's token-request credentials", async () => {
+  const step = action.runs.steps[0]!.run;
+  expect(step).toContain('sh "$GITHUB_ACTION_PATH/lib/relay/install.sh"');
+  expect(step).toContain("env -u ACTIONS_ID_TOKEN_REQUEST_URL -u ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+  expect(step).not.toContain("/install.sh\" | sh");
 });
 
 test("a wrong downloads key pin installs nothing", async () => {

@@ -131,13 +131,32 @@ preferences: {}
 
   // 4. The proxy, with its context merged into ~/.kube/config and made current.
   const ready = join(home, "ready.json");
-  const proxy = Bun.spawn(["arcproxy", "--cluster", stack.cluster, "--port", "0", "--ready-file", ready], { env, stdout: "pipe", stderr: "pipe" });
+  const proxy = Bun.spawn(["arcproxy", "--cluster", stack.cluster, "--port", "0", "--ready-file", ready, "--log-level", "debug"], { env, stdout: "pipe", stderr: "pipe" });
+  const proxyLog: string[] = [];
+  void (async () => {
+    for await (const chunk of proxy.stderr as ReadableStream<Uint8Array>) proxyLog.push(new TextDecoder().decode(chunk));
+  })();
   try {
     await waitFor("arcproxy's ready file", async () => Bun.file(ready).exists(), 30_000);
     const first = await sh(`${kubectl} get ns -o name`);
     expect(first.stderr).toBe("");
     expect(first.stdout).toContain("namespace/default");
     expect((await sh(`${kubectl} config current-context`)).stdout.trim()).toBe(stack.cluster);
+
+    // One request id from arcproxy's log, through the relay's and the agent's, to the API server's audit log.
+    const forwarded = proxyLog.join("").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { msg: string; path?: string; requestId?: string })
+      .find((line) => line.msg === "forwarded" && line.path === "/api/v1/namespaces");
+    const id = forwarded?.requestId;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(stack.relayLog()).toContain(`"requestId":"${id}"`);
+    expect(stack.agentLog()).toContain(`"requestId":"${id}"`);
+    await waitFor("the API server's audit event for that request", async () => (await readFile(cluster.auditLog, "utf8")).includes(id!), 10_000);
+    const audited = (await readFile(cluster.auditLog, "utf8")).split("\n").filter((line) => line.includes(id!)).map((line) => JSON.parse(line) as {
+      requestURI: string; user: { username: string; extra?: Record<string, string[]> }; impersonatedUser?: { username: string; extra?: Record<string, string[]> };
+    });
+    expect(audited[0]!.requestURI).toStartWith("/api/v1/namespaces");
+    expect(audited[0]!.impersonatedUser?.username).toBe("alice@example.com");
+    expect(audited[0]!.impersonatedUser?.extra?.["arc-request-id"]).toEqual([id!]);
 
     // 5. The ID token expires while the proxy runs; the next request gets a refreshed one.
     const loginFile = (await sh("ls $HOME/.config/cluster-connect/logins/*.json")).stdout.trim();

@@ -130,6 +130,21 @@ describe("arcproxy login (browser)", () => {
     expect((await user.run(["logout"]).done).stdout).toBe(`Not logged in to ${relay.url}; nothing to remove\n`);
   });
 
+  test("another local process hitting the callback first (wrong state) neither ends nor breaks the login", async () => {
+    const other = await freshUser("forged-callback");
+    // This $BROWSER first sends a forged callback to arcproxy's loopback server, then hands the URL on.
+    await Bun.write(join(other.home, "browser.sh"), `#!/bin/sh
+redirect=$(printf '%s' "$1" | sed -n 's/.*redirect_uri=\\([^&]*\\).*/\\1/p' | sed 's/%3A/:/g; s/%2F/\\//g')
+curl -s -o /dev/null "$redirect?code=forged&state=forged"
+curl -s -o /dev/null "$redirect?error=access_denied"
+printf '%s' "$1" > "${other.opened}"
+`);
+    const { browser, result } = await loginInBrowser(other);
+    expect(browser.text).toContain("Logged in to");
+    expect(result.code).toBe(0);
+    expect(await Bun.file(other.loginFile).exists()).toBe(true);
+  });
+
   test("cancelling on the provider's page fails the login with the provider's reason and stores nothing", async () => {
     const other = await freshUser("cancel");
     const { browser, result } = await loginInBrowser(other, undefined, { cancel: true });

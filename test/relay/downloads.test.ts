@@ -212,6 +212,10 @@ describe("install.sh", () => {
     };
     expect(await run({})).toEqual({ code: 1, stderr: expect.stringContaining("no relay") });
     expect(await run({ ARC_RELAY: "http://relay.example.com" })).toEqual({ code: 1, stderr: expect.stringContaining("must be an https:// URL") });
+    // Look-alikes of loopback, user info and shell characters never pass as a relay.
+    expect(await run({ ARC_RELAY: "http://localhost.evil.example" })).toEqual({ code: 1, stderr: expect.stringContaining("must be an https:// URL") });
+    expect(await run({ ARC_RELAY: "http://127.0.0.1@evil.example" })).toEqual({ code: 1, stderr: expect.stringContaining("must be a plain URL") });
+    expect(await run({ ARC_RELAY: "https://relay.example.com/$(touch /tmp/pwned)" })).toEqual({ code: 1, stderr: expect.stringContaining("must be a plain URL") });
   });
 
   test("the copy kept in the repository fetches the relay's key when run with ARC_RELAY", async () => {
@@ -240,6 +244,14 @@ describe("arcproxy update", () => {
     expect(await readFile(target, "utf8")).toBe(fakeArcproxy("linux-amd64"));
     expect((await stat(target)).mode & 0o777).toBe(0o755);
     expect(progress.at(-1)).toBe(fakeArcproxy("linux-amd64").length);
+  });
+
+  test("an older version than the running one is refused unless forced (a rolled-back relay, a replayed list)", async () => {
+    const target = join(dir, "update-older", "arcproxy");
+    await layout(join(dir, "update-older"), { arcproxy: "newer arcproxy" });
+    await expect(updateSelf({ relay: conn(), target, currentVersion: "2.0.0", platform })).rejects.toThrow("serves arcproxy 1.2.3, older than this 2.0.0; nothing was changed (pass --force");
+    expect(await readFile(target, "utf8")).toBe("newer arcproxy");
+    expect((await updateSelf({ relay: conn(), target, currentVersion: "2.0.0", platform, force: true })).updated).toBe(true);
   });
 
   test("the relay's current version is not downloaded again", async () => {
@@ -279,6 +291,18 @@ describe("arcproxy update", () => {
     const stdout = await new Response(proc.stdout).text();
     expect(await proc.exited).toBe(0);
     expect(stdout).toBe(`arcproxy 1.2.3 installed at ${target} (SHA-256 ${sha256(fakeArcproxy(process.arch === "arm64" ? "linux-arm64" : "linux-amd64"))}, list signed by key ${relay.downloads!.publicKeySha256})\n`);
+  });
+});
+
+describe("the relay's public URL", () => {
+  test("is normalised as clients compare it, and refused with user info or a query", async () => {
+    const odd = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "odd"), publicUrl: "https://Relay.Example.COM:443/", logger: silentLogger });
+    try {
+      expect(odd.url).toBe("https://relay.example.com");
+    } finally {
+      await odd.close();
+    }
+    await expect(startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "odd2"), publicUrl: "https://user:pw@relay.example.com", logger: silentLogger })).rejects.toThrow("without user info, query or fragment");
   });
 });
 

@@ -154,6 +154,14 @@ describe("hop-by-hop abuse is neutralised", () => {
     expect(seen).toEqual([]);
   });
 
+  test("a plausible client request id (arcproxy's) is kept end to end; a malformed one is replaced", async () => {
+    const kept = await sendRaw(["X-Arc-Request-Id: 0f8e2a4c-arcproxy-id"]);
+    expect(kept.raw).toContain("\r\nx-arc-request-id: 0f8e2a4c-arcproxy-id\r\n");
+    expect(kept.seen[0]!.headers["impersonate-extra-arc-request-id"]).toBe("0f8e2a4c-arcproxy-id");
+    const replaced = await sendRaw(["X-Arc-Request-Id: bad id with spaces"]);
+    expect(replaced.raw).toMatch(/\r\nx-arc-request-id: [0-9a-f-]{36}\r\n/i);
+  });
+
   test("Connection: close, x-arc-request-id cannot replace or remove the relay's request id", async () => {
     const { codes, raw, seen } = await sendRaw(["Connection: close, x-arc-request-id", "X-Arc-Request-Id: evil-request-id"]);
     expect(codes).toEqual([200]);
