@@ -3,11 +3,12 @@
 import { defineCommand } from "citty";
 import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import {
-  createFileKeyStore, createSecretKeyStore, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore,
+  createAgentMetrics, createFileKeyStore, createSecretKeyStore, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore,
 } from "../lib/agent/index.ts";
 import { createRelayConnection, readCaFile, type RelayConnection } from "../lib/client/index.ts";
 import { loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
-import { logLevelArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
+import { logLevelArgs, parseHostPort, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
+import { startMetricsServer } from "../lib/observe/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
 
 /** Where the agent is and where it keeps its key: shared by the agent and `rotate-key`. */
@@ -56,6 +57,7 @@ const main = defineCommand({
     "reconnect-backoff-base": { type: "string", default: "1s", description: "first redial waits up to this (exponential backoff, full jitter)" },
     "reconnect-backoff-max": { type: "string", default: "10s", description: "no redial waits longer than this" },
     "shutdown-timeout": { type: "string", default: "25s", description: "on SIGTERM: how long requests in flight get to finish (under the pod's 30 s grace)" },
+    "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics (off when not given)" },
     ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
@@ -68,7 +70,12 @@ const main = defineCommand({
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });
     const controller = new AbortController();
+    const metrics = createAgentMetrics();
+    const metricsServer = args["metrics-listen"]
+      ? await startMetricsServer({ ...parseHostPort(args["metrics-listen"], "--metrics-listen"), registry: metrics.registry, logger })
+      : undefined;
     const agent = runAgent({
+      metrics,
       relay: await relayFrom(args),
       cluster: args.cluster,
       keyStore,
@@ -90,6 +97,7 @@ const main = defineCommand({
       controller.abort();
     });
     await agent;
+    await metricsServer?.close();
   },
 });
 

@@ -36,8 +36,10 @@ export interface ConnectorOptions {
   backoff?: Partial<ReconnectBackoff>;
   /** Tunnel liveness (ping interval, dead after), ms. */
   liveness?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
-  /** Reports each connection state change (tests wait on it). */
-  onState?: (state: "connected" | "disconnected") => void;
+  /** Reports each connection state change (tests wait on it), with why a tunnel ended. */
+  onState?: (state: "connected" | "disconnected", reason?: "closed" | "dead" | "goaway" | "stopping") => void;
+  /** Told of each failed attempt to reach the relay. */
+  onDialFailure?: (reason: "unauthorized" | "error") => void;
   /** Called once the first tunnel is up (the agent's readiness). */
   onConnected?: () => void;
 }
@@ -84,6 +86,7 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
         await tunnel.finish();
       }
     } catch (error) {
+      opts.onDialFailure?.(error instanceof Unauthorized ? "unauthorized" : "error");
       if (error instanceof Unauthorized) {
         opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url.base, error });
       } else {
@@ -146,10 +149,19 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
     ws.once("error", reject);
   });
   const log = opts.logger.child({ relay: opts.relay.url.base });
-  const duplex = createWebSocketDuplex(ws, { ...opts.liveness, onDead: () => log.warn("relay stopped answering pings; reconnecting") });
+  let dead = false;
+  const duplex = createWebSocketDuplex(ws, {
+    ...opts.liveness,
+    onDead: () => {
+      dead = true;
+      log.warn("relay stopped answering pings; reconnecting");
+    },
+  });
+  let goaway = false;
   const server = serveTunnel(duplex, opts.onStream, (error) => {
     if (!isPeerHangup(error)) log.warn("tunnel session error", { error });
   });
+  void server.goaway.then(() => { goaway = true; });
   log.info("tunnel connected", proxy ? { proxy } : {});
   opts.onState?.("connected");
   opts.onConnected?.();
@@ -167,7 +179,7 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
       opts.signal.removeEventListener("abort", onAbort);
       ws.terminate();
       log.info("tunnel closed");
-      opts.onState?.("disconnected");
+      opts.onState?.("disconnected", opts.signal.aborted ? "stopping" : dead ? "dead" : goaway ? "goaway" : "closed");
     },
   };
 }

@@ -7,3 +7,5 @@ export type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
 export { loadUpstream } from "./upstream.ts";
 export type { Upstream } from "./upstream.ts";
 export { createSecretKeyStore } from "./secret-key-store.ts";
+export { createAgentMetrics } from "./metrics.ts";
+export type { AgentMetrics } from "./metrics.ts";

@@ -4,6 +4,7 @@ import { protocol } from "../tunnel/index.ts";
 import { BadGateway, Unauthorized } from "../errors/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
+import type { AgentMetrics } from "./metrics.ts";
 import type { AgentKeys, AgentKeyStore } from "./agent-state.ts";
 import { runConnector, type ConnectorOptions, type ReconnectBackoff } from "./connector.ts";
 import { enrollWithRelay } from "./enroll.ts";
@@ -30,6 +31,8 @@ export interface AgentOptions {
   /** Tunnel liveness (`--tunnel-ping-interval`, `--tunnel-dead-after`), ms. */
   liveness?: ConnectorOptions["liveness"];
   onState?: (state: "connected" | "disconnected") => void;
+  /** Prometheus metrics of the tunnel and the requests served (createAgentMetrics); none when absent. */
+  metrics?: AgentMetrics;
   /**
    * External OIDC issuers from the agent's own config, trusted beside the relay's built-in issuer.
    * The agent verifies their tokens itself; the relay trusting an issuer is never enough.
@@ -73,7 +76,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     ...(opts.relay.tls.ca ? { tlsCa: opts.relay.tls.ca } : {}),
   });
   if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
-  const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log, watchEnd: opts.signal });
+  const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log, watchEnd: opts.signal, metrics: opts.metrics });
   await runConnector({
     relay: opts.relay,
     keys: async () => (current = await reloadKeys(opts.keyStore, current, log)),
@@ -89,7 +92,13 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     drainTimeoutMs: opts.drainTimeoutMs,
     backoff: opts.backoff,
     liveness: opts.liveness,
-    onState: opts.onState,
+    onState: (state, reason) => {
+      opts.metrics?.tunnelConnected.set(state === "connected" ? 1 : 0);
+      if (state === "connected") opts.metrics?.tunnelConnects.inc();
+      else opts.metrics?.tunnelDisconnects.inc({ reason: reason ?? "closed" });
+      opts.onState?.(state);
+    },
+    onDialFailure: (reason) => opts.metrics?.dialFailures.inc({ reason }),
   });
 }
 

@@ -9,6 +9,7 @@ import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type Tun
 import { createImpersonationReviewer, type ImpersonationReviewer } from "./impersonation-review.ts";
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
+import { measureStream, type AgentMetrics } from "./metrics.ts";
 
 export interface StreamHandlerDeps {
   cluster: string;
@@ -20,6 +21,7 @@ export interface StreamHandlerDeps {
    * clients watch again (through the agent's next tunnel) instead of holding the drain open.
    */
   watchEnd?: AbortSignal;
+  metrics?: AgentMetrics;
 }
 
 /**
@@ -56,6 +58,8 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
     stream.once("close", () => serving.delete(stream));
     const log = deps.logger.child({ requestId });
     log.debug("request", { method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0] });
+    const kind = headers[protocol.UPGRADE_HEADER] ? "upgrade" : isWatchRequest(String(headers[":method"]), String(headers[":path"])) ? "watch" : "request";
+    measureStream(deps.metrics, stream, String(headers[":method"]), kind);
     stream.on("error", (error) => {
       if (!isPeerHangup(error)) log.debug("tunnel stream error", { error });
     });

@@ -132,6 +132,21 @@ describe("the relay chart", () => {
   });
 });
 
+describe("metrics and downloads in the charts", () => {
+  test.each([["arcagent", AGENT, AGENT_VALUES], ["arcrelay", RELAY, RELAY_VALUES]])("%s serves Prometheus metrics on a port of its own by default, and not with metrics.enabled=false", async (_, chart, values) => {
+    const on = (await render(chart, values)).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
+    expect(on.args).toEqual(expect.arrayContaining(["--metrics-listen", "0.0.0.0:9090"]));
+    expect(on.ports).toEqual(expect.arrayContaining([{ name: "metrics", containerPort: 9090, protocol: "TCP" }]));
+    const off = (await render(chart, [...values, "--set", "metrics.enabled=false"])).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
+    expect(off.args).not.toContain("--metrics-listen");
+  });
+
+  test("the relay serves the arcproxy builds its image carries", async () => {
+    const relay = (await render(RELAY, RELAY_VALUES)).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
+    expect(relay.args).toEqual(expect.arrayContaining(["--downloads-dir", "/usr/share/cluster-connect/downloads"]));
+  });
+});
+
 describe("Pod Security, as a real API server's admission decides it", () => {
   let cluster: KubeCluster;
   beforeAll(async () => {

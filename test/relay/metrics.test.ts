@@ -1,12 +1,14 @@
 // The relay's Prometheus endpoint: on its own listener, what an operator graphs, and no user, path or request id in a label.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createAgentMetrics } from "../../lib/agent/index.ts";
 import { CLUSTER, startHarness, type Harness } from "./hardening/harness.ts";
 
 setDefaultTimeout(30_000);
 let h: Harness;
+const agentMetrics = createAgentMetrics({ processMetrics: false });
 
 beforeAll(async () => {
-  h = await startHarness({ relayOptions: { metricsListen: { host: "127.0.0.1", port: 0 } } });
+  h = await startHarness({ relayOptions: { metricsListen: { host: "127.0.0.1", port: 0 } }, agentMetrics });
 });
 afterAll(() => h?.stop());
 
@@ -71,5 +73,18 @@ describe("GET /metrics on --metrics-listen", () => {
     expect(joined).not.toContain("/api/");
     expect(joined).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-/);
     expect(joined).not.toContain(h.alice.slice(0, 20));
+  });
+});
+
+describe("the agent's metrics", () => {
+  test("its tunnel is up and the requests it served are counted by verb, code and kind", async () => {
+    const res = await fetch(`${h.base}/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${h.alice}` } });
+    await res.arrayBuffer();
+    const text = await agentMetrics.registry.metrics();
+    expect(value(text, "arcagent_tunnel_connected")).toBe(1);
+    expect(value(text, "arcagent_tunnel_connects_total")).toBe(1);
+    expect(value(text, `arcagent_requests_total{verb="GET",code="200",kind="request"}`)).toBeGreaterThanOrEqual(1);
+    expect(value(text, `arcagent_request_duration_seconds_count{kind="request"}`)).toBeGreaterThanOrEqual(1);
+    expect(value(text, `arcagent_active_streams{kind="request"}`)).toBe(0);
   });
 });

@@ -4,7 +4,7 @@ import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFileKeyStore, loadUpstream, runAgent } from "../../../lib/agent/index.ts";
+import { createFileKeyStore, loadUpstream, runAgent, type AgentMetrics } from "../../../lib/agent/index.ts";
 import { createRelayConnection } from "../../../lib/client/index.ts";
 import type { BuiltinIssuer } from "../../../lib/auth/index.ts";
 import { silentLogger, type Logger } from "../../../lib/observe/index.ts";
@@ -60,6 +60,7 @@ export async function startHarness(opts: {
   logger?: Logger;
   agentLogger?: Logger;
   relayOptions?: Partial<RelayOptions>;
+  agentMetrics?: AgentMetrics;
 } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), "arc-hardening-"));
   const requests: RecordedRequest[] = [];
@@ -131,6 +132,7 @@ export async function startHarness(opts: {
     relay: createRelayConnection(publicUrl), cluster: CLUSTER, keyStore: createFileKeyStore(join(dir, "agent")), enrollToken,
     upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: opts.agentLogger ?? silentLogger, signal: controller.signal,
     onState: (s) => s === "connected" && connected(),
+    ...(opts.agentMetrics ? { metrics: opts.agentMetrics } : {}),
   }).catch((error: unknown) => { agentError = error; });
   await within("the agent to connect", up, 15_000).catch((error: Error) => { throw new Error(error.message, { cause: agentError }); });
 
