@@ -41,6 +41,8 @@ const serve = defineCommand({
     "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
     "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
     "min-arcproxy-version": { type: "string", valueHint: "VERSION", description: "the oldest arcproxy users may run (published at /.well-known/cluster-connect)" },
+    "audit-log": { type: "string", valueHint: "PATH|-", description: "one JSON line per request (a Kubernetes audit Event) to PATH, rotated by size, or - for stdout" },
+    "audit-log-max-size": { type: "string", default: "100", valueHint: "MiB", description: "rotate the audit log past this many MiB (3 old files kept)" },
     "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics, a listener of its own (off when not given)" },
     "downloads-dir": { type: "string", valueHint: "DIR", description: "serve these release binaries (<os>-<arch>/arcproxy, as 'bun run build:all' writes dist/), signed, with /install.sh" },
     ...tunnelLivenessArgs,
@@ -70,6 +72,7 @@ const serve = defineCommand({
       version,
       minArcproxyVersion: args["min-arcproxy-version"],
       downloadsDir: args["downloads-dir"],
+      ...(args["audit-log"] ? { auditLog: { path: args["audit-log"], maxBytes: parseMiB("audit-log-max-size", args["audit-log-max-size"]) } } : {}),
       ...(args["metrics-listen"] ? { metricsListen: parseHostPort(args["metrics-listen"], "--metrics-listen") } : {}),
       logger: loggerFor("arcrelay", args["log-level"]),
     });
@@ -246,3 +249,9 @@ const main = defineCommand({
 });
 
 await runCli(main, "arcrelay");
+
+function parseMiB(flag: string, value: string): number {
+  const mib = Number(value);
+  if (!Number.isInteger(mib) || mib < 1) throw new ConfigError(`--${flag} ${JSON.stringify(value)}: use a whole number of MiB, at least 1`);
+  return mib * 1024 * 1024;
+}

@@ -13,6 +13,8 @@ import type { UserAccess } from "./user-access.ts";
 import { clientAddress } from "./client-address.ts";
 import { markNotForwarded } from "./not-forwarded.ts";
 import type { RelayMetrics, RequestKind } from "./metrics.ts";
+import { kubernetesVerb, redactRequestUri, type AuditEvent, type AuditLog } from "./audit-log.ts";
+import type { Identity } from "../auth/index.ts";
 
 export interface ClusterApiProxy {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -29,6 +31,8 @@ export interface ClusterApiProxyDeps {
   /** Requests and upgrades one user may have in flight at once; beyond it, 429. */
   maxRequestsPerUser: number;
   metrics?: RelayMetrics;
+  /** One record per request (and per watch or session start and end); none when absent. */
+  audit?: AuditLog;
 }
 
 /** Clients should retry a refusal from a draining relay this soon (seconds). */
@@ -46,7 +50,7 @@ const AGENT_RESTART_WINDOW_MS = 60_000;
 export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProxy {
   const perUser = new Map<string, number>();
 
-  async function resolveTarget(req: IncomingMessage, requestId: string, gone: AbortSignal): Promise<{ target: ForwardTarget; user: string }> {
+  async function resolveTarget(req: IncomingMessage, requestId: string, gone: AbortSignal, measure: RequestMeasure): Promise<{ target: ForwardTarget; user: string }> {
     if (deps.drain.draining) {
       throw new ShuttingDown("the relay is restarting and takes no new requests; retry in a second (another replica, or this one once it is back)", {
         retryAfterSeconds: DRAIN_RETRY_AFTER_SECONDS,
@@ -54,6 +58,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
     }
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
     const identity = await deps.access.authenticate(req.headers, clientAddress(req.socket), gone);
+    measure.identity = identity;
     await deps.access.authorize(identity, cluster, "cluster-user");
     // kubectl --as: read and checked here (400 for a malformed request); the agent decides whether it is allowed.
     const headers = relayRequestHeaders(req.rawHeaders, parseImpersonationRequest(req.rawHeaders));
@@ -72,6 +77,8 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       );
     }
     deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0] });
+    measure.cluster = cluster;
+    measure.uri = kubePath;
     return { target: { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers }, user: identity.user };
   }
 
@@ -110,12 +117,11 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       const over = deps.drain.track();
       const gone = abortOnClose(res);
       const watch = isWatchRequest(req.method, req.url ?? "");
-      const measure = measureRequest(deps.metrics, watch ? "watch" : "request", req.method ?? "GET");
+      const measure = measureRequest(deps, req, requestId, watch ? "watch" : "request");
       res.once("close", () => measure.done(res.statusCode));
       let release: (() => void) | undefined;
       try {
-        const { target, user } = await resolveTarget(req, requestId, gone);
-        measure.cluster = target.cluster;
+        const { target, user } = await resolveTarget(req, requestId, gone, measure);
         release = admit(user, requestId);
         await forwardHttpRequest(target, req, res, { ...(watch ? { endWatch: deps.drain.watchEnd } : {}), observe: measure });
       } catch (error) {
@@ -131,13 +137,12 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       const requestId = requestIdOf(req.headers);
       const over = deps.drain.track();
       const gone = abortOnClose(socket);
-      const measure = measureRequest(deps.metrics, "upgrade", req.method ?? "GET");
+      const measure = measureRequest(deps, req, requestId, "upgrade");
       let code = 0;
       socket.once("close", () => measure.done(code));
       let release: (() => void) | undefined;
       try {
-        const { target, user } = await resolveTarget(req, requestId, gone);
-        measure.cluster = target.cluster;
+        const { target, user } = await resolveTarget(req, requestId, gone, measure);
         release = admit(user, requestId);
         await forwardUpgrade(target, req, socket, head, { ...measure, head: (status) => { code = status; measure.head(status); } });
       } catch (error) {
@@ -158,27 +163,66 @@ function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {
   return controller.signal;
 }
 
+/** One request's figures, for the relay's metrics and its audit log. */
+type RequestMeasure = ReturnType<typeof measureRequest>;
+
 /**
- * One request's figures for the relay's metrics: in flight while it lasts, time to its response
- * head, bytes both ways, and at the end one count by cluster (once routed to a tunnel, so only
- * registered clusters become label values), verb, code and kind.
+ * One request's figures: in flight while it lasts, time to its response head, bytes both ways,
+ * and at the end one count by cluster (once routed to a tunnel, so only registered clusters become
+ * label values), verb, code and kind, and its audit records (for watches and upgrades one when the
+ * response starts, and one when it ends; for the rest one at the end).
  */
-function measureRequest(metrics: RelayMetrics | undefined, kind: RequestKind, verb: string) {
+function measureRequest(deps: ClusterApiProxyDeps, req: IncomingMessage, requestId: string, kind: RequestKind) {
+  const metrics = deps.metrics;
+  const verb = req.method ?? "GET";
   const started = performance.now();
+  const receivedAt = new Date();
   let headSeen = false;
   let finished = false;
+  let bytesIn = 0;
+  let bytesOut = 0;
   metrics?.activeStreams.inc({ kind });
+  const audit = (stage: AuditEvent["stage"], code: number) => {
+    if (!deps.audit) return;
+    const identity = measure.identity;
+    deps.audit.write({
+      kind: "Event", apiVersion: "audit.k8s.io/v1", level: "Metadata", auditID: requestId, stage,
+      requestURI: redactRequestUri(measure.uri || (req.url ?? "")),
+      verb: kubernetesVerb(verb, req.url ?? "", kind === "upgrade"),
+      user: identity
+        ? { username: identity.user, groups: identity.groups, extra: { "cluster-connect.io/issuer": [identity.issuer] } }
+        : { username: "" },
+      sourceIPs: [clientAddress(req.socket) ?? "unknown"],
+      ...(req.headers["user-agent"] ? { userAgent: String(req.headers["user-agent"]).slice(0, 256) } : {}),
+      responseStatus: { code },
+      requestReceivedTimestamp: receivedAt.toISOString(),
+      stageTimestamp: new Date().toISOString(),
+      annotations: {
+        "cluster-connect.io/cluster": measure.cluster,
+        "cluster-connect.io/kind": kind,
+        ...(stage === "ResponseComplete"
+          ? { "cluster-connect.io/duration-seconds": ((performance.now() - started) / 1000).toFixed(3), "cluster-connect.io/bytes-in": String(bytesIn), "cluster-connect.io/bytes-out": String(bytesOut) }
+          : {}),
+      },
+    });
+  };
   const measure = {
     cluster: "",
-    head(_status?: number) {
+    uri: "",
+    identity: undefined as Identity | undefined,
+    head(status?: number) {
       if (headSeen) return;
       headSeen = true;
       metrics?.requestDuration.observe({ kind }, (performance.now() - started) / 1000);
+      // A session (exec, port-forward) or a watch is audited when it starts, and again when it ends.
+      if (status !== undefined && kind !== "request" && !finished) audit("ResponseStarted", status);
     },
     bytesIn(n: number) {
+      bytesIn += n;
       metrics?.bytes.inc({ direction: "in" }, n);
     },
     bytesOut(n: number) {
+      bytesOut += n;
       metrics?.bytes.inc({ direction: "out" }, n);
     },
     done(code: number) {
@@ -187,6 +231,7 @@ function measureRequest(metrics: RelayMetrics | undefined, kind: RequestKind, ve
       measure.head(); // a refusal's head is its end
       metrics?.activeStreams.dec({ kind });
       metrics?.requests.inc({ cluster: measure.cluster, verb, code: String(code), kind });
+      audit("ResponseComplete", code);
     },
   };
   return measure;

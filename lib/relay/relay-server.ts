@@ -25,6 +25,7 @@ import { rememberClientAddress } from "./client-address.ts";
 import { buildClientConfig } from "./client-config.ts";
 import { loadDownloadCatalog, type DownloadCatalog } from "./downloads.ts";
 import { createRelayMetrics, instrumentStore, type RelayMetrics } from "./metrics.ts";
+import { openAuditLog, type AuditLog } from "./audit-log.ts";
 
 export interface RelayOptions {
   host: string;
@@ -54,6 +55,8 @@ export interface RelayOptions {
   minArcproxyVersion?: string;
   /** Folder of release binaries to serve, laid out as `bun run build:all` writes dist/ (`--downloads-dir`). */
   downloadsDir?: string;
+  /** Audit log (`--audit-log PATH`, `-` for stdout), rotated past `maxBytes` (default 100 MiB); off when absent. */
+  auditLog?: { path: string; maxBytes?: number };
   /** Serve Prometheus metrics at http://HOST:PORT/metrics on a listener of its own (`--metrics-listen`); off when absent. */
   metricsListen?: { host: string; port: number };
   logger: Logger;
@@ -190,20 +193,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
     ...(rateLimiter ? { rateLimiter } : {}),
   });
-  let ready = true;
-  const drain = createRelayDrain();
-  const clusterApi = createClusterApiProxy({
-    access, registry, logger, drain,
-    agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
-    maxRequestsPerUser: opts.maxRequestsPerUser ?? DEFAULT_MAX_REQUESTS_PER_USER,
-    metrics,
-  });
-  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics });
-  const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
-  const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
   let downloads: DownloadCatalog | undefined;
   let metricsServer: MetricsServer | undefined;
+  let audit: AuditLog | undefined;
   try {
+    audit = opts.auditLog ? await openAuditLog({ ...opts.auditLog, logger }) : undefined;
     downloads = opts.downloadsDir
       ? await loadDownloadCatalog({ dir: opts.downloadsDir, dataDir: opts.dataDir, relay: url, relayVersion: opts.version ?? "dev", logger })
       : undefined;
@@ -211,6 +205,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   } catch (error) {
     return abandon(error);
   }
+  let ready = true;
+  const drain = createRelayDrain();
+  const clusterApi = createClusterApiProxy({
+    access, registry, logger, drain,
+    agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
+    maxRequestsPerUser: opts.maxRequestsPerUser ?? DEFAULT_MAX_REQUESTS_PER_USER,
+    metrics,
+    ...(audit ? { audit } : {}),
+  });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics });
+  const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
+  const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
   const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
@@ -237,6 +243,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     server.closeAllConnections?.();
     await registry.closeAll();
     await metricsServer?.close();
+    await audit?.close();
     await store.close();
   })());
   return {

@@ -1,0 +1,93 @@
+// The relay's audit log: one Kubernetes-shaped Event per request, its id the one the client and the API server see, never a token.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { silentLogger } from "../../lib/observe/index.ts";
+import { kubernetesVerb, openAuditLog, redactRequestUri, type AuditEvent } from "../../lib/relay/audit-log.ts";
+import { CLUSTER, startHarness, type Harness } from "./hardening/harness.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+setDefaultTimeout(30_000);
+let h: Harness;
+let dir: string;
+let path: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "arc-audit-"));
+  path = join(dir, "audit", "relay-audit.log");
+  h = await startHarness({ relayOptions: { auditLog: { path }, authRateLimit: false } });
+});
+afterAll(async () => {
+  await h?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function events(): Promise<AuditEvent[]> {
+  return (await readFile(path, "utf8")).split("\n").filter(Boolean).map((line) => JSON.parse(line) as AuditEvent);
+}
+
+async function eventsOf(id: string): Promise<AuditEvent[]> {
+  await waitFor(`the audit record of ${id}`, async () => (await events()).some((e) => e.auditID === id && e.stage === "ResponseComplete"));
+  return (await events()).filter((e) => e.auditID === id);
+}
+
+describe("--audit-log", () => {
+  test("one ResponseComplete Event per request: who, where, what, how it went, with the id the client got", async () => {
+    const res = await fetch(`${h.base}/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods?limit=5`, {
+      headers: { authorization: `Bearer ${h.alice}`, "user-agent": "kubectl/v1.34.0 (linux/amd64)" },
+    });
+    await res.arrayBuffer();
+    const id = res.headers.get("x-arc-request-id")!;
+    const [event, ...more] = await eventsOf(id);
+    expect(more).toEqual([]);
+    expect(event).toMatchObject({
+      kind: "Event", apiVersion: "audit.k8s.io/v1", level: "Metadata", auditID: id, stage: "ResponseComplete",
+      requestURI: "/api/v1/namespaces/default/pods?limit=5", verb: "get",
+      user: { username: "alice", groups: ["dev"], extra: { "cluster-connect.io/issuer": [expect.any(String)] } },
+      userAgent: "kubectl/v1.34.0 (linux/amd64)", responseStatus: { code: 200 },
+      annotations: { "cluster-connect.io/cluster": CLUSTER, "cluster-connect.io/kind": "request" },
+    });
+    expect(event!.sourceIPs[0]).toMatch(/127\.0\.0\.1/);
+    expect(Number(event!.annotations["cluster-connect.io/bytes-out"])).toBeGreaterThan(0);
+    expect(Date.parse(event!.stageTimestamp)).toBeGreaterThanOrEqual(Date.parse(event!.requestReceivedTimestamp));
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+  });
+
+  test("a refused request is audited without a user; no token and no secret query value is ever written", async () => {
+    const res = await fetch(`${h.base}/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces?access_token=hunter2&watch=true`, { headers: { authorization: "Bearer forged.token.value" } });
+    expect(res.status).toBe(401);
+    const [event] = await eventsOf(res.headers.get("x-arc-request-id")!);
+    expect(event).toMatchObject({ user: { username: "" }, responseStatus: { code: 401 }, verb: "watch" });
+    expect(event!.requestURI).toContain("access_token=REDACTED");
+    const text = await readFile(path, "utf8");
+    expect(text).not.toContain("hunter2");
+    expect(text).not.toContain("forged.token.value");
+    expect(text).not.toContain(h.alice);
+  });
+});
+
+describe("the audit file", () => {
+  test("is rotated by size, keeping three old files", async () => {
+    const rotating = join(dir, "rotate", "audit.log");
+    const log = await openAuditLog({ path: rotating, maxBytes: 2_000, backups: 3, logger: silentLogger });
+    const event = (i: number): AuditEvent => ({
+      kind: "Event", apiVersion: "audit.k8s.io/v1", level: "Metadata", auditID: `id-${i}`, stage: "ResponseComplete", requestURI: "/api", verb: "get",
+      user: { username: "" }, sourceIPs: ["127.0.0.1"], responseStatus: { code: 200 }, requestReceivedTimestamp: "", stageTimestamp: "", annotations: {},
+    });
+    for (let i = 0; i < 100; i++) log.write(event(i));
+    await log.close();
+    const files = (await readdir(join(dir, "rotate"))).sort();
+    expect(files).toEqual(["audit.log", "audit.log.1", "audit.log.2", "audit.log.3"]);
+    // Nothing lost of what the kept files hold: the newest line is the last event written.
+    expect((await readFile(rotating, "utf8")).trim().split("\n").at(-1)).toContain('"auditID":"id-99"');
+  });
+
+  test("secret-looking query values are redacted; verbs follow Kubernetes' names", () => {
+    expect(redactRequestUri("/api/v1/pods?labelSelector=app%3Dx&token=abc&apiKey=1")).toBe("/api/v1/pods?labelSelector=app%3Dx&token=REDACTED&apiKey=REDACTED");
+    expect(redactRequestUri("/api/v1/pods")).toBe("/api/v1/pods");
+    expect(kubernetesVerb("GET", "/api/v1/pods?watch=true", false)).toBe("watch");
+    expect(kubernetesVerb("PATCH", "/api/v1/pods/x", false)).toBe("patch");
+    expect(kubernetesVerb("POST", "/api/v1/namespaces/d/pods/x/exec", true)).toBe("create");
+  });
+});
