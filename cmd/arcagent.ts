@@ -65,7 +65,7 @@ const main = defineCommand({
   async run({ args }) {
     // citty also runs the parent after a subcommand: the agent itself runs only when none was named.
     if (args._.length > 0) return;
-    const logger = loggerFor("arcagent", args["log-level"]);
+    const logger = loggerFor("arcagent", args["log-level"], args["log-format"]);
     const keyStore = keyStoreFrom(args);
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });

@@ -41,7 +41,7 @@ const proxy = defineCommand({
     // appears must still remove the context again, never kill the process with it in place.
     const stopped = command.length > 0 ? undefined : waitForShutdownSignal();
     // Around a child command, only problems are logged: its own output comes first.
-    const logger = loggerFor("arcproxy", args["log-level"] ?? (command.length > 0 ? "warn" : "info"));
+    const logger = loggerFor("arcproxy", args["log-level"] ?? (command.length > 0 ? "warn" : "info"), args["log-format"]);
     // A one-shot command needs no port anyone else knows: two CI jobs on one runner must not collide.
     const port = Number(args.port ?? (command.length > 0 ? "0" : String(DEFAULT_PORT)));
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--port ${JSON.stringify(args.port)}: use a port number 0-65535 (0 picks a free one)`);

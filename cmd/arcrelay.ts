@@ -74,7 +74,7 @@ const serve = defineCommand({
       downloadsDir: args["downloads-dir"],
       ...(args["audit-log"] ? { auditLog: { path: args["audit-log"], maxBytes: parseMiB("audit-log-max-size", args["audit-log-max-size"]) } } : {}),
       ...(args["metrics-listen"] ? { metricsListen: parseHostPort(args["metrics-listen"], "--metrics-listen") } : {}),
-      logger: loggerFor("arcrelay", args["log-level"]),
+      logger: loggerFor("arcrelay", args["log-level"], args["log-format"]),
     });
     process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
     if (relay.downloads) {

@@ -8,10 +8,13 @@ declare const VERSION: string | undefined;
 /** Stamped by scripts/build.ts; "dev" when run from source. */
 export const version: string = typeof VERSION === "string" ? VERSION : "dev";
 
-export function loggerFor(component: string, level: string | undefined): Logger {
+export function loggerFor(component: string, level: string | undefined, format?: string): Logger {
   const levels: LogLevel[] = ["debug", "info", "warn", "error"];
   if (level && !levels.includes(level as LogLevel)) throw new ConfigError(`--log-level ${level}: use one of ${levels.join(", ")}`);
-  return createLogger({ component, level: (level as LogLevel | undefined) ?? "info" });
+  if (format && format !== "json" && format !== "text") throw new ConfigError(`--log-format ${format}: use json or text`);
+  // People read a terminal; machines read everything else (a pod's log, a file, a pipe).
+  const chosen = (format as "json" | "text" | undefined) ?? (process.stderr.isTTY ? "text" : "json");
+  return createLogger({ component, level: (level as LogLevel | undefined) ?? "info", format: chosen, colorize: chosen === "text" && Boolean(process.stderr.isTTY) });
 }
 
 /** `500ms`, `2s`, `1m` -> milliseconds; `0` allowed when `allowZero`. Throws ConfigError naming the flag. */

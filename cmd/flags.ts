@@ -7,7 +7,12 @@ export const logLevelArgs = {
   "log-level": {
     type: "enum",
     options: ["debug", "info", "warn", "error"],
-    description: "Log level of the JSON lines on stderr",
+    description: "Log level of the lines on stderr",
+  },
+  "log-format": {
+    type: "enum",
+    options: ["json", "text"],
+    description: "json (for machines) or text (for people); default text on a terminal, else json",
   },
 } as const satisfies Record<string, ArgDef>;
 

@@ -1,5 +1,7 @@
-// One JSON line per event with fixed keys (level, msg, component, cluster, requestId); built on pino.
+// One JSON line per event with fixed keys (level, msg, component, cluster, requestId), or the same as readable text; built on pino.
 import pino from "pino";
+import pretty from "pino-pretty";
+import { Writable } from "node:stream";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFields = Record<string, unknown>;
@@ -18,6 +20,12 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** Where lines go; defaults to stderr so stdout stays free for command output. */
   write?: (line: string) => void;
+  /**
+   * `json` (default): one JSON object per line, for machines. `text`: the same fields as one
+   * readable line for people (pino-pretty), coloured when `colorize`.
+   */
+  format?: "json" | "text";
+  colorize?: boolean;
 }
 
 // Header and field names that may carry a credential; pino replaces their values.
@@ -38,7 +46,20 @@ export function createLogger(options: LoggerOptions): Logger {
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     },
-    { write },
+    options.format === "text"
+      // pino-pretty as a plain stream in this thread (no transport worker, which a compiled binary would have to ship).
+      ? pretty({
+        colorize: options.colorize ?? false,
+        sync: true,
+        translateTime: "SYS:HH:MM:ss.l",
+        ignore: "pid,hostname",
+        singleLine: true,
+        // Our errors are plain objects (name, message, code, cause): inline, not as a multi-line stack.
+        errorLikeObjectKeys: [],
+        messageKey: "msg",
+        destination: new Writable({ write(chunk: Buffer, _encoding, done) { write(chunk.toString()); done(); } }),
+      })
+      : { write },
   );
   return wrap(base);
 }
