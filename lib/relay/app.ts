@@ -17,6 +17,8 @@ import { remoteAddressOf, type UserAccess } from "./user-access.ts";
 import type { ClientConfig } from "./client-config.ts";
 import type { DownloadCatalog } from "./downloads.ts";
 import { registerDownloadRoutes } from "./downloads-routes.ts";
+import { registerStatusPage } from "./status-page.ts";
+import type { ClusterActivity } from "./activity.ts";
 
 export interface RelayAppDeps {
   store: RelayStore;
@@ -35,6 +37,8 @@ export interface RelayAppDeps {
   rateLimiter?: AuthRateLimiter;
   /** Served at /.well-known/cluster-connect; default: the relay's URL and version "dev", no login issuers. */
   clientConfig?: ClientConfig;
+  /** The status page at `/` (for relay and cluster admins); absent, `/` is a 404. */
+  statusPage?: { activity: ClusterActivity; replicaId: string };
   /** Release binaries (`--downloads-dir`); without it the download routes answer 404 saying so. */
   downloads?: DownloadCatalog;
   /** False once the relay began to drain; default always true. */
@@ -107,6 +111,9 @@ export function createRelayApp(options: RelayAppDeps): Hono {
 
   registerAgentRoutes(app, deps);
   registerDownloadRoutes(app, deps.issuer.issuer, deps.downloads);
+  if (deps.statusPage) {
+    registerStatusPage(app, { store: deps.store, registry: deps.registry, access: deps.access, relayUrl: deps.issuer.issuer, ...deps.statusPage });
+  }
 
   app.route(ADMIN_API_PATH, createAdminApi(deps));
 

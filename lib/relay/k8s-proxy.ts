@@ -15,6 +15,7 @@ import { markNotForwarded } from "./not-forwarded.ts";
 import type { RelayMetrics, RequestKind } from "./metrics.ts";
 import { kubernetesVerb, redactRequestUri, type AuditEvent, type AuditLog } from "./audit-log.ts";
 import type { Identity } from "../auth/index.ts";
+import type { ClusterActivity } from "./activity.ts";
 
 export interface ClusterApiProxy {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -33,6 +34,8 @@ export interface ClusterApiProxyDeps {
   metrics?: RelayMetrics;
   /** One record per request (and per watch or session start and end); none when absent. */
   audit?: AuditLog;
+  /** In flight, rate and refusals per cluster, for the status page. */
+  activity?: ClusterActivity;
 }
 
 /** Clients should retry a refusal from a draining relay this soon (seconds). */
@@ -77,8 +80,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       );
     }
     deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0] });
-    measure.cluster = cluster;
-    measure.uri = kubePath;
+    measure.route(cluster, kubePath);
     return { target: { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers }, user: identity.user };
   }
 
@@ -103,8 +105,10 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
     };
   }
 
-  function logFailure(error: unknown, req: IncomingMessage, requestId: string): void {
+  function logFailure(error: unknown, req: IncomingMessage, requestId: string, measure: RequestMeasure): void {
     if (isPeerHangup(error)) return;
+    const status = toStatus(error, requestId);
+    deps.activity?.refused({ cluster: measure.cluster || clusterNameOf(req.url ?? ""), user: measure.identity?.user ?? "", code: status.code, message: status.message });
     const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: clientAddress(req.socket), error };
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", fields);
     else deps.logger.warn("request failed", fields);
@@ -125,7 +129,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         release = admit(user, requestId);
         await forwardHttpRequest(target, req, res, { ...(watch ? { endWatch: deps.drain.watchEnd } : {}), observe: measure });
       } catch (error) {
-        logFailure(error, req, requestId);
+        logFailure(error, req, requestId, measure);
         markNotForwarded(res, error);
         if (!res.headersSent) writeStatusResponse(res, error, requestId);
       } finally {
@@ -146,7 +150,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         release = admit(user, requestId);
         await forwardUpgrade(target, req, socket, head, { ...measure, head: (status) => { code = status; measure.head(status); } });
       } catch (error) {
-        logFailure(error, req, requestId);
+        logFailure(error, req, requestId, measure);
         code = toStatus(error).code;
         writeStatusToSocket(socket, error, requestId);
       } finally {
@@ -210,6 +214,12 @@ function measureRequest(deps: ClusterApiProxyDeps, req: IncomingMessage, request
     cluster: "",
     uri: "",
     identity: undefined as Identity | undefined,
+    /** Reached a tunnel: the cluster is a label value and an activity key from now on. */
+    route(cluster: string, uri: string) {
+      measure.cluster = cluster;
+      measure.uri = uri;
+      deps.activity?.started(cluster);
+    },
     head(status?: number) {
       if (headSeen) return;
       headSeen = true;
@@ -231,8 +241,18 @@ function measureRequest(deps: ClusterApiProxyDeps, req: IncomingMessage, request
       measure.head(); // a refusal's head is its end
       metrics?.activeStreams.dec({ kind });
       metrics?.requests.inc({ cluster: measure.cluster, verb, code: String(code), kind });
+      if (measure.cluster) deps.activity?.finished(measure.cluster);
       audit("ResponseComplete", code);
     },
   };
   return measure;
+}
+
+/** The cluster a refused request named, for the status page (only a valid name; else empty). */
+function clusterNameOf(url: string): string {
+  try {
+    return parseClusterApiTarget(url).cluster;
+  } catch {
+    return "";
+  }
 }

@@ -26,6 +26,8 @@ import { buildClientConfig } from "./client-config.ts";
 import { loadDownloadCatalog, type DownloadCatalog } from "./downloads.ts";
 import { createRelayMetrics, instrumentStore, type RelayMetrics } from "./metrics.ts";
 import { openAuditLog, type AuditLog } from "./audit-log.ts";
+import { createClusterActivity } from "./activity.ts";
+import { hostname } from "node:os";
 
 export interface RelayOptions {
   host: string;
@@ -55,6 +57,8 @@ export interface RelayOptions {
   minArcproxyVersion?: string;
   /** Folder of release binaries to serve, laid out as `bun run build:all` writes dist/ (`--downloads-dir`). */
   downloadsDir?: string;
+  /** This relay's name among replicas, shown on the status page; default the host name. */
+  replicaId?: string;
   /** Audit log (`--audit-log PATH`, `-` for stdout), rotated past `maxBytes` (default 100 MiB); off when absent. */
   auditLog?: { path: string; maxBytes?: number };
   /** Serve Prometheus metrics at http://HOST:PORT/metrics on a listener of its own (`--metrics-listen`); off when absent. */
@@ -207,17 +211,19 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   }
   let ready = true;
   const drain = createRelayDrain();
+  const activity = createClusterActivity();
   const clusterApi = createClusterApiProxy({
     access, registry, logger, drain,
     agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
     maxRequestsPerUser: opts.maxRequestsPerUser ?? DEFAULT_MAX_REQUESTS_PER_USER,
     metrics,
+    activity,
     ...(audit ? { audit } : {}),
   });
   const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
   const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
-  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, isReady: () => ready && !drain.draining });
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, statusPage: { activity, replicaId: opts.replicaId ?? hostname() }, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
