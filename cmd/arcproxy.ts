@@ -263,7 +263,9 @@ const logout = defineCommand({
   async run({ args }) {
     const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
     const result = await runLogout(relayUrl);
-    process.stdout.write(result.removed ? `Logged out of ${relayUrl}${result.subject ? ` (${result.subject})` : ""}\n` : `Not logged in to ${relayUrl}; nothing to remove\n`);
+    const revoked = result.revocation === "revoked" ? "; the refresh token is revoked at the provider"
+      : typeof result.revocation === "object" ? `; the provider could not revoke the refresh token (${result.revocation.failed}), so it lasts until it expires` : "";
+    process.stdout.write(result.removed ? `Logged out of ${relayUrl}${result.subject ? ` (${result.subject})` : ""}${revoked}\n` : `Not logged in to ${relayUrl}; nothing to remove\n`);
     process.exit(0);
   },
 });

@@ -3,7 +3,7 @@ import { callRelay, refusalError, type RelayConnection } from "../client/index.t
 import { ConfigError } from "../errors/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { readLogin, removeLogin, writeLogin, type StoredLogin } from "./login-store.ts";
-import { loginWithBrowser, loginWithDeviceCode, type LoginIssuer } from "./oidc-login.ts";
+import { loginWithBrowser, loginWithDeviceCode, revokeLogin, type LoginIssuer } from "./oidc-login.ts";
 import { listClusters, type ClusterInfo } from "./relay-client.ts";
 import { readUserConfig, writeUserConfig } from "./user-config.ts";
 import { printable } from "./terminal-text.ts";
@@ -60,9 +60,14 @@ export async function runLogin(opts: LoginOptions): Promise<{ login: StoredLogin
   return { login, clusters, path };
 }
 
-/** Removes the stored login for the relay; resolves whether there was one. */
-export async function runLogout(relayUrl: string, dir?: string): Promise<{ removed: boolean; subject?: string }> {
-  const login = await readLogin(relayUrl, dir).catch(() => undefined); // a damaged file is removed all the same
+/**
+ * Revokes the refresh token at the provider when it can (RFC 7009), then removes the stored login
+ * for the relay; resolves whether there was one and what the provider said. A damaged file is
+ * removed all the same.
+ */
+export async function runLogout(relayUrl: string, dir?: string): Promise<{ removed: boolean; subject?: string; revocation?: Awaited<ReturnType<typeof revokeLogin>> }> {
+  const login = await readLogin(relayUrl, dir).catch(() => undefined); // damaged: nothing to revoke, the file goes anyway
+  const revocation = login ? await revokeLogin(login) : undefined;
   const removed = await removeLogin(relayUrl, dir);
-  return { removed, ...(login?.subject ? { subject: login.subject } : {}) };
+  return { removed, ...(login?.subject ? { subject: login.subject } : {}), ...(revocation ? { revocation } : {}) };
 }

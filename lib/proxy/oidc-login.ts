@@ -188,3 +188,20 @@ function sameText(given: string | null, expected: string): boolean {
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
 }
+
+/**
+ * Revokes the login's refresh token at its provider (RFC 7009) so a copy of the file is worthless.
+ * Resolves "revoked", "unsupported" (no revocation endpoint, or no refresh token) or the reason it
+ * failed; never throws (logging out locally must work with the provider unreachable).
+ */
+export async function revokeLogin(login: StoredLogin): Promise<"revoked" | "unsupported" | { failed: string }> {
+  if (!login.refreshToken) return "unsupported";
+  try {
+    const config = await discover({ issuer: login.issuer, clientId: login.clientId, scopes: [] });
+    if (!config.serverMetadata().revocation_endpoint) return "unsupported";
+    await oidc.tokenRevocation(config, login.refreshToken, { token_type_hint: "refresh_token" });
+    return "revoked";
+  } catch (error) {
+    return { failed: printable((error as { error?: string }).error ?? (error as Error).message, 200) };
+  }
+}

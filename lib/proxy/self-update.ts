@@ -119,14 +119,20 @@ async function downloadVerified(opts: UpdateOptions, file: DownloadFile, windows
     const sha256 = hash.digest("hex");
     if (sha256 !== file.sha256) throw new DownloadVerificationError(`the download of ${file.path} has SHA-256 ${sha256}, the signed list says ${file.sha256}; nothing was changed`);
     await chmod(temp, 0o755);
+    let movedAside = false;
     if (windows) {
       // Windows keeps a running .exe open without FILE_SHARE_DELETE: it can be moved aside, not overwritten.
       await rm(`${opts.target}.old`, { force: true });
-      await rename(opts.target, `${opts.target}.old`).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== "ENOENT") throw error; // nothing installed there yet
+      movedAside = await rename(opts.target, `${opts.target}.old`).then(() => true, (error: NodeJS.ErrnoException) => {
+        if (error.code !== "ENOENT") throw error;
+        return false; // nothing installed there yet
       });
     }
-    await rename(temp, opts.target);
+    await rename(temp, opts.target).catch(async (error: unknown) => {
+      // Never leave the user without an arcproxy: the one moved aside goes back.
+      if (movedAside) await rename(`${opts.target}.old`, opts.target);
+      throw error;
+    });
   } catch (error) {
     await rm(temp, { force: true });
     throw error;

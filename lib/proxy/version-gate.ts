@@ -13,7 +13,7 @@ export class ArcproxyTooOld extends ArcError {
 
 /**
  * Compares dotted release versions (`1.4.2`, `v1.10.0`, `1.2.0-rc.1+abc`): numerically part by part,
- * a pre-release below its release (SemVer 2.0.0 section 11, pre-release parts compared as text),
+ * a pre-release below its release and pre-releases by their identifiers (SemVer 2.0.0 section 11),
  * build metadata ignored. Returns -1, 0 or 1.
  */
 export function compareVersions(a: string, b: string): number {
@@ -30,7 +30,17 @@ export function compareVersions(a: string, b: string): number {
   if (x.pre === y.pre) return 0;
   if (x.pre === undefined) return 1;
   if (y.pre === undefined) return -1;
-  return x.pre < y.pre ? -1 : 1;
+  // SemVer 2.0.0 11.4: dot-separated identifiers, numbers numerically and below text, fewer below more.
+  const left = x.pre.split(".");
+  const right = y.pre.split(".");
+  for (let i = 0; i < Math.min(left.length, right.length); i++) {
+    const [p, q] = [left[i]!, right[i]!];
+    const [pn, qn] = [/^\d+$/.test(p), /^\d+$/.test(q)];
+    if (pn && qn && Number(p) !== Number(q)) return Math.sign(Number(p) - Number(q));
+    if (pn !== qn) return pn ? -1 : 1;
+    if (p !== q) return p < q ? -1 : 1;
+  }
+  return Math.sign(left.length - right.length);
 }
 
 /**

@@ -101,7 +101,12 @@ async function loadSigningKey(dataDir: string) {
     });
     text = await readFile(path, "utf8");
   }
-  const jwk = JSON.parse(text) as JWK;
+  let jwk: JWK;
+  try {
+    jwk = JSON.parse(text) as JWK;
+  } catch (cause) {
+    throw new ConfigError(`${path} is not JSON; remove it to make a new downloads key (clients that pinned the old one must pin the new)`, { cause });
+  }
   if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || !jwk.d) throw new ConfigError(`${path} is not a private Ed25519 JWK; remove it to make a new downloads key`);
   const privateKey = await importJWK({ ...jwk, alg: "EdDSA" }, "EdDSA");
   const { d: _private, ...publicPart } = jwk;

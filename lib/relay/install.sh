@@ -38,9 +38,9 @@ else sha256() { openssl dgst -sha256 -r "$1" | cut -d' ' -f1; }
 fi
 
 if command -v curl >/dev/null 2>&1; then
-  fetch() { curl -fsSL --proto '=https,http' "$1" -o "$2" || fail "could not download $1"; }
+  fetch() { curl -fsSL --proto '=https,http' --proto-redir '=https' "$1" -o "$2" || fail "could not download $1"; }
   fetch_progress() {
-    if [ -t 2 ]; then curl -fL --progress-bar "$1" -o "$2" || fail "could not download $1"
+    if [ -t 2 ]; then curl -fL --proto '=https,http' --proto-redir '=https' --progress-bar "$1" -o "$2" || fail "could not download $1"
     else fetch "$1" "$2"; fi
   }
 elif command -v wget >/dev/null 2>&1; then
@@ -74,7 +74,8 @@ exe=""
 [ "$os" = windows ] && exe=".exe"
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 # base64url (RFC 4648 section 5) without padding, as JWS uses it, to bytes.
 b64url_decode() {

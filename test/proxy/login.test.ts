@@ -120,9 +120,15 @@ describe("arcproxy login (browser)", () => {
     }
   });
 
-  test("logout removes the tokens; then arcproxy says to log in", async () => {
+  test("logout revokes the refresh token at the provider and removes the tokens; then arcproxy says to log in", async () => {
+    const stored = JSON.parse(await readFile(user.loginFile, "utf8")) as StoredLogin;
     const out = await user.run(["logout"]).done;
-    expect(out.stdout).toBe(`Logged out of ${relay.url} (alice@example.com)\n`);
+    expect(out.stdout).toBe(`Logged out of ${relay.url} (alice@example.com); the refresh token is revoked at the provider\n`);
+    // A copy of the file is worth nothing now: the provider refuses its refresh token.
+    const copyDir = join(dir, "copy");
+    await Bun.write(loginFilePath(relay.url, copyDir), JSON.stringify({ ...stored, expiresAt: new Date(Date.now() - 1000).toISOString() }));
+    const { readLogin, refreshLogin } = await import("../../lib/proxy/index.ts");
+    await expect(refreshLogin((await readLogin(relay.url, copyDir))!)).rejects.toThrow("the provider said invalid_grant");
     expect(await Bun.file(user.loginFile).exists()).toBe(false);
     const r = await user.run(["clusters"]).done;
     expect(r.code).toBe(1);

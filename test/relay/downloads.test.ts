@@ -313,6 +313,9 @@ describe("the relay's minimum arcproxy version", () => {
     expect(compareVersions("1.2.0-rc.1", "1.2.0")).toBe(-1);
     expect(compareVersions("1.2.0+abc", "1.2.0+def")).toBe(0);
     expect(compareVersions("0.9.9", "1.0.0")).toBe(-1);
+    expect(compareVersions("1.2.0-rc.10", "1.2.0-rc.2")).toBe(1);
+    expect(compareVersions("1.2.0-alpha", "1.2.0-alpha.1")).toBe(-1);
+    expect(compareVersions("1.2.0-1", "1.2.0-alpha")).toBe(-1);
   });
 
   test("an older arcproxy is told the version it needs and the command to run; a newer one and a source build pass", async () => {
