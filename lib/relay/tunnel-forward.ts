@@ -114,7 +114,8 @@ export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, sock
   });
   return awaitResponse(target, stream, timeouts.UPGRADE_TIMEOUT_MS, (headers) => {
     const upstreamStatus = Number(headers[protocol.UPGRADE_STATUS_HEADER] ?? headers[":status"]);
-    const passed = responseHeaders("relay-to-client", headers);
+    // The request id goes back on an upgrade too: a failed exec is reported with it.
+    const passed = { ...responseHeaders("relay-to-client", headers), [protocol.REQUEST_ID_HEADER]: target.requestId };
     observe?.head(upstreamStatus);
     if (upstreamStatus === 101) {
       socket.write(renderResponseHead(101, "Switching Protocols", { connection: "Upgrade", upgrade, ...passed }));

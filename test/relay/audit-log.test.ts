@@ -67,6 +67,31 @@ describe("--audit-log", () => {
   });
 });
 
+describe("--audit-log for sessions", () => {
+  test("an exec session is audited when it starts (101) and when it ends, with its byte counts", async () => {
+    const { connect } = await import("node:net");
+    const socket = connect(h.port, "127.0.0.1");
+    const received: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => received.push(chunk));
+    socket.write(`POST /v1/clusters/${CLUSTER}/k8s/api/v1/namespaces/default/pods/work/exec?command=sh&stdin=true HTTP/1.1\r\n` +
+      `Host: relay\r\nAuthorization: Bearer ${h.alice}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`);
+    await waitFor("the 101", () => Buffer.concat(received).toString().includes("\r\n\r\n"));
+    const head = Buffer.concat(received).toString();
+    expect(head).toStartWith("HTTP/1.1 101");
+    const id = /x-arc-request-id: (\S+)/i.exec(head)![1]!;
+    received.length = 0;
+    socket.write("hello from the session");
+    await waitFor("the echo", () => Buffer.concat(received).toString() === "hello from the session");
+    socket.end();
+    const [started, ended] = await eventsOf(id);
+    expect(started).toMatchObject({ stage: "ResponseStarted", verb: "create", responseStatus: { code: 101 }, annotations: { "cluster-connect.io/kind": "upgrade" } });
+    expect(ended).toMatchObject({ stage: "ResponseComplete", responseStatus: { code: 101 } });
+    expect(Number(ended!.annotations["cluster-connect.io/bytes-in"])).toBeGreaterThanOrEqual(22);
+    expect(Number(ended!.annotations["cluster-connect.io/bytes-out"])).toBeGreaterThanOrEqual(22);
+    expect(started!.requestURI).toBe("/api/v1/namespaces/default/pods/work/exec?command=sh&stdin=true");
+  });
+});
+
 describe("the audit file", () => {
   test("is rotated by size, keeping three old files", async () => {
     const rotating = join(dir, "rotate", "audit.log");
