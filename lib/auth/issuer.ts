@@ -10,6 +10,8 @@ import type { TrustedIssuer } from "./verifier.ts";
 export interface SettingsStore {
   getSetting(k: string): Promise<string | undefined>;
   setSetting(k: string, v: string): Promise<void>;
+  /** Stores `v` only if `k` has no value yet; resolves with the value stored now (the first writer's). */
+  setSettingIfAbsent(k: string, v: string): Promise<string>;
 }
 
 export interface BuiltinIssuer {
@@ -33,10 +35,8 @@ export const JWKS_PATH = "/.well-known/jwks.json";
 export async function loadOrCreateIssuerKeys(settings: SettingsStore): Promise<{ privateJwk: JWK; publicJwk: JWK }> {
   const stored = await settings.getSetting(ISSUER_KEYS_SETTING);
   if (stored !== undefined) return parseIssuerKeys(stored);
-  await settings.setSetting(ISSUER_KEYS_SETTING, JSON.stringify(await generateSigningKeyPair(ISSUER_ALGORITHM)));
-  // Read back: if another replica wrote its pair at the same moment, every replica uses the stored one.
-  const written = await settings.getSetting(ISSUER_KEYS_SETTING);
-  if (written === undefined) throw new Error(`setting ${ISSUER_KEYS_SETTING} was written but reads back empty`);
+  // The first replica's pair wins, atomically: replicas starting at once all sign with one key.
+  const written = await settings.setSettingIfAbsent(ISSUER_KEYS_SETTING, JSON.stringify(await generateSigningKeyPair(ISSUER_ALGORITHM)));
   return parseIssuerKeys(written);
 }
 

@@ -1,6 +1,6 @@
 // The relay's audit log: one JSON line per request stage, shaped as a Kubernetes audit Event, rotated by size.
 import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ConfigError } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
@@ -54,6 +54,10 @@ export async function openAuditLog(opts: { path: string; maxBytes?: number; back
   const backups = opts.backups ?? DEFAULT_AUDIT_BACKUPS;
   await mkdir(dirname(opts.path), { recursive: true, mode: 0o700 });
   let size = await stat(opts.path).then((s) => s.size, () => 0);
+  // An existing file keeps no looser mode than a new one: it holds who did what.
+  await chmod(opts.path, 0o600).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "ENOENT") throw new ConfigError(`--audit-log ${opts.path}: ${error.message}`, { cause: error });
+  });
   const open = () => createWriteStream(opts.path, { flags: "a", mode: 0o600 });
   let stream: WriteStream = open();
   await new Promise<void>((resolve, reject) => {
@@ -112,7 +116,7 @@ export async function openAuditLog(opts: { path: string; maxBytes?: number; back
 }
 
 /** Query parameters whose values are never written (a client that puts a token in the URL). */
-const SECRET_PARAMETER = /token|secret|password|passwd|key|signature|sig$|credential|auth/i;
+const SECRET_PARAMETER = /token|secret|password|passwd|key|signature|sig$|credential|auth|bearer|jwt|session/i;
 
 /** The request URI with the values of secret-looking query parameters replaced by `REDACTED`. */
 export function redactRequestUri(uri: string): string {

@@ -108,7 +108,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
   function logFailure(error: unknown, req: IncomingMessage, requestId: string, measure: RequestMeasure): void {
     if (isPeerHangup(error)) return;
     const status = toStatus(error, requestId);
-    deps.activity?.refused({ cluster: measure.cluster || clusterNameOf(req.url ?? ""), user: measure.identity?.user ?? "", code: status.code, message: status.message });
+    if (req.headers.authorization !== undefined) deps.activity?.refused({ cluster: measure.cluster || clusterNameOf(req.url ?? ""), user: measure.identity?.user ?? "", code: status.code, message: status.message });
     const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: clientAddress(req.socket), error };
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", fields);
     else deps.logger.warn("request failed", fields);
@@ -167,6 +167,9 @@ function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {
   return controller.signal;
 }
 
+/** The longest request URI an audit record keeps (a 1 MiB label selector is cut, not stored). */
+const MAX_AUDITED_URI = 4096;
+
 /** One request's figures, for the relay's metrics and its audit log. */
 type RequestMeasure = ReturnType<typeof measureRequest>;
 
@@ -186,12 +189,15 @@ function measureRequest(deps: ClusterApiProxyDeps, req: IncomingMessage, request
   let bytesIn = 0;
   let bytesOut = 0;
   metrics?.activeStreams.inc({ kind });
+  // A request with no credential at all is refused before anything: it is counted, not audited
+  // and not listed, so anonymous floods cannot rotate real records out of the audit log.
+  const anonymous = req.headers.authorization === undefined;
   const audit = (stage: AuditEvent["stage"], code: number) => {
-    if (!deps.audit) return;
+    if (!deps.audit || (anonymous && !measure.identity)) return;
     const identity = measure.identity;
     deps.audit.write({
       kind: "Event", apiVersion: "audit.k8s.io/v1", level: "Metadata", auditID: requestId, stage,
-      requestURI: redactRequestUri(measure.uri || (req.url ?? "")),
+      requestURI: redactRequestUri(measure.uri || (req.url ?? "")).slice(0, MAX_AUDITED_URI),
       verb: kubernetesVerb(verb, req.url ?? "", kind === "upgrade"),
       user: identity
         ? { username: identity.user, groups: identity.groups, extra: { "cluster-connect.io/issuer": [identity.issuer] } }

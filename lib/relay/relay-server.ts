@@ -18,7 +18,7 @@ import { createIssuerKeySource } from "./issuer-keys.ts";
 import { isClusterApiTarget } from "./cluster-path.ts";
 import { loadRelayIssuer } from "./relay-issuer.ts";
 import { createClusterApiProxy } from "./k8s-proxy.ts";
-import { openSqliteStore, type RelayStore } from "./store/index.ts";
+import { openPostgresStore, openSqliteStore, type RelayStore } from "./store/index.ts";
 import { createTunnelRegistry } from "./tunnel-registry.ts";
 import { createUserAccess } from "./user-access.ts";
 import { rememberClientAddress } from "./client-address.ts";
@@ -32,7 +32,10 @@ import { hostname } from "node:os";
 export interface RelayOptions {
   host: string;
   port: number;
+  /** The SQLite store (and the downloads signing key) live here. */
   dataDir: string;
+  /** PostgreSQL instead of the SQLite file (`--database-url`, or ARC_DATABASE_URL to keep the password out of the process list). */
+  databaseUrl?: string;
   /** The URL users and agents reach; the built-in issuer's `iss`. Defaults to the listen address. */
   publicUrl?: string;
   tls?: { certFile: string; keyFile: string };
@@ -120,7 +123,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   let tunnelCount = () => 0;
   const metrics = createRelayMetrics({ tunnels: () => tunnelCount() });
   const publicUrl = opts.publicUrl ? normalizePublicUrl(opts.publicUrl) : "";
-  const store = instrumentStore(await openSqliteStore(opts.dataDir), metrics.storeOperationDuration);
+  const store = instrumentStore(
+    opts.databaseUrl ? await openPostgresStore(opts.databaseUrl) : await openSqliteStore(opts.dataDir),
+    metrics.storeOperationDuration,
+  );
   // The API server's own limit: a long label selector or a large token passes here as it passes there.
   const server = opts.tls
     ? https.createServer({ cert: await readFile(opts.tls.certFile), key: await readFile(opts.tls.keyFile), maxHeaderSize: MAX_REQUEST_HEADER_BYTES })

@@ -3,6 +3,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { Context, Hono } from "hono";
 import { getCookie, setCookie, deleteCookie } from "hono/cookie";
 import { html } from "hono/html";
+import { bodyLimit } from "hono/body-limit";
 import { findRole, roleAtLeast, type Identity } from "../auth/index.ts";
 import { decodeJwt } from "jose";
 import { Forbidden, toStatus } from "../errors/index.ts";
@@ -46,6 +47,8 @@ interface Session {
 /** A session lasts as long as the token it came from, and never more than this (ms). */
 const MAX_SESSION_MS = 8 * 60 * 60_000;
 const MAX_SESSIONS = 1_000;
+const MAX_SESSIONS_PER_USER = 5;
+const MAX_FORM_BYTES = 16 * 1024;
 /** How often the page's script asks for fresh figures (ms); without JavaScript, the page reloads itself. */
 export const STATUS_REFRESH_MS = 2_000;
 
@@ -103,6 +106,8 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
 
   const snapshot = async (session: Session): Promise<StatusSnapshot> => {
     const grants = await deps.store.listGrants();
+    // What the admin may see is decided on every refresh: a grant taken away takes the view with it.
+    session.relayAdmin = roleAtLeast(findRole(session.identity, "*", grants), "relay-admin");
     const clusters = (await deps.store.listClusters())
       .filter((c) => session.relayAdmin || roleAtLeast(findRole(session.identity, c.name, grants), "cluster-admin"))
       .map((c) => {
@@ -131,12 +136,22 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
     return c.html(statusPage(await snapshot(session), session.csrf));
   });
 
+  // A form holds a token or a CSRF token: a few KiB. Anything larger is refused before it is read.
+  app.use("/ui/*", bodyLimit({
+    maxSize: MAX_FORM_BYTES,
+    onError: (c) => {
+      withHeaders(c);
+      return c.html(signInPage(`That form is larger than ${MAX_FORM_BYTES / 1024} KiB.`), 413);
+    },
+  }));
+
   app.post("/ui/sign-in", async (c) => {
     withHeaders(c);
     if (!sameOrigin(c)) return c.html(signInPage("This form must be sent from the relay's own page."), 403);
     const form = await c.req.parseBody();
     const token = typeof form.token === "string" ? form.token.trim() : "";
-    if (!token) return c.html(signInPage("Paste a token (arcrelay token create, or your identity provider's ID token)."), 400);
+    // A token is base64url and dots; anything else (a NUL, a line break) is no token at all.
+    if (!/^[A-Za-z0-9._~+/=-]+$/.test(token)) return c.html(signInPage("Paste a token (arcrelay token create, or your identity provider's ID token)."), 400);
     let identity: Identity;
     try {
       identity = await deps.access.authenticate(new Headers({ authorization: `Bearer ${token}` }), remoteAddressOf(c.env), c.req.raw.signal);
@@ -154,7 +169,10 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
     // The token verified, so it is a JWT: its exp bounds the session.
     const { exp } = decodeJwt(token);
     const tokenExpiry = typeof exp === "number" ? exp * 1000 : now() + MAX_SESSION_MS;
-    if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
+    // One admin's sign-ins replace their own oldest session, never someone else's.
+    const own = [...sessions.entries()].filter(([, other]) => other.identity.user === identity.user && other.identity.issuer === identity.issuer);
+    if (own.length >= MAX_SESSIONS_PER_USER) sessions.delete(own[0]![0]);
+    else if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
     sessions.set(id, { identity, relayAdmin, csrf: randomBytes(32).toString("base64url"), expiresAt: Math.min(tokenExpiry, now() + MAX_SESSION_MS) });
     setCookie(c, cookieName, id, { httpOnly: true, sameSite: "Strict", secure, path: "/", maxAge: Math.floor(MAX_SESSION_MS / 1000) });
     return c.redirect("/", 303);
@@ -163,8 +181,10 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
   app.post("/ui/sign-out", async (c) => {
     withHeaders(c);
     const session = sessionOf(c);
+    // Session and origin first: a body is read only for a signed-in admin's own page.
+    if (!session || !sameOrigin(c)) return c.html(signInPage("Sign-out refused: that form did not come from this page."), 403);
     const form = await c.req.parseBody();
-    if (!session || !sameOrigin(c) || !csrfMatches(session, form.csrf)) return c.html(signInPage("Sign-out refused: that form did not come from this page."), 403);
+    if (!csrfMatches(session, form.csrf)) return c.html(signInPage("Sign-out refused: that form did not come from this page."), 403);
     sessions.delete(getCookie(c, cookieName)!);
     deleteCookie(c, cookieName, { path: "/", secure });
     return c.redirect("/", 303);

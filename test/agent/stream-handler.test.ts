@@ -211,7 +211,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "arc-stream-handler-"));
   api = await startFakeApiServer();
   const settings = new Map<string, string>();
-  issuerKeys = await loadOrCreateIssuerKeys({ getSetting: async (k) => settings.get(k), setSetting: async (k, v) => void settings.set(k, v) });
+  issuerKeys = await loadOrCreateIssuerKeys({ getSetting: async (k) => settings.get(k), setSetting: async (k, v) => void settings.set(k, v), setSettingIfAbsent: async (k, v) => { if (!settings.has(k)) settings.set(k, v); return settings.get(k)!; } });
   issuer = createBuiltinIssuer({ issuer: ISSUER_URL, audience: "cluster-connect", ...issuerKeys });
   upstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "kubeconfig", api.port) });
   tunnel = await startTunnel(upstream, issuer, logLines);

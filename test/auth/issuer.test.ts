@@ -17,6 +17,13 @@ function memorySettings(): SettingsStore & { values: Map<string, string>; writes
       this.writes++;
       values.set(k, v);
     },
+    async setSettingIfAbsent(k, v) {
+      if (!values.has(k)) {
+        this.writes++;
+        values.set(k, v);
+      }
+      return values.get(k)!;
+    },
   };
 }
 

@@ -67,6 +67,18 @@ describe("--audit-log", () => {
   });
 });
 
+describe("--audit-log against floods", () => {
+  test("a request with no credential at all is not audited; a huge URI is cut to 4 KiB", async () => {
+    const anonymous = await fetch(`${h.base}/v1/clusters/${CLUSTER}/k8s/api/v1/namespaces`);
+    expect(anonymous.status).toBe(401);
+    const long = await fetch(`${h.base}/v1/clusters/${CLUSTER}/k8s/api/v1/pods?labelSelector=${"a".repeat(60_000)}`, { headers: { authorization: `Bearer ${h.alice}` } });
+    await long.arrayBuffer();
+    const [event] = await eventsOf(long.headers.get("x-arc-request-id")!);
+    expect(event!.requestURI.length).toBe(4096);
+    expect((await events()).some((e) => e.auditID === anonymous.headers.get("x-arc-request-id"))).toBe(false);
+  });
+});
+
 describe("--audit-log for sessions", () => {
   test("an exec session is audited when it starts (101) and when it ends, with its byte counts", async () => {
     const { connect } = await import("node:net");

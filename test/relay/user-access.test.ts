@@ -77,7 +77,7 @@ describe("authenticate", () => {
     const foreign = createBuiltinIssuer({
       issuer: "https://other.test",
       audience: "cluster-connect",
-      ...(await loadOrCreateIssuerKeys({ getSetting: async (k) => settings.get(k), setSetting: async (k, v) => void settings.set(k, v) })),
+      ...(await loadOrCreateIssuerKeys({ getSetting: async (k) => settings.get(k), setSetting: async (k, v) => void settings.set(k, v), setSettingIfAbsent: async (k, v) => { if (!settings.has(k)) settings.set(k, v); return settings.get(k)!; } })),
     });
     const token = await foreign.signUserToken({ user: "alice" });
     const error = await thrown(() => access.authenticate(new Headers({ authorization: `Bearer ${token}` })));

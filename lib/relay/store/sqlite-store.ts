@@ -2,10 +2,10 @@
 import { Database } from "bun:sqlite";
 import { mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
-import type { JWK } from "jose";
-import { Conflict, NotFound } from "../../errors/index.ts";
+import { Conflict } from "../../errors/index.ts";
 import { migrateSqliteSchema } from "./schema-sqlite.ts";
 import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
+import { clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 
 /** The database file inside `--data-dir`. */
 export const SQLITE_FILE_NAME = "relay.db";
@@ -100,8 +100,7 @@ async function switchToWal(db: Database): Promise<{ journal_mode: string } | nul
 function createSqliteStore(db: Database): RelayStore {
   // Read-then-write transactions start IMMEDIATE: a deferred one that upgrades to a writer after
   // another connection committed fails with SQLITE_BUSY at once instead of waiting.
-  const notRegistered = (cluster: string) =>
-    new NotFound(`cluster ${JSON.stringify(cluster)} is not registered: arcrelay cluster add ${cluster}`);
+  const notRegistered = clusterNotRegistered;
 
   return {
     async addCluster(name) {
@@ -237,6 +236,13 @@ function createSqliteStore(db: Database): RelayStore {
       ).run({ key, value });
     },
 
+    async setSettingIfAbsent(key, value) {
+      return db.transaction(() => {
+        db.query("INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO NOTHING").run({ key, value });
+        return db.query<{ value: string }, { key: string }>("SELECT value FROM settings WHERE key = $key").get({ key })!.value;
+      }).immediate();
+    },
+
     async close() {
       db.close();
     },
@@ -253,13 +259,6 @@ function toClusterRecord(row: ClusterRow): ClusterRecord {
   return record;
 }
 
-function parseAgentKey(cluster: string, json: string): JWK {
-  try {
-    return JSON.parse(json) as JWK;
-  } catch (error) {
-    throw new Error(`cluster ${JSON.stringify(cluster)}: stored agent key is not valid JSON`, { cause: error });
-  }
-}
 
 function toGrantRecord(row: GrantRow): GrantRecord {
   return {
@@ -275,8 +274,3 @@ function toTokenRecord(row: TokenRow): EnrollmentTokenRecord {
   return { cluster: row.cluster, secretHash: row.secret_hash, expiresAt: new Date(row.expires_at) };
 }
 
-function toMillis(date: Date, what: string): number {
-  const ms = date instanceof Date ? date.getTime() : Number.NaN;
-  if (Number.isNaN(ms)) throw new TypeError(`${what} must be a valid Date`);
-  return ms;
-}

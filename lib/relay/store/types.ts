@@ -61,6 +61,8 @@ export interface RelayStore {
   /** Small named values: the built-in issuer's keys and URL, schema version. */
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;
+  /** Stores `value` only if `key` is unset, atomically across processes and replicas; resolves with the stored value. */
+  setSettingIfAbsent(key: string, value: string): Promise<string>;
 
   close(): Promise<void>;
 }

@@ -244,6 +244,14 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.getSetting("issuer.url")).toBe("https://relay2.example");
       });
 
+      test("setSettingIfAbsent keeps the first value, also when several writers race", async () => {
+        expect(await store.setSettingIfAbsent("issuer.keys", "first")).toBe("first");
+        expect(await store.setSettingIfAbsent("issuer.keys", "second")).toBe("first");
+        const raced = await Promise.all(["a", "b", "c", "d"].map((v) => store.setSettingIfAbsent("raced", v)));
+        expect(new Set(raced).size).toBe(1);
+        expect(await store.getSetting("raced")).toBe(raced[0]);
+      });
+
       test("values are stored verbatim, including multi-line JSON", async () => {
         const value = JSON.stringify({ keys: [AGENT_KEY] }, null, 2);
         await store.setSetting("issuer.jwks", value);

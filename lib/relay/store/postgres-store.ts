@@ -1,0 +1,256 @@
+// The relay store on PostgreSQL, for several relay replicas sharing one state (Bun's built-in SQL client).
+import { SQL } from "bun";
+import { ConfigError, Conflict } from "../../errors/index.ts";
+import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
+import { clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
+
+/** Settings key holding the number of the last migration applied (as in SQLite). */
+const SCHEMA_VERSION_KEY = "schema_version";
+/** pg_advisory_xact_lock key of the migrations: replicas that start at once migrate one after another. */
+const MIGRATION_LOCK_KEY = 0x61726372; // "arcr"
+/** Connections per relay process; each request needs one only for a moment. */
+const POOL_MAX = 10;
+
+/**
+ * Migration N (1-based) brings the schema from version N-1 to N. Append only. Times are epoch
+ * milliseconds (BIGINT) as in the SQLite schema, so both stores compare them the same way.
+ */
+export const POSTGRES_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  CREATE TABLE clusters (
+    name               TEXT PRIMARY KEY,
+    created_at         BIGINT NOT NULL,
+    agent_key          TEXT,
+    agent_version      TEXT,
+    kubernetes_version TEXT,
+    last_seen          BIGINT,
+    connected          BOOLEAN NOT NULL DEFAULT FALSE
+  );
+  CREATE TABLE enrollment_tokens (
+    secret_hash TEXT PRIMARY KEY,
+    cluster     TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,
+    expires_at  BIGINT NOT NULL
+  );
+  CREATE INDEX enrollment_tokens_cluster ON enrollment_tokens(cluster);
+  CREATE TABLE grants (
+    seq        BIGSERIAL,
+    id         TEXT PRIMARY KEY,
+    principal  TEXT NOT NULL,
+    cluster    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (principal, cluster, role)
+  );
+  CREATE INDEX grants_cluster ON grants(cluster);
+  `,
+];
+
+interface ClusterRow {
+  name: string;
+  created_at: string | number | bigint;
+  agent_key: string | null;
+  agent_version: string | null;
+  kubernetes_version: string | null;
+  last_seen: string | number | bigint | null;
+  connected: boolean;
+}
+
+interface GrantRow {
+  id: string;
+  principal: string;
+  cluster: string;
+  role: string;
+  created_at: string | number | bigint;
+}
+
+interface TokenRow {
+  secret_hash: string;
+  cluster: string;
+  expires_at: string | number | bigint;
+}
+
+/**
+ * Connects to `url` (`postgres://user:password@host:port/db`, TLS as the URL's `sslmode` says),
+ * runs the migrations under an advisory lock (several replicas starting at once apply them once),
+ * and returns the store. Throws ConfigError naming the database (never the password) when it cannot
+ * connect or is newer than this relay.
+ */
+export async function openPostgresStore(url: string): Promise<RelayStore> {
+  const where = describeUrl(url);
+  const sql = new SQL(url, { max: POOL_MAX, idleTimeout: 60, connectionTimeout: 10 });
+  try {
+    await migrate(sql);
+  } catch (error) {
+    await sql.close();
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`opening relay store ${where}: ${(error as Error).message}`, { cause: error });
+  }
+  return createPostgresStore(sql);
+}
+
+async function migrate(sql: SQL): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
+    await tx.unsafe("CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    const [row] = await tx`SELECT value FROM settings WHERE key = ${SCHEMA_VERSION_KEY}`;
+    const current = row ? Number((row as { value: string }).value) : 0;
+    if (!Number.isInteger(current) || current < 0) throw new Error(`settings.${SCHEMA_VERSION_KEY} is not a schema version: ${JSON.stringify(row)}`);
+    if (current > POSTGRES_MIGRATIONS.length) {
+      throw new ConfigError(`database schema version ${current} is newer than this relay supports (${POSTGRES_MIGRATIONS.length}): upgrade arcrelay`);
+    }
+    for (let version = current + 1; version <= POSTGRES_MIGRATIONS.length; version++) {
+      await tx.unsafe(POSTGRES_MIGRATIONS[version - 1]!).catch((error: Error) => {
+        throw new Error(`applying schema migration ${version}: ${error.message}`, { cause: error });
+      });
+    }
+    await tx`INSERT INTO settings (key, value) VALUES (${SCHEMA_VERSION_KEY}, ${String(POSTGRES_MIGRATIONS.length)})
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+  });
+}
+
+function createPostgresStore(sql: SQL): RelayStore {
+  const notRegistered = clusterNotRegistered;
+
+  return {
+    async addCluster(name) {
+      const rows = (await sql`INSERT INTO clusters (name, created_at) VALUES (${name}, ${Date.now()})
+                              ON CONFLICT (name) DO NOTHING RETURNING *`) as ClusterRow[];
+      if (rows.length === 0) throw new Conflict(`cluster ${JSON.stringify(name)} already exists`);
+      return toClusterRecord(rows[0]!);
+    },
+
+    async getCluster(name) {
+      const [row] = (await sql`SELECT * FROM clusters WHERE name = ${name}`) as ClusterRow[];
+      return row ? toClusterRecord(row) : undefined;
+    },
+
+    async listClusters() {
+      return ((await sql`SELECT * FROM clusters ORDER BY name COLLATE "C"`) as ClusterRow[]).map(toClusterRecord);
+    },
+
+    async removeCluster(name) {
+      // Grants naming exactly this cluster go too; grants on `*` stay (as in SQLite).
+      return sql.begin(async (tx) => {
+        await tx`DELETE FROM grants WHERE cluster = ${name}`;
+        const removed = await tx`DELETE FROM clusters WHERE name = ${name} RETURNING name`;
+        return removed.length > 0;
+      });
+    },
+
+    async setAgentKey(cluster, key) {
+      const agentKey = key === undefined ? null : JSON.stringify(key);
+      const updated = await sql`UPDATE clusters SET agent_key = ${agentKey} WHERE name = ${cluster} RETURNING name`;
+      if (updated.length === 0) throw notRegistered(cluster);
+    },
+
+    async recordAgentSeen(cluster, info) {
+      const updated = await sql`UPDATE clusters SET last_seen = ${toMillis(info.at, "recordAgentSeen: at")}, connected = ${info.connected},
+          agent_version = coalesce(${info.agentVersion ?? null}, agent_version),
+          kubernetes_version = coalesce(${info.kubernetesVersion ?? null}, kubernetes_version)
+        WHERE name = ${cluster} RETURNING name`;
+      if (updated.length === 0) throw notRegistered(cluster);
+    },
+
+    async addEnrollmentToken(token) {
+      const expiresAt = toMillis(token.expiresAt, "addEnrollmentToken: expiresAt");
+      await sql.begin(async (tx) => {
+        const [cluster] = await tx`SELECT 1 FROM clusters WHERE name = ${token.cluster} FOR SHARE`;
+        if (!cluster) throw notRegistered(token.cluster);
+        const inserted = await tx`INSERT INTO enrollment_tokens (secret_hash, cluster, expires_at)
+                                  VALUES (${token.secretHash}, ${token.cluster}, ${expiresAt})
+                                  ON CONFLICT (secret_hash) DO NOTHING RETURNING secret_hash`;
+        if (inserted.length === 0) throw new Conflict("an enrollment token with this secret already exists");
+      });
+    },
+
+    async consumeEnrollmentToken(secretHash, now) {
+      const nowMs = toMillis(now, "consumeEnrollmentToken: now");
+      return sql.begin(async (tx) => {
+        // DELETE ... RETURNING takes the row lock: of two replicas consuming at once, one gets it.
+        const [row] = (await tx`DELETE FROM enrollment_tokens WHERE secret_hash = ${secretHash} RETURNING *`) as TokenRow[];
+        await tx`DELETE FROM enrollment_tokens WHERE expires_at <= ${nowMs}`;
+        return row && Number(row.expires_at) > nowMs ? toTokenRecord(row) : undefined;
+      });
+    },
+
+    async addGrant(grant) {
+      const { principal, cluster, role } = grant;
+      await sql`INSERT INTO grants (id, principal, cluster, role, created_at)
+                VALUES (${crypto.randomUUID()}, ${principal}, ${cluster}, ${role}, ${Date.now()})
+                ON CONFLICT (principal, cluster, role) DO NOTHING`;
+      const [row] = (await sql`SELECT * FROM grants WHERE principal = ${principal} AND cluster = ${cluster} AND role = ${role}`) as GrantRow[];
+      return toGrantRecord(row!);
+    },
+
+    async listGrants(filter) {
+      const cluster = filter?.cluster ?? null;
+      return ((await sql`SELECT * FROM grants WHERE ${cluster}::text IS NULL OR cluster = ${cluster}
+                         ORDER BY created_at, seq`) as GrantRow[]).map(toGrantRecord);
+    },
+
+    async removeGrant(match) {
+      const { id = null, principal = null, cluster = null, role = null } = match;
+      if (id === null && principal === null && cluster === null && role === null) {
+        throw new TypeError("removeGrant: give at least one of id, principal, cluster, role");
+      }
+      const removed = await sql`DELETE FROM grants WHERE (${id}::text IS NULL OR id = ${id}) AND (${principal}::text IS NULL OR principal = ${principal})
+                                AND (${cluster}::text IS NULL OR cluster = ${cluster}) AND (${role}::text IS NULL OR role = ${role}) RETURNING id`;
+      return removed.length;
+    },
+
+    async getSetting(key) {
+      const [row] = (await sql`SELECT value FROM settings WHERE key = ${key}`) as { value: string }[];
+      return row?.value;
+    },
+
+    async setSetting(key, value) {
+      await sql`INSERT INTO settings (key, value) VALUES (${key}, ${value}) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+    },
+
+    async setSettingIfAbsent(key, value) {
+      // The insert's row lock makes a concurrent writer wait, then see the first value.
+      await sql`INSERT INTO settings (key, value) VALUES (${key}, ${value}) ON CONFLICT (key) DO NOTHING`;
+      const [row] = (await sql`SELECT value FROM settings WHERE key = ${key}`) as { value: string }[];
+      return row!.value;
+    },
+
+    async close() {
+      await sql.close({ timeout: 5 });
+    },
+  };
+}
+
+/** The URL without its password, for messages. */
+function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.password = "";
+    return parsed.toString();
+  } catch {
+    return "(an unparsable --database-url)";
+  }
+}
+
+function toClusterRecord(row: ClusterRow): ClusterRecord {
+  const record: ClusterRecord = { name: row.name, createdAt: new Date(Number(row.created_at)) };
+  if (row.agent_key !== null) record.agentKey = parseAgentKey(row.name, row.agent_key);
+  if (row.agent_version !== null) record.agentVersion = row.agent_version;
+  if (row.kubernetes_version !== null) record.kubernetesVersion = row.kubernetes_version;
+  if (row.last_seen !== null) record.lastSeen = new Date(Number(row.last_seen));
+  record.connected = row.connected === true;
+  return record;
+}
+
+
+function toGrantRecord(row: GrantRow): GrantRecord {
+  return { id: row.id, principal: row.principal, cluster: row.cluster, role: row.role as Role, createdAt: new Date(Number(row.created_at)) };
+}
+
+function toTokenRecord(row: TokenRow): EnrollmentTokenRecord {
+  return { cluster: row.cluster, secretHash: row.secret_hash, expiresAt: new Date(Number(row.expires_at)) };
+}
+

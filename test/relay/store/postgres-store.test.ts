@@ -1,0 +1,104 @@
+// The PostgreSQL store against a real PostgreSQL: the same contract as SQLite, and what only replicas sharing a database can show.
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { SQL } from "bun";
+import { openPostgresStore } from "../../../lib/relay/store/postgres-store.ts";
+import { startPostgres, type RunningPostgres } from "../../support/postgres.ts";
+import { describeStoreContract } from "./store-contract.ts";
+
+setDefaultTimeout(30_000);
+let pg: RunningPostgres;
+
+beforeAll(async () => {
+  pg = await startPostgres();
+}, 60_000);
+afterAll(() => pg?.stop());
+
+describeStoreContract("postgres", async () => {
+  const db = await pg.createDatabase();
+  const store = await openPostgresStore(db.url);
+  return {
+    store,
+    async cleanup() {
+      await store.close();
+      await db.drop();
+    },
+  };
+});
+
+describe("postgres store shared by replicas", () => {
+  test("several replicas starting at once on a fresh database migrate it once and all open", async () => {
+    const db = await pg.createDatabase();
+    const stores = await Promise.all(Array.from({ length: 6 }, () => openPostgresStore(db.url)));
+    try {
+      expect(await stores[0]!.getSetting("schema_version")).toBe("1");
+      await stores[1]!.addCluster("shared");
+      expect((await stores[5]!.getCluster("shared"))?.name).toBe("shared");
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+      await db.drop();
+    }
+  });
+
+  test("an enrollment token raced for by replicas is consumed exactly once", async () => {
+    const db = await pg.createDatabase();
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openPostgresStore(db.url)));
+    try {
+      await stores[0]!.addCluster("edge");
+      await stores[0]!.addEnrollmentToken({ cluster: "edge", secretHash: "h".repeat(64), expiresAt: new Date(Date.now() + 60_000) });
+      const results = await Promise.all(stores.flatMap((s) => [s, s]).map((s) => s.consumeEnrollmentToken("h".repeat(64), new Date())));
+      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+      await db.drop();
+    }
+  });
+
+  test("a database written by a newer relay is refused with what to do; the password never appears", async () => {
+    const db = await pg.createDatabase();
+    const store = await openPostgresStore(db.url);
+    await store.setSetting("schema_version", "99");
+    await store.close();
+    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (1): upgrade arcrelay");
+    const wrong = db.url.replace("postgres@", "postgres:s3cret-pw@").replace(/:(\d+)\//, ":1/");
+    const error = (await openPostgresStore(wrong).then(() => new Error("opened"), (e: unknown) => e)) as Error;
+    expect(error.message).toContain("opening relay store postgres://postgres@127.0.0.1:1/");
+    expect(error.message).not.toContain("s3cret-pw");
+    await db.drop();
+  });
+});
+
+describe("relay replicas on one PostgreSQL", () => {
+  test("replicas started at once share the built-in issuer's key: a token from one is accepted by the other, and so is a cluster", async () => {
+    const { startRelay } = await import("../../../lib/relay/index.ts");
+    const { silentLogger } = await import("../../../lib/observe/index.ts");
+    const { mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await mkdtemp(join(tmpdir(), "arc-replicas-"));
+    const db = await pg.createDatabase();
+    const start = (n: number) => startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, `r${n}`), databaseUrl: db.url, publicUrl: "https://relay.example.com", replicaId: `r${n}`, logger: silentLogger });
+    const [a, b] = await Promise.all([start(1), start(2)]);
+    try {
+      await a.store.addCluster("edge");
+      await a.store.addGrant({ principal: "user:alice", cluster: "edge", role: "cluster-user" });
+      // A token made by replica a's issuer (what `arcrelay token create` does on a's store) ...
+      const { loadStoredIssuer } = await import("../../../lib/relay/index.ts");
+      const token = await (await loadStoredIssuer(a.store, "https://relay.example.com")).signUserToken({ user: "alice" });
+      // ... is accepted by replica b, which sees the cluster a registered.
+      const res = await fetch(`http://127.0.0.1:${b.port}/v1/clusters/edge`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { name: string }).name).toBe("edge");
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await db.drop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test("the test server is real PostgreSQL", async () => {
+  const sql = new SQL(pg.adminUrl, { max: 1 });
+  const [row] = await sql`SELECT version()`;
+  await sql.close();
+  expect(String((row as { version: string }).version)).toStartWith("PostgreSQL 15");
+});
