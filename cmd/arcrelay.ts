@@ -97,15 +97,18 @@ const serve = defineCommand({
 /** Local on --data-dir, or remote through the relay's admin API with --relay and a token. */
 const adminTargetArgs = {
   "data-dir": { type: "string", description: "the relay's data dir (on the relay host; or use --relay)" },
+  "database-url": { type: "string", valueHint: "URL", description: "the relays' PostgreSQL (instead of --data-dir; default: $ARC_DATABASE_URL)" },
   relay: { type: "string", valueHint: "URL", description: "relay URL, to manage a relay remotely (instead of --data-dir)" },
   token: { type: "string", valueHint: "T", description: "user token with --relay (default: $ARC_TOKEN)" },
   "relay-ca": relayTlsArgs["relay-ca"],
 } as const satisfies Record<string, ArgDef>;
 
-function adminTarget(args: { "data-dir"?: string; relay?: string; token?: string; "relay-ca"?: string }): AdminTarget {
-  if (Boolean(args["data-dir"]) === Boolean(args.relay)) {
-    throw new ConfigError("pass exactly one of --data-dir DIR (on the relay host) or --relay URL (remotely, with --token or ARC_TOKEN)");
+function adminTarget(args: { "data-dir"?: string; "database-url"?: string; relay?: string; token?: string; "relay-ca"?: string }): AdminTarget {
+  const databaseUrl = args["database-url"] || (!args["data-dir"] && !args.relay ? process.env.ARC_DATABASE_URL : undefined);
+  if ([args["data-dir"], databaseUrl, args.relay].filter(Boolean).length !== 1) {
+    throw new ConfigError("pass exactly one of --data-dir DIR (on the relay host), --database-url URL (the relays' PostgreSQL) or --relay URL (remotely, with --token or ARC_TOKEN)");
   }
+  if (databaseUrl) return { databaseUrl };
   if (args["data-dir"]) {
     if (args.token || args["relay-ca"]) throw new ConfigError("--token and --relay-ca go with --relay, not with --data-dir");
     return { dataDir: args["data-dir"] };

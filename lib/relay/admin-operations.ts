@@ -4,7 +4,7 @@ import { NotFound } from "../errors/index.ts";
 import { createAdminClient, type AdminClient } from "./admin-client.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } from "./enrollment.ts";
-import { openSqliteStore, type GrantRecord, type RelayStore, type Role } from "./store/index.ts";
+import { openPostgresStore, openSqliteStore, type GrantRecord, type RelayStore, type Role } from "./store/index.ts";
 
 export interface AdminOperations {
   addCluster(name: string, ttlSeconds?: number): Promise<{ cluster: string; token: string; expiresAt: Date }>;
@@ -32,10 +32,11 @@ export interface GrantMatch {
 }
 
 /** The relay's data dir on this host, or a relay reached over HTTPS with a user token. */
-export type AdminTarget = { dataDir: string } | { relayUrl: string; token: string; caFile?: string };
+export type AdminTarget = { dataDir: string } | { databaseUrl: string } | { relayUrl: string; token: string; caFile?: string };
 
 export async function openAdminOperations(target: AdminTarget): Promise<AdminOperations> {
   if ("dataDir" in target) return createLocalAdminOperations(await openSqliteStore(target.dataDir));
+  if ("databaseUrl" in target) return createLocalAdminOperations(await openPostgresStore(target.databaseUrl));
   const ca = target.caFile ? await readCaFile(target.caFile, "--relay-ca") : undefined;
   return createRemoteAdminOperations(createAdminClient({ relayUrl: target.relayUrl, token: target.token, ca }));
 }

@@ -96,6 +96,27 @@ describe("relay replicas on one PostgreSQL", () => {
   });
 });
 
+test("arcrelay's admin commands work on the replicas' PostgreSQL (--database-url, or ARC_DATABASE_URL)", async () => {
+  const db = await pg.createDatabase();
+  const { join } = await import("node:path");
+  const cli = (args: string[], env: Record<string, string> = {}) => {
+    const proc = Bun.spawnSync([process.execPath, join(import.meta.dir, "..", "..", "..", "cmd", "arcrelay.ts"), ...args], { env: { PATH: process.env.PATH ?? "", ...env } });
+    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+  };
+  try {
+    const added = cli(["cluster", "add", "edge", "--database-url", db.url]);
+    expect(added.stderr).toBe("");
+    expect(added.stdout.trim().split("\n").at(-1)).toMatch(/^arcenroll_/);
+    const granted = cli(["grant", "add", "--principal", "user:root", "--cluster", "*", "--role", "relay-admin"], { ARC_DATABASE_URL: db.url });
+    expect(granted.code).toBe(0);
+    const store = await openPostgresStore(db.url);
+    expect((await store.listGrants()).map((g) => g.principal)).toEqual(["user:root"]);
+    await store.close();
+  } finally {
+    await db.drop();
+  }
+});
+
 test("the test server is real PostgreSQL", async () => {
   const sql = new SQL(pg.adminUrl, { max: 1 });
   const [row] = await sql`SELECT version()`;
