@@ -45,7 +45,7 @@ export function createUserAccess(opts: {
       return limitAuthentication(opts.rateLimiter, remoteAddress, () => opts.verifyUserToken(token), signal);
     },
     async reachableClusters(identity, role) {
-      const [clusters, grants] = await Promise.all([opts.store.listClusters(), opts.store.listGrants()]);
+      const [clusters, grants] = await Promise.all([opts.store.listClusters(), opts.store.listGrantsFor(identity)]);
       return clusters
         .map((c) => c.name)
         .filter((name) => !(opts.bindAudienceToCluster && !identity.audiences.includes(clusterAudience(name))))
@@ -60,8 +60,7 @@ export function createUserAccess(opts: {
         );
       }
       // Grants are checked before existence, so a caller without access cannot probe cluster names.
-      const grants = await opts.store.listGrants();
-      const held = findRole(identity, cluster, grants);
+      const held = findRole(identity, cluster, await opts.store.listGrantsFor(identity, cluster));
       if (!roleAtLeast(held, role)) {
         throw new Forbidden(
           `user "${identity.user}" has no ${role} access to cluster "${cluster}": ask a relay admin to run ` +

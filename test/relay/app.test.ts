@@ -294,7 +294,7 @@ describe("errors", () => {
 
   test("an internal failure: 500 Status with a request id, the detail only in the log", async () => {
     const secret = "SQLITE_CORRUPT: database disk image is malformed at /var/lib/secret-path";
-    const broken: RelayStore = { ...store, listGrants: async () => { throw new Error(secret); } };
+    const broken: RelayStore = { ...store, listGrants: async () => { throw new Error(secret); }, listGrantsFor: async () => { throw new Error(secret); } };
     await store.addCluster("prod");
     const response = await buildApp(broken).request("/v1/clusters/prod", { headers: await bearer("alice") });
     const { message } = await expectStatus(response, 500, "InternalError");

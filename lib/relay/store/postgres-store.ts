@@ -2,7 +2,7 @@
 import { SQL } from "bun";
 import { ConfigError, Conflict } from "../../errors/index.ts";
 import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
-import { clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
+import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 
 /** Settings key holding the number of the last migration applied (as in SQLite). */
 const SCHEMA_VERSION_KEY = "schema_version";
@@ -47,6 +47,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX grants_cluster ON grants(cluster);
   `,
+  // 2: grants are looked up by principal on every request (listGrantsFor).
+  `CREATE INDEX grants_principal ON grants(principal text_pattern_ops);`,
 ];
 
 interface ClusterRow {
@@ -190,6 +192,15 @@ function createPostgresStore(sql: SQL): RelayStore {
       const cluster = filter?.cluster ?? null;
       return ((await sql`SELECT * FROM grants WHERE ${cluster}::text IS NULL OR cluster = ${cluster}
                          ORDER BY created_at, seq`) as GrantRow[]).map(toGrantRecord);
+    },
+
+    async listGrantsFor(caller, cluster) {
+      const principals = callerPrincipals(caller);
+      const scope = cluster ?? null;
+      return ((await sql`SELECT * FROM grants
+          WHERE (principal IN (SELECT unnest(${principals}::text[])) OR principal LIKE 'sub:%' OR principal LIKE '%*%')
+            AND (${scope}::text IS NULL OR cluster = ${scope} OR cluster = '*' OR role = 'relay-admin')
+          ORDER BY created_at, seq`) as GrantRow[]).map(toGrantRecord);
     },
 
     async removeGrant(match) {

@@ -22,3 +22,8 @@ export function toMillis(date: Date, what: string): number {
   if (Number.isNaN(ms)) throw new TypeError(`${what} must be a valid Date`);
   return ms;
 }
+
+/** The exact principals a caller is: `user:NAME` and `group:G` for each group (sub: patterns are matched by findRole). */
+export function callerPrincipals(caller: { user: string; groups: readonly string[] }): string[] {
+  return [`user:${caller.user}`, ...caller.groups.map((g) => `group:${g}`)];
+}

@@ -40,6 +40,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX grants_cluster ON grants(cluster);
   `,
+  // 2: grants are looked up by principal on every request (listGrantsFor).
+  `CREATE INDEX grants_principal ON grants(principal);`,
 ];
 
 /**

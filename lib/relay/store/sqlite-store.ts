@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Conflict } from "../../errors/index.ts";
 import { migrateSqliteSchema } from "./schema-sqlite.ts";
 import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
-import { clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
+import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 
 /** The database file inside `--data-dir`. */
 export const SQLITE_FILE_NAME = "relay.db";
@@ -209,6 +209,18 @@ function createSqliteStore(db: Database): RelayStore {
           "SELECT * FROM grants WHERE $cluster IS NULL OR cluster = $cluster ORDER BY created_at, rowid",
         )
         .all({ cluster })
+        .map(toGrantRecord);
+    },
+
+    async listGrantsFor(caller, cluster) {
+      return db
+        .query<GrantRow, { principals: string; cluster: string | null }>(
+          `SELECT * FROM grants
+           WHERE (principal IN (SELECT value FROM json_each($principals)) OR principal LIKE 'sub:%' OR principal LIKE '%*%')
+             AND ($cluster IS NULL OR cluster = $cluster OR cluster = '*' OR role = 'relay-admin')
+           ORDER BY created_at, rowid`,
+        )
+        .all({ principals: JSON.stringify(callerPrincipals(caller)), cluster: cluster ?? null })
         .map(toGrantRecord);
     },
 

@@ -56,6 +56,13 @@ export interface RelayStore {
 
   addGrant(grant: Omit<GrantRecord, "id" | "createdAt">): Promise<GrantRecord>;
   listGrants(filter?: { cluster?: string }): Promise<GrantRecord[]>;
+  /**
+   * Only the grants that can apply to this caller (its exact `user:` and `group:` principals, and
+   * every `sub:` principal and every pattern with `*`, which findRole tests) on `cluster` (the cluster, `*`, and
+   * relay-admin grants; every cluster when omitted). A request reads a handful of rows, not all
+   * grants; `findRole` still decides. Same order as listGrants.
+   */
+  listGrantsFor(caller: { user: string; groups: readonly string[] }, cluster?: string): Promise<GrantRecord[]>;
   removeGrant(match: { id?: string; principal?: string; cluster?: string; role?: Role }): Promise<number>;
 
   /** Small named values: the built-in issuer's keys and URL, schema version. */

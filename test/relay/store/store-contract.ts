@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { JWK } from "jose";
 import { Conflict, NotFound } from "../../../lib/errors/index.ts";
-import type { RelayStore } from "../../../lib/relay/store/index.ts";
+import type { RelayStore, Role } from "../../../lib/relay/store/index.ts";
 
 export interface OpenedStore {
   store: RelayStore;
@@ -230,6 +230,31 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
           expect(await store.listGrants()).toHaveLength(1);
         },
       );
+    });
+
+    describe("grants for one caller", () => {
+      test("listGrantsFor returns exactly the grants findRole could use: own user and groups, patterns, sub:, '*' and relay-admin", async () => {
+        const add = (principal: string, cluster: string, role: Role = "cluster-user") => store.addGrant({ principal, cluster, role });
+        await add("user:alice", "prod");
+        await add("user:alice", "dev");
+        await add("group:dev", "prod");
+        await add("group:ops", "prod");
+        await add("user:bob", "prod");
+        await add("user:al*", "prod");
+        await add("sub:repo:acme/*", "prod");
+        await add("user:alice", "*");
+        await add("user:root", "staging", "relay-admin");
+        const caller = { user: "alice", groups: ["dev"] };
+        const names = (grants: { principal: string; cluster: string }[]) => grants.map((g) => `${g.principal}@${g.cluster}`).sort();
+        expect(names(await store.listGrantsFor(caller, "prod"))).toEqual(
+          ["group:dev@prod", "sub:repo:acme/*@prod", "user:al*@prod", "user:alice@*", "user:alice@prod"].sort(),
+        );
+        expect(names(await store.listGrantsFor(caller))).toEqual(
+          ["group:dev@prod", "sub:repo:acme/*@prod", "user:al*@prod", "user:alice@*", "user:alice@dev", "user:alice@prod"].sort(),
+        );
+        // A relay-admin grant applies on every cluster, whichever it names.
+        expect(names(await store.listGrantsFor({ user: "root", groups: [] }, "prod"))).toEqual(["sub:repo:acme/*@prod", "user:al*@prod", "user:root@staging"].sort());
+      });
     });
 
     describe("settings", () => {
