@@ -47,8 +47,11 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX grants_cluster ON grants(cluster);
   `,
-  // 2: grants are looked up by principal on every request (listGrantsFor).
-  `CREATE INDEX grants_principal ON grants(principal text_pattern_ops);`,
+  // 2: grants are looked up by principal on every request (listGrantsFor); the ones that only
+  // findRole can match (sub: and patterns with *) are flagged, so both lookups use an index.
+  `CREATE INDEX grants_principal ON grants(principal);
+   ALTER TABLE grants ADD COLUMN wildcard BOOLEAN GENERATED ALWAYS AS (principal LIKE 'sub:%' OR position('*' in principal) > 0) STORED;
+   CREATE INDEX grants_wildcard ON grants(wildcard) WHERE wildcard;`,
 ];
 
 interface ClusterRow {
@@ -197,9 +200,12 @@ function createPostgresStore(sql: SQL): RelayStore {
     async listGrantsFor(caller, cluster) {
       const principals = callerPrincipals(caller);
       const scope = cluster ?? null;
-      return ((await sql`SELECT * FROM grants
-          WHERE (principal IN (SELECT unnest(${principals}::text[])) OR principal LIKE 'sub:%' OR principal LIKE '%*%')
-            AND (${scope}::text IS NULL OR cluster = ${scope} OR cluster = '*' OR role = 'relay-admin')
+      // Two indexed lookups (the caller's exact principals, the wildcard ones), not one scan.
+      return ((await sql`SELECT * FROM (
+            SELECT * FROM grants WHERE principal = ANY(${principals}::text[])
+            UNION SELECT * FROM grants WHERE wildcard
+          ) g
+          WHERE ${scope}::text IS NULL OR cluster = ${scope} OR cluster = '*' OR role = 'relay-admin'
           ORDER BY created_at, seq`) as GrantRow[]).map(toGrantRecord);
     },
 

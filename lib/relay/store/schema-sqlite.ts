@@ -40,8 +40,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX grants_cluster ON grants(cluster);
   `,
-  // 2: grants are looked up by principal on every request (listGrantsFor).
-  `CREATE INDEX grants_principal ON grants(principal);`,
+  // 2: grants are looked up by principal on every request (listGrantsFor); the ones that only
+  // findRole can match (sub: and patterns with *) are flagged, so both lookups use an index.
+  `CREATE INDEX grants_principal ON grants(principal);
+   ALTER TABLE grants ADD COLUMN wildcard INTEGER GENERATED ALWAYS AS (principal LIKE 'sub:%' OR instr(principal, '*') > 0) VIRTUAL;
+   CREATE INDEX grants_wildcard ON grants(wildcard) WHERE wildcard;`,
 ];
 
 /**

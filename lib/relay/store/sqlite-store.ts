@@ -215,10 +215,14 @@ function createSqliteStore(db: Database): RelayStore {
     async listGrantsFor(caller, cluster) {
       return db
         .query<GrantRow, { principals: string; cluster: string | null }>(
-          `SELECT * FROM grants
-           WHERE (principal IN (SELECT value FROM json_each($principals)) OR principal LIKE 'sub:%' OR principal LIKE '%*%')
-             AND ($cluster IS NULL OR cluster = $cluster OR cluster = '*' OR role = 'relay-admin')
-           ORDER BY created_at, rowid`,
+          // Two indexed lookups (the caller's exact principals, the wildcard ones), not one scan. The
+          // partial index is named: without ANALYZE statistics SQLite scans the table instead (100x slower).
+          `SELECT id, principal, cluster, role, created_at FROM (
+             SELECT rowid AS seq, * FROM grants WHERE principal IN (SELECT value FROM json_each($principals))
+             UNION SELECT rowid AS seq, * FROM grants INDEXED BY grants_wildcard WHERE wildcard
+           )
+           WHERE $cluster IS NULL OR cluster = $cluster OR cluster = '*' OR role = 'relay-admin'
+           ORDER BY created_at, seq`,
         )
         .all({ principals: JSON.stringify(callerPrincipals(caller)), cluster: cluster ?? null })
         .map(toGrantRecord);
