@@ -37,6 +37,8 @@ export interface AgentConnectDeps {
   /** Liveness of the tunnels (ping interval, dead after), ms. */
   tunnel?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
   metrics?: RelayMetrics;
+  /** This relay's name among replicas, recorded as the holder of each tunnel it accepts. */
+  replicaId?: string;
 }
 
 /** Why this tunnel ends, for arcrelay_tunnel_disconnects_total; the first cause seen wins. */
@@ -118,10 +120,15 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
 }
 
 async function recordPresence(entry: AgentTunnel, log: Logger, deps: AgentConnectDeps, fate: TunnelFate): Promise<void> {
+  const replicaId = deps.replicaId ?? "relay";
   const record = (connected: boolean) =>
-    deps.store
-      .recordAgentSeen(entry.cluster, { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, at: new Date(), connected })
-      .catch((error: unknown) => log.error("could not record agent presence in the store", { error: error instanceof ArcError ? error.message : error }));
+    Promise.all([
+      deps.store.recordAgentSeen(entry.cluster, { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, at: new Date(), connected }),
+      // Which replica holds the tunnel, for as long as three heartbeats: a replica that dies stops being named.
+      connected
+        ? deps.store.recordPresence({ cluster: entry.cluster, replicaId, expiresAt: new Date(Date.now() + 3 * PRESENCE_HEARTBEAT_MS) })
+        : deps.store.removePresence(entry.cluster, replicaId),
+    ]).catch((error: unknown) => log.error("could not record agent presence in the store", { error: error instanceof ArcError ? error.message : error }));
   await record(true);
   const timer = setInterval(() => void record(true), PRESENCE_HEARTBEAT_MS);
   timer.unref?.();

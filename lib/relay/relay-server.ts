@@ -216,6 +216,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     return abandon(error);
   }
   let ready = true;
+  const replicaId = opts.replicaId ?? hostname();
   const drain = createRelayDrain();
   const activity = createClusterActivity();
   const clusterApi = createClusterApiProxy({
@@ -226,10 +227,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     activity,
     ...(audit ? { audit } : {}),
   });
-  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics, replicaId });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
   const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
-  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, statusPage: { activity, replicaId: opts.replicaId ?? hostname() }, isReady: () => ready && !drain.draining });
+  const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, statusPage: { activity, replicaId }, isReady: () => ready && !drain.draining });
   // The relay must not replace the process-wide Request/Response (tests and embedders share them).
   const honoListener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 

@@ -105,7 +105,8 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
   };
 
   const snapshot = async (session: Session): Promise<StatusSnapshot> => {
-    const grants = await deps.store.listGrants();
+    const [grants, presence] = await Promise.all([deps.store.listGrants(), deps.store.listPresence(new Date(now()))]);
+    const holder = new Map(presence.map((p) => [p.cluster, p.replicaId]));
     // What the admin may see is decided on every refresh: a grant taken away takes the view with it.
     session.relayAdmin = roleAtLeast(findRole(session.identity, "*", grants), "relay-admin");
     const clusters = (await deps.store.listClusters())
@@ -114,12 +115,13 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
         const tunnel = deps.registry.get(c.name);
         return {
           name: c.name,
-          connected: tunnel !== undefined,
+          connected: tunnel !== undefined || holder.has(c.name),
           since: tunnel?.connectedAt.toISOString() ?? null,
           lastSeen: c.lastSeen?.toISOString() ?? null,
           agentVersion: tunnel?.agentVersion ?? c.agentVersion ?? null,
           kubernetesVersion: tunnel?.kubernetesVersion ?? c.kubernetesVersion ?? null,
-          replica: tunnel ? deps.replicaId : null,
+          // The store says which replica holds the tunnel (any replica's); this one knows its own at once.
+          replica: tunnel ? deps.replicaId : holder.get(c.name) ?? null,
           activeStreams: deps.activity.active(c.name),
           requestsPerSecond: Number(deps.activity.ratePerSecond(c.name).toFixed(2)),
         };

@@ -52,6 +52,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `CREATE INDEX grants_principal ON grants(principal);
    ALTER TABLE grants ADD COLUMN wildcard BOOLEAN GENERATED ALWAYS AS (principal LIKE 'sub:%' OR position('*' in principal) > 0) STORED;
    CREATE INDEX grants_wildcard ON grants(wildcard) WHERE wildcard;`,
+  // 3: which replica holds which cluster's tunnel (the status page's replica column; routing later).
+  `CREATE TABLE presence (
+     cluster    TEXT PRIMARY KEY,
+     replica_id TEXT NOT NULL,
+     expires_at BIGINT NOT NULL
+   );`,
 ];
 
 interface ClusterRow {
@@ -158,6 +164,22 @@ function createPostgresStore(sql: SQL): RelayStore {
           kubernetes_version = coalesce(${info.kubernetesVersion ?? null}, kubernetes_version)
         WHERE name = ${cluster} RETURNING name`;
       if (updated.length === 0) throw notRegistered(cluster);
+    },
+
+    async recordPresence(p) {
+      const expiresAt = toMillis(p.expiresAt, "recordPresence: expiresAt");
+      await sql`INSERT INTO presence (cluster, replica_id, expires_at) VALUES (${p.cluster}, ${p.replicaId}, ${expiresAt})
+                ON CONFLICT (cluster) DO UPDATE SET replica_id = excluded.replica_id, expires_at = excluded.expires_at`;
+    },
+
+    async removePresence(cluster, replicaId) {
+      await sql`DELETE FROM presence WHERE cluster = ${cluster} AND replica_id = ${replicaId}`;
+    },
+
+    async listPresence(now) {
+      const rows = (await sql`SELECT * FROM presence WHERE expires_at > ${toMillis(now, "listPresence: now")} ORDER BY cluster COLLATE "C"`) as
+        { cluster: string; replica_id: string; expires_at: string | number | bigint }[];
+      return rows.map((r) => ({ cluster: r.cluster, replicaId: r.replica_id, expiresAt: new Date(Number(r.expires_at)) }));
     },
 
     async addEnrollmentToken(token) {

@@ -45,6 +45,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `CREATE INDEX grants_principal ON grants(principal);
    ALTER TABLE grants ADD COLUMN wildcard INTEGER GENERATED ALWAYS AS (principal LIKE 'sub:%' OR instr(principal, '*') > 0) VIRTUAL;
    CREATE INDEX grants_wildcard ON grants(wildcard) WHERE wildcard;`,
+  // 3: which replica holds which cluster's tunnel (the status page's replica column; routing later).
+  `CREATE TABLE presence (
+     cluster    TEXT PRIMARY KEY,
+     replica_id TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 /**

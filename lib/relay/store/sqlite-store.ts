@@ -158,6 +158,24 @@ function createSqliteStore(db: Database): RelayStore {
       if (changes === 0) throw notRegistered(cluster);
     },
 
+    async recordPresence(p) {
+      db.query(
+        `INSERT INTO presence (cluster, replica_id, expires_at) VALUES ($cluster, $replicaId, $expiresAt)
+         ON CONFLICT (cluster) DO UPDATE SET replica_id = excluded.replica_id, expires_at = excluded.expires_at`,
+      ).run({ cluster: p.cluster, replicaId: p.replicaId, expiresAt: toMillis(p.expiresAt, "recordPresence: expiresAt") });
+    },
+
+    async removePresence(cluster, replicaId) {
+      db.query("DELETE FROM presence WHERE cluster = $cluster AND replica_id = $replicaId").run({ cluster, replicaId });
+    },
+
+    async listPresence(now) {
+      return db
+        .query<{ cluster: string; replica_id: string; expires_at: number }, { now: number }>("SELECT * FROM presence WHERE expires_at > $now ORDER BY cluster")
+        .all({ now: toMillis(now, "listPresence: now") })
+        .map((r) => ({ cluster: r.cluster, replicaId: r.replica_id, expiresAt: new Date(r.expires_at) }));
+    },
+
     async addEnrollmentToken(token) {
       const expiresAt = toMillis(token.expiresAt, "addEnrollmentToken: expiresAt");
       db.transaction(() => {

@@ -16,6 +16,13 @@ export interface ClusterRecord {
   connected?: boolean;
 }
 
+/** Which relay replica holds a cluster's tunnel, until when (a replica that dies stops being named at `expiresAt`). */
+export interface PresenceRecord {
+  cluster: string;
+  replicaId: string;
+  expiresAt: Date;
+}
+
 export interface GrantRecord {
   id: string;
   /** `user:NAME`, `group:NAME` or `sub:PATTERN` (glob). */
@@ -46,6 +53,13 @@ export interface RelayStore {
   setAgentKey(cluster: string, key: JWK | undefined): Promise<void>;
   /** Presence: called on connect, on a heartbeat while connected, and on disconnect. */
   recordAgentSeen(cluster: string, info: { agentVersion?: string; kubernetesVersion?: string; at: Date; connected: boolean }): Promise<void>;
+
+  /** This replica holds the cluster's tunnel until `expiresAt` (renewed by its heartbeat); the latest holder wins. */
+  recordPresence(presence: PresenceRecord): Promise<void>;
+  /** The tunnel is gone: forgets the cluster's presence if `replicaId` still holds it. */
+  removePresence(cluster: string, replicaId: string): Promise<void>;
+  /** Presence not expired at `now`, sorted by cluster. */
+  listPresence(now: Date): Promise<PresenceRecord[]>;
 
   addEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>;
   /**

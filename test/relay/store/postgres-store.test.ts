@@ -30,7 +30,7 @@ describe("postgres store shared by replicas", () => {
     const db = await pg.createDatabase();
     const stores = await Promise.all(Array.from({ length: 6 }, () => openPostgresStore(db.url)));
     try {
-      expect(await stores[0]!.getSetting("schema_version")).toBe("2");
+      expect(await stores[0]!.getSetting("schema_version")).toBe("3");
       await stores[1]!.addCluster("shared");
       expect((await stores[5]!.getCluster("shared"))?.name).toBe("shared");
     } finally {
@@ -58,7 +58,7 @@ describe("postgres store shared by replicas", () => {
     const store = await openPostgresStore(db.url);
     await store.setSetting("schema_version", "99");
     await store.close();
-    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (2): upgrade arcrelay");
+    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (3): upgrade arcrelay");
     const wrong = db.url.replace("postgres@", "postgres:s3cret-pw@").replace(/:(\d+)\//, ":1/");
     const error = (await openPostgresStore(wrong).then(() => new Error("opened"), (e: unknown) => e)) as Error;
     expect(error.message).toContain("opening relay store postgres://postgres@127.0.0.1:1/");
@@ -88,6 +88,19 @@ describe("relay replicas on one PostgreSQL", () => {
       const res = await fetch(`http://127.0.0.1:${b.port}/v1/clusters/edge`, { headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { name: string }).name).toBe("edge");
+      // The status page of replica b names the replica that holds a tunnel, whichever it is.
+      await a.store.addGrant({ principal: "user:root", cluster: "*", role: "relay-admin" });
+      await a.store.recordPresence({ cluster: "edge", replicaId: "r1", expiresAt: new Date(Date.now() + 60_000) });
+      const rootToken = await (await loadStoredIssuer(b.store, "https://relay.example.com")).signUserToken({ user: "root" });
+      const signIn = await fetch(`http://127.0.0.1:${b.port}/ui/sign-in`, {
+        method: "POST", redirect: "manual",
+        headers: { origin: "https://relay.example.com", "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: rootToken }).toString(),
+      });
+      expect(signIn.status).toBe(303);
+      const cookie = signIn.headers.get("set-cookie")!.split(";")[0]!;
+      const status = (await (await fetch(`http://127.0.0.1:${b.port}/ui/status.json`, { headers: { cookie } })).json()) as { clusters: { name: string; connected: boolean; replica: string }[] };
+      expect(status.clusters).toEqual([expect.objectContaining({ name: "edge", connected: true, replica: "r1" })]);
     } finally {
       await Promise.all([a.close(), b.close()]);
       await db.drop();

@@ -68,14 +68,14 @@ describe("sqlite store on disk", () => {
     expect(await second.getSetting("issuer.url")).toBe("https://relay.example");
   });
 
-  test("records schema_version 2 and reopens without migrating again", async () => {
+  test("records schema_version 3 and reopens without migrating again", async () => {
     const first = await openSqliteStore(dataDir);
-    expect(await first.getSetting("schema_version")).toBe("2");
+    expect(await first.getSetting("schema_version")).toBe("3");
     await first.close();
-    expect(await (await openStore()).getSetting("schema_version")).toBe("2");
+    expect(await (await openStore()).getSetting("schema_version")).toBe("3");
   });
 
-  test("a database written by the previous relay (schema 1) is brought to schema 2 on open, its data kept", async () => {
+  test("a database written by the previous relay (schema 1) is brought to the latest schema on open, its data kept", async () => {
     const { Database } = await import("bun:sqlite");
     const { mkdir } = await import("node:fs/promises");
     const { migrateSqliteSchema, SQLITE_MIGRATIONS } = await import("../../../lib/relay/store/schema-sqlite.ts");
@@ -85,7 +85,7 @@ describe("sqlite store on disk", () => {
     old.run("INSERT INTO grants (id, principal, cluster, role, created_at) VALUES ('g1', 'user:alice', 'prod', 'cluster-user', 1)");
     old.close();
     const store = await openSqliteStore(dataDir);
-    expect(await store.getSetting("schema_version")).toBe("2");
+    expect(await store.getSetting("schema_version")).toBe("3");
     expect((await store.listGrantsFor({ user: "alice", groups: [] }, "prod")).map((g) => g.id)).toEqual(["g1"]);
     await store.close();
   });
@@ -132,7 +132,7 @@ describe("sqlite store on disk", () => {
   test("several processes creating the same fresh database at once all succeed", async () => {
     const results = await runWorkers(6, [dataDir]);
     expect(results.every((r) => r.opened)).toBe(true);
-    expect(await (await openStore()).getSetting("schema_version")).toBe("2");
+    expect(await (await openStore()).getSetting("schema_version")).toBe("3");
   }, 20_000);
 
   test("consuming a token also deletes other expired tokens", async () => {

@@ -232,6 +232,21 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
       );
     });
 
+    describe("presence", () => {
+      test("the latest replica to record a cluster holds it until it expires; only the holder removes it", async () => {
+        const now = Date.now();
+        await store.recordPresence({ cluster: "prod", replicaId: "r1", expiresAt: new Date(now + 60_000) });
+        await store.recordPresence({ cluster: "dev", replicaId: "r1", expiresAt: new Date(now + 1_000) });
+        await store.recordPresence({ cluster: "prod", replicaId: "r2", expiresAt: new Date(now + 60_000) });
+        expect((await store.listPresence(new Date(now))).map((p) => `${p.cluster}@${p.replicaId}`)).toEqual(["dev@r1", "prod@r2"]);
+        expect((await store.listPresence(new Date(now + 2_000))).map((p) => p.cluster)).toEqual(["prod"]);
+        await store.removePresence("prod", "r1");
+        expect((await store.listPresence(new Date(now))).map((p) => p.cluster)).toEqual(["dev", "prod"]);
+        await store.removePresence("prod", "r2");
+        expect((await store.listPresence(new Date(now))).map((p) => p.cluster)).toEqual(["dev"]);
+      });
+    });
+
     describe("grants for one caller", () => {
       test("listGrantsFor returns exactly the grants findRole could use: own user and groups, patterns, sub:, '*' and relay-admin", async () => {
         const add = (principal: string, cluster: string, role: Role = "cluster-user") => store.addGrant({ principal, cluster, role });
