@@ -53,6 +53,12 @@ else
   fail "curl or wget is needed"
 fi
 
+# For what only shapes a hint: failing is no reason to stop.
+fetch_optional() {
+  if command -v curl >/dev/null 2>&1; then curl -fsS --proto '=https,http' --proto-redir '=https' "$1" -o "$2" 2>/dev/null
+  else wget -q -O "$2" "$1" 2>/dev/null; fi
+}
+
 os="${ARC_OS:-}"
 if [ -z "$os" ]; then
   case "$(uname -s)" in
@@ -147,5 +153,10 @@ mv -f "$staged" "$dir/arcproxy$exe"
 # 5. Remember the relay with the binary just verified.
 "$dir/arcproxy$exe" config set-relay "$relay" --downloads-key-sha256 "$key_sha256" >/dev/null || fail "installed $dir/arcproxy$exe, but it could not remember the relay; pass --relay $relay"
 say "arcproxy $version installed to $dir/arcproxy$exe (SHA-256 $got_sha256, list signed by key $key_sha256)"
-say "relay $relay remembered: next, arcproxy login, then arcproxy --cluster NAME"
+# The next step depends on the relay: a login through its identity provider, or a token from its admin.
+if fetch_optional "$relay/.well-known/cluster-connect" "$work/client-config.json" && ! grep -q '"loginIssuers":\[\]' "$work/client-config.json"; then
+  say "relay $relay remembered: next, arcproxy login, then arcproxy clusters and arcproxy --cluster NAME"
+else
+  say "relay $relay remembered: next, set ARC_TOKEN to a token from the relay's admin (arcrelay token create), then arcproxy clusters and arcproxy --cluster NAME"
+fi
 case ":$PATH:" in *":$dir:"*) ;; *) say "note: $dir is not on your PATH; add it, or run $dir/arcproxy$exe" ;; esac

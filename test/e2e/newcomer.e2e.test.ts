@@ -114,6 +114,7 @@ preferences: {}
   // 1. One line installs arcproxy, verified, and remembers the relay.
   const installed = await sh(`curl -fsSL ${stack.relayUrl}/install.sh | sh`);
   expect(installed.stderr).toContain(`arcproxy 1.0.0 installed to ${join(bin, "arcproxy")}`);
+  expect(installed.stderr).toContain("next, arcproxy login, then arcproxy clusters and arcproxy --cluster NAME");
   expect(installed.code).toBe(0);
   expect((await sh("arcproxy --version")).stdout.trim()).toBe("1.0.0");
 

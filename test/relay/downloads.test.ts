@@ -155,6 +155,8 @@ describe("install.sh", () => {
     expect(r.installed).toBe(fakeArcproxy("linux-amd64"));
     expect(((await stat(join(r.home, "bin", "arcproxy"))).mode & 0o111) !== 0).toBe(true);
     expect(r.calls.trim()).toBe(`config set-relay ${relay.url} --downloads-key-sha256 ${relay.downloads!.publicKeySha256}`);
+    // This relay offers no login: the next step named is a token from its admin, not arcproxy login.
+    expect(r.stderr).toContain("next, set ARC_TOKEN to a token from the relay's admin (arcrelay token create)");
   });
 
   test("installs the build for ARC_OS/ARC_ARCH, and says what the relay has for a platform it lacks", async () => {
