@@ -62,9 +62,18 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
     const identity = await deps.access.authenticate(req.headers, clientAddress(req.socket), gone);
     measure.identity = identity;
-    await deps.access.authorize(identity, cluster, "cluster-user");
+    const record = await deps.access.authorize(identity, cluster, "cluster-user");
     // kubectl --as: read and checked here (400 for a malformed request); the agent decides whether it is allowed.
     const headers = relayRequestHeaders(req.rawHeaders, parseImpersonationRequest(req.rawHeaders));
+    // No agent ever enrolled: nothing to wait for, and "offline" would send the user looking for a pod that is not there.
+    if (!record.agentKey && !deps.registry.get(cluster)) {
+      throw new AgentNotConnected(
+        `cluster "${cluster}" is offline: no agent is enrolled for it (none yet, or its key was revoked) (request id ${requestId}); ` +
+          `its admin installs arcagent in that cluster with a token from arcrelay cluster enroll-token ${cluster}`,
+        // As below: nothing reached the cluster, so a client may send it again while an agent is expected back.
+        deps.registry.expectedBack(cluster, AGENT_RESTART_WINDOW_MS) ? { retryAfterSeconds: AGENT_RETRY_AFTER_SECONDS } : undefined,
+      );
+    }
     const waited = deps.registry.get(cluster) === undefined;
     const entry = await deps.registry.waitFor(cluster, deps.agentWaitMs, gone);
     if (waited) deps.metrics?.agentWaits.inc({ outcome: entry ? "connected" : "timeout" });

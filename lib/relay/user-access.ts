@@ -6,7 +6,7 @@ import { bearerTokenOf } from "../http/index.ts";
 import { clientAddress } from "./client-address.ts";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
-import type { RelayStore } from "./store/index.ts";
+import type { ClusterRecord, RelayStore } from "./store/index.ts";
 
 export interface UserAccess {
   /**
@@ -16,8 +16,8 @@ export interface UserAccess {
    * attempts from it. `signal` (the client hung up) gives up a place in that queue.
    */
   authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string, signal?: AbortSignal): Promise<Identity>;
-  /** Throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
-  authorize(identity: Identity, cluster: string, role: Role): Promise<void>;
+  /** Resolves with the cluster's record; throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
+  authorize(identity: Identity, cluster: string, role: Role): Promise<ClusterRecord>;
   /** The registered clusters on which `identity` holds at least `role`, by name. */
   reachableClusters(identity: Identity, role: Role): Promise<string[]>;
 }
@@ -67,9 +67,11 @@ export function createUserAccess(opts: {
             `arcrelay grant add --principal user:${identity.user} --cluster ${cluster} --role ${role}`,
         );
       }
-      if (!(await opts.store.getCluster(cluster))) {
+      const record = await opts.store.getCluster(cluster);
+      if (!record) {
         throw new NotFound(`cluster "${cluster}" is not registered with this relay: check the name (arcrelay cluster list)`);
       }
+      return record;
     },
   };
 }

@@ -113,7 +113,7 @@ describe("authorize", () => {
     await store.addCluster("prod");
     expect(await thrown(() => access.authorize(alice, "prod", "cluster-user"))).toBeInstanceOf(Forbidden);
     await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
-    await expect(access.authorize(alice, "prod", "cluster-user")).resolves.toBeUndefined();
+    await expect(access.authorize(alice, "prod", "cluster-user")).resolves.toMatchObject({ name: "prod" });
   });
 
   test("a grant for another cluster does not", async () => {
@@ -134,8 +134,8 @@ describe("authorize", () => {
     await store.addCluster("prod");
     await store.addCluster("staging");
     await store.addGrant({ principal: "user:alice", cluster: "*", role: "cluster-user" });
-    await expect(access.authorize(alice, "prod", "cluster-user")).resolves.toBeUndefined();
-    await expect(access.authorize(alice, "staging", "cluster-user")).resolves.toBeUndefined();
+    await expect(access.authorize(alice, "prod", "cluster-user")).resolves.toMatchObject({ name: "prod" });
+    await expect(access.authorize(alice, "staging", "cluster-user")).resolves.toMatchObject({ name: "staging" });
     // It covers names not registered yet too, so alice is told the cluster does not exist (404), not 403.
     expect(await thrown(() => access.authorize(alice, "ghost", "cluster-user"))).toBeInstanceOf(NotFound);
   });
