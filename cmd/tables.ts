@@ -23,9 +23,10 @@ export function formatGrantTable(grants: GrantRecord[]): string {
 }
 
 /** `arcproxy clusters`: the clusters a user may reach, as `az connectedk8s list` and `tsh kube ls` show theirs. */
-export function formatReachableClusters(rows: { name: string; connected: boolean; kubernetesVersion?: string; lastSeen?: string }[]): string {
+export function formatReachableClusters(rows: { name: string; connected: boolean; enrolled?: boolean; kubernetesVersion?: string; lastSeen?: string }[]): string {
+  // The same words as `arcrelay cluster list` and the status page.
   const table = [["NAME", "STATUS", "KUBERNETES", "LAST SEEN"], ...rows.map((r) => [
-    r.name, r.connected ? "connected" : "offline", r.kubernetesVersion ?? "-", r.lastSeen ?? (r.connected ? "now" : "never"),
+    r.name, r.connected ? "connected" : r.enrolled === false ? "awaiting-enrollment" : "offline", r.kubernetesVersion ?? "-", r.lastSeen ?? (r.connected ? "now" : "never"),
   ])];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
   return table.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");

@@ -8,6 +8,8 @@ import { CLUSTER_INFO_TIMEOUT_MS } from "./timeouts.ts";
 export interface ClusterInfo {
   name: string;
   connected: boolean;
+  /** False while no agent has enrolled (older relays omit it). */
+  enrolled?: boolean;
   kubernetesVersion?: string;
   agentVersion?: string;
   lastSeen?: string;

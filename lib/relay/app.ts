@@ -76,6 +76,8 @@ export function createRelayApp(options: RelayAppDeps): Hono {
     return {
       name,
       connected: tunnel !== undefined,
+      // An agent key is on record: the cluster is enrolled (its agent may be away); else it awaits enrollment.
+      enrolled: record.agentKey !== undefined,
       agentVersion: tunnel?.agentVersion ?? record.agentVersion,
       kubernetesVersion: tunnel?.kubernetesVersion ?? record.kubernetesVersion,
       lastSeen: record.lastSeen?.toISOString(),

@@ -30,7 +30,7 @@ export interface StatusSnapshot {
   relayAdmin: boolean;
   generatedAt: string;
   clusters: {
-    name: string; connected: boolean; since: string | null; lastSeen: string | null; agentVersion: string | null;
+    name: string; connected: boolean; enrolled: boolean; since: string | null; lastSeen: string | null; agentVersion: string | null;
     kubernetesVersion: string | null; replica: string | null; activeStreams: number; requestsPerSecond: number;
   }[];
   refusals: Refusal[];
@@ -116,6 +116,7 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
         return {
           name: c.name,
           connected: tunnel !== undefined || holder.has(c.name),
+          enrolled: c.agentKey !== undefined,
           since: tunnel?.connectedAt.toISOString() ?? null,
           lastSeen: c.lastSeen?.toISOString() ?? null,
           agentVersion: tunnel?.agentVersion ?? c.agentVersion ?? null,
@@ -209,6 +210,11 @@ export function registerStatusPage(app: Hono, deps: StatusPageDeps): void {
   });
 }
 
+/** The same words as `arcrelay cluster list` and `arcproxy clusters`. */
+function clusterState(c: { connected: boolean; enrolled: boolean }): string {
+  return c.connected ? "connected" : c.enrolled ? "offline" : "awaiting-enrollment";
+}
+
 function layout(title: string, body: unknown, refresh = false) {
   return html`<!doctype html>
 <html lang="en">
@@ -250,7 +256,7 @@ function statusPage(s: StatusSnapshot, csrf: string) {
 <h2>Clusters <small id="generated">as of ${s.generatedAt}</small></h2>
 <table id="clusters">
 <thead><tr><th>Cluster</th><th>Status</th><th>Since</th><th>Last seen</th><th>Agent</th><th>Kubernetes</th><th>Replica</th><th>Active streams</th><th>Requests/s</th></tr></thead>
-<tbody>${s.clusters.map((c) => html`<tr data-cluster="${c.name}"><td>${c.name}</td><td class="${c.connected ? "up" : "down"}">${c.connected ? "connected" : "offline"}</td><td>${c.since ?? ""}</td><td>${c.lastSeen ?? ""}</td><td>${c.agentVersion ?? ""}</td><td>${c.kubernetesVersion ?? ""}</td><td>${c.replica ?? ""}</td><td>${c.activeStreams}</td><td>${c.requestsPerSecond}</td></tr>`)}</tbody>
+<tbody>${s.clusters.map((c) => html`<tr data-cluster="${c.name}"><td>${c.name}</td><td class="${c.connected ? "up" : "down"}">${clusterState(c)}</td><td>${c.since ?? ""}</td><td>${c.lastSeen ?? ""}</td><td>${c.agentVersion ?? ""}</td><td>${c.kubernetesVersion ?? ""}</td><td>${c.replica ?? ""}</td><td>${c.activeStreams}</td><td>${c.requestsPerSecond}</td></tr>`)}</tbody>
 </table>
 ${s.clusters.length === 0 ? html`<p>No cluster you administer is registered.</p>` : ""}
 <h2>Recent refusals</h2>
@@ -286,7 +292,7 @@ const APP_JS = `"use strict";
         var tr = document.createElement("tr");
         tr.dataset.cluster = c.name;
         tr.dataset.kind = "cluster";
-        cells(tr, [c.name, c.connected ? "connected" : "offline", c.since, c.lastSeen, c.agentVersion, c.kubernetesVersion, c.replica, c.activeStreams, c.requestsPerSecond]);
+        cells(tr, [c.name, c.connected ? "connected" : c.enrolled ? "offline" : "awaiting-enrollment", c.since, c.lastSeen, c.agentVersion, c.kubernetesVersion, c.replica, c.activeStreams, c.requestsPerSecond]);
         body.appendChild(tr);
       });
       var refusals = document.querySelector("#refusals tbody");

@@ -164,8 +164,18 @@ describe("GET /v1/clusters/:name", () => {
     const response = await app.request("/v1/clusters/prod", { headers: await bearer("bob", ["ops"]) });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({
-      name: "prod", connected: false, agentVersion: "0.1.0", kubernetesVersion: "v1.31.0", lastSeen: seen.toISOString(),
+      name: "prod", connected: false, enrolled: true, agentVersion: "0.1.0", kubernetesVersion: "v1.31.0", lastSeen: seen.toISOString(),
     });
+  });
+
+  test("registered, no agent enrolled yet: enrolled false, which arcproxy clusters shows as awaiting-enrollment", async () => {
+    await store.addCluster("fresh");
+    await store.addGrant({ principal: "user:alice", cluster: "fresh", role: "cluster-user" });
+    const response = await app.request("/v1/clusters/fresh", { headers: await bearer("alice") });
+    const view = (await response.json()) as { name: string; connected: boolean; enrolled: boolean };
+    expect(view).toMatchObject({ name: "fresh", connected: false, enrolled: false });
+    const { formatReachableClusters } = await import("../../cmd/tables.ts");
+    expect(formatReachableClusters([view])).toBe("NAME   STATUS               KUBERNETES  LAST SEEN\nfresh  awaiting-enrollment  -           never");
   });
 
   test("with a live tunnel in the registry: connected true and the tunnel's versions", async () => {
