@@ -6,7 +6,7 @@ import {
   createAgentMetrics, createFileKeyStore, createSecretKeyStore, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore,
 } from "../lib/agent/index.ts";
 import { createRelayConnection, readCaFile, type RelayConnection } from "../lib/client/index.ts";
-import { loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
+import { exitSoonAfterStop, loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, parseHostPort, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 import { startMetricsServer } from "../lib/observe/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
@@ -98,6 +98,7 @@ const main = defineCommand({
     });
     await agent;
     await metricsServer?.close();
+    exitSoonAfterStop();
   },
 });
 

@@ -7,7 +7,7 @@ import {
   clusterAudience, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
-import { loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
+import { exitSoonAfterStop, loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, parseHostPort, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 import { formatClusterTable, formatGrantTable } from "./tables.ts";
 import { ConfigError } from "../lib/errors/index.ts";
@@ -91,6 +91,7 @@ const serve = defineCommand({
     // A second signal cuts the drain short: everything open is closed at once.
     await waitForShutdownSignal(() => void relay.close().then(() => process.exit(0)));
     await relay.shutdown(shutdown);
+    exitSoonAfterStop();
   },
 });
 

@@ -84,6 +84,19 @@ export function waitForShutdownSignal(onSecondSignal: () => void = () => process
   });
 }
 
+/** How long a stopped process may take to let go of what still holds its event loop (ms). */
+const EXIT_GRACE_MS = 2_000;
+
+/**
+ * After a graceful stop (the drain is done): the process ends by itself once nothing holds it,
+ * with every log line flushed; an idle keep-alive socket or a stray timer may not hold it longer
+ * than EXIT_GRACE_MS (a SIGTERM'd agent once took 45 s to exit after a 25 s drain).
+ */
+export function exitSoonAfterStop(): void {
+  process.exitCode = 0;
+  setTimeout(() => process.exit(0), EXIT_GRACE_MS).unref();
+}
+
 /**
  * The command after the first `--` (`arcproxy --cluster x -- kubectl get pods`), or [] without one.
  * citty never sees it, so `arcproxy -- kubectl --help` reaches kubectl.
