@@ -1,4 +1,5 @@
 // The relay's signed list of release binaries: its shape, and how a client checks it before trusting a byte.
+import { createHash, createPublicKey } from "node:crypto";
 import { compactVerify, importJWK, type JWK } from "jose";
 import { ArcError, ConfigError } from "../errors/index.ts";
 
@@ -100,4 +101,13 @@ export function pickDownload(doc: DownloadsDocument, name: string, os: string, a
 export function hostDownloadPlatform(platform: NodeJS.Platform = process.platform, arch: string = process.arch): { os: string; arch: string } {
   const os = platform === "win32" ? "windows" : platform;
   return { os, arch: arch === "x64" ? "amd64" : arch };
+}
+
+/**
+ * Hex SHA-256 of an Ed25519 public JWK's SPKI DER: the downloads key's fingerprint, as `arcrelay
+ * serve` prints it, install.sh computes it with openssl and users pin it.
+ */
+export function publicKeySha256(jwk: JWK): string {
+  const der = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: jwk.x! }, format: "jwk" }).export({ type: "spki", format: "der" });
+  return createHash("sha256").update(der).digest("hex");
 }

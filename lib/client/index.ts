@@ -12,6 +12,6 @@ export { refusalError } from "./relay-refusal.ts";
 export type { RefusalAdvice, RefusalContext } from "./relay-refusal.ts";
 export { proxyFor, proxyAgentFor, describeProxy } from "./egress.ts";
 export {
-  DOWNLOADS_JWS_TYPE, DOWNLOADS_PATHS, DownloadVerificationError, serializeDownloadsDocument, verifyDownloadsDocument, pickDownload, hostDownloadPlatform,
+  DOWNLOADS_JWS_TYPE, DOWNLOADS_PATHS, DownloadVerificationError, serializeDownloadsDocument, verifyDownloadsDocument, pickDownload, hostDownloadPlatform, publicKeySha256,
 } from "./downloads-document.ts";
 export type { DownloadFile, DownloadsDocument } from "./downloads-document.ts";

@@ -16,7 +16,8 @@ export { resolveTokenSourceSpec, buildTokenSourceArgs, DEFAULT_AUDIENCE } from "
 export type { TokenSourceFlags, TokenSourceEnv } from "./token-source-flags.ts";
 export { buildExecCredential, buildCredentialKubeconfig, resolveSelfCommand, EXEC_CREDENTIAL_API_VERSION } from "./exec-credential.ts";
 export type { SelfCommand, CredentialKubeconfigOptions } from "./exec-credential.ts";
-export { updateSelf, publicKeySha256 } from "./self-update.ts";
+export { updateSelf } from "./self-update.ts";
+export { publicKeySha256 } from "../client/index.ts";
 export type { UpdateOptions, UpdateResult } from "./self-update.ts";
 export { checkArcproxyVersion, compareVersions, ArcproxyTooOld } from "./version-gate.ts";
 export { runLogin, runLogout, fetchLoginIssuers } from "./login-flow.ts";

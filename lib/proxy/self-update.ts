@@ -1,5 +1,5 @@
 // `arcproxy update`: the relay's current arcproxy, verified against its signed list, put in place atomically.
-import { createHash, createPublicKey, randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { chmod, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -7,7 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
 import type { JWK } from "jose";
 import {
-  DOWNLOADS_PATHS, DownloadVerificationError, callRelay, hostDownloadPlatform, openRelayRequest, pickDownload, refusalError,
+  DOWNLOADS_PATHS, DownloadVerificationError, callRelay, publicKeySha256, hostDownloadPlatform, openRelayRequest, pickDownload, refusalError,
   verifyDownloadsDocument, type DownloadFile, type RelayConnection,
 } from "../client/index.ts";
 import { BadGateway, ConfigError } from "../errors/index.ts";
@@ -36,12 +36,6 @@ export interface UpdateResult {
   version: string;
   sha256: string;
   keySha256: string;
-}
-
-/** Hex SHA-256 of an Ed25519 public JWK's SPKI DER: the fingerprint `arcrelay serve` prints and install.sh checks. */
-export function publicKeySha256(jwk: JWK): string {
-  const der = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: jwk.x! }, format: "jwk" }).export({ type: "spki", format: "der" });
-  return createHash("sha256").update(der).digest("hex");
 }
 
 /**

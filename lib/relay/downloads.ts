@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { calculateJwkThumbprint, CompactSign, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import {
-  DOWNLOADS_JWS_TYPE, DOWNLOADS_PATHS, serializeDownloadsDocument, type DownloadFile, type DownloadsDocument,
+  DOWNLOADS_JWS_TYPE, DOWNLOADS_PATHS, publicKeySha256, serializeDownloadsDocument, type DownloadFile, type DownloadsDocument,
 } from "../client/index.ts";
 import { ConfigError } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
@@ -113,11 +113,10 @@ async function loadSigningKey(dataDir: string) {
   const publicJwk: JWK = { kty: publicPart.kty, crv: publicPart.crv, x: publicPart.x, use: "sig", alg: "EdDSA" };
   publicJwk.kid = await calculateJwkThumbprint(publicJwk);
   const spki = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: publicJwk.x! }, format: "jwk" });
-  const der = spki.export({ type: "spki", format: "der" });
   return {
     privateKey,
     publicJwk,
     publicPem: String(spki.export({ type: "spki", format: "pem" })),
-    publicKeySha256: createHash("sha256").update(der).digest("hex"),
+    publicKeySha256: publicKeySha256(publicJwk),
   };
 }
