@@ -1,7 +1,7 @@
 // The relay store on PostgreSQL, for several relay replicas sharing one state (Bun's built-in SQL client).
 import { SQL } from "bun";
 import { ConfigError, Conflict } from "../../errors/index.ts";
-import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
+import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, ReplicaRecord, Role, StoreChange } from "./types.ts";
 import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 
 /** Settings key holding the number of the last migration applied (as in SQLite). */
@@ -10,6 +10,8 @@ const SCHEMA_VERSION_KEY = "schema_version";
 const MIGRATION_LOCK_KEY = 0x61726372; // "arcr"
 /** Connections per relay process; each request needs one only for a moment. */
 const POOL_MAX = 10;
+/** The NOTIFY channel the triggers of migration 4 write every change to. */
+export const CHANGES_CHANNEL = "arc_changes";
 
 /**
  * Migration N (1-based) brings the schema from version N-1 to N. Append only. Times are epoch
@@ -58,7 +60,51 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
      replica_id TEXT NOT NULL,
      expires_at BIGINT NOT NULL
    );`,
+  // 4: replicas and their internal endpoints; every change other replicas must know of is sent
+  // by a trigger on the table itself (NOTIFY, delivered at commit), so writes from any process
+  // (a replica, the admin CLI, psql) reach every replica. Heartbeats (last_seen, expires_at) notify nothing.
+  `CREATE TABLE replicas (
+     replica_id      TEXT PRIMARY KEY,
+     internal_url    TEXT NOT NULL,
+     certificate_pem TEXT NOT NULL,
+     expires_at      BIGINT NOT NULL
+   );
+   CREATE INDEX presence_replica ON presence(replica_id);
+   CREATE FUNCTION arc_notify_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+   BEGIN
+     IF TG_LEVEL = 'STATEMENT' THEN
+       PERFORM pg_notify('arc_changes', json_build_object('table', TG_TABLE_NAME)::text);
+     ELSE
+       PERFORM pg_notify('arc_changes', json_build_object('table', TG_TABLE_NAME, 'key',
+         to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END) ->> TG_ARGV[0])::text);
+     END IF;
+     RETURN NULL;
+   END $fn$;
+   CREATE TRIGGER clusters_changed AFTER INSERT OR DELETE ON clusters FOR EACH ROW EXECUTE FUNCTION arc_notify_change('name');
+   CREATE TRIGGER clusters_key_changed AFTER UPDATE OF agent_key ON clusters FOR EACH ROW
+     WHEN (OLD.agent_key IS DISTINCT FROM NEW.agent_key) EXECUTE FUNCTION arc_notify_change('name');
+   CREATE TRIGGER grants_changed AFTER INSERT OR UPDATE OR DELETE ON grants FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();
+   CREATE TRIGGER presence_changed AFTER INSERT OR DELETE ON presence FOR EACH ROW EXECUTE FUNCTION arc_notify_change('cluster');
+   CREATE TRIGGER presence_moved AFTER UPDATE OF replica_id ON presence FOR EACH ROW
+     WHEN (OLD.replica_id IS DISTINCT FROM NEW.replica_id) EXECUTE FUNCTION arc_notify_change('cluster');
+   CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE ON settings FOR EACH ROW EXECUTE FUNCTION arc_notify_change('key');
+   CREATE TRIGGER replicas_changed AFTER INSERT OR DELETE ON replicas FOR EACH ROW EXECUTE FUNCTION arc_notify_change('replica_id');`,
 ];
+
+const CHANGE_TABLES: ReadonlySet<string> = new Set(["clusters", "grants", "presence", "settings", "replicas"]);
+
+/** A NOTIFY payload from arc_notify_change; anything else is read as "anything may have changed". */
+function parseChange(payload: string): StoreChange {
+  try {
+    const parsed = JSON.parse(payload) as { table?: unknown; key?: unknown };
+    if (typeof parsed.table === "string" && CHANGE_TABLES.has(parsed.table)) {
+      return { table: parsed.table as StoreChange["table"], ...(typeof parsed.key === "string" ? { key: parsed.key } : {}) };
+    }
+  } catch {
+    // not ours: fall through
+  }
+  return { table: "*" };
+}
 
 interface ClusterRow {
   name: string;
@@ -182,6 +228,53 @@ function createPostgresStore(sql: SQL): RelayStore {
       return rows.map((r) => ({ cluster: r.cluster, replicaId: r.replica_id, expiresAt: new Date(Number(r.expires_at)) }));
     },
 
+    async recordReplica(r) {
+      const expiresAt = toMillis(r.expiresAt, "recordReplica: expiresAt");
+      await sql`INSERT INTO replicas (replica_id, internal_url, certificate_pem, expires_at)
+                VALUES (${r.replicaId}, ${r.internalUrl}, ${r.certificatePem}, ${expiresAt})
+                ON CONFLICT (replica_id) DO UPDATE SET internal_url = excluded.internal_url,
+                  certificate_pem = excluded.certificate_pem, expires_at = excluded.expires_at`;
+    },
+
+    async renewReplica(replicaId, expiresAt, seenAt) {
+      const until = toMillis(expiresAt, "renewReplica: expiresAt");
+      const seen = toMillis(seenAt, "renewReplica: seenAt");
+      // One statement, one round trip, whatever the replica holds (10,000 tunnels: still one).
+      await sql`WITH r AS (UPDATE replicas SET expires_at = ${until} WHERE replica_id = ${replicaId}),
+                     p AS (UPDATE presence SET expires_at = ${until} WHERE replica_id = ${replicaId} RETURNING cluster)
+                UPDATE clusters SET last_seen = ${seen} WHERE name IN (SELECT cluster FROM p)`;
+    },
+
+    async removeReplica(replicaId) {
+      await sql.begin(async (tx) => {
+        await tx`DELETE FROM presence WHERE replica_id = ${replicaId}`;
+        await tx`DELETE FROM replicas WHERE replica_id = ${replicaId}`;
+      });
+    },
+
+    async listReplicas(now) {
+      const rows = (await sql`SELECT * FROM replicas WHERE expires_at > ${toMillis(now, "listReplicas: now")} ORDER BY replica_id COLLATE "C"`) as ReplicaRow[];
+      return rows.map(toReplicaRecord);
+    },
+
+    async findTunnelHolder(cluster, now) {
+      const at = toMillis(now, "findTunnelHolder: now");
+      const [row] = (await sql`SELECT r.* FROM presence p JOIN replicas r ON r.replica_id = p.replica_id
+                               WHERE p.cluster = ${cluster} AND p.expires_at > ${at} AND r.expires_at > ${at}`) as ReplicaRow[];
+      return row ? toReplicaRecord(row) : undefined;
+    },
+
+    async watchChanges(onChange) {
+      // Bun's SQL keeps one connection LISTENing for the pool; notifications arrive after the writer's commit.
+      const subscription = (await (sql as unknown as ListeningSql).listen(CHANGES_CHANNEL, (payload: string) => onChange(parseChange(payload)))) as { unlisten?: () => Promise<void> };
+      let stopped = false;
+      return async () => {
+        if (stopped) return;
+        stopped = true;
+        await subscription.unlisten?.().catch(() => undefined);
+      };
+    },
+
     async addEnrollmentToken(token) {
       const expiresAt = toMillis(token.expiresAt, "addEnrollmentToken: expiresAt");
       await sql.begin(async (tx) => {
@@ -272,6 +365,22 @@ function describeUrl(url: string): string {
   } catch {
     return "(an unparsable --database-url)";
   }
+}
+
+/** Bun 1.4's SQL client LISTENs (not yet in its type declarations). */
+interface ListeningSql {
+  listen(channel: string, onNotification: (payload: string) => void): Promise<unknown>;
+}
+
+interface ReplicaRow {
+  replica_id: string;
+  internal_url: string;
+  certificate_pem: string;
+  expires_at: string | number | bigint;
+}
+
+function toReplicaRecord(row: ReplicaRow): ReplicaRecord {
+  return { replicaId: row.replica_id, internalUrl: row.internal_url, certificatePem: row.certificate_pem, expiresAt: new Date(Number(row.expires_at)) };
 }
 
 function toClusterRecord(row: ClusterRow): ClusterRecord {

@@ -51,6 +51,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
      replica_id TEXT NOT NULL,
      expires_at INTEGER NOT NULL
    ) STRICT;`,
+  // 4: replicas and their internal endpoints (the same schema as PostgreSQL; one replica on SQLite).
+  `CREATE TABLE replicas (
+     replica_id      TEXT PRIMARY KEY,
+     internal_url    TEXT NOT NULL,
+     certificate_pem TEXT NOT NULL,
+     expires_at      INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX presence_replica ON presence(replica_id);`,
 ];
 
 /**

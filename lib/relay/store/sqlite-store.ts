@@ -4,7 +4,7 @@ import { mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import { Conflict } from "../../errors/index.ts";
 import { migrateSqliteSchema } from "./schema-sqlite.ts";
-import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, Role } from "./types.ts";
+import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, ReplicaRecord, Role, StoreChange } from "./types.ts";
 import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 
 /** The database file inside `--data-dir`. */
@@ -15,6 +15,8 @@ export const SQLITE_FILE_NAME = "relay.db";
  * SQLITE_BUSY: the CLI writing while a relay serves, or two relays starting at once.
  */
 const BUSY_TIMEOUT_MS = 5_000;
+/** How often watchChanges asks whether another connection committed (PRAGMA data_version). */
+const DATA_VERSION_POLL_MS = 1_000;
 
 interface ClusterRow {
   name: string;
@@ -101,6 +103,11 @@ function createSqliteStore(db: Database): RelayStore {
   // Read-then-write transactions start IMMEDIATE: a deferred one that upgrades to a writer after
   // another connection committed fails with SQLITE_BUSY at once instead of waiting.
   const notRegistered = clusterNotRegistered;
+  const watchers = new Set<(change: StoreChange) => void>();
+  // This connection's own writes do not move PRAGMA data_version, so they are told directly.
+  const emit = (change: StoreChange) => {
+    for (const watcher of watchers) watcher(change);
+  };
 
   return {
     async addCluster(name) {
@@ -110,6 +117,7 @@ function createSqliteStore(db: Database): RelayStore {
         )
         .get({ name, now: Date.now() });
       if (!row) throw new Conflict(`cluster ${JSON.stringify(name)} already exists`);
+      emit({ table: "clusters", key: name });
       return toClusterRecord(row);
     },
 
@@ -125,10 +133,13 @@ function createSqliteStore(db: Database): RelayStore {
     async removeCluster(name) {
       // Grants naming exactly this cluster go too: a cluster registered later under the same name
       // must not inherit them. Grants on `*` stay.
-      return db.transaction(() => {
+      const removed = db.transaction(() => {
         db.query("DELETE FROM grants WHERE cluster = $name").run({ name });
         return db.query("DELETE FROM clusters WHERE name = $name").run({ name }).changes > 0;
       }).immediate();
+      emit({ table: "clusters", key: name });
+      emit({ table: "grants" });
+      return removed;
     },
 
     async setAgentKey(cluster, key) {
@@ -137,6 +148,7 @@ function createSqliteStore(db: Database): RelayStore {
         .query("UPDATE clusters SET agent_key = $agentKey WHERE name = $cluster")
         .run({ agentKey, cluster });
       if (changes === 0) throw notRegistered(cluster);
+      emit({ table: "clusters", key: cluster });
     },
 
     async recordAgentSeen(cluster, info) {
@@ -163,10 +175,79 @@ function createSqliteStore(db: Database): RelayStore {
         `INSERT INTO presence (cluster, replica_id, expires_at) VALUES ($cluster, $replicaId, $expiresAt)
          ON CONFLICT (cluster) DO UPDATE SET replica_id = excluded.replica_id, expires_at = excluded.expires_at`,
       ).run({ cluster: p.cluster, replicaId: p.replicaId, expiresAt: toMillis(p.expiresAt, "recordPresence: expiresAt") });
+      emit({ table: "presence", key: p.cluster });
     },
 
     async removePresence(cluster, replicaId) {
-      db.query("DELETE FROM presence WHERE cluster = $cluster AND replica_id = $replicaId").run({ cluster, replicaId });
+      if (db.query("DELETE FROM presence WHERE cluster = $cluster AND replica_id = $replicaId").run({ cluster, replicaId }).changes > 0) {
+        emit({ table: "presence", key: cluster });
+      }
+    },
+
+    async recordReplica(r) {
+      db.query(
+        `INSERT INTO replicas (replica_id, internal_url, certificate_pem, expires_at) VALUES ($id, $url, $pem, $expiresAt)
+         ON CONFLICT (replica_id) DO UPDATE SET internal_url = excluded.internal_url, certificate_pem = excluded.certificate_pem, expires_at = excluded.expires_at`,
+      ).run({ id: r.replicaId, url: r.internalUrl, pem: r.certificatePem, expiresAt: toMillis(r.expiresAt, "recordReplica: expiresAt") });
+      emit({ table: "replicas", key: r.replicaId });
+    },
+
+    async renewReplica(replicaId, expiresAt, seenAt) {
+      const params = { id: replicaId, expiresAt: toMillis(expiresAt, "renewReplica: expiresAt"), seenAt: toMillis(seenAt, "renewReplica: seenAt") };
+      db.transaction(() => {
+        db.query("UPDATE replicas SET expires_at = $expiresAt WHERE replica_id = $id").run(params);
+        db.query("UPDATE presence SET expires_at = $expiresAt WHERE replica_id = $id").run(params);
+        db.query("UPDATE clusters SET last_seen = $seenAt WHERE name IN (SELECT cluster FROM presence WHERE replica_id = $id)").run(params);
+      }).immediate();
+    },
+
+    async removeReplica(replicaId) {
+      db.transaction(() => {
+        db.query("DELETE FROM presence WHERE replica_id = $id").run({ id: replicaId });
+        db.query("DELETE FROM replicas WHERE replica_id = $id").run({ id: replicaId });
+      }).immediate();
+      emit({ table: "replicas", key: replicaId });
+      emit({ table: "presence" });
+    },
+
+    async listReplicas(now) {
+      return db
+        .query<ReplicaRow, { now: number }>("SELECT * FROM replicas WHERE expires_at > $now ORDER BY replica_id")
+        .all({ now: toMillis(now, "listReplicas: now") })
+        .map(toReplicaRecord);
+    },
+
+    async findTunnelHolder(cluster, now) {
+      const row = db
+        .query<ReplicaRow, { cluster: string; now: number }>(
+          `SELECT r.* FROM presence p JOIN replicas r ON r.replica_id = p.replica_id
+           WHERE p.cluster = $cluster AND p.expires_at > $now AND r.expires_at > $now`,
+        )
+        .get({ cluster, now: toMillis(now, "findTunnelHolder: now") });
+      return row ? toReplicaRecord(row) : undefined;
+    },
+
+    async watchChanges(onChange) {
+      watchers.add(onChange);
+      // Other processes (the admin CLI, a second relay on the same file) show only as a new data_version.
+      const version = () => db.query<{ data_version: number }, []>("PRAGMA data_version").get()?.data_version;
+      let seen = version();
+      const timer = setInterval(() => {
+        try {
+          const now = version();
+          if (now !== seen) {
+            seen = now;
+            onChange({ table: "*" });
+          }
+        } catch {
+          clearInterval(timer); // the store was closed
+        }
+      }, DATA_VERSION_POLL_MS);
+      timer.unref?.();
+      return async () => {
+        clearInterval(timer);
+        watchers.delete(onChange);
+      };
     },
 
     async listPresence(now) {
@@ -211,6 +292,7 @@ function createSqliteStore(db: Database): RelayStore {
           `INSERT INTO grants (id, principal, cluster, role, created_at) VALUES ($id, $principal, $cluster, $role, $now)
            ON CONFLICT (principal, cluster, role) DO NOTHING`,
         ).run({ id: crypto.randomUUID(), principal, cluster, role, now: Date.now() });
+        emit({ table: "grants" });
         const row = db
           .query<GrantRow, { principal: string; cluster: string; role: string }>(
             "SELECT * FROM grants WHERE principal = $principal AND cluster = $cluster AND role = $role",
@@ -251,12 +333,14 @@ function createSqliteStore(db: Database): RelayStore {
       if (id === null && principal === null && cluster === null && role === null) {
         throw new TypeError("removeGrant: give at least one of id, principal, cluster, role");
       }
-      return db
+      const removed = db
         .query(
           `DELETE FROM grants WHERE ($id IS NULL OR id = $id) AND ($principal IS NULL OR principal = $principal)
              AND ($cluster IS NULL OR cluster = $cluster) AND ($role IS NULL OR role = $role)`,
         )
         .run({ id, principal, cluster, role }).changes;
+      if (removed > 0) emit({ table: "grants" });
+      return removed;
     },
 
     async getSetting(key) {
@@ -268,19 +352,34 @@ function createSqliteStore(db: Database): RelayStore {
       db.query(
         "INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ).run({ key, value });
+      emit({ table: "settings", key });
     },
 
     async setSettingIfAbsent(key, value) {
-      return db.transaction(() => {
+      const stored = db.transaction(() => {
         db.query("INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO NOTHING").run({ key, value });
         return db.query<{ value: string }, { key: string }>("SELECT value FROM settings WHERE key = $key").get({ key })!.value;
       }).immediate();
+      if (stored === value) emit({ table: "settings", key });
+      return stored;
     },
 
     async close() {
+      watchers.clear();
       db.close();
     },
   };
+}
+
+interface ReplicaRow {
+  replica_id: string;
+  internal_url: string;
+  certificate_pem: string;
+  expires_at: number;
+}
+
+function toReplicaRecord(row: ReplicaRow): ReplicaRecord {
+  return { replicaId: row.replica_id, internalUrl: row.internal_url, certificatePem: row.certificate_pem, expiresAt: new Date(row.expires_at) };
 }
 
 function toClusterRecord(row: ClusterRow): ClusterRecord {

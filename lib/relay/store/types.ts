@@ -23,6 +23,27 @@ export interface PresenceRecord {
   expiresAt: Date;
 }
 
+/** A relay replica that takes forwarded requests, until `expiresAt` (renewed by its heartbeat). */
+export interface ReplicaRecord {
+  replicaId: string;
+  /** Where other replicas reach its internal endpoint (`--internal-url`), https. */
+  internalUrl: string;
+  /** PEM of its internal endpoint's self-signed certificate: the only certificate a caller accepts from it. */
+  certificatePem: string;
+  expiresAt: Date;
+}
+
+/**
+ * Something another process (or this one) changed, as the store's change feed tells it: a table,
+ * and for `clusters`, `presence` and `settings` the row's key. `table: "*"` means anything may
+ * have changed (SQLite sees only that another connection committed; a lost PostgreSQL connection):
+ * drop every cache.
+ */
+export interface StoreChange {
+  table: "clusters" | "grants" | "presence" | "settings" | "replicas" | "*";
+  key?: string;
+}
+
 export interface GrantRecord {
   id: string;
   /** `user:NAME`, `group:NAME` or `sub:PATTERN` (glob). */
@@ -60,6 +81,27 @@ export interface RelayStore {
   removePresence(cluster: string, replicaId: string): Promise<void>;
   /** Presence not expired at `now`, sorted by cluster. */
   listPresence(now: Date): Promise<PresenceRecord[]>;
+
+  /** Records (or replaces) a replica's internal endpoint and expiry. */
+  recordReplica(replica: ReplicaRecord): Promise<void>;
+  /**
+   * The replica's heartbeat, one round trip whatever it holds: extends its own expiry and that of
+   * every presence it holds to `expiresAt`, and marks those clusters seen at `seenAt`.
+   */
+  renewReplica(replicaId: string, expiresAt: Date, seenAt: Date): Promise<void>;
+  /** A replica that stops cleanly: forgets it and every presence it held. */
+  removeReplica(replicaId: string): Promise<void>;
+  /** Replicas not expired at `now`, sorted by id. */
+  listReplicas(now: Date): Promise<ReplicaRecord[]>;
+  /** The live replica holding `cluster`'s tunnel at `now` (presence and replica both unexpired). */
+  findTunnelHolder(cluster: string, now: Date): Promise<ReplicaRecord | undefined>;
+  /**
+   * Calls `onChange` for every change to the shared state, whichever process made it, until the
+   * returned function is called. PostgreSQL: LISTEN/NOTIFY fed by triggers. SQLite: this
+   * process's own writes, and `{ table: "*" }` when another connection committed (PRAGMA
+   * data_version, read once a second). Callers keep a slow resync as a safety net either way.
+   */
+  watchChanges(onChange: (change: StoreChange) => void): Promise<() => Promise<void>>;
 
   addEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>;
   /**

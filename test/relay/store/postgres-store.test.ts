@@ -16,9 +16,16 @@ afterAll(() => pg?.stop());
 describeStoreContract("postgres", async () => {
   const db = await pg.createDatabase();
   const store = await openPostgresStore(db.url);
+  const others: Awaited<ReturnType<typeof openPostgresStore>>[] = [];
   return {
     store,
+    async openAnother() {
+      const other = await openPostgresStore(db.url);
+      others.push(other);
+      return other;
+    },
     async cleanup() {
+      await Promise.all(others.map((o) => o.close()));
       await store.close();
       await db.drop();
     },
@@ -30,7 +37,7 @@ describe("postgres store shared by replicas", () => {
     const db = await pg.createDatabase();
     const stores = await Promise.all(Array.from({ length: 6 }, () => openPostgresStore(db.url)));
     try {
-      expect(await stores[0]!.getSetting("schema_version")).toBe("3");
+      expect(await stores[0]!.getSetting("schema_version")).toBe("4");
       await stores[1]!.addCluster("shared");
       expect((await stores[5]!.getCluster("shared"))?.name).toBe("shared");
     } finally {
@@ -58,7 +65,7 @@ describe("postgres store shared by replicas", () => {
     const store = await openPostgresStore(db.url);
     await store.setSetting("schema_version", "99");
     await store.close();
-    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (3): upgrade arcrelay");
+    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (4): upgrade arcrelay");
     const wrong = db.url.replace("postgres@", "postgres:s3cret-pw@").replace(/:(\d+)\//, ":1/");
     const error = (await openPostgresStore(wrong).then(() => new Error("opened"), (e: unknown) => e)) as Error;
     expect(error.message).toContain("opening relay store postgres://postgres@127.0.0.1:1/");

@@ -18,9 +18,16 @@ async function makeTempDir(): Promise<string> {
 describeStoreContract("sqlite", async () => {
   const dir = await makeTempDir();
   const store = await openSqliteStore(join(dir, "data"));
+  const others: RelayStore[] = [];
   return {
     store,
+    async openAnother() {
+      const other = await openSqliteStore(join(dir, "data"));
+      others.push(other);
+      return other;
+    },
     async cleanup() {
+      await Promise.all(others.map((o) => o.close()));
       await store.close();
       await rm(dir, { recursive: true, force: true });
     },
@@ -68,11 +75,11 @@ describe("sqlite store on disk", () => {
     expect(await second.getSetting("issuer.url")).toBe("https://relay.example");
   });
 
-  test("records schema_version 3 and reopens without migrating again", async () => {
+  test("records schema_version 4 and reopens without migrating again", async () => {
     const first = await openSqliteStore(dataDir);
-    expect(await first.getSetting("schema_version")).toBe("3");
+    expect(await first.getSetting("schema_version")).toBe("4");
     await first.close();
-    expect(await (await openStore()).getSetting("schema_version")).toBe("3");
+    expect(await (await openStore()).getSetting("schema_version")).toBe("4");
   });
 
   test("a database written by the previous relay (schema 1) is brought to the latest schema on open, its data kept", async () => {
@@ -85,7 +92,7 @@ describe("sqlite store on disk", () => {
     old.run("INSERT INTO grants (id, principal, cluster, role, created_at) VALUES ('g1', 'user:alice', 'prod', 'cluster-user', 1)");
     old.close();
     const store = await openSqliteStore(dataDir);
-    expect(await store.getSetting("schema_version")).toBe("3");
+    expect(await store.getSetting("schema_version")).toBe("4");
     expect((await store.listGrantsFor({ user: "alice", groups: [] }, "prod")).map((g) => g.id)).toEqual(["g1"]);
     await store.close();
   });
@@ -132,7 +139,7 @@ describe("sqlite store on disk", () => {
   test("several processes creating the same fresh database at once all succeed", async () => {
     const results = await runWorkers(6, [dataDir]);
     expect(results.every((r) => r.opened)).toBe(true);
-    expect(await (await openStore()).getSetting("schema_version")).toBe("3");
+    expect(await (await openStore()).getSetting("schema_version")).toBe("4");
   }, 20_000);
 
   test("consuming a token also deletes other expired tokens", async () => {

@@ -2,15 +2,22 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { JWK } from "jose";
 import { Conflict, NotFound } from "../../../lib/errors/index.ts";
-import type { RelayStore, Role } from "../../../lib/relay/store/index.ts";
+import type { RelayStore, ReplicaRecord, Role, StoreChange } from "../../../lib/relay/store/index.ts";
+import { within } from "../../support/wait-for.ts";
 
 export interface OpenedStore {
   store: RelayStore;
+  /** A second store on the same database, as another process (a replica, the admin CLI) opens it; closed by cleanup. */
+  openAnother(): Promise<RelayStore>;
   cleanup(): Promise<void>;
 }
 
 const AGENT_KEY: JWK = { kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" };
 const HOUR = 3_600_000;
+
+function replica0(replicaId: string, expiresAt: Date): ReplicaRecord {
+  return { replicaId, internalUrl: "https://10.0.0.1:8444", certificatePem: "pem", expiresAt };
+}
 
 /** Runs the RelayStore contract against `open`, which returns a fresh, empty store per test. */
 export function describeStoreContract(name: string, open: () => Promise<OpenedStore>): void {
@@ -244,6 +251,153 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect((await store.listPresence(new Date(now))).map((p) => p.cluster)).toEqual(["dev", "prod"]);
         await store.removePresence("prod", "r2");
         expect((await store.listPresence(new Date(now))).map((p) => p.cluster)).toEqual(["dev"]);
+      });
+    });
+
+    describe("replicas", () => {
+      const replica = (replicaId: string, expiresAt: Date): ReplicaRecord => ({
+        replicaId, internalUrl: `https://10.0.0.${replicaId.length}:8444`, certificatePem: `-----BEGIN CERTIFICATE-----\n${replicaId}\n-----END CERTIFICATE-----\n`, expiresAt,
+      });
+
+      test("a replica is listed until it expires; recording it again replaces its endpoint", async () => {
+        const now = Date.now();
+        await store.recordReplica(replica("r1", new Date(now + 60_000)));
+        await store.recordReplica(replica("r2", new Date(now + 1_000)));
+        expect((await store.listReplicas(new Date(now))).map((r) => r.replicaId)).toEqual(["r1", "r2"]);
+        expect((await store.listReplicas(new Date(now + 2_000))).map((r) => r.replicaId)).toEqual(["r1"]);
+        await store.recordReplica({ ...replica("r1", new Date(now + 60_000)), internalUrl: "https://10.0.0.9:8444" });
+        expect((await store.listReplicas(new Date(now)))[0]).toEqual({ ...replica("r1", new Date(now + 60_000)), internalUrl: "https://10.0.0.9:8444" });
+      });
+
+      test("findTunnelHolder names the live replica holding a cluster, never one whose presence or own record expired", async () => {
+        const now = Date.now();
+        await store.addCluster("prod");
+        await store.recordReplica(replica("r1", new Date(now + 60_000)));
+        await store.recordReplica(replica("r2", new Date(now + 1_000)));
+        await store.recordPresence({ cluster: "prod", replicaId: "r1", expiresAt: new Date(now + 60_000) });
+        await store.recordPresence({ cluster: "dev", replicaId: "r2", expiresAt: new Date(now + 60_000) });
+        expect((await store.findTunnelHolder("prod", new Date(now)))?.replicaId).toBe("r1");
+        expect((await store.findTunnelHolder("dev", new Date(now)))?.replicaId).toBe("r2");
+        // r2 died: its record expired, so its presence no longer routes anything.
+        expect(await store.findTunnelHolder("dev", new Date(now + 2_000))).toBeUndefined();
+        expect(await store.findTunnelHolder("prod", new Date(now + 61_000))).toBeUndefined();
+        expect(await store.findTunnelHolder("nowhere", new Date(now))).toBeUndefined();
+      });
+
+      test("renewReplica extends the replica and everything it holds in one call, and marks its clusters seen", async () => {
+        const now = Date.now();
+        await store.addCluster("prod");
+        await store.addCluster("dev");
+        await store.recordReplica(replica("r1", new Date(now + 1_000)));
+        await store.recordPresence({ cluster: "prod", replicaId: "r1", expiresAt: new Date(now + 1_000) });
+        await store.recordPresence({ cluster: "dev", replicaId: "r2", expiresAt: new Date(now + 1_000) });
+        await store.renewReplica("r1", new Date(now + 60_000), new Date(now + 500));
+        expect((await store.findTunnelHolder("prod", new Date(now + 30_000)))?.replicaId).toBe("r1");
+        expect((await store.listPresence(new Date(now + 30_000))).map((p) => p.cluster)).toEqual(["prod"]);
+        expect((await store.getCluster("prod"))?.lastSeen?.getTime()).toBe(now + 500);
+        expect((await store.getCluster("dev"))?.lastSeen).toBeUndefined();
+      });
+
+      test("removeReplica forgets the replica and every presence it held, not others'", async () => {
+        const now = Date.now();
+        await store.recordReplica(replica("r1", new Date(now + 60_000)));
+        await store.recordReplica(replica("r2", new Date(now + 60_000)));
+        await store.recordPresence({ cluster: "prod", replicaId: "r1", expiresAt: new Date(now + 60_000) });
+        await store.recordPresence({ cluster: "dev", replicaId: "r2", expiresAt: new Date(now + 60_000) });
+        await store.removeReplica("r1");
+        expect((await store.listReplicas(new Date(now))).map((r) => r.replicaId)).toEqual(["r2"]);
+        expect((await store.listPresence(new Date(now))).map((p) => p.cluster)).toEqual(["dev"]);
+      });
+    });
+
+    describe("change feed", () => {
+      /** Collects changes; `next(match)` resolves with the first (past or future) change that matches. */
+      async function watch(target: RelayStore) {
+        const seen: StoreChange[] = [];
+        const wakes = new Set<() => void>();
+        const stop = await target.watchChanges((change) => {
+          seen.push(change);
+          for (const wake of wakes) wake();
+        });
+        const next = (what: string, match: (c: StoreChange) => boolean) =>
+          within(`a change: ${what}`, new Promise<StoreChange>((resolve) => {
+            const check = () => {
+              const found = seen.find(match);
+              if (found) {
+                wakes.delete(check);
+                resolve(found);
+              }
+            };
+            wakes.add(check);
+            check();
+          }), 5_000);
+        return { seen, next, stop };
+      }
+      // A change may be told precisely or as "anything may have changed" (SQLite, from another connection).
+      const about = (table: StoreChange["table"], key?: string) => (c: StoreChange) => c.table === "*" || (c.table === table && (key === undefined || c.key === key));
+
+      test("a store hears its own writes: agent key, grants, presence, settings", async () => {
+        const feed = await watch(store);
+        try {
+          await store.addCluster("prod");
+          await store.setAgentKey("prod", AGENT_KEY);
+          await feed.next("agent key of prod", (c) => c.table === "clusters" && c.key === "prod");
+          await store.addGrant({ principal: "user:alice", cluster: "prod", role: "cluster-user" });
+          await feed.next("grants", (c) => c.table === "grants");
+          await store.recordPresence({ cluster: "prod", replicaId: "r1", expiresAt: new Date(Date.now() + 60_000) });
+          await feed.next("presence of prod", (c) => c.table === "presence" && c.key === "prod");
+          await store.setSetting("issuer.keys", "{}");
+          await feed.next("setting issuer.keys", (c) => c.table === "settings" && c.key === "issuer.keys");
+        } finally {
+          await feed.stop();
+        }
+      });
+
+      test("another process's revocation, grant and presence reach a watching store", async () => {
+        const other = await opened.openAnother();
+        await store.addCluster("prod");
+        await store.setAgentKey("prod", AGENT_KEY);
+        const feed = await watch(store);
+        try {
+          await other.setAgentKey("prod", undefined);
+          await feed.next("revoked key of prod", about("clusters", "prod"));
+          feed.seen.length = 0;
+          await other.removeGrant({ principal: "user:nobody" }); // removes nothing: no change need be told
+          await other.addGrant({ principal: "user:bob", cluster: "prod", role: "cluster-user" });
+          await feed.next("bob's grant", about("grants"));
+          feed.seen.length = 0;
+          await other.recordPresence({ cluster: "prod", replicaId: "r2", expiresAt: new Date(Date.now() + 60_000) });
+          await feed.next("prod moved to r2", about("presence", "prod"));
+        } finally {
+          await feed.stop();
+        }
+      });
+
+      test("heartbeats tell nobody: renewing a replica and marking clusters seen is not a change", async () => {
+        const now = Date.now();
+        await store.addCluster("prod");
+        await store.recordReplica(replica0("r1", new Date(now + 60_000)));
+        await store.recordPresence({ cluster: "prod", replicaId: "r1", expiresAt: new Date(now + 60_000) });
+        const other = await opened.openAnother();
+        const feed = await watch(store);
+        try {
+          await other.renewReplica("r1", new Date(now + 120_000), new Date(now));
+          await other.recordAgentSeen("prod", { at: new Date(now), connected: true });
+          // A marker written after them: once it arrives, anything the heartbeat sent has arrived too.
+          await other.setSetting("marker", "1");
+          await feed.next("the marker", about("settings", "marker"));
+          expect(feed.seen.filter((c) => c.table !== "settings" && c.table !== "*")).toEqual([]);
+        } finally {
+          await feed.stop();
+        }
+      });
+
+      test("after stop, nothing more is told", async () => {
+        const feed = await watch(store);
+        await feed.stop();
+        await store.addCluster("quiet");
+        await store.setSetting("marker", "1");
+        expect(feed.seen).toEqual([]);
       });
     });
 
