@@ -42,7 +42,9 @@ const serve = defineCommand({
     "shutdown-timeout": { type: "string", default: "30s", description: "on SIGTERM: how long requests in flight get to finish before they are cut" },
     "min-arcproxy-version": { type: "string", valueHint: "VERSION", description: "the oldest arcproxy users may run (published at /.well-known/cluster-connect)" },
     "database-url": { type: "string", valueHint: "URL", description: "PostgreSQL (postgres://...) instead of the SQLite file, for several replicas (default: $ARC_DATABASE_URL)" },
-    "replica-id": { type: "string", valueHint: "ID", description: "this relay's name among replicas, on the status page (default: the host name)" },
+    "replica-id": { type: "string", valueHint: "ID", description: "this relay's name among replicas, on the status page (default: the host name, a pod's name)" },
+    "internal-listen": { type: "string", valueHint: "HOST:PORT", description: "with --database-url: where other replicas forward requests for the tunnels this one holds, TLS (default 0.0.0.0:8444)" },
+    "internal-url": { type: "string", valueHint: "URL", description: "with --database-url: the https URL other replicas reach --internal-listen at (default: https://<this host's address, a pod's IP>:PORT)" },
     "audit-log": { type: "string", valueHint: "PATH|-", description: "one JSON line per request (a Kubernetes audit Event) to PATH, rotated by size, or - for stdout" },
     "audit-log-max-size": { type: "string", default: "100", valueHint: "MiB", description: "rotate the audit log past this many MiB (3 old files kept)" },
     "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics, a listener of its own (off when not given)" },
@@ -76,6 +78,8 @@ const serve = defineCommand({
       downloadsDir: args["downloads-dir"],
       ...((args["database-url"] || process.env.ARC_DATABASE_URL) ? { databaseUrl: args["database-url"] || process.env.ARC_DATABASE_URL } : {}),
       ...(args["replica-id"] ? { replicaId: args["replica-id"] } : {}),
+      ...(args["internal-listen"] ? { internalListen: parseHostPort(args["internal-listen"], "--internal-listen") } : {}),
+      ...(args["internal-url"] ? { internalUrl: parseInternalUrl(args["internal-url"]) } : {}),
       ...(args["audit-log"] ? { auditLog: { path: args["audit-log"], maxBytes: parseMiB("audit-log-max-size", args["audit-log-max-size"]) } } : {}),
       ...(args["metrics-listen"] ? { metricsListen: parseHostPort(args["metrics-listen"], "--metrics-listen") } : {}),
       logger: loggerFor("arcrelay", args["log-level"], args["log-format"]),
@@ -262,4 +266,18 @@ function parseMiB(flag: string, value: string): number {
   const mib = Number(value);
   if (!Number.isInteger(mib) || mib < 1) throw new ConfigError(`--${flag} ${JSON.stringify(value)}: use a whole number of MiB, at least 1`);
   return mib * 1024 * 1024;
+}
+
+/** --internal-url: https only (the replicas pin each other's certificates); throws ConfigError otherwise. */
+function parseInternalUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--internal-url ${JSON.stringify(value)} is not a URL; use e.g. https://10.0.0.12:8444`);
+  }
+  if (url.protocol !== "https:" || url.username || url.password || (url.pathname !== "/" && url.pathname !== "") || url.search || url.hash) {
+    throw new ConfigError(`--internal-url ${JSON.stringify(value)}: use https://HOST:PORT with nothing else, e.g. https://10.0.0.12:8444`);
+  }
+  return url.origin;
 }

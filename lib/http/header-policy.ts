@@ -3,7 +3,7 @@
 import { BadRequest } from "../errors/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { toHeaderMap, toWireValue, type HeaderMap, type HeaderSource } from "./header-map.ts";
-import { encodeImpersonationRequest, type ImpersonationRequest } from "./impersonation-request.ts";
+import { decodeImpersonationRequest, encodeImpersonationRequest, type ImpersonationRequest } from "./impersonation-request.ts";
 
 /**
  * Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): meaningless past one hop and
@@ -62,8 +62,8 @@ export function classifyHeader(name: string): HeaderClass {
  * plugin) -> tunnel -> agent -> API server. Token mode is its own hop at the agent because the
  * caller's credential, not the agent's, meets the API server.
  */
-export type RequestHop = "arcproxy-to-relay" | "relay-to-agent" | "agent-to-api-server" | "agent-to-api-server-token-mode";
-export type ResponseHop = "api-server-to-agent" | "relay-to-client" | "arcproxy-to-client";
+export type RequestHop = "arcproxy-to-relay" | "relay-to-agent" | "replica-to-agent" | "agent-to-api-server" | "agent-to-api-server-token-mode";
+export type ResponseHop = "api-server-to-agent" | "relay-to-client" | "replica-to-relay" | "arcproxy-to-client";
 
 /**
  * What each hop does with each class of request header. `pass`: copied unchanged. `drop`: never
@@ -80,6 +80,13 @@ export const REQUEST_POLICY: Readonly<Record<RequestHop, Readonly<Record<HeaderC
   // The agent verifies the caller's token again, so it passes; the relay sets the tunnel headers.
   "relay-to-agent": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "consume", "front-proxy": "drop",
+    "cookie": "drop", "forwarding": "drop", "kube-token": "pass", "tunnel": "drop", "end-to-end": "pass",
+  },
+  // A replica passing on what another replica sent it (relayRequestHeaders' output, over the
+  // authenticated internal endpoint): the same as relay-to-agent; the checked impersonation
+  // request crosses as x-arc-impersonate and is decoded and checked again (replicaRequestHeaders).
+  "replica-to-agent": {
+    "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "drop", "front-proxy": "drop",
     "cookie": "drop", "forwarding": "drop", "kube-token": "pass", "tunnel": "drop", "end-to-end": "pass",
   },
   // Identity is the agent's to set: its credential plus the verified (or authorised) Impersonate-*.
@@ -102,6 +109,12 @@ export const RESPONSE_POLICY: Readonly<Record<ResponseHop, Readonly<Record<Heade
     "cookie": "pass", "forwarding": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
   "relay-to-client": {
+    "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "pass", "front-proxy": "pass",
+    "cookie": "pass", "forwarding": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
+  },
+  // The replica that holds the tunnel answered the one the user reached; that one sets its own
+  // x-arc-* (the request id, and whether nothing was forwarded, read from the replica's answer).
+  "replica-to-relay": {
     "pseudo": "drop", "hop-by-hop": "drop", "authorization": "pass", "impersonation": "pass", "front-proxy": "pass",
     "cookie": "pass", "forwarding": "pass", "kube-token": "drop", "tunnel": "drop", "end-to-end": "pass",
   },
@@ -158,6 +171,19 @@ export function arcproxyRequestHeaders(source: HeaderSource, opts: { userToken: 
  */
 export function relayRequestHeaders(source: HeaderSource, impersonation?: ImpersonationRequest): HeaderMap {
   const headers = applyRules(source, REQUEST_POLICY["relay-to-agent"]);
+  if (impersonation) headers[protocol.IMPERSONATE_HEADER] = encodeImpersonationRequest(impersonation);
+  return headers;
+}
+
+/**
+ * replica -> agent: what the replica that took the user's request sent (its relayRequestHeaders),
+ * as the policy passes it, and its impersonation request decoded and checked again (a malformed
+ * one throws BadRequest, as decodeImpersonationRequest does).
+ */
+export function replicaRequestHeaders(source: HeaderSource): HeaderMap {
+  const headers = applyRules(source, REQUEST_POLICY["replica-to-agent"]);
+  const carried = toHeaderMap(source)[protocol.IMPERSONATE_HEADER];
+  const impersonation = decodeImpersonationRequest(Array.isArray(carried) ? carried.join(",") : carried);
   if (impersonation) headers[protocol.IMPERSONATE_HEADER] = encodeImpersonationRequest(impersonation);
   return headers;
 }

@@ -1,7 +1,7 @@
 export { toHeaderMap, allValues, bearerTokenOf, firstHeader, fromWireValue, toWireValue } from "./header-map.ts";
 export type { HeaderMap, HeaderSource } from "./header-map.ts";
 export {
-  HOP_BY_HOP_HEADERS, REQUEST_POLICY, RESPONSE_POLICY, classifyHeader, arcproxyRequestHeaders, relayRequestHeaders,
+  HOP_BY_HOP_HEADERS, REQUEST_POLICY, RESPONSE_POLICY, classifyHeader, arcproxyRequestHeaders, relayRequestHeaders, replicaRequestHeaders,
   apiServerRequestHeaders, responseHeaders,
 } from "./header-policy.ts";
 export type { HeaderClass, RequestHop, ResponseHop, ApiServerIdentity } from "./header-policy.ts";
@@ -14,3 +14,5 @@ export { renderResponseHead } from "./response-head.ts";
 export { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "./http-limits.ts";
 export { isWatchRequest, isJsonContentType, endAtEventBoundary } from "./watch.ts";
 export { newRequestId, requestIdFrom, requestIdOf } from "./request-id.ts";
+export { createSelfSignedCertificate } from "./self-signed-cert.ts";
+export type { SelfSignedCertificate } from "./self-signed-cert.ts";

@@ -8,8 +8,6 @@ export { readUserConfig, writeUserConfig, resolveRelayUrl, userConfigDir } from 
 export type { UserConfig } from "./user-config.ts";
 export type { ClusterInfo } from "./relay-client.ts";
 export { runChildCommand } from "./child-command.ts";
-export { createSessionCertificate } from "./session-cert.ts";
-export type { SessionCertificate } from "./session-cert.ts";
 export { createTokenSource } from "./token-source.ts";
 export type { TokenSource, TokenSourceSpec, TokenSourceOptions, TokenCredential } from "./token-source.ts";
 export { resolveTokenSourceSpec, buildTokenSourceArgs, DEFAULT_AUDIENCE } from "./token-source-flags.ts";

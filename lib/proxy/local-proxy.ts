@@ -4,10 +4,9 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../observe/index.ts";
 import { forwardRequest, type ForwardContext } from "./request-forward.ts";
-import { createSessionCertificate } from "./session-cert.ts";
 import { createSessionToken, createSessionUnauthorized, isSessionAuthorized } from "./session-auth.ts";
 import { writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
-import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../http/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, createSelfSignedCertificate, renderParseErrorResponse } from "../http/index.ts";
 import type { RelayConnection } from "../client/index.ts";
 import { CLOSE_GRACE_MS, LOCAL_HEADERS_TIMEOUT_MS, LOCAL_KEEP_ALIVE_TIMEOUT_MS } from "./timeouts.ts";
 import { forwardUpgrade } from "./upgrade-forward.ts";
@@ -40,7 +39,7 @@ export interface LocalProxy {
 /** Starts the listener; rejects with a readable message when the port is taken. */
 export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalProxy> {
   const host = opts.host ?? "127.0.0.1";
-  const { certPem, keyPem, caPem } = await createSessionCertificate();
+  const { certPem, keyPem, caPem } = await createSelfSignedCertificate({ commonName: "arcproxy session" });
   const sessionToken = createSessionToken();
   const logger = opts.logger.child({ cluster: opts.cluster });
   const ctx: ForwardContext = { relay: opts.relay, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, relayRetryMs: opts.relayRetryMs, logger };

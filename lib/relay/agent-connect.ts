@@ -15,14 +15,8 @@ import type { RelayStore } from "./store/index.ts";
 import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
 import { clientAddress } from "./client-address.ts";
 import type { DisconnectReason, RelayMetrics } from "./metrics.ts";
-
-/** While a tunnel is up, the relay refreshes the cluster's last-seen time this often. */
-const PRESENCE_HEARTBEAT_MS = 20_000;
-/**
- * While a tunnel is up, the relay re-reads the cluster's agent key this often and closes the tunnel
- * once that key was revoked or rotated away, so a stolen or retired key loses its tunnel within seconds.
- */
-const AGENT_KEY_CHECK_MS = 3_000;
+import type { PresenceKeeper } from "./presence.ts";
+import type { AgentKeyWatch } from "./agent-key-watch.ts";
 
 export interface AgentConnectDeps {
   store: RelayStore;
@@ -37,8 +31,10 @@ export interface AgentConnectDeps {
   /** Liveness of the tunnels (ping interval, dead after), ms. */
   tunnel?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
   metrics?: RelayMetrics;
-  /** This relay's name among replicas, recorded as the holder of each tunnel it accepts. */
-  replicaId?: string;
+  /** Records this replica as the holder of each tunnel it accepts. */
+  presence: PresenceKeeper;
+  /** Closes a tunnel whose key is revoked or rotated, within seconds, on whichever replica holds it. */
+  keyWatch: AgentKeyWatch;
 }
 
 /** Why this tunnel ends, for arcrelay_tunnel_disconnects_total; the first cause seen wins. */
@@ -51,7 +47,7 @@ interface TunnelFate {
  * cluster's registered key, audience the relay's public URL; rate-limited per address), accepts
  * the WebSocket with the tunnel's subprotocol, opens the HTTP/2 client over it and registers the
  * tunnel for the cluster (replacing an older one). The tunnel is closed when the cluster's key is
- * revoked or rotated (checked every few seconds), when it stops answering pings (`tunnel`), or on
+ * revoked or rotated (told by the store's change feed), when it stops answering pings (`tunnel`), or on
  * drain. Refusals are answered on the socket as a Status: 401 (bad token), 429 (rate limit), 503
  * (draining); a malformed WebSocket handshake gets ws's own 400. Never throws.
  */
@@ -113,61 +109,21 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
         log.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel");
       });
       log.info("agent connected", { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: clientAddress(req.socket) });
-      void recordPresence(entry, log, deps, fate);
-      watchAgentKey(entry, keyThumbprint, log, deps, fate);
+      const unwatch = deps.keyWatch.track(cluster, keyThumbprint, (reason, why) => {
+        fate.reason ??= reason;
+        log.info("closing agent tunnel: its key is no longer enrolled", { reason: why, kid: keyThumbprint });
+        void tunnel.close();
+      });
+      void deps.presence.connected(entry);
+      void tunnel.done.finally(async () => {
+        unwatch();
+        const current = deps.registry.unregister(entry);
+        deps.metrics?.tunnelDisconnects.inc({ reason: fate.reason ?? (deps.drain?.draining ? "relay_shutdown" : current ? "closed" : "replaced") });
+        if (current) {
+          log.info("agent disconnected");
+          await deps.presence.disconnected(entry);
+        }
+      });
     });
   };
-}
-
-async function recordPresence(entry: AgentTunnel, log: Logger, deps: AgentConnectDeps, fate: TunnelFate): Promise<void> {
-  const replicaId = deps.replicaId ?? "relay";
-  const record = (connected: boolean) =>
-    Promise.all([
-      deps.store.recordAgentSeen(entry.cluster, { agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, at: new Date(), connected }),
-      // Which replica holds the tunnel, for as long as three heartbeats: a replica that dies stops being named.
-      connected
-        ? deps.store.recordPresence({ cluster: entry.cluster, replicaId, expiresAt: new Date(Date.now() + 3 * PRESENCE_HEARTBEAT_MS) })
-        : deps.store.removePresence(entry.cluster, replicaId),
-    ]).catch((error: unknown) => log.error("could not record agent presence in the store", { error: error instanceof ArcError ? error.message : error }));
-  await record(true);
-  const timer = setInterval(() => void record(true), PRESENCE_HEARTBEAT_MS);
-  timer.unref?.();
-  await entry.tunnel.done;
-  clearInterval(timer);
-  const current = deps.registry.unregister(entry);
-  deps.metrics?.tunnelDisconnects.inc({ reason: fate.reason ?? (deps.drain?.draining ? "relay_shutdown" : current ? "closed" : "replaced") });
-  if (current) {
-    log.info("agent disconnected");
-    await record(false);
-  }
-}
-
-/** Closes the tunnel once the key it authenticated with is no longer the cluster's agent key. */
-function watchAgentKey(entry: AgentTunnel, keyThumbprint: string, log: Logger, deps: AgentConnectDeps, fate: TunnelFate): void {
-  let checking = false;
-  const check = async () => {
-    if (checking || entry.tunnel.closed) return;
-    checking = true;
-    try {
-      const key = (await deps.store.getCluster(entry.cluster))?.agentKey;
-      const why = !key
-        ? "the cluster's agent key was revoked (or the cluster removed)"
-        : (await calculateJwkThumbprint(key, "sha256")) !== keyThumbprint
-          ? "the cluster's agent key was rotated"
-          : undefined;
-      if (why) {
-        fate.reason ??= key ? "key_rotated" : "key_revoked";
-        log.info("closing agent tunnel: its key is no longer enrolled", { reason: why, kid: keyThumbprint });
-        clearInterval(timer);
-        await entry.tunnel.close();
-      }
-    } catch (error) {
-      log.warn("could not re-check the agent key in the store; keeping the tunnel", { error: error instanceof ArcError ? error.message : error });
-    } finally {
-      checking = false;
-    }
-  };
-  const timer = setInterval(() => void check(), AGENT_KEY_CHECK_MS);
-  timer.unref?.();
-  void entry.tunnel.done.then(() => clearInterval(timer), () => clearInterval(timer));
 }

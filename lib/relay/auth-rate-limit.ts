@@ -74,17 +74,30 @@ interface Gate {
  * the same as no bucket, so it is dropped; beyond `maxTrackedSources` the least recently used one
  * is dropped. Throws TypeError for options that are not positive integers.
  */
-export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Logger; now?: () => number; onRefused?: AuthRateLimiter["onRefused"] }): AuthRateLimiter {
-  const capacity = opts.maxFailures ?? DEFAULT_MAX_AUTH_FAILURES;
+export function createAuthRateLimiter(opts: AuthRateLimitOptions & {
+  logger: Logger;
+  now?: () => number;
+  onRefused?: AuthRateLimiter["onRefused"];
+  /**
+   * Live relay replicas sharing the budget (default 1). Each replica allows its part of it,
+   * floor(maxFailures / replicas) and at least 1, so an attacker spreading over every replica
+   * spends at most maxFailures per window in all (while there are no more replicas than
+   * maxFailures), with no database write per failure. A client an L4 load balancer keeps on one
+   * replica gets that part only: the cost of the approximation.
+   */
+  replicas?: () => number;
+}): AuthRateLimiter {
+  const budget = opts.maxFailures ?? DEFAULT_MAX_AUTH_FAILURES;
   const windowMs = (opts.windowSeconds ?? DEFAULT_AUTH_FAILURE_WINDOW_SECONDS) * 1000;
   const maxSources = opts.maxTrackedSources ?? DEFAULT_MAX_TRACKED_SOURCES;
-  const maxConcurrent = opts.maxConcurrent ?? capacity;
+  const maxConcurrent = opts.maxConcurrent ?? budget;
   const maxQueued = opts.maxQueued ?? DEFAULT_MAX_QUEUED_AUTHENTICATIONS;
   if (!(windowMs > 0)) throw new TypeError(`auth rate limit: windowSeconds must be positive, got ${opts.windowSeconds}`);
-  for (const [name, value] of Object.entries({ maxFailures: capacity, maxTrackedSources: maxSources, maxConcurrent, maxQueued })) {
+  for (const [name, value] of Object.entries({ maxFailures: budget, maxTrackedSources: maxSources, maxConcurrent, maxQueued })) {
     if (!(Number.isInteger(value) && value >= 1)) throw new TypeError(`auth rate limit: ${name} must be a positive integer, got ${value}`);
   }
-  const refillPerMs = capacity / windowMs;
+  // This replica's part of the budget; read at every use, so a replica joining or leaving counts at once.
+  const share = () => Math.max(1, Math.floor(budget / Math.max(1, opts.replicas?.() ?? 1)));
   const now = opts.now ?? Date.now;
   // A Map iterates in insertion order: re-inserting on every touch makes the first key the least recently used.
   const buckets = new Map<string, Bucket>();
@@ -94,6 +107,8 @@ export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Log
   function current(source: string): Bucket | undefined {
     const bucket = buckets.get(source);
     if (!bucket) return undefined;
+    const capacity = share();
+    const refillPerMs = capacity / windowMs;
     const t = now();
     bucket.tokens = Math.min(capacity, bucket.tokens + (t - bucket.updatedAt) * refillPerMs);
     bucket.updatedAt = t;
@@ -108,12 +123,13 @@ export function createAuthRateLimiter(opts: AuthRateLimitOptions & { logger: Log
   function blockedFor(source: string): number | undefined {
     const bucket = current(source);
     if (!bucket || bucket.tokens >= 1) return undefined;
-    return Math.max(1, Math.ceil((1 - bucket.tokens) / refillPerMs / 1000));
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / (share() / windowMs) / 1000));
   }
 
   /** Spends one failure; returns the Retry-After (seconds) if there was none left to spend. */
   function spend(source: string): number | undefined {
     const wasBlocked = blockedFor(source) !== undefined;
+    const capacity = share();
     const bucket = current(source) ?? { tokens: capacity, updatedAt: now() };
     bucket.tokens = Math.max(0, bucket.tokens - 1);
     buckets.delete(source);

@@ -16,6 +16,10 @@ import type { RelayMetrics, RequestKind } from "./metrics.ts";
 import { kubernetesVerb, redactRequestUri, type AuditEvent, type AuditLog } from "./audit-log.ts";
 import type { Identity } from "../auth/index.ts";
 import type { ClusterActivity } from "./activity.ts";
+import type { ReplicaSet } from "./replica-set.ts";
+import type { AgentTunnel } from "./tunnel-registry.ts";
+import type { ReplicaRecord } from "./store/index.ts";
+import { ReplicaMissed, forwardToReplica, forwardUpgradeToReplica, type ReplicaForwardTarget } from "./replica-forward.ts";
 
 export interface ClusterApiProxy {
   handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -36,7 +40,17 @@ export interface ClusterApiProxyDeps {
   audit?: AuditLog;
   /** In flight, rate and refusals per cluster, for the status page. */
   activity?: ClusterActivity;
+  /** With replicas (a shared database): a cluster whose tunnel another replica holds is forwarded there. */
+  replicas?: ReplicaSet;
 }
+
+/** Where a request goes: a tunnel here, or the replica that holds it. */
+type Route =
+  | { kind: "local"; target: ForwardTarget }
+  | { kind: "replica"; target: ReplicaForwardTarget };
+
+/** A forwarded request is routed again at most this many times when the holder moved or died. */
+const MAX_REROUTES = 2;
 
 /** Clients should retry a refusal from a draining relay this soon (seconds). */
 const DRAIN_RETRY_AFTER_SECONDS = 1;
@@ -53,7 +67,7 @@ const AGENT_RESTART_WINDOW_MS = 60_000;
 export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProxy {
   const perUser = new Map<string, number>();
 
-  async function resolveTarget(req: IncomingMessage, requestId: string, gone: AbortSignal, measure: RequestMeasure): Promise<{ target: ForwardTarget; user: string }> {
+  async function resolveTarget(req: IncomingMessage, requestId: string, gone: AbortSignal, measure: RequestMeasure): Promise<{ route: Route; user: string }> {
     if (deps.drain.draining) {
       throw new ShuttingDown("the relay is restarting and takes no new requests; retry in a second (another replica, or this one once it is back)", {
         retryAfterSeconds: DRAIN_RETRY_AFTER_SECONDS,
@@ -74,10 +88,8 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         deps.registry.expectedBack(cluster, AGENT_RESTART_WINDOW_MS) ? { retryAfterSeconds: AGENT_RETRY_AFTER_SECONDS } : undefined,
       );
     }
-    const waited = deps.registry.get(cluster) === undefined;
-    const entry = await deps.registry.waitFor(cluster, deps.agentWaitMs, gone);
-    if (waited) deps.metrics?.agentWaits.inc({ outcome: entry ? "connected" : "timeout" });
-    if (!entry) {
+    const found = await findRoute(cluster, gone);
+    if (!found) {
       throw new AgentNotConnected(
         `cluster "${cluster}" is offline: its agent has not been connected to the relay for the last ${deps.agentWaitMs / 1000}s ` +
           `(request id ${requestId}); check the arcagent pod in that cluster (kubectl -n cluster-connect logs deploy/arcagent) ` +
@@ -88,9 +100,63 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         deps.registry.expectedBack(cluster, AGENT_RESTART_WINDOW_MS) ? { retryAfterSeconds: AGENT_RETRY_AFTER_SECONDS } : undefined,
       );
     }
-    deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0] });
+    deps.logger.debug("request", { cluster, requestId, user: identity.user, method: req.method, path: kubePath.split("?")[0], ...("holder" in found ? { replica: found.holder.replicaId } : {}) });
     measure.route(cluster, kubePath);
-    return { target: { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers }, user: identity.user };
+    return { route: toRoute(found, { cluster, requestId, path: kubePath, url: req.url ?? "/", headers }), user: identity.user };
+  }
+
+  /**
+   * The cluster's tunnel here, or the live replica that holds it; else waits up to agentWaitMs for
+   * either (an agent reconnecting here or to another replica). Undefined when none came in time
+   * or the client went away.
+   */
+  async function findRoute(cluster: string, gone: AbortSignal): Promise<{ entry: AgentTunnel } | { holder: ReplicaRecord } | undefined> {
+    const entry = deps.registry.get(cluster);
+    if (entry) return { entry };
+    const holder = await deps.replicas?.holderOf(cluster);
+    if (holder) return { holder };
+    const stop = new AbortController();
+    const cancel = () => stop.abort();
+    gone.addEventListener("abort", cancel, { once: true });
+    try {
+      const found = await firstDefined<{ entry: AgentTunnel } | { holder: ReplicaRecord }>([
+        deps.registry.waitFor(cluster, deps.agentWaitMs, stop.signal).then((e) => (e ? { entry: e } : undefined)),
+        ...(deps.replicas ? [deps.replicas.waitForHolder(cluster, deps.agentWaitMs, stop.signal).then((h) => (h ? { holder: h } : undefined))] : []),
+      ]);
+      deps.metrics?.agentWaits.inc({ outcome: found ? "connected" : "timeout" });
+      return found;
+    } finally {
+      gone.removeEventListener("abort", cancel);
+      stop.abort();
+    }
+  }
+
+  function toRoute(found: { entry: AgentTunnel } | { holder: ReplicaRecord }, r: { cluster: string; requestId: string; path: string; url: string; headers: ForwardTarget["headers"] }): Route {
+    if ("entry" in found) return { kind: "local", target: { tunnel: found.entry.tunnel, cluster: r.cluster, requestId: r.requestId, path: r.path, headers: r.headers } };
+    return { kind: "replica", target: { holder: found.holder, secret: deps.replicas!.secret, cluster: r.cluster, requestId: r.requestId, url: r.url, headers: r.headers } };
+  }
+
+  /**
+   * Sends the request where `route` says; when the replica named there could not be reached or no
+   * longer holds the tunnel, and nothing of the request was consumed (no body), routes it again
+   * (at most MAX_REROUTES times).
+   */
+  async function dispatch(route: Route, send: (route: Route) => Promise<void>, canReroute: boolean, gone: AbortSignal): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await send(route);
+      } catch (error) {
+        if (!(error instanceof ReplicaMissed) || route.kind !== "replica" || !canReroute || attempt >= MAX_REROUTES) throw error;
+        if (error.unreachable) deps.replicas?.unreachable(route.target.holder);
+        deps.logger.info("routing a request again: the replica that held the tunnel is gone or moved it", {
+          cluster: route.target.cluster, requestId: route.target.requestId, replica: route.target.holder.replicaId, unreachable: error.unreachable,
+        });
+        const found = await findRoute(route.target.cluster, gone);
+        if (!found) throw error;
+        const { cluster, requestId, url, headers } = route.target;
+        route = toRoute(found, { cluster, requestId, url, headers, path: parseClusterApiTarget(url).kubePath });
+      }
+    }
   }
 
   /** Counts the user's request; throws 429 beyond the limit. Returns the release function. */
@@ -134,9 +200,12 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       res.once("close", () => measure.done(res.statusCode));
       let release: (() => void) | undefined;
       try {
-        const { target, user } = await resolveTarget(req, requestId, gone, measure);
+        const { route, user } = await resolveTarget(req, requestId, gone, measure);
         release = admit(user, requestId);
-        await forwardHttpRequest(target, req, res, { ...(watch ? { endWatch: deps.drain.watchEnd } : {}), observe: measure });
+        const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+        await dispatch(route, (r) => r.kind === "local"
+          ? forwardHttpRequest(r.target, req, res, { ...(watch ? { endWatch: deps.drain.watchEnd } : {}), observe: measure })
+          : forwardToReplica(r.target, req, res, measure), !hasBody, gone);
       } catch (error) {
         logFailure(error, req, requestId, measure);
         markNotForwarded(res, error);
@@ -155,9 +224,12 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       socket.once("close", () => measure.done(code));
       let release: (() => void) | undefined;
       try {
-        const { target, user } = await resolveTarget(req, requestId, gone, measure);
+        const { route, user } = await resolveTarget(req, requestId, gone, measure);
         release = admit(user, requestId);
-        await forwardUpgrade(target, req, socket, head, { ...measure, head: (status) => { code = status; measure.head(status); } });
+        const observe = { ...measure, head: (status: number) => { code = status; measure.head(status); } };
+        await dispatch(route, (r) => r.kind === "local"
+          ? forwardUpgrade(r.target, req, socket, head, observe)
+          : forwardUpgradeToReplica(r.target, req, socket, head, observe), true, gone);
       } catch (error) {
         logFailure(error, req, requestId, measure);
         code = toStatus(error).code;
@@ -168,6 +240,22 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       }
     },
   };
+}
+
+/** The first promise to resolve with a value; undefined once all resolved without one. */
+function firstDefined<T>(promises: Promise<T | undefined>[]): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    let left = promises.length;
+    if (left === 0) resolve(undefined);
+    for (const p of promises) {
+      void p.then((value) => {
+        if (value !== undefined) resolve(value);
+        else if (--left === 0) resolve(undefined);
+      }, () => {
+        if (--left === 0) resolve(undefined);
+      });
+    }
+  });
 }
 
 function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {

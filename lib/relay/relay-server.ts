@@ -28,6 +28,13 @@ import { createRelayMetrics, instrumentStore, type RelayMetrics } from "./metric
 import { openAuditLog, type AuditLog } from "./audit-log.ts";
 import { createClusterActivity } from "./activity.ts";
 import { hostname } from "node:os";
+import { startChangeFeed, type ChangeFeed } from "./change-feed.ts";
+import { createPresenceKeeper, PRESENCE_EXPIRY_MS } from "./presence.ts";
+import { createAgentKeyWatch } from "./agent-key-watch.ts";
+import { createReplicaSet, type ReplicaSet } from "./replica-set.ts";
+import { startReplicaEndpoint, type ReplicaEndpoint } from "./replica-endpoint.ts";
+import { defaultInternalUrl, DEFAULT_INTERNAL_PORT } from "./internal-url.ts";
+import { createSelfSignedCertificate } from "../http/index.ts";
 
 export interface RelayOptions {
   host: string;
@@ -60,8 +67,16 @@ export interface RelayOptions {
   minArcproxyVersion?: string;
   /** Folder of release binaries to serve, laid out as `bun run build:all` writes dist/ (`--downloads-dir`). */
   downloadsDir?: string;
-  /** This relay's name among replicas, shown on the status page; default the host name. */
+  /** This relay's name among replicas (`--replica-id`), shown on the status page; default the host name (a pod's name). */
   replicaId?: string;
+  /**
+   * With `databaseUrl`: where other replicas send requests for the tunnels this one holds
+   * (`--internal-listen`, TLS with a certificate made at start; default 0.0.0.0:8444), and the URL
+   * they use (`--internal-url`; default https://<this host's first non-loopback address>:<port>,
+   * the pod's IP in a Deployment).
+   */
+  internalListen?: { host: string; port: number };
+  internalUrl?: string;
   /** Audit log (`--audit-log PATH`, `-` for stdout), rotated past `maxBytes` (default 100 MiB); off when absent. */
   auditLog?: { path: string; maxBytes?: number };
   /** Serve Prometheus metrics at http://HOST:PORT/metrics on a listener of its own (`--metrics-listen`); off when absent. */
@@ -163,11 +178,13 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     else void routesSet.then(() => routes.upgrade(req, socket, head));
   });
   // A start that fails after the port opened answers what waited (by closing it) and frees the port and the store.
+  let stopFeed: (() => Promise<void>) | undefined;
   const abandon = async (error: unknown): Promise<never> => {
     routes = { request: (_req, res) => res.destroy(), upgrade: (_req, socket) => socket.destroy() };
     routesReady();
     server.close();
     server.closeAllConnections?.();
+    await stopFeed?.();
     await store.close();
     throw error;
   };
@@ -179,6 +196,14 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const hostInUrl = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
   const url = opts.publicUrl ? publicUrl : `${scheme}://${hostInUrl}:${port}`;
 
+  const replicaId = opts.replicaId ?? hostname();
+  let feed: ChangeFeed;
+  try {
+    feed = await startChangeFeed(store, opts.logger);
+    stopFeed = feed.stop;
+  } catch (error) {
+    return abandon(new ConfigError(`the relay store refused to report changes (LISTEN): ${(error as Error).message}`, { cause: error }));
+  }
   const issuer = await loadRelayIssuer(store, url).catch(abandon);
   const external = opts.trustedIssuers ?? [];
   let verifier: UserTokenVerifier;
@@ -193,11 +218,36 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   tunnelCount = () => registry.list().length;
   const logger = opts.logger;
   // One failure budget per address across users, agents and enrollment.
+  let replicas: ReplicaSet | undefined;
+  let internal: ReplicaEndpoint | undefined;
+  const drain = createRelayDrain();
+  if (opts.databaseUrl) {
+    try {
+      replicas = await createReplicaSet({ store, feed, replicaId, logger: opts.logger });
+      const listenOn = opts.internalListen ?? { host: "0.0.0.0", port: DEFAULT_INTERNAL_PORT };
+      const cert = await createSelfSignedCertificate({ commonName: `arcrelay replica ${replicaId}`, hosts: [new URL(opts.internalUrl ?? defaultInternalUrl(listenOn)).hostname.replace(/^\[|\]$/g, "")], validityMs: 10 * 365 * 86_400_000 });
+      internal = await startReplicaEndpoint({
+        ...listenOn, certPem: cert.certPem, keyPem: cert.keyPem, secret: replicas.secret, registry, drain, logger: opts.logger,
+        agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
+      });
+      const internalUrl = opts.internalUrl ?? defaultInternalUrl(internal.listening);
+      await store.recordReplica({ replicaId, internalUrl, certificatePem: cert.certPem, expiresAt: new Date(Date.now() + PRESENCE_EXPIRY_MS) });
+      opts.logger.info("replica registered: other replicas forward requests for the tunnels it holds", { replicaId, internalUrl, listen: `${internal.listening.host}:${internal.listening.port}` });
+    } catch (error) {
+      await internal?.close();
+      return abandon(error);
+    }
+  }
+  // Replicas share one failure budget per address: each takes its part of it (see auth-rate-limit.ts).
   const rateLimiter = opts.authRateLimit === false
     ? undefined
-    : createAuthRateLimiter({ ...opts.authRateLimit, logger, onRefused: (reason) => metrics.authenticationFailures.inc({ reason }) });
+    : createAuthRateLimiter({
+      ...opts.authRateLimit, logger, onRefused: (reason) => metrics.authenticationFailures.inc({ reason }),
+      ...(replicas ? { replicas: replicas.size } : {}),
+    });
   const access = createUserAccess({
     store,
+    feed,
     verifyUserToken: verifier.verifyUserToken,
     cachedIdentity: verifier.cachedIdentity,
     bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
@@ -216,8 +266,6 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     return abandon(error);
   }
   let ready = true;
-  const replicaId = opts.replicaId ?? hostname();
-  const drain = createRelayDrain();
   const activity = createClusterActivity();
   const clusterApi = createClusterApiProxy({
     access, registry, logger, drain,
@@ -226,8 +274,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     metrics,
     activity,
     ...(audit ? { audit } : {}),
+    ...(replicas ? { replicas } : {}),
   });
-  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics, replicaId });
+  const presence = createPresenceKeeper({ store, replicaId, logger });
+  const keyWatch = createAgentKeyWatch({ store, feed, logger });
+  const agentConnect = createAgentConnectHandler({ store, registry, logger, audience: url, rateLimiter, drain, tunnel: opts.tunnel, metrics, presence, keyWatch });
   const issuerKeys = external.length > 0 ? createIssuerKeySource(external) : undefined;
   const clientConfig = buildClientConfig({ relay: url, version: opts.version ?? "dev", minArcproxyVersion: opts.minArcproxyVersion, trustedIssuers: external });
   const app = createRelayApp({ store, registry, access, issuer, logger, issuerKeys, rateLimiter, clientConfig, downloads, statusPage: { activity, replicaId }, isReady: () => ready && !drain.draining });
@@ -254,7 +305,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     drain.begin();
     server.close();
     server.closeAllConnections?.();
+    await internal?.close();
+    // A clean stop hands its clusters back at once: other replicas route again without waiting for the expiry.
+    await presence.stop({ forget: true });
     await registry.closeAll();
+    await feed.stop();
     await metricsServer?.close();
     await audit?.close();
     await store.close();

@@ -6,7 +6,11 @@ import { bearerTokenOf } from "../http/index.ts";
 import { clientAddress } from "./client-address.ts";
 import { limitAuthentication, type AuthRateLimiter } from "./auth-rate-limit.ts";
 import { BUILTIN_AUDIENCE } from "./relay-issuer.ts";
-import type { ClusterRecord, RelayStore } from "./store/index.ts";
+import type { ClusterRecord, GrantRecord, RelayStore } from "./store/index.ts";
+import type { ChangeFeed } from "./change-feed.ts";
+
+/** Cached grant lookups and cluster records at most; beyond it the cache starts over (bounded memory). */
+const MAX_CACHED = 10_000;
 
 export interface UserAccess {
   /**
@@ -16,7 +20,9 @@ export interface UserAccess {
    * attempts from it. `signal` (the client hung up) gives up a place in that queue.
    */
   authenticate(headers: IncomingHttpHeaders | Headers, remoteAddress?: string, signal?: AbortSignal): Promise<Identity>;
-  /** Resolves with the cluster's record; throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
+  /**
+   * Resolves with the cluster's record (with a change feed: as of the last change to its row, so
+   * `lastSeen` may be older); throws Forbidden unless `identity` holds at least `role` on `cluster`, NotFound if it is not registered. */
   authorize(identity: Identity, cluster: string, role: Role): Promise<ClusterRecord>;
   /** The registered clusters on which `identity` holds at least `role`, by name. */
   reachableClusters(identity: Identity, role: Role): Promise<string[]>;
@@ -35,7 +41,36 @@ export function createUserAccess(opts: {
   rateLimiter?: AuthRateLimiter;
   /** Tokens must name `cluster-connect:<cluster>` in `aud` to reach that cluster. */
   bindAudienceToCluster?: boolean;
+  /**
+   * With a feed, a request's grant lookup and cluster record come from memory, dropped when the
+   * feed tells of a change to grants or to that cluster (or `*`): a request reads the database only
+   * after a change. Without one, every request reads the store.
+   */
+  feed?: ChangeFeed;
 }): UserAccess {
+  const grantCache = new Map<string, Promise<GrantRecord[]>>();
+  const clusterCache = new Map<string, Promise<ClusterRecord | undefined>>();
+  opts.feed?.subscribe((change) => {
+    if (change.table === "*" || change.table === "grants") grantCache.clear();
+    if (change.table === "*") clusterCache.clear();
+    else if (change.table === "clusters" && change.key !== undefined) clusterCache.delete(change.key);
+  });
+  /** A cached read; a failed one is not kept, so the next request asks the store again. */
+  function cached<T>(cache: Map<string, Promise<T>>, key: string, read: () => Promise<T>): Promise<T> {
+    if (!opts.feed) return read();
+    const known = cache.get(key);
+    if (known) return known;
+    if (cache.size >= MAX_CACHED) cache.clear();
+    const reading = read();
+    cache.set(key, reading);
+    reading.catch(() => {
+      if (cache.get(key) === reading) cache.delete(key);
+    });
+    return reading;
+  }
+  const grantsFor = (identity: Identity, cluster: string) =>
+    cached(grantCache, JSON.stringify([cluster, identity.user, identity.groups]), () => opts.store.listGrantsFor(identity, cluster));
+
   return {
     async authenticate(headers, remoteAddress, signal) {
       // A missing or malformed header costs nothing to refuse (and probes send none): not counted.
@@ -60,14 +95,14 @@ export function createUserAccess(opts: {
         );
       }
       // Grants are checked before existence, so a caller without access cannot probe cluster names.
-      const held = findRole(identity, cluster, await opts.store.listGrantsFor(identity, cluster));
+      const held = findRole(identity, cluster, await grantsFor(identity, cluster));
       if (!roleAtLeast(held, role)) {
         throw new Forbidden(
           `user "${identity.user}" has no ${role} access to cluster "${cluster}": ask a relay admin to run ` +
             `arcrelay grant add --principal user:${identity.user} --cluster ${cluster} --role ${role}`,
         );
       }
-      const record = await opts.store.getCluster(cluster);
+      const record = await cached(clusterCache, cluster, () => opts.store.getCluster(cluster));
       if (!record) {
         throw new NotFound(`cluster "${cluster}" is not registered with this relay: check the name (arcrelay cluster list)`);
       }

@@ -48,3 +48,15 @@ export const TUNNEL_SUBPROTOCOL = "arc-tunnel.v1";
  * edge and encoded by lib/http/impersonation-request.ts. The agent decides whether it is allowed.
  */
 export const IMPERSONATE_HEADER = "x-arc-impersonate";
+
+/**
+ * Replica -> replica, on the internal endpoint only: the secret the replicas share through their
+ * database, which is the whole of what makes a request "from a replica". Never accepted on the
+ * public port (x-arc-* is dropped from every caller there).
+ */
+export const REPLICA_SECRET_HEADER = "x-arc-replica-secret";
+/**
+ * Replica -> replica, on a 503: "I do not hold this cluster's tunnel (any more)"; nothing reached
+ * an agent, and the replica that asked routes the request again.
+ */
+export const REPLICA_MISS_HEADER = "x-arc-replica-miss";

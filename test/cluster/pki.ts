@@ -1,7 +1,7 @@
 // Test PKI made in-process with WebCrypto and @peculiar/x509 (no openssl CLI needed): one CA and
 // every certificate a single-node cluster needs, with the identities kubeadm gives them, so the
 // API server's Node and RBAC authorizers see the same users as in a real cluster.
-import "../../lib/proxy/reflect-metadata-shim.ts";
+import "../../lib/http/reflect-metadata-shim.ts";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { freePorts } from "../cluster/control-plane.ts";
 import { startProcess, type ManagedProcess } from "../cluster/proc.ts";
-import { createSessionCertificate } from "../../lib/proxy/index.ts";
+import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { startToxiproxy, type Toxiproxy } from "../faults/toxiproxy.ts";
 import { waitFor } from "../support/wait-for.ts";
 import { expectOk, run, startStack, type Stack } from "./stack.ts";
@@ -362,7 +362,7 @@ describe("corporate egress", () => {
     tinyproxy = startProcess("tinyproxy", ["tinyproxy", "-d", "-c", conf], join(dir, "tinyproxy.out"));
     await waitFor("tinyproxy to listen", () => listening(proxyPort!), 20_000);
 
-    const cert = await createSessionCertificate();
+    const cert = await createSelfSignedCertificate({ commonName: "test" });
     const certFile = join(dir, "relay-cert.pem");
     const keyFile = join(dir, "relay-key.pem");
     await writeFile(certFile, cert.certPem);

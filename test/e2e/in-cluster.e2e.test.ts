@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createSessionCertificate } from "../../lib/proxy/session-cert.ts";
+import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { AGENT_NAMESPACE, installAgentChart, provideImage, waitForAgentPod } from "../cluster/agent-install.ts";
 import { applyManifest, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { helm } from "../cluster/helm.ts";
@@ -278,7 +278,7 @@ describe("the relay as users deploy it", () => {
   test("its image runs from its chart and turns Ready once /readyz answers over TLS", async () => {
     const ref = await provideImage(cluster, "arcrelay");
     const [repository, tag] = ref.split(/:(?=[^:]+$)/) as [string, string];
-    const { certPem, keyPem } = await createSessionCertificate();
+    const { certPem, keyPem } = await createSelfSignedCertificate({ commonName: "arcrelay" });
     await writeFile(join(dir, "relay.crt"), certPem);
     await writeFile(join(dir, "relay.key"), keyPem);
     await adminKubectl(cluster, ["create", "namespace", "relay"]);

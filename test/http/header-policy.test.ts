@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { BadRequest } from "../../lib/errors/index.ts";
 import {
-  apiServerRequestHeaders, arcproxyRequestHeaders, classifyHeader, decodeImpersonationRequest, relayRequestHeaders, renderResponseHead,
+  apiServerRequestHeaders, arcproxyRequestHeaders, classifyHeader, decodeImpersonationRequest, relayRequestHeaders, renderResponseHead, replicaRequestHeaders,
   responseHeaders, type HeaderMap,
 } from "../../lib/http/index.ts";
 
@@ -172,23 +172,44 @@ describe("what each hop sets", () => {
   });
 });
 
+describe("replica -> agent: what another replica forwarded", () => {
+  // The replica that took the user's request already applied relay-to-agent; the one holding the
+  // tunnel passes the same, so every row of the request table passes here exactly when it passes the relay.
+  for (const [casing, cased] of CASINGS) {
+    test.each(REQUEST_TABLE.filter(([name]) => name !== "x-arc-impersonate"))(`${casing}: %s`, (name, _arcproxy, relay) => {
+      const forwarded = replicaRequestHeaders([cased(name), "v"])[name] === "v";
+      expect({ name, forwarded }).toEqual({ name, forwarded: relay });
+    });
+  }
+
+  test("the impersonation request crosses checked again; a malformed one is refused", () => {
+    const carried = relayRequestHeaders(["Impersonate-User", "bob", "Impersonate-Group", "g1", "Impersonate-Group", "g2"], { user: "bob", groups: ["g1", "g2"] });
+    const out = replicaRequestHeaders(Object.entries(carried).flatMap(([k, v]) => (Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, v])));
+    expect(decodeImpersonationRequest(out["x-arc-impersonate"] as string)).toEqual({ user: "bob", groups: ["g1", "g2"] });
+    expect(() => replicaRequestHeaders(["x-arc-impersonate", "not-json"])).toThrow(BadRequest);
+    expect(() => replicaRequestHeaders(["x-arc-impersonate", Buffer.from(JSON.stringify({ user: " system:admin", groups: [] })).toString("base64url")])).toThrow(BadRequest);
+  });
+});
+
 describe("response headers, per hop", () => {
-  const RESPONSE_TABLE: [name: string, apiServerToAgent: boolean, relayToClient: boolean, arcproxyToClient: boolean][] = [
-    ["content-type", true, true, true],
-    ["set-cookie", true, true, true],
-    ["audit-id", true, true, true],
-    ["x-arc-request-id", false, false, true],
-    ["x-arc-upgrade-status", false, false, true],
-    ["x-arc-kube-token", false, false, false],
-    ["transfer-encoding", false, false, false],
-    ["connection", false, false, false],
-    ["keep-alive", false, false, false],
-    ["upgrade", false, false, false],
+  const RESPONSE_TABLE: [name: string, apiServerToAgent: boolean, relayToClient: boolean, replicaToRelay: boolean, arcproxyToClient: boolean][] = [
+    ["content-type", true, true, true, true],
+    ["set-cookie", true, true, true, true],
+    ["audit-id", true, true, true, true],
+    ["retry-after", true, true, true, true],
+    ["x-arc-request-id", false, false, false, true],
+    ["x-arc-not-forwarded", false, false, false, true],
+    ["x-arc-upgrade-status", false, false, false, true],
+    ["x-arc-kube-token", false, false, false, false],
+    ["transfer-encoding", false, false, false, false],
+    ["connection", false, false, false, false],
+    ["keep-alive", false, false, false, false],
+    ["upgrade", false, false, false, false],
   ];
   for (const [casing, cased] of CASINGS) {
-    test.each(RESPONSE_TABLE)(`${casing}: %s`, (name, apiServerToAgent, relayToClient, arcproxyToClient) => {
-      const passes = [apiServerToAgent, relayToClient, arcproxyToClient];
-      (["api-server-to-agent", "relay-to-client", "arcproxy-to-client"] as const).forEach((hop, i) => {
+    test.each(RESPONSE_TABLE)(`${casing}: %s`, (name, apiServerToAgent, relayToClient, replicaToRelay, arcproxyToClient) => {
+      const passes = [apiServerToAgent, relayToClient, replicaToRelay, arcproxyToClient];
+      (["api-server-to-agent", "relay-to-client", "replica-to-relay", "arcproxy-to-client"] as const).forEach((hop, i) => {
         const forwarded = responseHeaders(hop, [cased(name), "v"])[name] === "v";
         expect({ hop, forwarded }).toEqual({ hop, forwarded: passes[i]! });
       });

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { parse } from "yaml";
-import { createSessionCertificate } from "../../lib/proxy/index.ts";
+import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 
 setDefaultTimeout(15_000);
 
@@ -97,7 +97,7 @@ test("kubeconfig makes a relative --token-file absolute and refuses a literal --
 });
 
 test("kubectl runs the generated exec plugin and sends its token to the relay over https", async () => {
-  const { certPem, keyPem, caPem } = await createSessionCertificate();
+  const { certPem, keyPem, caPem } = await createSelfSignedCertificate({ commonName: "test" });
   const authorizations: string[] = [];
   // Stands in for arcrelay's /v1/clusters/NAME/k8s endpoint.
   const relay = https.createServer({ cert: certPem, key: keyPem }, (req, res) => {

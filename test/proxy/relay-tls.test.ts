@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import tls from "node:tls";
 import { silentLogger } from "../../lib/observe/index.ts";
-import { createSessionCertificate, startLocalProxy } from "../../lib/proxy/index.ts";
+import { startLocalProxy } from "../../lib/proxy/index.ts";
+import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { createRelayConnection } from "../../lib/client/index.ts";
 import type { RelayTls } from "../../lib/client/index.ts";
 import { CLUSTER, USER_TOKEN, VERSION_BODY, startFakeRelay, type FakeRelay } from "./fake-relay.ts";
@@ -10,7 +11,7 @@ import { CLUSTER, USER_TOKEN, VERSION_BODY, startFakeRelay, type FakeRelay } fro
 let relay: FakeRelay;
 let relayCa: string;
 beforeAll(async () => {
-  const cert = await createSessionCertificate();
+  const cert = await createSelfSignedCertificate({ commonName: "test" });
   relayCa = cert.caPem;
   relay = await startFakeRelay({ tls: { cert: cert.certPem, key: cert.keyPem } });
 });

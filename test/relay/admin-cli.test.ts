@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { generateSigningKeyPair } from "../../lib/auth/index.ts";
 import { BadGateway } from "../../lib/errors/index.ts";
-import { createSessionCertificate } from "../../lib/proxy/index.ts";
+import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { createAdminClient } from "../../lib/relay/index.ts";
 import { run, type CommandResult } from "../e2e/stack.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -191,7 +191,7 @@ describe("choosing local or remote", () => {
 
 describe("createAdminClient over https", () => {
   test("a relay with a private certificate is trusted through its CA, and refused without it", async () => {
-    const cert = await createSessionCertificate();
+    const cert = await createSelfSignedCertificate({ commonName: "test" });
     const server = Bun.serve({
       hostname: "127.0.0.1", port: 0, tls: { cert: cert.certPem, key: cert.keyPem },
       fetch: (req) => new URL(req.url).pathname === "/v1/admin/clusters" ? Response.json([]) : new Response("no", { status: 404 }),

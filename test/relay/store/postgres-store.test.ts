@@ -83,7 +83,7 @@ describe("relay replicas on one PostgreSQL", () => {
     const { join } = await import("node:path");
     const dir = await mkdtemp(join(tmpdir(), "arc-replicas-"));
     const db = await pg.createDatabase();
-    const start = (n: number) => startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, `r${n}`), databaseUrl: db.url, publicUrl: "https://relay.example.com", replicaId: `r${n}`, logger: silentLogger });
+    const start = (n: number) => startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, `r${n}`), databaseUrl: db.url, publicUrl: "https://relay.example.com", replicaId: `r${n}`, internalListen: { host: "127.0.0.1", port: 0 }, logger: silentLogger });
     const [a, b] = await Promise.all([start(1), start(2)]);
     try {
       await a.store.addCluster("edge");

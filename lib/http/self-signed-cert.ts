@@ -1,5 +1,6 @@
-// Creates the throw-away TLS identity of one arcproxy session: a self-signed ECDSA P-256 cert for 127.0.0.1.
+// Self-signed TLS identities that are their own CA: arcproxy's session on 127.0.0.1, a relay replica's internal endpoint.
 import "./reflect-metadata-shim.ts";
+import { isIP } from "node:net";
 
 // Loaded lazily: Bun evaluates a CommonJS dependency before sibling ES imports, so a static
 // import would run tsyringe's polyfill check before the shim above is installed.
@@ -9,7 +10,7 @@ function loadX509(): Promise<X509> {
   return (x509Module ??= import("@peculiar/x509"));
 }
 
-export interface SessionCertificate {
+export interface SelfSignedCertificate {
   certPem: string;
   /** PKCS#8 PEM, as node:https wants it. */
   keyPem: string;
@@ -23,18 +24,21 @@ const BACKDATE_MS = 5 * 60 * 1000;
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
 /**
- * One cert that is both the server certificate and its own CA, so a kubeconfig can pin it with
- * `certificate-authority-data`. It lives in memory only and dies with the session.
+ * One cert that is both the server certificate and its own CA, so a client pins it by trusting
+ * exactly it (a kubeconfig's `certificate-authority-data`, node's `ca`). ECDSA P-256, valid from
+ * 5 minutes ago for `validityMs` (default 24 h), names `hosts` (IP addresses or DNS names; default
+ * 127.0.0.1 and localhost) as subject alternative names. The key lives in memory only.
  */
-export async function createSessionCertificate(): Promise<SessionCertificate> {
+export async function createSelfSignedCertificate(opts: { commonName: string; hosts?: readonly string[]; validityMs?: number }): Promise<SelfSignedCertificate> {
   const x509 = await loadX509();
+  const hosts = opts.hosts ?? ["127.0.0.1", "localhost"];
   const keys = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
-    name: "CN=arcproxy session",
+    name: `CN=${opts.commonName.replace(/[,=+<>#;\\"]/g, "_")}`,
     notBefore: new Date(now - BACKDATE_MS),
-    notAfter: new Date(now + VALIDITY_MS),
+    notAfter: new Date(now + (opts.validityMs ?? VALIDITY_MS)),
     signingAlgorithm: ALGORITHM,
     keys,
     extensions: [
@@ -44,10 +48,7 @@ export async function createSessionCertificate(): Promise<SessionCertificate> {
         true,
       ),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([
-        { type: "ip", value: "127.0.0.1" },
-        { type: "dns", value: "localhost" },
-      ]),
+      new x509.SubjectAlternativeNameExtension(hosts.map((host) => (isIP(host) ? { type: "ip" as const, value: host } : { type: "dns" as const, value: host }))),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });

@@ -1,0 +1,124 @@
+// The internal endpoint of a replica: requests other replicas forward to the tunnels this one holds.
+import { createHash, timingSafeEqual } from "node:crypto";
+import https from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { AgentNotConnected, NotFound, Unauthorized, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
+import { MAX_REQUEST_HEADER_BYTES, firstHeader, isWatchRequest, replicaRequestHeaders, requestIdOf } from "../http/index.ts";
+import type { Logger } from "../observe/index.ts";
+import { protocol } from "../tunnel/index.ts";
+import { isClusterApiTarget, parseClusterApiTarget } from "./cluster-path.ts";
+import type { RelayDrain } from "./drain.ts";
+import { markNotForwarded } from "./not-forwarded.ts";
+import { forwardHttpRequest, forwardUpgrade, type ForwardTarget } from "./tunnel-forward.ts";
+import type { TunnelRegistry } from "./tunnel-registry.ts";
+
+export interface ReplicaEndpoint {
+  /** https://HOST:PORT as bound (the port resolved when 0 was asked for). */
+  listening: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+export interface ReplicaEndpointOptions {
+  host: string;
+  port: number;
+  certPem: string;
+  keyPem: string;
+  /** The secret every replica shares (from the database); compared in constant time. */
+  secret: string;
+  registry: TunnelRegistry;
+  drain: RelayDrain;
+  logger: Logger;
+  /** How long a forwarded request waits for a tunnel that is reconnecting to this replica (ms). */
+  agentWaitMs: number;
+}
+
+/**
+ * Listens on `host:port` with TLS (the replica's self-signed certificate, which other replicas
+ * pin from the database). Every request must carry REPLICA_SECRET_HEADER with the shared secret
+ * (else 401 Status), and target `/v1/clusters/{cluster}/k8s/...`; the headers are the ones the
+ * user-facing replica passed (replicaRequestHeaders checks them again), the user was authenticated
+ * and authorized there, and the agent verifies the user's token once more. A cluster whose tunnel
+ * is not here (within `agentWaitMs`) is answered 503 with REPLICA_MISS_HEADER, so the sender routes
+ * again. Resolves once listening; throws naming the address when it is taken.
+ */
+export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promise<ReplicaEndpoint> {
+  const expected = createHash("sha256").update(opts.secret).digest();
+  const fromReplica = (req: IncomingMessage) => {
+    const offered = firstHeader(req.headers[protocol.REPLICA_SECRET_HEADER]) ?? "";
+    return timingSafeEqual(createHash("sha256").update(offered).digest(), expected);
+  };
+  const server = https.createServer({ cert: opts.certPem, key: opts.keyPem, maxHeaderSize: MAX_REQUEST_HEADER_BYTES });
+  server.requestTimeout = 0; // watches and exec sessions last as long as the user wants
+  server.headersTimeout = 60_000;
+
+  async function route(req: IncomingMessage): Promise<ForwardTarget> {
+    const requestId = requestIdOf(req.headers);
+    if (!fromReplica(req)) {
+      opts.logger.warn("refused a request on the internal endpoint without the replicas' secret", { remote: req.socket.remoteAddress, requestId });
+      throw new Unauthorized("this is a relay replica's internal endpoint: only other replicas of the same relay may call it");
+    }
+    const url = req.url ?? "/";
+    if (!isClusterApiTarget(url)) throw new NotFound(`no internal endpoint at ${url.split("?")[0]}`);
+    const { cluster, kubePath } = parseClusterApiTarget(url);
+    const entry = opts.drain.draining ? undefined : await opts.registry.waitFor(cluster, opts.agentWaitMs);
+    if (!entry) throw new ReplicaMiss(`this replica does not hold cluster "${cluster}"'s tunnel (request id ${requestId})`);
+    return { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers: replicaRequestHeaders(req.rawHeaders) };
+  }
+
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    void (async () => {
+      const over = opts.drain.track();
+      const requestId = requestIdOf(req.headers);
+      try {
+        const target = await route(req);
+        const watch = isWatchRequest(req.method, req.url ?? "");
+        await forwardHttpRequest(target, req, res, watch ? { endWatch: opts.drain.watchEnd } : {});
+      } catch (error) {
+        if (error instanceof ReplicaMiss && !res.headersSent) res.setHeader(protocol.REPLICA_MISS_HEADER, "true");
+        markNotForwarded(res, error);
+        if (!res.headersSent) writeStatusResponse(res, error, requestId);
+      } finally {
+        over();
+      }
+    })();
+  });
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    void (async () => {
+      const over = opts.drain.track();
+      const requestId = requestIdOf(req.headers);
+      try {
+        const target = await route(req);
+        await forwardUpgrade(target, req, socket, head);
+      } catch (error) {
+        if (error instanceof ReplicaMiss && socket.writable) {
+          socket.end(`HTTP/1.1 503 Service Unavailable\r\n${protocol.REPLICA_MISS_HEADER}: true\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+        } else {
+          writeStatusToSocket(socket, error, requestId);
+        }
+      } finally {
+        over();
+      }
+    })();
+  });
+  server.on("clientError", (_error: Error, socket: Duplex) => socket.destroy());
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EADDRINUSE") reject(new Error(`${opts.host}:${opts.port} is already in use: pick another --internal-listen port`, { cause: error }));
+      else reject(error);
+    });
+    server.listen(opts.port, opts.host, () => resolve((server.address() as { port: number }).port));
+  });
+  return {
+    listening: { host: opts.host, port },
+    async close() {
+      server.close();
+      server.closeAllConnections?.();
+    },
+  };
+}
+
+/** Not held here: the sender routes again. */
+class ReplicaMiss extends AgentNotConnected {}
