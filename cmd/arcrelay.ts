@@ -1,10 +1,10 @@
 #!/usr/bin/env bun
 // arcrelay: the service where agents' tunnels and users' requests meet.
 import { defineCommand, type ArgDef } from "citty";
-import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers } from "../lib/auth/index.ts";
+import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers, rotateIssuerKeys } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
-  clusterAudience, loadStoredIssuer, openSqliteStore, startRelay, withAdminOperations,
+  clusterAudience, loadStoredIssuer, openPostgresStore, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { exitSoonAfterStop, loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
@@ -15,15 +15,6 @@ import { ConfigError } from "../lib/errors/index.ts";
 const dataDirArg = {
   "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
 } as const;
-
-async function withStore<T>(dataDir: string, fn: (store: RelayStore) => Promise<T>): Promise<T> {
-  const store = await openSqliteStore(dataDir);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
 
 const serve = defineCommand({
   meta: { name: "serve", description: "Run the relay" },
@@ -183,6 +174,38 @@ const clusterRevokeAgent = defineCommand({
   },
 });
 
+/** The store a local command works on: --data-dir's SQLite file or --database-url's PostgreSQL (or ARC_DATABASE_URL). */
+const localStoreArgs = {
+  "data-dir": { type: "string", description: "the relay's data dir (on the relay host)" },
+  "database-url": { type: "string", valueHint: "URL", description: "the relays' PostgreSQL (instead of --data-dir; default: $ARC_DATABASE_URL)" },
+} as const satisfies Record<string, ArgDef>;
+
+async function withLocalStore<T>(args: { "data-dir"?: string; "database-url"?: string }, fn: (store: RelayStore) => Promise<T>): Promise<T> {
+  const databaseUrl = args["database-url"] || (!args["data-dir"] ? process.env.ARC_DATABASE_URL : undefined);
+  if (Boolean(databaseUrl) === Boolean(args["data-dir"])) throw new ConfigError("pass exactly one of --data-dir DIR (on the relay host) or --database-url URL (the relays' PostgreSQL)");
+  const store = databaseUrl ? await openPostgresStore(databaseUrl) : await openSqliteStore(args["data-dir"]!);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+const issuerRotateKey = defineCommand({
+  meta: {
+    name: "rotate-key",
+    description: "Sign new user tokens with a new key; the old key keeps verifying until its tokens have expired (31 days), or not at all with --drop-old",
+  },
+  args: {
+    "drop-old": { type: "boolean", description: "the old key was leaked: tokens it signed stop working now", default: false },
+    ...localStoreArgs,
+  },
+  async run({ args }) {
+    const rotated = await withLocalStore(args, (store) => rotateIssuerKeys(store, { dropOld: args["drop-old"] }));
+    process.stdout.write(`the built-in issuer now signs with key ${rotated.kid}; keys that verify: ${rotated.verifying.join(", ")}; every relay replica takes them within seconds\n`);
+  },
+});
+
 const tokenCreate = defineCommand({
   meta: { name: "create", description: "Print a user token from the relay's built-in issuer (last line)" },
   args: {
@@ -191,14 +214,14 @@ const tokenCreate = defineCommand({
     ttl: { type: "string", description: "lifetime, e.g. 1h, 12h, 7d", default: "1h" },
     "public-url": { type: "string", description: "issuer URL, if the relay has not been served from this data dir yet" },
     cluster: { type: "string", description: "bind the token to this cluster (repeatable), for relays run with --bind-audience-to-cluster" },
-    ...dataDirArg,
+    ...localStoreArgs,
   },
   async run({ args, rawArgs }) {
     const user = validateUserName(args.user);
     const groups = repeatedFlag(rawArgs, "group").map(validateGroupName);
     const extraAudiences = repeatedFlag(rawArgs, "cluster").map((c) => clusterAudience(validateClusterName(c)));
     const ttlSeconds = parseDurationSeconds("ttl", args.ttl);
-    const token = await withStore(args["data-dir"], async (s) =>
+    const token = await withLocalStore(args, async (s) =>
       (await loadStoredIssuer(s, args["public-url"])).signUserToken({ user, groups, ttlSeconds, extraAudiences }));
     process.stdout.write(token + "\n");
   },
@@ -256,6 +279,7 @@ const main = defineCommand({
       },
     }),
     token: defineCommand({ meta: { name: "token", description: "User tokens" }, subCommands: { create: tokenCreate } }),
+    issuer: defineCommand({ meta: { name: "issuer", description: "The built-in token issuer" }, subCommands: { "rotate-key": issuerRotateKey } }),
     grant: defineCommand({ meta: { name: "grant", description: "Access grants" }, subCommands: { add: grantAdd, list: grantList, remove: grantRemove } }),
   },
 });

@@ -74,6 +74,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   const verifier = createUserTokenVerifier({
     issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay)), ...external],
     ...(opts.relay.tls.ca ? { tlsCa: opts.relay.tls.ca } : {}),
+    // Every token reaching the agent was verified by the relay first, so an unknown key id here is
+    // a key rotation, not someone probing: fetch the keys again after a second, not after 30 s
+    // (tokens of a rotated key were refused by every agent that had just fetched the keys).
+    jwksCooldownMs: AGENT_JWKS_COOLDOWN_MS,
   });
   if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
   const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log, watchEnd: opts.signal, metrics: opts.metrics });
@@ -168,6 +172,9 @@ async function reloadKeys(store: AgentKeyStore, inMemory: AgentKeys, log: Logger
   }
   return stored;
 }
+
+/** How soon the agent fetches an issuer's keys again for a token with a key id it does not know (ms). */
+const AGENT_JWKS_COOLDOWN_MS = 1_000;
 
 /**
  * The relay's built-in issuer: the agent trusts it because its own --relay flag names that relay,

@@ -4,10 +4,10 @@ export {
 } from "./keys.ts";
 export type { SigningAlgorithm } from "./keys.ts";
 export {
-  loadOrCreateIssuerKeys, createBuiltinIssuer, builtinIssuerTrust,
+  loadOrCreateIssuerKeys, rotateIssuerKeys, createBuiltinIssuer, builtinIssuerTrust,
   ISSUER_KEYS_SETTING, JWKS_PATH, DEFAULT_USER_TOKEN_TTL_SECONDS, MAX_USER_TOKEN_TTL_SECONDS,
 } from "./issuer.ts";
-export type { SettingsStore, BuiltinIssuer } from "./issuer.ts";
+export type { SettingsStore, BuiltinIssuer, IssuerKeys } from "./issuer.ts";
 export { createUserTokenVerifier, MAX_TOKEN_BYTES } from "./verifier.ts";
 export type { TrustedIssuer, IssuerLogin, Identity, UserTokenVerifier, UserTokenVerifierOptions } from "./verifier.ts";
 export { loadIssuerConfig, parseIssuerConfig, resolveTrustedIssuers, ISSUER_ALGORITHMS } from "./issuer-config.ts";

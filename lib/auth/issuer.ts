@@ -31,17 +31,46 @@ export const DEFAULT_USER_TOKEN_TTL_SECONDS = 3600;
 export const MAX_USER_TOKEN_TTL_SECONDS = 31 * 24 * 3600;
 export const JWKS_PATH = "/.well-known/jwks.json";
 
-/** The issuer's ES256 key pair, created and stored under `issuer.keys` on first use. */
-export async function loadOrCreateIssuerKeys(settings: SettingsStore): Promise<{ privateJwk: JWK; publicJwk: JWK }> {
-  const stored = await settings.getSetting(ISSUER_KEYS_SETTING);
-  if (stored !== undefined) return parseIssuerKeys(stored);
-  // The first replica's pair wins, atomically: replicas starting at once all sign with one key.
-  const written = await settings.setSettingIfAbsent(ISSUER_KEYS_SETTING, JSON.stringify(await generateSigningKeyPair(ISSUER_ALGORITHM)));
-  return parseIssuerKeys(written);
+/**
+ * The issuer's keys: the ES256 pair it signs with, and the public keys of pairs it signed with
+ * before a rotation, each verifying until `verifyUntil` (epoch seconds), when the last token it
+ * could have signed has expired.
+ */
+export interface IssuerKeys {
+  privateJwk: JWK;
+  publicJwk: JWK;
+  retired: { publicJwk: JWK; verifyUntil: number }[];
 }
 
-function parseIssuerKeys(stored: string): { privateJwk: JWK; publicJwk: JWK } {
-  let keys: { privateJwk?: JWK; publicJwk?: JWK };
+/** The issuer's keys, created and stored under `issuer.keys` on first use; retired keys past their time are left out. */
+export async function loadOrCreateIssuerKeys(settings: SettingsStore, now: () => number = Date.now): Promise<IssuerKeys> {
+  const stored = await settings.getSetting(ISSUER_KEYS_SETTING);
+  if (stored !== undefined) return parseIssuerKeys(stored, now());
+  // The first replica's pair wins, atomically: replicas starting at once all sign with one key.
+  const written = await settings.setSettingIfAbsent(ISSUER_KEYS_SETTING, JSON.stringify(await generateSigningKeyPair(ISSUER_ALGORITHM)));
+  return parseIssuerKeys(written, now());
+}
+
+/**
+ * Replaces the signing key with a new pair. The old public key keeps verifying for
+ * MAX_USER_TOKEN_TTL_SECONDS (no token it signed lives longer), unless `dropOld` (a leaked key):
+ * then tokens it signed stop verifying as soon as each relay replica reloads (the change feed,
+ * seconds). Resolves with the new key id and the ids still verifying. Two rotations at the same
+ * moment may lose one of them (the last write wins); run one at a time.
+ */
+export async function rotateIssuerKeys(settings: SettingsStore, opts: { dropOld?: boolean; now?: () => number } = {}): Promise<{ kid: string; verifying: string[] }> {
+  const nowMs = (opts.now ?? Date.now)();
+  const current = await loadOrCreateIssuerKeys(settings, () => nowMs);
+  const next = await generateSigningKeyPair(ISSUER_ALGORITHM);
+  const retired = opts.dropOld
+    ? []
+    : [...current.retired, { publicJwk: toPublicJwk(current.publicJwk), verifyUntil: Math.floor(nowMs / 1000) + MAX_USER_TOKEN_TTL_SECONDS }];
+  await settings.setSetting(ISSUER_KEYS_SETTING, JSON.stringify({ ...next, retired }));
+  return { kid: next.publicJwk.kid as string, verifying: [next.publicJwk.kid as string, ...retired.map((r) => r.publicJwk.kid as string)] };
+}
+
+function parseIssuerKeys(stored: string, nowMs: number): IssuerKeys {
+  let keys: { privateJwk?: JWK; publicJwk?: JWK; retired?: unknown };
   try {
     keys = JSON.parse(stored);
   } catch (error) {
@@ -50,10 +79,18 @@ function parseIssuerKeys(stored: string): { privateJwk: JWK; publicJwk: JWK } {
   if (typeof keys?.privateJwk?.d !== "string" || typeof keys.publicJwk?.kid !== "string") {
     throw new Error(`setting ${ISSUER_KEYS_SETTING} does not hold a private and a public JWK`);
   }
-  return { privateJwk: keys.privateJwk, publicJwk: keys.publicJwk };
+  const retired = Array.isArray(keys.retired) ? (keys.retired as { publicJwk?: JWK; verifyUntil?: unknown }[]) : [];
+  return {
+    privateJwk: keys.privateJwk,
+    publicJwk: keys.publicJwk,
+    retired: retired
+      .filter((r): r is { publicJwk: JWK; verifyUntil: number } => typeof r?.publicJwk?.kid === "string" && typeof r.verifyUntil === "number")
+      .filter((r) => r.verifyUntil * 1000 > nowMs),
+  };
 }
 
-export function createBuiltinIssuer(opts: { issuer: string; audience: string; privateJwk: JWK; publicJwk: JWK }): BuiltinIssuer {
+/** `retired`: public keys of earlier pairs that still verify (served in the JWKS beside the current one). */
+export function createBuiltinIssuer(opts: { issuer: string; audience: string; privateJwk: JWK; publicJwk: JWK; retired?: { publicJwk: JWK }[] }): BuiltinIssuer {
   const { issuer, audience } = opts;
   checkIssuerUrl(issuer);
   if (!audience) throw new ConfigError("built-in issuer: audience is empty");
@@ -66,7 +103,7 @@ export function createBuiltinIssuer(opts: { issuer: string; audience: string; pr
     issuer,
     audience,
     jwks() {
-      return { keys: [{ ...publicJwk }] };
+      return { keys: [{ ...publicJwk }, ...(opts.retired ?? []).map((r) => toPublicJwk(r.publicJwk))] };
     },
     discovery() {
       return {

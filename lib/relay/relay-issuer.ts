@@ -7,10 +7,31 @@ import { ConfigError } from "../errors/index.ts";
 export const BUILTIN_AUDIENCE = "cluster-connect";
 const ISSUER_URL_SETTING = "issuer.url";
 
+/** The built-in issuer of a running relay, whose keys can change under it (`arcrelay issuer rotate-key`). */
+export interface RelayIssuer extends BuiltinIssuer {
+  /** Reads the keys again; resolves true when the set of keys that sign or verify changed. */
+  reload(): Promise<boolean>;
+}
+
 /** Used by `serve`: records the public URL so offline `token create` signs for the same issuer. */
-export async function loadRelayIssuer(store: RelayStore, publicUrl: string): Promise<BuiltinIssuer> {
+export async function loadRelayIssuer(store: RelayStore, publicUrl: string): Promise<RelayIssuer> {
   await store.setSetting(ISSUER_URL_SETTING, publicUrl);
-  return createBuiltinIssuer({ issuer: publicUrl, audience: BUILTIN_AUDIENCE, ...(await loadOrCreateIssuerKeys(store)) });
+  const build = async () => createBuiltinIssuer({ issuer: publicUrl, audience: BUILTIN_AUDIENCE, ...(await loadOrCreateIssuerKeys(store)) });
+  let current = await build();
+  const kids = (issuer: BuiltinIssuer) => issuer.jwks().keys.map((k) => k.kid).join(" ");
+  return {
+    issuer: current.issuer,
+    audience: current.audience,
+    jwks: () => current.jwks(),
+    discovery: () => current.discovery(),
+    signUserToken: (input) => current.signUserToken(input),
+    async reload() {
+      const next = await build();
+      const changed = kids(next) !== kids(current);
+      current = next;
+      return changed;
+    },
+  };
 }
 
 /** Used by `token create --data-dir`: the issuer of the relay that last served from this data dir. */

@@ -4,7 +4,7 @@ import http from "node:http";
 import https from "node:https";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
-import { builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
+import { ISSUER_KEYS_SETTING, builtinIssuerTrust, createUserTokenVerifier, type TrustedIssuer, type UserTokenVerifier } from "../auth/index.ts";
 import { NotFound, writeStatusToSocket, ConfigError } from "../errors/index.ts";
 import { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "../http/index.ts";
 import { isLoopbackHost } from "../kube/index.ts";
@@ -213,6 +213,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     // e.g. an external issuer configured with the relay's own URL
     return abandon(error);
   }
+  // A rotation on any replica (or by the CLI) reaches this one through the feed: reload the keys and
+  // verify with the new set. The periodic resync reads them too, but replaces nothing that did not change.
+  feed.subscribe((change) => {
+    if (change.table !== "*" && !(change.table === "settings" && change.key === ISSUER_KEYS_SETTING)) return;
+    void issuer.reload().then((changed) => {
+      if (!changed) return;
+      verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer), ...external] });
+      opts.logger.info("the built-in issuer's keys changed; verifying with the new set", { kids: issuer.jwks().keys.map((k) => k.kid) });
+    }, (error: unknown) => opts.logger.error("could not reload the built-in issuer's keys; verifying with the previous set", { error }));
+  });
   if (external.length > 0) opts.logger.info("trusting external OIDC issuers", { issuers: external.map((t) => t.issuer) });
   const registry = createTunnelRegistry();
   tunnelCount = () => registry.list().length;
@@ -248,8 +258,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const access = createUserAccess({
     store,
     feed,
-    verifyUserToken: verifier.verifyUserToken,
-    cachedIdentity: verifier.cachedIdentity,
+    // Through `verifier` as it is now: a key rotation replaces it (and its cache of verified tokens).
+    verifyUserToken: (token) => verifier.verifyUserToken(token),
+    cachedIdentity: (token) => verifier.cachedIdentity(token),
     bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
     ...(rateLimiter ? { rateLimiter } : {}),
   });

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import {
-  builtinIssuerTrust, createBuiltinIssuer, createUserTokenVerifier, loadOrCreateIssuerKeys, type SettingsStore,
+  builtinIssuerTrust, createBuiltinIssuer, createUserTokenVerifier, loadOrCreateIssuerKeys, MAX_USER_TOKEN_TTL_SECONDS, rotateIssuerKeys, type SettingsStore,
 } from "../../lib/auth/index.ts";
 import { BadRequest, ConfigError } from "../../lib/errors/index.ts";
 
@@ -43,7 +43,35 @@ describe("loadOrCreateIssuerKeys", () => {
     expect(settings.writes).toBe(1);
     expect(second).toEqual(first);
     expect(first.publicJwk).toMatchObject({ kty: "EC", crv: "P-256", alg: "ES256", use: "sig" });
-    expect(JSON.parse(settings.values.get("issuer.keys")!)).toEqual(first);
+    expect(JSON.parse(settings.values.get("issuer.keys")!)).toEqual({ privateJwk: first.privateJwk, publicJwk: first.publicJwk });
+    expect(first.retired).toEqual([]);
+  });
+
+  test("rotateIssuerKeys signs with a new pair; the old public key verifies for 31 days, then leaves the JWKS", async () => {
+    const settings = memorySettings();
+    const t0 = 1_800_000_000_000;
+    const old = await loadOrCreateIssuerKeys(settings, () => t0);
+    const rotated = await rotateIssuerKeys(settings, { now: () => t0 });
+    const after = await loadOrCreateIssuerKeys(settings, () => t0 + 1000);
+    expect(rotated.kid).toBe(after.publicJwk.kid as string);
+    expect(rotated.kid).not.toBe(old.publicJwk.kid as string);
+    expect(rotated.verifying).toEqual([rotated.kid, old.publicJwk.kid as string]);
+    expect(after.retired.map((r) => r.publicJwk.kid)).toEqual([old.publicJwk.kid]);
+    expect(after.retired[0]!.publicJwk).not.toHaveProperty("d");
+    const issuer = createBuiltinIssuer({ issuer: ISSUER, audience: AUDIENCE, ...after });
+    expect(issuer.jwks().keys.map((k) => k.kid)).toEqual([rotated.kid, old.publicJwk.kid]);
+    // A token of the old key lives at most MAX_USER_TOKEN_TTL_SECONDS: after that its key is gone.
+    const later = await loadOrCreateIssuerKeys(settings, () => t0 + MAX_USER_TOKEN_TTL_SECONDS * 1000 + 1);
+    expect(later.retired).toEqual([]);
+  });
+
+  test("rotateIssuerKeys with dropOld (a leaked key) keeps no old key at all", async () => {
+    const settings = memorySettings();
+    await loadOrCreateIssuerKeys(settings);
+    await rotateIssuerKeys(settings);
+    const dropped = await rotateIssuerKeys(settings, { dropOld: true });
+    expect(dropped.verifying).toEqual([dropped.kid]);
+    expect((await loadOrCreateIssuerKeys(settings)).retired).toEqual([]);
   });
 
   test("a corrupt setting is reported, not silently replaced (that would invalidate every token)", async () => {

@@ -9,10 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { AGENT_NAMESPACE, installAgentChart, provideImage, waitForAgentPod } from "../cluster/agent-install.ts";
-import { applyManifest, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
+import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { helm } from "../cluster/helm.ts";
 import { waitFor } from "../support/wait-for.ts";
-import { expectOk, startRelayStack, type RelayStack } from "./stack.ts";
+import { startPostgres, type RunningPostgres } from "../support/postgres.ts";
+import { startReplicaStack, type ReplicaStack } from "../support/replica-stack.ts";
+import { expectOk, run, startRelayStack, type RelayStack } from "./stack.ts";
 
 setDefaultTimeout(120_000);
 const ROOT = join(import.meta.dir, "..", "..");
@@ -229,6 +231,94 @@ describe("workloads through the tunnel", () => {
       expectOk(await kubectlVia(alice, ["cp", `team-a/work:/www/blob`, back], { env }));
       const expected = expectOk(await kubectlVia(alice, ["exec", "work", "-n", "team-a", "--", "cat", "/www/blob.sha256"], { env })).trim();
       expect(sha256(await readFile(back))).toBe(expected);
+    });
+  }
+});
+
+describe("relay replicas on PostgreSQL: kubectl on a replica that does not hold the tunnel", () => {
+  // Three arcrelay processes on one real PostgreSQL; this cluster's second agent (from source, with
+  // the chart's ServiceAccount) holds its tunnel on r1, and kubectl always goes to r2.
+  let pg: RunningPostgres;
+  let db: { url: string; drop(): Promise<void> };
+  let replicas: ReplicaStack;
+  let token: string;
+  const CLUSTER = "edge-replicated";
+  const viaR2 = (args: string[], opts: { env?: Record<string, string> } = {}) =>
+    run([process.execPath, "cmd/arcproxy.ts", "--relay", replicas.replica("r2").url, "--cluster", CLUSTER, "--port", "0", "--token", token, "--", cluster.kubectl, ...args], opts);
+  const spawnViaR2 = (args: string[], env: Record<string, string> = {}) => {
+    const proc = Bun.spawn([process.execPath, "cmd/arcproxy.ts", "--relay", replicas.replica("r2").url, "--cluster", CLUSTER, "--port", "0", "--token", token, "--", cluster.kubectl, ...args], {
+      cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
+    });
+    const output = { stdout: "", stderr: "" };
+    void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) output.stdout += new TextDecoder().decode(c); })();
+    void (async () => { for await (const c of proc.stderr as ReadableStream<Uint8Array>) output.stderr += new TextDecoder().decode(c); })();
+    return { proc, output };
+  };
+
+  beforeAll(async () => {
+    pg = await startPostgres();
+    db = await pg.createDatabase();
+    replicas = await startReplicaStack({ databaseUrl: db.url });
+    const { kubeconfig } = await createServiceAccountKubeconfig(cluster, { namespace: AGENT_NAMESPACE, serviceAccount: "arcagent", out: join(dir, "replicated-agent.kubeconfig") });
+    await replicas.startAgent(CLUSTER, kubeconfig, "r1");
+    await replicas.store.addGrant({ principal: "user:alice", cluster: CLUSTER, role: "cluster-user" });
+    token = await replicas.userToken("alice", ["dev"]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await replicas?.stop();
+    await db?.drop();
+    await pg?.stop();
+  });
+
+  test("get, and the request crossed from r2 to r1", async () => {
+    expect(expectOk(await viaR2(["get", "pods", "-n", "team-a", "-o", "name"]))).toContain("pod/work");
+    expect(await replicas.holderOf(CLUSTER)).toBe("r1");
+    expect(replicas.replica("r2").log()).toContain('"replica":"r1"');
+  });
+
+  test("a watch sees a ConfigMap created while it runs", async () => {
+    const { proc, output } = spawnViaR2(["get", "configmaps", "-n", "team-a", "--watch", "-o", "name"]);
+    try {
+      await waitFor("the watch to list what exists", () => output.stdout.includes("configmap/kube-root-ca.crt"), 20_000);
+      await adminKubectl(cluster, ["create", "configmap", "seen-across-replicas", "-n", "team-a"]);
+      await waitFor("the new ConfigMap in the watch", () => output.stdout.includes("configmap/seen-across-replicas"), 20_000);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  });
+
+  test("logs -f streams lines as the container writes them", async () => {
+    const { proc, output } = spawnViaR2(["logs", "-f", "ticker", "-n", "team-a", "--tail=1"]);
+    try {
+      await waitFor("three new log lines", () => (output.stdout.match(/^tick \d+$/gm) ?? []).length >= 4, 20_000);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  });
+
+  for (const [proto, ws] of PROTOCOLS) {
+    test(`exec passes stdout and the exit status over ${proto}`, async () => {
+      const r = await viaR2(["exec", "work", "-n", "team-a", "--", "sh", "-c", "echo across-replicas; exit 7"], { env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: ws } });
+      expect(r.stdout).toBe("across-replicas\n");
+      expect(r.code).toBe(7);
+    });
+
+    test(`port-forward carries 4 MB whole over ${proto}`, async () => {
+      const { proc, output } = spawnViaR2(["port-forward", "pod/work", ":8080", "-n", "team-a", "--address", "127.0.0.1"], { KUBECTL_PORT_FORWARD_WEBSOCKETS: ws });
+      try {
+        await waitFor("port-forward to listen", () => /Forwarding from 127\.0\.0\.1:\d+/.test(output.stdout), 20_000);
+        const port = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(output.stdout)![1]);
+        const expected = (await (await fetch(`http://127.0.0.1:${port}/blob.sha256`)).text()).trim();
+        const body = new Uint8Array(await (await fetch(`http://127.0.0.1:${port}/blob`)).arrayBuffer());
+        expect(body.length).toBe(FOUR_MB);
+        expect(sha256(body)).toBe(expected);
+      } finally {
+        proc.kill("SIGINT");
+        await proc.exited;
+      }
     });
   }
 });

@@ -25,7 +25,7 @@ function answer(p: Promise<unknown>): Promise<number> {
   return p.then(() => 200, (e: unknown) => (e instanceof TooManyRequests ? 429 : e instanceof Unauthorized ? 401 : 500));
 }
 
-function limiterWith(opts: AuthRateLimitOptions & { now?: () => number } = {}) {
+function limiterWith(opts: AuthRateLimitOptions & { now?: () => number; replicas?: () => number } = {}) {
   return createAuthRateLimiter({ logger: silentLogger, ...opts });
 }
 
@@ -315,5 +315,40 @@ describe("sourceKey", () => {
     ["fe80::1%eth0", "fe80:0:0:0::/64"],
   ])("source of %s is %s (an IPv6 host cannot rotate through its /64)", (address, key) => {
     expect(sourceKey(address)).toBe(key);
+  });
+});
+
+describe("the budget shared out among relay replicas", () => {
+  const ADDRESS = "198.51.100.9";
+
+  test("an attacker spreading failures over three replicas gets no more 401s in all than one relay gives (budget 20)", async () => {
+    const time = clock();
+    const replicas = [0, 1, 2].map(() => limiterWith({ maxFailures: 20, now: time.now, replicas: () => 3 }));
+    const answers: number[] = [];
+    for (let i = 0; i < 60; i++) answers.push(await answer(limitAuthentication(replicas[i % 3], ADDRESS, bad)));
+    const unauthorized = answers.filter((a) => a === 401).length;
+    expect(unauthorized).toBe(18); // floor(20 / 3) on each
+    expect(unauthorized).toBeLessThanOrEqual(20);
+    expect(answers.slice(18)).toEqual(Array(42).fill(429));
+  });
+
+  test("valid credentials still pass on every replica once the address is blocked", async () => {
+    const time = clock();
+    const replicas = [0, 1, 2].map(() => limiterWith({ maxFailures: 20, now: time.now, replicas: () => 3 }));
+    for (let i = 0; i < 30; i++) await answer(limitAuthentication(replicas[i % 3], ADDRESS, bad));
+    for (const limiter of replicas) expect(await answer(limitAuthentication(limiter, ADDRESS, good))).toBe(200);
+  });
+
+  test("the share follows the number of live replicas, and never falls below one failure", async () => {
+    let live = 1;
+    const limiter = limiterWith({ maxFailures: 4, now: clock().now, replicas: () => live });
+    live = 2;
+    const two = [];
+    for (let i = 0; i < 3; i++) two.push(await answer(limitAuthentication(limiter, "192.0.2.1", bad)));
+    expect(two).toEqual([401, 401, 429]);
+    live = 10;
+    const many = [];
+    for (let i = 0; i < 2; i++) many.push(await answer(limitAuthentication(limiter, "192.0.2.2", bad)));
+    expect(many).toEqual([401, 429]);
   });
 });

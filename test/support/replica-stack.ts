@@ -1,0 +1,133 @@
+// Relay replicas as a Deployment runs them: each its own arcrelay process on one PostgreSQL, behind
+// a TCP front that plays the load balancer (agents and users who go through it land where it says).
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
+import { silentLogger } from "../../lib/observe/index.ts";
+import { loadStoredIssuer } from "../../lib/relay/index.ts";
+import { openPostgresStore } from "../../lib/relay/store/postgres-store.ts";
+import type { RelayStore } from "../../lib/relay/store/index.ts";
+import { waitFor } from "./wait-for.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+
+export interface Replica {
+  id: string;
+  port: number;
+  /** http://127.0.0.1:PORT: this replica alone, past the front. */
+  url: string;
+  proc: Subprocess;
+  log(): string;
+}
+
+export interface ReplicaStack {
+  /** The front (the "load balancer"): the relay's public URL, what agents dial. */
+  publicUrl: string;
+  replicas: Replica[];
+  replica(id: string): Replica;
+  /** The shared database, for checks and grants. */
+  store: RelayStore;
+  /** `arcrelay ARGS --database-url URL` */
+  arcrelay(args: string[]): { code: number; stdout: string; stderr: string };
+  /** Registers `cluster` and starts its agent (in this process) through the front, steered to replica `via`; resolves once `via` holds its tunnel. */
+  startAgent(cluster: string, kubeconfig: string, via: string): Promise<void>;
+  /** The replica holding `cluster`'s tunnel, per the database. */
+  holderOf(cluster: string): Promise<string | undefined>;
+  userToken(user: string, groups?: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Starts `ids.length` replicas at once on the (empty) database at `databaseUrl` (they migrate it
+ * once and all come up) and the front. Throws with a replica's log when one does not get ready in 30 s.
+ */
+export async function startReplicaStack(opts: { databaseUrl: string; ids?: string[] }): Promise<ReplicaStack> {
+  const dir = await mkdtemp(join(tmpdir(), "arc-replicas-"));
+  const agentStop = new AbortController();
+  let replicas: Replica[] = [];
+  let steer: string | undefined;
+  const front = net.createServer((client) => {
+    const live = replicas.filter((r) => r.proc.exitCode === null && !r.proc.killed);
+    const chosen = live.find((r) => r.id === steer) ?? live[0];
+    if (!chosen) return client.destroy();
+    const backend = net.connect(chosen.port, "127.0.0.1");
+    client.pipe(backend).pipe(client);
+    client.on("error", () => backend.destroy());
+    backend.on("error", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
+  const publicUrl = `http://127.0.0.1:${(front.address() as net.AddressInfo).port}`;
+
+  const startReplica = async (id: string): Promise<Replica> => {
+    const [port, internal] = [await freePort(), await freePort()];
+    const log: string[] = [];
+    const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--insecure-http", "--public-url", publicUrl,
+      "--data-dir", join(dir, id), "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug"], {
+      cwd: ROOT, env: { ...process.env, ARC_DATABASE_URL: opts.databaseUrl }, stdout: "pipe", stderr: "pipe",
+    });
+    for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
+      void (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of stream) log.push(decoder.decode(chunk));
+      })();
+    }
+    const replica: Replica = { id, port, proc, url: `http://127.0.0.1:${port}`, log: () => log.join("") };
+    await waitFor(`replica ${id} to answer /readyz`, async () => {
+      if (proc.exitCode !== null) throw new Error(`replica ${id} exited (${proc.exitCode}):\n${replica.log()}`);
+      return (await fetch(`${replica.url}/readyz`).catch(() => undefined))?.ok === true;
+    }, 30_000);
+    return replica;
+  };
+  replicas = await Promise.all((opts.ids ?? ["r1", "r2", "r3"]).map(startReplica));
+  const store = await openPostgresStore(opts.databaseUrl);
+  const arcrelay = (args: string[]) => {
+    const proc = Bun.spawnSync([process.execPath, "cmd/arcrelay.ts", ...args, "--database-url", opts.databaseUrl], { cwd: ROOT });
+    return { code: proc.exitCode ?? -1, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+  };
+  const holderOf = async (cluster: string) => (await store.listPresence(new Date())).find((p) => p.cluster === cluster)?.replicaId;
+  return {
+    publicUrl,
+    replicas,
+    replica: (id) => replicas.find((r) => r.id === id)!,
+    store,
+    arcrelay,
+    holderOf,
+    async startAgent(cluster, kubeconfig, via) {
+      const added = arcrelay(["cluster", "add", cluster]);
+      if (added.code !== 0) throw new Error(`cluster add ${cluster}: ${added.stderr}`);
+      steer = via;
+      void runAgent({
+        relay: createRelayConnection(publicUrl), cluster, keyStore: createFileKeyStore(join(dir, "agents", cluster)), enrollToken: added.stdout.trim().split("\n").at(-1)!,
+        upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: silentLogger, signal: agentStop.signal, drainTimeoutMs: 1_000,
+      });
+      try {
+        await waitFor(`cluster ${cluster}'s tunnel on ${via}`, async () => (await holderOf(cluster)) === via, 20_000);
+      } finally {
+        steer = undefined;
+      }
+    },
+    async userToken(user, groups = []) {
+      return (await loadStoredIssuer(store, publicUrl)).signUserToken({ user, groups });
+    },
+    async stop() {
+      agentStop.abort();
+      for (const r of replicas) r.proc.kill("SIGKILL");
+      await Promise.all(replicas.map((r) => r.proc.exited));
+      front.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
