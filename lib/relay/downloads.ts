@@ -40,7 +40,18 @@ export interface DownloadCatalog {
  * restart the relay after changing the folder (a client that then gets other bytes refuses them).
  * Throws ConfigError when `dir` cannot be read or holds no binary at all.
  */
-export async function loadDownloadCatalog(opts: { dir: string; dataDir: string; relay: string; relayVersion: string; logger: Logger }): Promise<DownloadCatalog> {
+export async function loadDownloadCatalog(opts: {
+  dir: string;
+  dataDir: string;
+  relay: string;
+  relayVersion: string;
+  logger: Logger;
+  /**
+   * Replicas keep the key in their database (setting `downloads.signing-key`), not in each one's
+   * data dir: every replica must sign with the key users pinned.
+   */
+  sharedSettings?: { getSetting(k: string): Promise<string | undefined>; setSettingIfAbsent(k: string, v: string): Promise<string> };
+}): Promise<DownloadCatalog> {
   const entries = await readdir(opts.dir, { withFileTypes: true }).catch((error: Error) => {
     throw new ConfigError(`--downloads-dir ${opts.dir}: ${error.message}`, { cause: error });
   });
@@ -65,7 +76,7 @@ export async function loadDownloadCatalog(opts: { dir: string; dataDir: string; 
   if (files.length === 0) {
     throw new ConfigError(`--downloads-dir ${opts.dir} holds no binaries; lay it out as 'bun run build:all' writes dist/ (<os>-<arch>/arcproxy)`);
   }
-  const key = await loadSigningKey(opts.dataDir);
+  const key = await loadSigningKey(opts.dataDir, opts.sharedSettings);
   const document: DownloadsDocument = { relay: opts.relay, version, issuedAt: new Date().toISOString(), files: files.map((f) => f.entry) };
   const signed = await new CompactSign(new TextEncoder().encode(serializeDownloadsDocument(document)))
     .setProtectedHeader({ alg: "EdDSA", typ: DOWNLOADS_JWS_TYPE, kid: key.publicJwk.kid })
@@ -85,13 +96,22 @@ async function sha256OfFile(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** Loads the relay's downloads key from the data dir, creating it on first use (exclusive create: two relays starting at once agree). */
-async function loadSigningKey(dataDir: string) {
-  const path = join(dataDir, SIGNING_KEY_FILE);
-  let text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return undefined;
-    throw new ConfigError(`cannot read the downloads signing key ${path}: ${error.message}`, { cause: error });
-  });
+/** The replicas' downloads key, when they share a database. */
+const SIGNING_KEY_SETTING = "downloads.signing-key";
+
+/**
+ * Loads the relay's downloads key from the data dir (or the replicas' shared settings), creating
+ * it on first use (exclusive create, or insert-if-absent: relays starting at once agree).
+ */
+async function loadSigningKey(dataDir: string, shared?: { getSetting(k: string): Promise<string | undefined>; setSettingIfAbsent(k: string, v: string): Promise<string> }) {
+  const path = shared ? `the database setting ${SIGNING_KEY_SETTING}` : join(dataDir, SIGNING_KEY_FILE);
+  let text = shared
+    ? (await shared.getSetting(SIGNING_KEY_SETTING)) ??
+      (await shared.setSettingIfAbsent(SIGNING_KEY_SETTING, JSON.stringify(await exportJWK((await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true })).privateKey))))
+    : await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw new ConfigError(`cannot read the downloads signing key ${path}: ${error.message}`, { cause: error });
+    });
   if (text === undefined) {
     const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
     const jwk = await exportJWK(privateKey);

@@ -270,7 +270,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   try {
     audit = opts.auditLog ? await openAuditLog({ ...opts.auditLog, logger }) : undefined;
     downloads = opts.downloadsDir
-      ? await loadDownloadCatalog({ dir: opts.downloadsDir, dataDir: opts.dataDir, relay: url, relayVersion: opts.version ?? "dev", logger })
+      ? await loadDownloadCatalog({ dir: opts.downloadsDir, dataDir: opts.dataDir, relay: url, relayVersion: opts.version ?? "dev", logger, ...(opts.databaseUrl ? { sharedSettings: store } : {}) })
       : undefined;
     metricsServer = opts.metricsListen ? await startMetricsServer({ ...opts.metricsListen, registry: metrics.registry, logger }) : undefined;
   } catch (error) {

@@ -115,6 +115,7 @@ describe("the relay chart", () => {
     [["--set", "tls.existingSecret=t"], "publicUrl is required"],
     [["--set", "publicUrl=https://r.example.com"], "tls.existingSecret is required"],
     [["--set", "publicUrl=http://r.example.com", "--set", "tls.existingSecret=t"], "must start with https://"],
+    [["--set", "publicUrl=https://r.example.com", "--set", "tls.existingSecret=t", "--set", "replicaCount=3"], "replicaCount above 1 needs database.existingSecret"],
   ])("refuses bad values with a message that says what to set (%j)", async (args, message) => {
     const r = await runHelm(["template", "rel", RELAY, ...args], { dir });
     expect(r.code).not.toBe(0);
@@ -129,6 +130,26 @@ describe("the relay chart", () => {
     expect(pod.containers[0].livenessProbe.httpGet).toEqual({ path: "/livez", port: "https", scheme: "HTTPS" });
     expect(pod.securityContext.fsGroup).toBe(65532);
     expect(docs.find((d) => d.kind === "PersistentVolumeClaim")).toMatchObject({ metadata: { annotations: { "helm.sh/resource-policy": "keep" } } });
+  });
+});
+
+describe("the relay chart with replicas on PostgreSQL", () => {
+  test("runs replicaCount pods that read the database URL from the Secret, name themselves by pod, reach each other by pod IP, and roll one at a time", async () => {
+    const docs = await render(RELAY, [...RELAY_VALUES, "--set", "database.existingSecret=arcrelay-db", "--set", "replicaCount=3"]);
+    const deployment = docs.find((d) => d.kind === "Deployment")!;
+    expect(deployment.spec!.replicas).toBe(3);
+    expect(deployment.spec!.strategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    const container = deployment.spec!.template.spec.containers[0];
+    expect(container.args).toEqual(expect.arrayContaining(["--replica-id", "$(POD_NAME)", "--internal-listen", "0.0.0.0:8444", "--internal-url", "https://$(POD_IP):8444"]));
+    expect(container.env).toEqual(expect.arrayContaining([
+      { name: "ARC_DATABASE_URL", valueFrom: { secretKeyRef: { name: "arcrelay-db", key: "url" } } },
+      { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    ]));
+    // The password never appears in the pod spec's arguments.
+    expect(container.args.join(" ")).not.toContain("postgres://");
+    expect(container.ports).toEqual(expect.arrayContaining([{ name: "internal", containerPort: 8444, protocol: "TCP" }]));
+    // No claim: the state is in the database, and one ReadWriteOnce volume could not serve three pods.
+    expect(docs.find((d) => d.kind === "PersistentVolumeClaim")).toBeUndefined();
   });
 });
 

@@ -116,6 +116,31 @@ describe("relay replicas on one PostgreSQL", () => {
   });
 });
 
+test("replicas serving downloads sign with one key, kept in the database, so a pinned key holds on every replica", async () => {
+  const { startRelay } = await import("../../../lib/relay/index.ts");
+  const { silentLogger } = await import("../../../lib/observe/index.ts");
+  const { mkdtemp, mkdir, rm, writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "arc-replica-downloads-"));
+  await mkdir(join(dir, "dist", "linux-amd64"), { recursive: true });
+  await writeFile(join(dir, "dist", "linux-amd64", "arcproxy"), "#!/bin/sh\necho arcproxy\n");
+  const db = await pg.createDatabase();
+  const start = (n: number) => startRelay({
+    host: "127.0.0.1", port: 0, dataDir: join(dir, `r${n}`), databaseUrl: db.url, publicUrl: "https://relay.example.com", replicaId: `r${n}`,
+    internalListen: { host: "127.0.0.1", port: 0 }, downloadsDir: join(dir, "dist"), logger: silentLogger,
+  });
+  const [a, b] = await Promise.all([start(1), start(2)]);
+  try {
+    expect(a.downloads?.publicKeySha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(b.downloads?.publicKeySha256).toBe(a.downloads!.publicKeySha256);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await db.drop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("arcrelay's admin commands work on the replicas' PostgreSQL (--database-url, or ARC_DATABASE_URL)", async () => {
   const db = await pg.createDatabase();
   const { join } = await import("node:path");
