@@ -1,0 +1,173 @@
+// Relay replicas on PostgreSQL (issue 12): the cost of the forwarded hop, three replicas against one,
+// relay memory per idle agent, and database queries per second while agents sit idle.
+//
+//   bun bench/replicas-bench.ts hop                    # forwarded vs local: p50/p99, and req/s of 1 vs 3 replicas
+//   bun bench/replicas-bench.ts idle --agents 1000     # relay RSS per idle agent, database queries/s
+//   bun bench/replicas-bench.ts idle --agents 10000
+//
+// Real parts: a PostgreSQL 15 (Debian's, started here as the tests start it) and arcrelay
+// processes run from source; agents run in this process (as bench/tunnel-bench.ts does), as does
+// the load generator. Results go in bench/BENCHMARKS.md with the command and the machine.
+import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { SQL } from "bun";
+import { createFileKeyStore, loadUpstream, runAgent } from "../lib/agent/index.ts";
+import { createRelayConnection } from "../lib/client/index.ts";
+import { silentLogger } from "../lib/observe/index.ts";
+import { addCluster } from "../lib/relay/index.ts";
+import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
+import { startPostgres } from "../test/support/postgres.ts";
+import { startReplicaStack, type ReplicaStack } from "../test/support/replica-stack.ts";
+import { waitFor } from "../test/support/wait-for.ts";
+
+const mode = process.argv[2] ?? "hop";
+const agentsArg = process.argv.indexOf("--agents");
+const AGENTS = agentsArg > 0 ? Number(process.argv[agentsArg + 1]) : 1000;
+
+const upstream = http.createServer((_req, res) => {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end('{"kind":"Status","status":"Success"}');
+});
+await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+const dir = await mkdtemp(join(tmpdir(), "arc-replicas-bench-"));
+const kubeconfig = join(dir, "kubeconfig");
+await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${(upstream.address() as { port: number }).port}`, userName: "agent", user: { token: "bench" } });
+const pg = await startPostgres();
+const db = await pg.createDatabase();
+let stack: ReplicaStack | undefined;
+console.log(`# ${new Date().toISOString()} mode=${mode} load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+
+try {
+  if (mode === "hop") await hop();
+  else if (mode === "idle") await idle();
+  else throw new Error(`unknown mode ${mode}: hop or idle`);
+} finally {
+  await stack?.stop();
+  upstream.close();
+  await db.drop();
+  await pg.stop();
+  await rm(dir, { recursive: true, force: true });
+}
+console.log(`# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+process.exit(0);
+
+async function hop(): Promise<void> {
+  stack = await startReplicaStack({ databaseUrl: db.url });
+  // One cluster per replica, so "three replicas" can also mean three tunnels each served where it lives.
+  for (const [cluster, via] of [["c1", "r1"], ["c2", "r2"], ["c3", "r3"]] as const) {
+    await stack.startAgent(cluster, kubeconfig, via);
+    await stack.store.addGrant({ principal: "user:bench", cluster, role: "cluster-user" });
+  }
+  const token = await stack.userToken("bench");
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const get = (port: number, cluster: string) => new Promise<void>((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: `/v1/clusters/${cluster}/k8s/api`, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      res.resume();
+      res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
+    });
+    req.on("error", reject);
+  });
+  const port = (id: string) => stack!.replica(id).port;
+
+  // Sequential latency, interleaved: local (r1 holds c1) then forwarded (r2 -> r1), round after round.
+  const samples: Record<string, number[]> = { local: [], forwarded: [] };
+  for (let i = 0; i < 200; i++) await get(port("r1"), "c1"); // warm-up: connections, token caches, JIT
+  for (let i = 0; i < 200; i++) await get(port("r2"), "c1");
+  for (let round = 0; round < 6; round++) {
+    for (const [name, via] of [["local", "r1"], ["forwarded", "r2"]] as const) {
+      for (let i = 0; i < 500; i++) {
+        const t = performance.now();
+        await get(port(via), "c1");
+        samples[name]!.push(performance.now() - t);
+      }
+    }
+  }
+  const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!;
+  for (const [name, xs] of Object.entries(samples)) console.log(`sequential ${name}: p50 ${(pct(xs, 0.5) * 1000).toFixed(0)} us, p99 ${(pct(xs, 0.99) * 1000).toFixed(0)} us (${xs.length} requests)`);
+  console.log(`forwarded hop adds: p50 ${((pct(samples.forwarded!, 0.5) - pct(samples.local!, 0.5)) * 1000).toFixed(0)} us, p99 ${((pct(samples.forwarded!, 0.99) - pct(samples.local!, 0.99)) * 1000).toFixed(0)} us`);
+
+  // Throughput, concurrency 32 for 5 s each, interleaved and repeated.
+  const rate = async (targets: [number, string][]) => {
+    let done = 0;
+    let next = 0;
+    const until = performance.now() + 5_000;
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (performance.now() < until) {
+        const [p, c] = targets[next++ % targets.length]!;
+        await get(p, c);
+        done++;
+      }
+    }));
+    return done / 5;
+  };
+  const scenarios: Record<string, [number, string][]> = {
+    "one replica: users and the tunnel on r1": [[port("r1"), "c1"]],
+    "three replicas, users spread over them, each cluster's tunnel where its users land": [[port("r1"), "c1"], [port("r2"), "c2"], [port("r3"), "c3"]],
+    "three replicas, users spread over them, every request forwarded once": [[port("r2"), "c1"], [port("r3"), "c2"], [port("r1"), "c3"]],
+  };
+  const rates: Record<string, number[]> = {};
+  for (let round = 0; round < 3; round++) {
+    for (const [name, targets] of Object.entries(scenarios)) (rates[name] ??= []).push(await rate(targets));
+  }
+  for (const [name, xs] of Object.entries(rates)) console.log(`c=32 ${name}: ${xs.map((x) => x.toFixed(0)).join(", ")} req/s`);
+}
+
+async function idle(): Promise<void> {
+  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"] });
+  const relay = stack.replica("r1");
+  const rssOf = async (pid: number) => Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 10_000));
+  await settle();
+  const before = await rssOf(relay.proc.pid);
+  console.log(`relay RSS with no agent: ${(before / 1048576).toFixed(1)} MiB`);
+
+  const tokens: string[] = [];
+  for (let i = 0; i < AGENTS; i++) tokens.push((await addCluster(stack.store, `idle-${i}`)).token);
+  let connected = 0;
+  const stop = new AbortController();
+  const started = performance.now();
+  // At most 16 agents enrolling at once: all come from one address, whose authentications the relay
+  // verifies 20 at a time (64 more queued); the bench is about idle tunnels, not an enrollment storm.
+  for (let i = 0; i < AGENTS; i += 16) {
+    const batch = tokens.slice(i, i + 16).map((token, j) => new Promise<void>((resolve) => {
+      let first = true;
+      void runAgent({
+        relay: createRelayConnection(stack!.publicUrl), cluster: `idle-${i + j}`, keyStore: createFileKeyStore(join(dir, "agents", `idle-${i + j}`)), enrollToken: token,
+        upstream: loadUpstream({ kubeconfig }), agentVersion: "bench", logger: silentLogger, signal: stop.signal,
+        onState: (state) => {
+          if (state === "connected" && first) {
+            first = false;
+            connected++;
+            resolve();
+          }
+        },
+      });
+    }));
+    await Promise.all(batch);
+  }
+  console.log(`${connected} agents connected in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  await waitFor("every tunnel recorded", async () => (await stack!.store.listPresence(new Date())).length === AGENTS, 120_000);
+  await settle();
+  const after = await rssOf(relay.proc.pid);
+  console.log(`relay RSS with ${AGENTS} idle agents: ${(after / 1048576).toFixed(1)} MiB; per agent ${((after - before) / AGENTS / 1024).toFixed(1)} KiB`);
+
+  // Statements the database ran, from its own counters, over one minute of idleness (two heartbeats at least).
+  const sql = new SQL(db.url, { max: 1 });
+  const name = new URL(db.url).pathname.slice(1);
+  const counters = async () => {
+    const [row] = (await sql`SELECT xact_commit + xact_rollback AS xacts, tup_returned + tup_fetched AS reads FROM pg_stat_database WHERE datname = ${name}`) as { xacts: string; reads: string }[];
+    return { xacts: Number(row!.xacts), reads: Number(row!.reads) };
+  };
+  await sql`SELECT pg_stat_clear_snapshot()`;
+  const t0 = await counters();
+  const windowS = 60;
+  await new Promise((resolve) => setTimeout(resolve, windowS * 1000));
+  await sql`SELECT pg_stat_clear_snapshot()`;
+  const t1 = await counters();
+  // Our own two counter reads and two snapshot clears are transactions too.
+  console.log(`database transactions per second with ${AGENTS} idle agents: ${((t1.xacts - t0.xacts - 4) / windowS).toFixed(2)} (over ${windowS} s)`);
+  await sql.close();
+  stop.abort();
+}
