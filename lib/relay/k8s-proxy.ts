@@ -19,6 +19,7 @@ import type { ClusterActivity } from "./activity.ts";
 import type { ReplicaSet } from "./replica-set.ts";
 import type { AgentTunnel } from "./tunnel-registry.ts";
 import type { ReplicaRecord } from "./store/index.ts";
+import { firstDefined } from "./first-defined.ts";
 import { ReplicaMissed, forwardToReplica, forwardUpgradeToReplica, type ReplicaForwardTarget } from "./replica-forward.ts";
 
 export interface ClusterApiProxy {
@@ -147,9 +148,10 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         return await send(route);
       } catch (error) {
         if (!(error instanceof ReplicaMissed) || route.kind !== "replica" || !canReroute || attempt >= MAX_REROUTES) throw error;
-        if (error.unreachable) deps.replicas?.unreachable(route.target.holder);
+        // Unreachable or draining: not routed to again until its record changes or expires.
+        if (error.unreachable || error.draining) deps.replicas?.unreachable(route.target.holder);
         deps.logger.info("routing a request again: the replica that held the tunnel is gone or moved it", {
-          cluster: route.target.cluster, requestId: route.target.requestId, replica: route.target.holder.replicaId, unreachable: error.unreachable,
+          cluster: route.target.cluster, requestId: route.target.requestId, replica: route.target.holder.replicaId, unreachable: error.unreachable, draining: error.draining,
         });
         const found = await findRoute(route.target.cluster, gone);
         if (!found) throw error;
@@ -240,22 +242,6 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       }
     },
   };
-}
-
-/** The first promise to resolve with a value; undefined once all resolved without one. */
-function firstDefined<T>(promises: Promise<T | undefined>[]): Promise<T | undefined> {
-  return new Promise((resolve) => {
-    let left = promises.length;
-    if (left === 0) resolve(undefined);
-    for (const p of promises) {
-      void p.then((value) => {
-        if (value !== undefined) resolve(value);
-        else if (--left === 0) resolve(undefined);
-      }, () => {
-        if (--left === 0) resolve(undefined);
-      });
-    }
-  });
 }
 
 function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {

@@ -237,7 +237,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       const listenOn = opts.internalListen ?? { host: "0.0.0.0", port: DEFAULT_INTERNAL_PORT };
       const cert = await createSelfSignedCertificate({ commonName: `arcrelay replica ${replicaId}`, hosts: [new URL(opts.internalUrl ?? defaultInternalUrl(listenOn)).hostname.replace(/^\[|\]$/g, "")], validityMs: 10 * 365 * 86_400_000 });
       internal = await startReplicaEndpoint({
-        ...listenOn, certPem: cert.certPem, keyPem: cert.keyPem, secret: replicas.secret, registry, drain, logger: opts.logger,
+        ...listenOn, certPem: cert.certPem, keyPem: cert.keyPem, secret: replicas.secret, registry, drain, logger: opts.logger, replicas,
         agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
       });
       const internalUrl = opts.internalUrl ?? defaultInternalUrl(internal.listening);

@@ -11,7 +11,9 @@ import { isClusterApiTarget, parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
 import { markNotForwarded } from "./not-forwarded.ts";
 import { forwardHttpRequest, forwardUpgrade, type ForwardTarget } from "./tunnel-forward.ts";
-import type { TunnelRegistry } from "./tunnel-registry.ts";
+import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
+import type { ReplicaSet } from "./replica-set.ts";
+import { firstDefined } from "./first-defined.ts";
 
 export interface ReplicaEndpoint {
   /** https://HOST:PORT as bound (the port resolved when 0 was asked for). */
@@ -31,6 +33,8 @@ export interface ReplicaEndpointOptions {
   logger: Logger;
   /** How long a forwarded request waits for a tunnel that is reconnecting to this replica (ms). */
   agentWaitMs: number;
+  /** Ends that wait at once when the cluster's tunnel turns up on another replica. */
+  replicas: Pick<ReplicaSet, "waitForHolder">;
 }
 
 /**
@@ -39,8 +43,9 @@ export interface ReplicaEndpointOptions {
  * (else 401 Status), and target `/v1/clusters/{cluster}/k8s/...`; the headers are the ones the
  * user-facing replica passed (replicaRequestHeaders checks them again), the user was authenticated
  * and authorized there, and the agent verifies the user's token once more. A cluster whose tunnel
- * is not here (within `agentWaitMs`) is answered 503 with REPLICA_MISS_HEADER, so the sender routes
- * again. Resolves once listening; throws naming the address when it is taken.
+ * is not here (within `agentWaitMs`, or sooner once another replica holds it) is answered 503 with
+ * REPLICA_MISS_HEADER `absent`, and every request while this replica drains with `draining`, so
+ * the sender routes again (around this replica, when draining). Resolves once listening; throws naming the address when it is taken.
  */
 export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promise<ReplicaEndpoint> {
   const expected = createHash("sha256").update(opts.secret).digest();
@@ -61,8 +66,15 @@ export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promis
     const url = req.url ?? "/";
     if (!isClusterApiTarget(url)) throw new NotFound(`no internal endpoint at ${url.split("?")[0]}`);
     const { cluster, kubePath } = parseClusterApiTarget(url);
-    const entry = opts.drain.draining ? undefined : await opts.registry.waitFor(cluster, opts.agentWaitMs);
-    if (!entry) throw new ReplicaMiss(`this replica does not hold cluster "${cluster}"'s tunnel (request id ${requestId})`);
+    if (opts.drain.draining) throw new ReplicaMiss(`this replica is stopping (request id ${requestId})`, "draining");
+    // The tunnel may be reconnecting to this replica, or moving to another: whichever comes first.
+    const stop = new AbortController();
+    const found = opts.registry.get(cluster) ?? await firstDefined<AgentTunnel | "moved">([
+      opts.registry.waitFor(cluster, opts.agentWaitMs, stop.signal),
+      opts.replicas.waitForHolder(cluster, opts.agentWaitMs, stop.signal).then((holder) => (holder ? "moved" : undefined)),
+    ]).finally(() => stop.abort());
+    if (!found || found === "moved") throw new ReplicaMiss(`this replica does not hold cluster "${cluster}"'s tunnel (request id ${requestId})`, "absent");
+    const entry = found;
     return { tunnel: entry.tunnel, cluster, requestId, path: kubePath, headers: replicaRequestHeaders(req.rawHeaders) };
   }
 
@@ -75,7 +87,7 @@ export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promis
         const watch = isWatchRequest(req.method, req.url ?? "");
         await forwardHttpRequest(target, req, res, watch ? { endWatch: opts.drain.watchEnd } : {});
       } catch (error) {
-        if (error instanceof ReplicaMiss && !res.headersSent) res.setHeader(protocol.REPLICA_MISS_HEADER, "true");
+        if (error instanceof ReplicaMiss && !res.headersSent) res.setHeader(protocol.REPLICA_MISS_HEADER, error.why);
         markNotForwarded(res, error);
         if (!res.headersSent) writeStatusResponse(res, error, requestId);
       } finally {
@@ -93,7 +105,7 @@ export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promis
         await forwardUpgrade(target, req, socket, head);
       } catch (error) {
         if (error instanceof ReplicaMiss && socket.writable) {
-          socket.end(`HTTP/1.1 503 Service Unavailable\r\n${protocol.REPLICA_MISS_HEADER}: true\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+          socket.end(`HTTP/1.1 503 Service Unavailable\r\n${protocol.REPLICA_MISS_HEADER}: ${error.why}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
         } else {
           writeStatusToSocket(socket, error, requestId);
         }
@@ -120,5 +132,9 @@ export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promis
   };
 }
 
-/** Not held here: the sender routes again. */
-class ReplicaMiss extends AgentNotConnected {}
+/** Not held here (`absent`), or this replica is stopping (`draining`): the sender routes again. */
+class ReplicaMiss extends AgentNotConnected {
+  constructor(message: string, readonly why: "absent" | "draining") {
+    super(message);
+  }
+}

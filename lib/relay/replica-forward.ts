@@ -33,10 +33,14 @@ export interface ReplicaForwardTarget {
  * the request can be routed again. `unreachable` says the replica itself did not answer.
  */
 export class ReplicaMissed extends AgentNotConnected {
-  constructor(message: string, readonly unreachable: boolean, options?: { cause?: unknown }) {
+  /** `draining`: the replica is stopping, and its tunnels are moving to the others. */
+  constructor(message: string, readonly unreachable: boolean, options?: { cause?: unknown; draining?: boolean }) {
     // Nothing reached an agent: a client may send it again, once the tunnel is found again.
-    super(message, { ...options, retryAfterSeconds: 1 });
+    super(message, { ...(options?.cause !== undefined ? { cause: options.cause } : {}), retryAfterSeconds: 1 });
+    this.draining = options?.draining ?? false;
   }
+
+  readonly draining: boolean;
 }
 
 const agents = new Map<string, https.Agent>();
@@ -114,10 +118,12 @@ function exchange(target: ReplicaForwardTarget, request: ClientRequest, upgrade:
     });
     const onHead = (response: IncomingMessage, socket?: Duplex, head?: Buffer) => {
       settle();
-      if (response.headers[protocol.REPLICA_MISS_HEADER] !== undefined) {
+      const miss = response.headers[protocol.REPLICA_MISS_HEADER];
+      if (miss !== undefined) {
         response.resume();
         socket?.destroy();
-        reject(new ReplicaMissed(`${where} no longer holds it (request id ${target.requestId})`, false));
+        const draining = miss === "draining";
+        reject(new ReplicaMissed(`${where} ${draining ? "is stopping" : "no longer holds it"} (request id ${target.requestId})`, false, { draining }));
         return;
       }
       resolve({ response, ...(socket ? { socket, head: head ?? Buffer.alloc(0) } : {}) });

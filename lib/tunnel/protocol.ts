@@ -56,7 +56,8 @@ export const IMPERSONATE_HEADER = "x-arc-impersonate";
  */
 export const REPLICA_SECRET_HEADER = "x-arc-replica-secret";
 /**
- * Replica -> replica, on a 503: "I do not hold this cluster's tunnel (any more)"; nothing reached
- * an agent, and the replica that asked routes the request again.
+ * Replica -> replica, on a 503: `absent` ("I do not hold this cluster's tunnel, any more") or
+ * `draining` ("I am stopping"); nothing reached an agent, and the replica that asked routes the
+ * request again (around a draining one).
  */
 export const REPLICA_MISS_HEADER = "x-arc-replica-miss";
