@@ -115,7 +115,7 @@ async function hop(): Promise<void> {
 }
 
 async function idle(): Promise<void> {
-  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"] });
+  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"], direct: true });
   const relay = stack.replica("r1");
   const rssOf = async (pid: number) => Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
   const settle = () => new Promise((resolve) => setTimeout(resolve, 10_000));

@@ -98,7 +98,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     liveness: opts.liveness,
     onState: (state, reason) => {
       opts.metrics?.tunnelConnected.set(state === "connected" ? 1 : 0);
-      if (state === "connected") opts.metrics?.tunnelConnects.inc();
+      if (state === "connected") {
+        opts.metrics?.tunnelConnects.inc();
+        opts.relay.closeIdle();
+      }
       else opts.metrics?.tunnelDisconnects.inc({ reason: reason ?? "closed" });
       opts.onState?.(state);
     },

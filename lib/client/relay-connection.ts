@@ -20,6 +20,12 @@ export interface RelayConnection {
    * tunnel's WebSocket); undefined when direct (node then opens a fresh socket itself).
    */
   dedicatedAgent(): http.Agent | undefined;
+  /**
+   * Closes the pool's idle keep-alive sockets (requests in flight keep theirs). An agent calls it
+   * once its tunnel is up: its few JSON calls are over, and at 10,000 agents an idle socket each
+   * doubled the relay's connections until its keep-alive timeout (65 s) closed them.
+   */
+  closeIdle(): void;
   /** Closes pooled sockets. */
   close(): void;
 }
@@ -42,6 +48,10 @@ export function createRelayConnection(relay: string | RelayUrl, tls: RelayTls = 
     ...(proxy ? { proxy: describeProxy(proxy) } : {}),
     agent,
     dedicatedAgent: () => proxyAgentFor(url.base, { keepAlive: false, ca: proxyCa }),
+    closeIdle() {
+      // http.Agent#freeSockets (Node's documented pool of idle sockets, by host); Bun keeps it too.
+      for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+    },
     close: () => agent.destroy(),
   };
 }

@@ -145,9 +145,11 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
   async function dispatch(route: Route, send: (route: Route) => Promise<void>, canReroute: boolean, gone: AbortSignal): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
+        if (route.kind === "replica") deps.metrics?.replicaForwards.inc({ outcome: "forwarded" });
         return await send(route);
       } catch (error) {
         if (!(error instanceof ReplicaMissed) || route.kind !== "replica" || !canReroute || attempt >= MAX_REROUTES) throw error;
+        deps.metrics?.replicaForwards.inc({ outcome: "rerouted" });
         // Unreachable or draining: not routed to again until its record changes or expires.
         if (error.unreachable || error.draining) deps.replicas?.unreachable(route.target.holder);
         deps.logger.info("routing a request again: the replica that held the tunnel is gone or moved it", {

@@ -28,6 +28,8 @@ export interface RelayMetrics {
   bytes: Counter<"direction">;
   activeStreams: Gauge<"kind">;
   agentWaits: Counter<"outcome">;
+  /** Requests sent on to the replica holding the tunnel, by outcome: forwarded, rerouted (the holder was gone or moved it). */
+  replicaForwards: Counter<"outcome">;
   authenticationFailures: Counter<"reason">;
   storeOperationDuration: Histogram<"operation">;
 }
@@ -58,6 +60,10 @@ export function createRelayMetrics(opts: { tunnels: () => number; processMetrics
     bytes: new Counter({ name: "arcrelay_request_bytes_total", help: "Bytes of request and response bodies and upgraded streams, by direction (in: from users, out: to users).", labelNames: ["direction"], registers }),
     activeStreams: new Gauge({ name: "arcrelay_active_streams", help: "Requests and upgrades in flight, by kind.", labelNames: ["kind"], registers }),
     agentWaits: new Counter({ name: "arcrelay_agent_waits_total", help: "Requests that waited for a cluster's agent to connect, by outcome (connected, timeout).", labelNames: ["outcome"], registers }),
+    replicaForwards: new Counter({
+      name: "arcrelay_replica_forwards_total", help: "Requests sent on to the replica holding the cluster's tunnel, by outcome (forwarded; rerouted: that replica was gone or had moved the tunnel).",
+      labelNames: ["outcome"], registers,
+    }),
     authenticationFailures: new Counter({ name: "arcrelay_authentication_failures_total", help: "Refused credentials, by reason (unauthorized, rate_limited).", labelNames: ["reason"], registers }),
     storeOperationDuration: new Histogram({
       name: "arcrelay_store_operation_duration_seconds", help: "Latency of store operations, by operation.",

@@ -53,7 +53,16 @@ async function freePort(): Promise<number> {
  * Starts `ids.length` replicas at once on the (empty) database at `databaseUrl` (they migrate it
  * once and all come up) and the front. Throws with a replica's log when one does not get ready in 30 s.
  */
-export async function startReplicaStack(opts: { databaseUrl: string; ids?: string[] }): Promise<ReplicaStack> {
+export async function startReplicaStack(opts: {
+  databaseUrl: string;
+  ids?: string[];
+  /**
+   * One replica, reached directly (its own URL is the public URL): for the idle-agents benchmark,
+   * where the front's two sockets per connection would exceed this machine's 20,000 file descriptors.
+   */
+  direct?: boolean;
+}): Promise<ReplicaStack> {
+  if (opts.direct && (opts.ids?.length ?? 3) !== 1) throw new Error("startReplicaStack: direct works with one replica only");
   const dir = await mkdtemp(join(tmpdir(), "arc-replicas-"));
   const agentStop = new AbortController();
   let replicas: Replica[] = [];
@@ -68,10 +77,11 @@ export async function startReplicaStack(opts: { databaseUrl: string; ids?: strin
     backend.on("error", () => client.destroy());
   });
   await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
-  const publicUrl = `http://127.0.0.1:${(front.address() as net.AddressInfo).port}`;
+  const directPort = opts.direct ? await freePort() : undefined;
+  const publicUrl = `http://127.0.0.1:${directPort ?? (front.address() as net.AddressInfo).port}`;
 
   const startReplica = async (id: string): Promise<Replica> => {
-    const [port, internal] = [await freePort(), await freePort()];
+    const [port, internal] = [directPort ?? await freePort(), await freePort()];
     const log: string[] = [];
     const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--insecure-http", "--public-url", publicUrl,
       "--data-dir", join(dir, id), "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug"], {
