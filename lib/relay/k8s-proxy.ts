@@ -153,7 +153,8 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
         // Unreachable or draining: not routed to again until its record changes or expires.
         if (error.unreachable || error.draining) deps.replicas?.unreachable(route.target.holder);
         deps.logger.info("routing a request again: the replica that held the tunnel is gone or moved it", {
-          cluster: route.target.cluster, requestId: route.target.requestId, replica: route.target.holder.replicaId, unreachable: error.unreachable, draining: error.draining,
+          cluster: route.target.cluster, requestId: route.target.requestId, replica: route.target.holder.replicaId, internalUrl: route.target.holder.internalUrl,
+          unreachable: error.unreachable, draining: error.draining,
         });
         const found = await findRoute(route.target.cluster, gone);
         if (!found) throw error;

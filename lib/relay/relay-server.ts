@@ -236,8 +236,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       replicas = await createReplicaSet({ store, feed, replicaId, logger: opts.logger });
       const listenOn = opts.internalListen ?? { host: "0.0.0.0", port: DEFAULT_INTERNAL_PORT };
       const cert = await createSelfSignedCertificate({ commonName: `arcrelay replica ${replicaId}`, hosts: [new URL(opts.internalUrl ?? defaultInternalUrl(listenOn)).hostname.replace(/^\[|\]$/g, "")], validityMs: 10 * 365 * 86_400_000 });
+      // The second check of a forwarded request: the same verifier and grants, no per-address budget
+      // (the address is the other replica's; the first replica spent the user's).
+      const internalAccess = createUserAccess({
+        store, feed, bindAudienceToCluster: opts.bindAudienceToCluster ?? false,
+        verifyUserToken: (token) => verifier.verifyUserToken(token),
+        cachedIdentity: (token) => verifier.cachedIdentity(token),
+      });
       internal = await startReplicaEndpoint({
         ...listenOn, certPem: cert.certPem, keyPem: cert.keyPem, secret: replicas.secret, registry, drain, logger: opts.logger, replicas,
+        authorize: async (headers, cluster) => {
+          await internalAccess.authorize(await internalAccess.authenticate(headers), cluster, "cluster-user");
+        },
         agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
       });
       const internalUrl = opts.internalUrl ?? defaultInternalUrl(internal.listening);

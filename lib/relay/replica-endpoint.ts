@@ -35,14 +35,20 @@ export interface ReplicaEndpointOptions {
   agentWaitMs: number;
   /** Ends that wait at once when the cluster's tunnel turns up on another replica. */
   replicas: Pick<ReplicaSet, "waitForHolder">;
+  /**
+   * Checks the user's token and grant again (the sending replica did already), so that the
+   * replicas' secret alone, should it leak, opens no cluster to someone without a grant. Throws
+   * Unauthorized or Forbidden, answered as a Status.
+   */
+  authorize(headers: IncomingMessage["headers"], cluster: string): Promise<void>;
 }
 
 /**
  * Listens on `host:port` with TLS (the replica's self-signed certificate, which other replicas
  * pin from the database). Every request must carry REPLICA_SECRET_HEADER with the shared secret
  * (else 401 Status), and target `/v1/clusters/{cluster}/k8s/...`; the headers are the ones the
- * user-facing replica passed (replicaRequestHeaders checks them again), the user was authenticated
- * and authorized there, and the agent verifies the user's token once more. A cluster whose tunnel
+ * user-facing replica passed (replicaRequestHeaders checks them again); the user's token and grant
+ * are checked again here (`authorize`), and the agent verifies the token once more. A cluster whose tunnel
  * is not here (within `agentWaitMs`, or sooner once another replica holds it) is answered 503 with
  * REPLICA_MISS_HEADER `absent`, and every request while this replica drains with `draining`, so
  * the sender routes again (around this replica, when draining). Resolves once listening; throws naming the address when it is taken.
@@ -53,9 +59,13 @@ export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promis
     const offered = firstHeader(req.headers[protocol.REPLICA_SECRET_HEADER]) ?? "";
     return timingSafeEqual(createHash("sha256").update(offered).digest(), expected);
   };
-  const server = https.createServer({ cert: opts.certPem, key: opts.keyPem, maxHeaderSize: MAX_REQUEST_HEADER_BYTES });
+  // Room for what the public port accepts (MAX_REQUEST_HEADER_BYTES) plus what the sending replica
+  // adds: a request under the public limit must never be refused here (it would look like a dead replica).
+  const server = https.createServer({ cert: opts.certPem, key: opts.keyPem, maxHeaderSize: 2 * MAX_REQUEST_HEADER_BYTES });
   server.requestTimeout = 0; // watches and exec sessions last as long as the user wants
   server.headersTimeout = 60_000;
+  // Longer than the senders' 30 s idle timeout, so the sender closes an idle connection first (no keep-alive race).
+  server.keepAliveTimeout = 65_000;
 
   async function route(req: IncomingMessage): Promise<ForwardTarget> {
     const requestId = requestIdOf(req.headers);
@@ -66,6 +76,7 @@ export async function startReplicaEndpoint(opts: ReplicaEndpointOptions): Promis
     const url = req.url ?? "/";
     if (!isClusterApiTarget(url)) throw new NotFound(`no internal endpoint at ${url.split("?")[0]}`);
     const { cluster, kubePath } = parseClusterApiTarget(url);
+    await opts.authorize(req.headers, cluster);
     if (opts.drain.draining) throw new ReplicaMiss(`this replica is stopping (request id ${requestId})`, "draining");
     // The tunnel may be reconnecting to this replica, or moving to another: whichever comes first.
     const stop = new AbortController();

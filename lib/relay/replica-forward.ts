@@ -14,8 +14,10 @@ import type { ReplicaRecord } from "./store/index.ts";
 const REPLICA_HEAD_TIMEOUT_MS = timeouts.RESPONSE_HEADERS_TIMEOUT_MS + 5_000;
 /** A TLS connection to another replica is up within this, or the replica counts as unreachable (ms). */
 const REPLICA_CONNECT_TIMEOUT_MS = 3_000;
-/** Idle keep-alive connections to one replica are closed after this (ms). */
+/** Idle keep-alive connections to one replica are closed after this (ms); below the endpoint's own 65 s. */
 const REPLICA_KEEP_ALIVE_MS = 30_000;
+/** Methods whose repetition changes nothing (RFC 9110 9.2.1). */
+const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export interface ReplicaForwardTarget {
   holder: ReplicaRecord;
@@ -86,8 +88,9 @@ function openRequest(target: ReplicaForwardTarget, method: string, extra: Header
  * the tunnel, UpstreamTimeout past REPLICA_HEAD_TIMEOUT_MS, BadGateway when it failed after the
  * request reached it.
  */
-function exchange(target: ReplicaForwardTarget, request: ClientRequest, upgrade: boolean): Promise<{ response: IncomingMessage; socket?: Duplex; head?: Buffer }> {
-  const where = `replica "${target.holder.replicaId}" (${target.holder.internalUrl}), which holds cluster "${target.cluster}"'s tunnel`;
+function exchange(target: ReplicaForwardTarget, request: ClientRequest, upgrade: boolean, method: string): Promise<{ response: IncomingMessage; socket?: Duplex; head?: Buffer }> {
+  // Users read this: the replica's name, never its internal address (logged by the caller).
+  const where = `relay replica "${target.holder.replicaId}", which holds cluster "${target.cluster}"'s tunnel,`;
   return new Promise((resolve, reject) => {
     let connected = false;
     const connectTimer = setTimeout(() => {
@@ -108,9 +111,10 @@ function exchange(target: ReplicaForwardTarget, request: ClientRequest, upgrade:
     });
     request.once("error", (error: NodeJS.ErrnoException) => {
       settle();
-      // Before the TLS handshake ended, or on a reused connection the other side had just closed
-      // (Node's reusedSocket race), the request never reached the replica's handler.
-      if (!connected || (request.reusedSocket && error.code === "ECONNRESET")) {
+      // Before the TLS handshake ended, the request never reached the replica. A reset on a reused
+      // connection is Node's keep-alive race (the replica closed it just then) or the replica
+      // dying with the request in hand: sent again only when that is harmless (RFC 9110 9.2.1).
+      if (!connected || (request.reusedSocket && error.code === "ECONNRESET" && SAFE_METHODS.has(method))) {
         reject(new ReplicaMissed(`${where} cannot be reached (${error.code ?? error.message}) (request id ${target.requestId})`, true, { cause: error }));
       } else {
         reject(new BadGateway(`${where} dropped the request before answering (request id ${target.requestId}); retry`, { cause: error }));
@@ -161,7 +165,7 @@ export async function forwardToReplica(target: ReplicaForwardTarget, req: Incomi
   }
   let response: IncomingMessage;
   try {
-    ({ response } = await exchange(target, request, false));
+    ({ response } = await exchange(target, request, false, req.method ?? "GET"));
   } catch (error) {
     req.unpipe(request);
     res.off("close", gone);
@@ -193,7 +197,7 @@ export async function forwardUpgradeToReplica(target: ReplicaForwardTarget, req:
   request.end();
   let result: Awaited<ReturnType<typeof exchange>>;
   try {
-    result = await exchange(target, request, true);
+    result = await exchange(target, request, true, req.method ?? "GET");
   } catch (error) {
     socket.off("close", gone);
     throw error;

@@ -15,11 +15,14 @@ export interface ReplicaSet {
   holderOf(cluster: string): Promise<ReplicaRecord | undefined>;
   /** Waits up to `timeoutMs` for another replica to take `cluster`'s tunnel; undefined on timeout or abort. */
   waitForHolder(cluster: string, timeoutMs: number, signal?: AbortSignal): Promise<ReplicaRecord | undefined>;
-  /** A forward found `holder` unreachable: it is not routed to again until its record changes or expires. */
+  /** A forward found `holder` unreachable (or stopping): it is not routed to for UNREACHABLE_BACKOFF_MS, or until its record changes or expires. */
   unreachable(holder: ReplicaRecord): void;
   /** Live replicas, this one included (at least 1); refreshed on every replica change and resync. */
   size(): number;
 }
+
+/** A replica that could not be reached is tried again after this (ms). */
+export const UNREACHABLE_BACKOFF_MS = 5_000;
 
 /** The shared secret's settings key; made with 256 random bits on the first start of any replica. */
 export const REPLICA_SECRET_SETTING = "replica.secret";
@@ -32,8 +35,10 @@ export async function createReplicaSet(opts: { store: RelayStore; feed: ChangeFe
   const now = opts.now ?? Date.now;
   const secret = await opts.store.setSettingIfAbsent(REPLICA_SECRET_SETTING, Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url"));
   const holders = new Map<string, Promise<ReplicaRecord | undefined>>();
-  // Replica endpoints a forward could not reach, until that replica's record is written again or expires.
-  const dead = new Map<string, ReplicaRecord>();
+  // Replica endpoints a forward could not reach, and until when they are left alone: a new record
+  // of that replica, its expiry, or UNREACHABLE_BACKOFF_MS, after which it is tried again (it may
+  // only have been busy; heartbeats notify nothing, so a live replica would otherwise stay shunned).
+  const dead = new Map<string, { holder: ReplicaRecord; until: number }>();
   const waiters = new Map<string, Set<() => void>>();
   let live = 1;
 
@@ -65,7 +70,8 @@ export async function createReplicaSet(opts: { store: RelayStore; feed: ChangeFe
   const usable = (holder: ReplicaRecord | undefined) => {
     if (!holder || holder.replicaId === opts.replicaId || holder.expiresAt.getTime() <= now()) return undefined;
     const gone = dead.get(holder.replicaId);
-    if (gone && gone.internalUrl === holder.internalUrl && gone.certificatePem === holder.certificatePem) return undefined;
+    if (gone && gone.until > now() && gone.holder.internalUrl === holder.internalUrl && gone.holder.certificatePem === holder.certificatePem) return undefined;
+    if (gone) dead.delete(holder.replicaId);
     return holder;
   };
 
@@ -110,7 +116,7 @@ export async function createReplicaSet(opts: { store: RelayStore; feed: ChangeFe
       });
     },
     unreachable(holder) {
-      dead.set(holder.replicaId, holder);
+      dead.set(holder.replicaId, { holder, until: Math.min(holder.expiresAt.getTime(), now() + UNREACHABLE_BACKOFF_MS) });
       holders.clear();
       opts.logger.warn("a replica's internal endpoint cannot be reached; routing around it until it is back or expires", {
         replicaId: holder.replicaId, internalUrl: holder.internalUrl, expiresAt: holder.expiresAt.toISOString(),

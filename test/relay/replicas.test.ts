@@ -164,6 +164,20 @@ describe("the internal endpoint", () => {
     expect(res.status).toBe(401);
     expect(await res.text()).toContain("internal endpoint");
   });
+
+  test("with the replicas' secret, a user still needs a valid token and a grant: the secret alone opens no cluster", async () => {
+    const internal = /"internalUrl":"(https:\/\/[^"]+)"/.exec(replica("r1").log())![1]!;
+    const secret = (await stack.store.getSetting("replica.secret"))!;
+    const bob = await stack.userToken("bob");
+    const call = (token: string) => fetch(`${internal}/v1/clusters/c1/k8s/api/who`, {
+      headers: { authorization: `Bearer ${token}`, "x-arc-replica-secret": secret }, tls: { rejectUnauthorized: false },
+    } as RequestInit);
+    const refused = await call(bob);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { message: string }).message).toContain('user "bob" has no cluster-user access to cluster "c1"');
+    expect((await call("not-a-token")).status).toBe(401);
+    expect((await call(alice)).status).toBe(200);
+  });
 });
 
 describe("the built-in issuer's key, shared and rotated", () => {

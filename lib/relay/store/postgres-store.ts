@@ -89,6 +89,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
      WHEN (OLD.replica_id IS DISTINCT FROM NEW.replica_id) EXECUTE FUNCTION arc_notify_change('cluster');
    CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE ON settings FOR EACH ROW EXECUTE FUNCTION arc_notify_change('key');
    CREATE TRIGGER replicas_changed AFTER INSERT OR DELETE ON replicas FOR EACH ROW EXECUTE FUNCTION arc_notify_change('replica_id');`,
+  // 5: TRUNCATE fires no row trigger: a statement-level one per table, told without a key ("all of it").
+  `CREATE TRIGGER clusters_truncated AFTER TRUNCATE ON clusters FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();
+   CREATE TRIGGER grants_truncated AFTER TRUNCATE ON grants FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();
+   CREATE TRIGGER presence_truncated AFTER TRUNCATE ON presence FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();
+   CREATE TRIGGER settings_truncated AFTER TRUNCATE ON settings FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();
+   CREATE TRIGGER replicas_truncated AFTER TRUNCATE ON replicas FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();`,
 ];
 
 const CHANGE_TABLES: ReadonlySet<string> = new Set(["clusters", "grants", "presence", "settings", "replicas"]);
@@ -98,7 +104,9 @@ function parseChange(payload: string): StoreChange {
   try {
     const parsed = JSON.parse(payload) as { table?: unknown; key?: unknown };
     if (typeof parsed.table === "string" && CHANGE_TABLES.has(parsed.table)) {
-      return { table: parsed.table as StoreChange["table"], ...(typeof parsed.key === "string" ? { key: parsed.key } : {}) };
+      if (typeof parsed.key === "string") return { table: parsed.table as StoreChange["table"], key: parsed.key };
+      // A table told without a row (grants always; any table on TRUNCATE): every row may have changed.
+      return parsed.table === "grants" ? { table: "grants" } : { table: "*" };
     }
   } catch {
     // not ours: fall through
@@ -356,11 +364,12 @@ function createPostgresStore(sql: SQL): RelayStore {
   };
 }
 
-/** The URL without its password, for messages. */
+/** The URL without its password (user info, or libpq's `password` parameter), for messages. */
 function describeUrl(url: string): string {
   try {
     const parsed = new URL(url);
     parsed.password = "";
+    for (const name of [...parsed.searchParams.keys()]) if (/pass/i.test(name)) parsed.searchParams.set(name, "***");
     return parsed.toString();
   } catch {
     return "(an unparsable --database-url)";

@@ -4,6 +4,8 @@ import { SQL } from "bun";
 import { openPostgresStore } from "../../../lib/relay/store/postgres-store.ts";
 import { startPostgres, type RunningPostgres } from "../../support/postgres.ts";
 import { describeStoreContract } from "./store-contract.ts";
+import type { StoreChange } from "../../../lib/relay/store/index.ts";
+import { waitFor } from "../../support/wait-for.ts";
 
 setDefaultTimeout(30_000);
 let pg: RunningPostgres;
@@ -37,7 +39,7 @@ describe("postgres store shared by replicas", () => {
     const db = await pg.createDatabase();
     const stores = await Promise.all(Array.from({ length: 6 }, () => openPostgresStore(db.url)));
     try {
-      expect(await stores[0]!.getSetting("schema_version")).toBe("4");
+      expect(await stores[0]!.getSetting("schema_version")).toBe("5");
       await stores[1]!.addCluster("shared");
       expect((await stores[5]!.getCluster("shared"))?.name).toBe("shared");
     } finally {
@@ -60,12 +62,37 @@ describe("postgres store shared by replicas", () => {
     }
   });
 
+  test("TRUNCATE, which fires no row trigger, still reaches every replica's change feed", async () => {
+    const db = await pg.createDatabase();
+    const [writer, watcher] = await Promise.all([openPostgresStore(db.url), openPostgresStore(db.url)]);
+    const seen: StoreChange[] = [];
+    const stop = await watcher.watchChanges((change) => seen.push(change));
+    try {
+      const sql = new SQL(db.url, { max: 1 });
+      await sql`TRUNCATE grants`;
+      await sql`TRUNCATE clusters CASCADE`;
+      await sql.close();
+      await waitFor("both truncations told", () => seen.some((c) => c.table === "grants") && seen.some((c) => c.table === "*"));
+    } finally {
+      await stop();
+      await Promise.all([writer.close(), watcher.close()]);
+      await db.drop();
+    }
+  });
+
+  test("a password given as a URL parameter never appears in an error either", async () => {
+    const error = await openPostgresStore("postgres://arc@127.0.0.1:1/none?password=hunter2-secret&sslmode=disable").catch((e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain("opening relay store");
+    expect((error as Error).message).not.toContain("hunter2-secret");
+  });
+
   test("a database written by a newer relay is refused with what to do; the password never appears", async () => {
     const db = await pg.createDatabase();
     const store = await openPostgresStore(db.url);
     await store.setSetting("schema_version", "99");
     await store.close();
-    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (4): upgrade arcrelay");
+    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (5): upgrade arcrelay");
     const wrong = db.url.replace("postgres@", "postgres:s3cret-pw@").replace(/:(\d+)\//, ":1/");
     const error = (await openPostgresStore(wrong).then(() => new Error("opened"), (e: unknown) => e)) as Error;
     expect(error.message).toContain("opening relay store postgres://postgres@127.0.0.1:1/");

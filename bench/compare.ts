@@ -1,0 +1,334 @@
+// cluster-connect against the tunnels people use today, side by side on this machine, with one
+// upstream and one load generator (issue 13).
+//
+//   bun bench/compare.ts               every path, every scenario, 3 interleaved rounds (A B C A B C)
+//   bun bench/compare.ts --rounds 5
+//   bun bench/compare.ts --smoke       each scenario once, small (what the test suite runs)
+//   bun bench/compare.ts --only direct,ours,chisel
+//
+// Paths: direct to the upstream; arcproxy -> arcrelay -> arcagent (compiled binaries, each its own
+// process); the relay directly with a user token (the exec-plugin path); chisel (server --reverse,
+// client R:), frp (frps + frpc tcp proxy), konnectivity (apiserver-network-proxy server in
+// http-connect mode + agent). The peers are built from their Go modules at the versions pinned in
+// bench/peers/go.mod; the upstream (HTTPS) and the load generator are the Go programs in
+// bench/compare/. Results (medians, ranges, ratios to direct, load average) go to stdout, and as
+// JSON to --json FILE.
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { homedir, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { parse } from "yaml";
+import { buildBinaries } from "../scripts/build.ts";
+import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
+import { waitFor } from "../test/support/wait-for.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const argv = process.argv.slice(2);
+const flag = (name: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const SMOKE = argv.includes("--smoke");
+const ROUNDS = SMOKE ? 1 : Number(flag("--rounds") ?? 3);
+const ALL_PATHS = ["direct", "ours", "relay", "chisel", "frp", "konnectivity"] as const;
+type PathName = (typeof ALL_PATHS)[number];
+const ONLY = (flag("--only")?.split(",") ?? [...ALL_PATHS]) as PathName[];
+for (const p of ONLY) if (!ALL_PATHS.includes(p)) throw new Error(`--only: unknown path ${p} (${ALL_PATHS.join(", ")})`);
+const BULK_BYTES = SMOKE ? 4 << 20 : 256 << 20;
+
+/** The scenarios, as loadgen arguments; smoke mode runs each once, small. */
+const SCENARIOS: Record<string, string[]> = {
+  "c=1": ["-mode", "latency", "-n", SMOKE ? "50" : "2000", "-warmup", SMOKE ? "10" : "200"],
+  "c=16": ["-mode", "rate", "-c", "16", "-duration", SMOKE ? "500ms" : "5s", "-warmup", SMOKE ? "10" : "200"],
+  "c=64": ["-mode", "rate", "-c", "64", "-duration", SMOKE ? "500ms" : "5s", "-warmup", SMOKE ? "10" : "200"],
+  bulk: ["-mode", "bulk", "-url-path", `/bulk?bytes=${BULK_BYTES}`],
+};
+
+interface LoadResult {
+  mode: string;
+  requests: number;
+  errors: number;
+  p50_us?: number;
+  p99_us?: number;
+  rps?: number;
+  mb_per_s?: number;
+  first_error?: string;
+}
+
+/** One way from the load generator to the upstream: its URL and what the load generator needs. */
+interface Path {
+  name: PathName;
+  url: string;
+  ca?: string;
+  bearer?: string;
+  connectVia?: string;
+  procs: Subprocess[];
+}
+
+const work = await mkdtemp(join(tmpdir(), "arc-compare-"));
+const procs: Subprocess[] = [];
+const logs = new Map<Subprocess, string[]>();
+
+function start(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Subprocess {
+  const proc = Bun.spawn(cmd, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdout: "pipe", stderr: "pipe" });
+  const log: string[] = [];
+  logs.set(proc, log);
+  for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) log.push(decoder.decode(chunk));
+    })();
+  }
+  procs.push(proc);
+  return proc;
+}
+const logOf = (proc: Subprocess) => (logs.get(proc) ?? []).join("").slice(-3000);
+
+async function freePort(below = 65536): Promise<number> {
+  for (;;) {
+    const port = below < 65536 ? 20000 + Math.floor(Math.random() * (below - 20000)) : 0;
+    const server = net.createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (!ok) continue;
+    const chosen = (server.address() as net.AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
+    return chosen;
+  }
+}
+
+async function listening(port: number, what: string, proc: Subprocess, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`${what} on port ${port}`, async () => {
+    if (proc.exitCode !== null) throw new Error(`${what} exited (${proc.exitCode}):\n${logOf(proc)}`);
+    return new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+  }, timeoutMs);
+}
+
+/** Builds the Go programs (ours and the peers) once per version of their sources, in ~/.cache. */
+async function buildGo(): Promise<Record<string, string>> {
+  const hash = createHash("sha256");
+  for (const dir of ["bench/compare", "bench/peers"]) {
+    for (const file of (await readdir(join(ROOT, dir), { recursive: true })).sort()) {
+      if (file.endsWith(".go") || file.endsWith("go.mod") || file.endsWith("go.sum")) hash.update(file).update(await readFile(join(ROOT, dir, file)));
+    }
+  }
+  const out = join(homedir(), ".cache", "cluster-connect", "bench", hash.digest("hex").slice(0, 16));
+  const programs: Record<string, [dir: string, pkg: string]> = {
+    loadgen: ["bench/compare", "./loadgen"],
+    upstream: ["bench/compare", "./upstream"],
+    chisel: ["bench/peers", "github.com/jpillora/chisel"],
+    frps: ["bench/peers", "github.com/fatedier/frp/cmd/frps"],
+    frpc: ["bench/peers", "github.com/fatedier/frp/cmd/frpc"],
+    "proxy-server": ["bench/peers", "sigs.k8s.io/apiserver-network-proxy/cmd/server"],
+    "proxy-agent": ["bench/peers", "sigs.k8s.io/apiserver-network-proxy/cmd/agent"],
+  };
+  const need = (name: string) =>
+    name === "loadgen" || name === "upstream" ||
+    (ONLY.includes("chisel") && name === "chisel") || (ONLY.includes("frp") && name.startsWith("frp")) || (ONLY.includes("konnectivity") && name.startsWith("proxy-"));
+  await mkdir(out, { recursive: true });
+  const paths: Record<string, string> = {};
+  for (const [name, [dir, pkg]] of Object.entries(programs)) {
+    if (!need(name)) continue;
+    paths[name] = join(out, name);
+    if (existsSync(paths[name])) continue;
+    const started = performance.now();
+    const built = Bun.spawnSync(["go", "build", "-trimpath", "-o", paths[name], pkg], {
+      cwd: join(ROOT, dir),
+      // The peers' own modules, at the pinned versions; konnectivity's module is not in the checksum database.
+      env: { ...process.env, GOFLAGS: "-mod=mod", GONOSUMDB: "sigs.k8s.io/apiserver-network-proxy", CGO_ENABLED: "0" },
+      stdout: "pipe", stderr: "pipe",
+    });
+    if (built.exitCode !== 0) throw new Error(`go build ${pkg} failed:\n${built.stderr.toString()}`);
+    console.error(`# built ${name} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  }
+  return paths;
+}
+
+/** arcproxy, arcrelay and arcagent: compiled (full runs), or from source (smoke: nothing to compile). */
+async function ourBinaries(): Promise<Record<"arcproxy" | "arcrelay" | "arcagent", string[]>> {
+  if (SMOKE) {
+    return { arcproxy: [process.execPath, "cmd/arcproxy.ts"], arcrelay: [process.execPath, "cmd/arcrelay.ts"], arcagent: [process.execPath, "cmd/arcagent.ts"] };
+  }
+  const outDir = join(work, "dist");
+  const built = await buildBinaries({ outDir, log: (line) => console.error(`# ${line}`) });
+  const path = (name: string) => [built.find((b) => b.name === name)!.path];
+  return { arcproxy: path("arcproxy"), arcrelay: path("arcrelay"), arcagent: path("arcagent") };
+}
+
+async function startPaths(go: Record<string, string>, upstreamPort: number, upstreamCa: string): Promise<Path[]> {
+  const paths: Path[] = [];
+  const upstream = `https://127.0.0.1:${upstreamPort}`;
+  if (ONLY.includes("direct")) paths.push({ name: "direct", url: upstream, ca: upstreamCa, procs: [] });
+
+  if (ONLY.includes("ours") || ONLY.includes("relay")) {
+    const bin = await ourBinaries();
+    const relayPort = await freePort();
+    const relayUrl = `http://127.0.0.1:${relayPort}`;
+    const dataDir = join(work, "relay");
+    const relay = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0"]);
+    await listening(relayPort, "arcrelay", relay);
+    const cliOutput = (args: string[]) => {
+      const r = Bun.spawnSync([...bin.arcrelay, ...args, "--data-dir", dataDir], { cwd: ROOT });
+      if (r.exitCode !== 0) throw new Error(`arcrelay ${args.join(" ")}: ${r.stderr.toString()}`);
+      return r.stdout.toString();
+    };
+    const cli = (args: string[]) => cliOutput(args).trim().split("\n").at(-1)!;
+    const enroll = cli(["cluster", "add", "bench"]);
+    cli(["grant", "add", "--principal", "user:bench", "--cluster", "bench"]);
+    const token = cli(["token", "create", "--user", "bench", "--ttl", "12h"]);
+    const kubeconfig = join(work, "agent.kubeconfig");
+    await writeKubeconfig(kubeconfig, { server: upstream, caFile: upstreamCa, userName: "agent", user: { token: "bench" } });
+    const agent = start([...bin.arcagent, "--relay", relayUrl, "--cluster", "bench", "--state-dir", join(work, "agent"), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn"]);
+    await waitFor("the agent's tunnel", () => cliOutput(["cluster", "list", "-o", "json"]).includes('"connected"'), 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}\n${logOf(agent)}`);
+    });
+    if (ONLY.includes("relay")) paths.push({ name: "relay", url: `${relayUrl}/v1/clusters/bench/k8s`, bearer: token, procs: [relay, agent] });
+    if (ONLY.includes("ours")) {
+      const ready = join(work, "arcproxy.ready");
+      const out = join(work, "arcproxy.kubeconfig");
+      const proxy = start([...bin.arcproxy, "--relay", relayUrl, "--cluster", "bench", "--port", "0", "--token", token, "--kubeconfig-out", out, "--ready-file", ready]);
+      await waitFor("arcproxy's ready file", () => existsSync(ready), 30_000).catch((error: Error) => {
+        throw new Error(`${error.message}\n${logOf(proxy)}`);
+      });
+      const config = parse(await readFile(out, "utf8")) as { clusters: { cluster: { server: string; "certificate-authority-data": string } }[]; users: { user: { token: string } }[] };
+      const ca = join(work, "arcproxy-ca.pem");
+      await writeFile(ca, Buffer.from(config.clusters[0]!.cluster["certificate-authority-data"], "base64"));
+      paths.push({ name: "ours", url: config.clusters[0]!.cluster.server, ca, bearer: config.users[0]!.user.token, procs: [proxy, relay, agent] });
+    }
+  }
+
+  if (ONLY.includes("chisel")) {
+    const [serverPort, localPort] = [await freePort(), await freePort()];
+    const server = start([go.chisel!, "server", "--host", "127.0.0.1", "--port", String(serverPort), "--reverse"]);
+    await listening(serverPort, "chisel server", server);
+    const client = start([go.chisel!, "client", `http://127.0.0.1:${serverPort}`, `R:127.0.0.1:${localPort}:127.0.0.1:${upstreamPort}`]);
+    await listening(localPort, "chisel's reverse port", client);
+    paths.push({ name: "chisel", url: `https://127.0.0.1:${localPort}`, ca: upstreamCa, procs: [server, client] });
+  }
+
+  if (ONLY.includes("frp")) {
+    const [bindPort, remotePort] = [await freePort(), await freePort()];
+    await writeFile(join(work, "frps.toml"), `bindAddr = "127.0.0.1"\nbindPort = ${bindPort}\nlog.level = "warn"\n`);
+    await writeFile(join(work, "frpc.toml"), `serverAddr = "127.0.0.1"\nserverPort = ${bindPort}\nlog.level = "warn"\n\n[[proxies]]\nname = "bench"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = ${upstreamPort}\nremotePort = ${remotePort}\n`);
+    const server = start([go.frps!, "-c", join(work, "frps.toml")]);
+    await listening(bindPort, "frps", server);
+    const client = start([go.frpc!, "-c", join(work, "frpc.toml")]);
+    await listening(remotePort, "frp's remote port", client);
+    paths.push({ name: "frp", url: `https://127.0.0.1:${remotePort}`, ca: upstreamCa, procs: [server, client] });
+  }
+
+  if (ONLY.includes("konnectivity")) {
+    // It refuses ports in the ephemeral range (above 49151).
+    const ports: number[] = [];
+    for (let i = 0; i < 5; i++) ports.push(await freePort(49151));
+    const [agentPort, adminPort, healthPort, agentAdmin, agentHealth] = ports as [number, number, number, number, number];
+    const cert = join(work, "konnectivity.crt");
+    const key = join(work, "konnectivity.key");
+    const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+      "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { stderr: "pipe" });
+    if (made.exitCode !== 0) throw new Error(`openssl: ${made.stderr.toString()}`);
+    const socket = join(work, "konnectivity.sock");
+    const server = start([go["proxy-server"]!, "--mode=http-connect", `--uds-name=${socket}`, "--server-port=0", "--delete-existing-uds-file",
+      `--cluster-cert=${cert}`, `--cluster-key=${key}`, "--agent-bind-address=127.0.0.1", `--agent-port=${agentPort}`,
+      `--admin-port=${adminPort}`, `--health-port=${healthPort}`, "--health-bind-address=127.0.0.1", "--v=0"]);
+    await listening(agentPort, "konnectivity server", server);
+    const agent = start([go["proxy-agent"]!, `--ca-cert=${cert}`, "--proxy-server-host=127.0.0.1", `--proxy-server-port=${agentPort}`,
+      `--admin-server-port=${agentAdmin}`, `--health-server-port=${agentHealth}`, "--health-server-host=127.0.0.1", "--v=0"]);
+    await listening(agentHealth, "konnectivity agent", agent);
+    // The agent's health port answers before its tunnel is up: wait for a request to get through.
+    await waitFor("a request through konnectivity", async () => (await runLoad({ name: "konnectivity", url: upstream, ca: upstreamCa, connectVia: `unix:${socket}`, procs: [] }, ["-mode", "latency", "-n", "1", "-warmup", "0"]).catch(() => undefined))?.requests === 1, 30_000);
+    paths.push({ name: "konnectivity", url: upstream, ca: upstreamCa, connectVia: `unix:${socket}`, procs: [server, agent] });
+  }
+  return paths;
+}
+
+let loadgen = "";
+async function runLoad(path: Path, args: string[]): Promise<LoadResult> {
+  const urlPath = args.includes("-url-path") ? args[args.indexOf("-url-path") + 1]! : "/";
+  const rest = args.filter((_, i) => args[i] !== "-url-path" && args[i - 1] !== "-url-path");
+  const cmd = [loadgen, "-url", path.url.replace(/\/$/, "") + urlPath, ...rest,
+    ...(path.ca ? ["-ca", path.ca] : []), ...(path.bearer ? ["-bearer", path.bearer] : []), ...(path.connectVia ? ["-connect-via", path.connectVia] : [])];
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`loadgen on ${path.name} failed: ${err.trim()}`);
+  return JSON.parse(out) as LoadResult;
+}
+
+/** CPU seconds (user + system) the path's own processes have used so far. */
+async function cpuSeconds(path: Path): Promise<number> {
+  let ticks = 0;
+  for (const proc of path.procs) {
+    const fields = (await readFile(`/proc/${proc.pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / 100;
+}
+async function rssMiB(path: Path): Promise<number[]> {
+  return Promise.all(path.procs.map(async (proc) => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${proc.pid}/status`, "utf8"))![1]) / 1024));
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const range = (xs: number[], digits = 0) => (xs.length === 1 ? xs[0]!.toFixed(digits) : `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`);
+
+try {
+  console.log(`# ${new Date().toISOString()} ${SMOKE ? "smoke" : `${ROUNDS} rounds`}; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  const go = await buildGo();
+  loadgen = go.loadgen!;
+  const caFile = join(work, "upstream-ca.pem");
+  const upstreamProc = start([go.upstream!, "-listen", "127.0.0.1:0", "-ca-out", caFile]);
+  await waitFor("the upstream's port", () => (logs.get(upstreamProc) ?? []).join("").includes("\n"), 10_000);
+  const upstreamPort = Number((logs.get(upstreamProc) ?? []).join("").split("\n")[0]);
+  const paths = await startPaths(go, upstreamPort, caFile);
+
+  // results[scenario][path] = one figure per round
+  const results: Record<string, Record<string, number[]>> = {};
+  const p99: Record<string, Record<string, number[]>> = {};
+  const cpu: Record<string, number[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [scenario, args] of Object.entries(SCENARIOS)) {
+      for (const path of paths) {
+        const before = await cpuSeconds(path);
+        const r = await runLoad(path, args);
+        if (r.errors > 0) throw new Error(`${path.name} ${scenario}: ${r.errors} requests failed, the first with: ${r.first_error}`);
+        const figure = scenario === "c=1" ? r.p50_us! : scenario === "bulk" ? r.mb_per_s! : r.rps!;
+        ((results[scenario] ??= {})[path.name] ??= []).push(figure);
+        if (r.p99_us !== undefined) ((p99[scenario] ??= {})[path.name] ??= []).push(r.p99_us);
+        if (scenario === "c=16" && r.requests > 0) (cpu[path.name] ??= []).push(((await cpuSeconds(path)) - before) / r.requests * 10_000);
+      }
+    }
+  }
+
+  const unit: Record<string, string> = { "c=1": "p50 us", "c=16": "req/s", "c=64": "req/s", bulk: "MB/s" };
+  console.log(`\n| path | ${Object.keys(SCENARIOS).map((s) => `${s} ${unit[s]}`).join(" | ")} | c=1 p99 us | CPU s / 10k req (c=16) | RSS MiB |`);
+  console.log(`| --- | ${Object.keys(SCENARIOS).map(() => "---").join(" | ")} | --- | --- | --- |`);
+  const direct = (scenario: string) => results[scenario]?.direct ? median(results[scenario]!.direct!) : undefined;
+  for (const path of paths) {
+    const cells = Object.keys(SCENARIOS).map((scenario) => {
+      const xs = results[scenario]![path.name]!;
+      const base = direct(scenario);
+      const ratio = base && path.name !== "direct" ? ` (${(median(xs) / base).toFixed(2)}x)` : "";
+      return `${range(xs)}${ratio}`;
+    });
+    const rss = path.procs.length ? (await rssMiB(path)).map((m) => m.toFixed(0)).join(" + ") : "";
+    console.log(`| ${path.name} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
+  }
+  console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  const json = flag("--json");
+  if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu }, null, 2));
+} finally {
+  for (const proc of procs) proc.kill("SIGKILL");
+  await Promise.all(procs.map((p) => p.exited));
+  await rm(work, { recursive: true, force: true });
+}
+process.exit(0);

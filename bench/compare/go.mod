@@ -1,0 +1,3 @@
+module github.com/cluster-connect/cluster-connect/bench/compare
+
+go 1.26

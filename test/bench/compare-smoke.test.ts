@@ -1,0 +1,30 @@
+// The comparison benchmark (bench/compare.ts) in its smoke mode: every path and every scenario once,
+// small, so the suite cannot rot. A benchmark, not a timed test: only that each path answered.
+import { expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+// A fresh machine builds the peers from their Go modules first (about 3 minutes on 2 cores).
+setDefaultTimeout(15 * 60_000);
+const ROOT = join(import.meta.dir, "..", "..");
+
+test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "arc-compare-smoke-"));
+  try {
+    const json = join(dir, "results.json");
+    const proc = Bun.spawn([process.execPath, "bench/compare.ts", "--smoke", "--json", json], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    const { results } = JSON.parse(await readFile(json, "utf8")) as { results: Record<string, Record<string, number[]>> };
+    expect(Object.keys(results).sort()).toEqual(["bulk", "c=1", "c=16", "c=64"]);
+    for (const [scenario, byPath] of Object.entries(results)) {
+      expect({ scenario, paths: Object.keys(byPath).sort() }).toEqual({ scenario, paths: ["chisel", "direct", "frp", "konnectivity", "ours", "relay"] });
+      for (const [path, figures] of Object.entries(byPath)) expect({ scenario, path, positive: figures.every((f) => f > 0) }).toEqual({ scenario, path, positive: true });
+    }
+    // The table a reader gets: one row per path.
+    for (const path of ["direct", "ours", "relay", "chisel", "frp", "konnectivity"]) expect(stdout).toContain(`| ${path} |`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
