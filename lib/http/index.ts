@@ -16,3 +16,4 @@ export { isWatchRequest, isJsonContentType, endAtEventBoundary } from "./watch.t
 export { newRequestId, requestIdFrom, requestIdOf } from "./request-id.ts";
 export { createSelfSignedCertificate } from "./self-signed-cert.ts";
 export type { SelfSignedCertificate } from "./self-signed-cert.ts";
+export { onResponseOver, responseOver } from "./response-over.ts";

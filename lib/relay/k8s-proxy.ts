@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, toStatus, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { isWatchRequest, parseImpersonationRequest, relayRequestHeaders, requestIdOf } from "../http/index.ts";
+import { isWatchRequest, onResponseOver, parseImpersonationRequest, relayRequestHeaders, requestIdOf } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
@@ -202,7 +202,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       const gone = abortOnClose(res);
       const watch = isWatchRequest(req.method, req.url ?? "");
       const measure = measureRequest(deps, req, requestId, watch ? "watch" : "request");
-      res.once("close", () => measure.done(res.statusCode));
+      onResponseOver(res, () => measure.done(res.statusCode));
       let release: (() => void) | undefined;
       try {
         const { route, user } = await resolveTarget(req, requestId, gone, measure);

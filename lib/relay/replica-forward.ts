@@ -5,7 +5,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { isIP } from "node:net";
 import { AgentNotConnected, BadGateway, UpstreamTimeout } from "../errors/index.ts";
-import { renderResponseHead, responseHeaders, type HeaderMap } from "../http/index.ts";
+import { renderResponseHead, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
 import { protocol, splice, timeouts } from "../tunnel/index.ts";
 import type { ForwardObserver } from "./tunnel-forward.ts";
 import type { ReplicaRecord } from "./store/index.ts";
@@ -180,7 +180,7 @@ export async function forwardToReplica(target: ReplicaForwardTarget, req: Incomi
   response.once("end", () => res.end());
   response.once("aborted", () => res.destroy());
   response.once("error", () => res.destroy());
-  await new Promise<void>((resolve) => (res.closed ? resolve() : res.once("close", () => resolve())));
+  await responseOver(res);
 }
 
 /**

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
-import { endAtEventBoundary, isJsonContentType, renderResponseHead, responseHeaders, type HeaderMap } from "../http/index.ts";
+import { endAtEventBoundary, isJsonContentType, renderResponseHead, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
 import {
   http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
 } from "../tunnel/index.ts";
@@ -88,7 +88,7 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     if (options.endWatch && isJsonContentType(headers["content-type"])) {
       endAtEventBoundary(stream, res, options.endWatch, () => { if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL); });
     }
-    return new Promise<void>((resolve) => res.once("close", () => resolve()));
+    return responseOver(res);
   }).catch((error: unknown) => {
     req.unpipe(stream);
     markNotForwarded(res, error);
