@@ -12,7 +12,7 @@
 // http-connect mode + agent). The peers are built from their Go modules at the versions pinned in
 // bench/peers/go.mod; the upstream (HTTPS) and the load generator are the Go programs in
 // bench/compare/. Results (medians, ranges, ratios to direct, load average) go to stdout, and as
-// JSON to --json FILE.
+// JSON to --json FILE. BENCH_DEBUG=1 prints the relay's requests in flight before each run.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -177,10 +177,7 @@ async function startPaths(go: Record<string, string>, upstreamPort: number, upst
     const relayUrl = `http://127.0.0.1:${relayPort}`;
     const dataDir = join(work, "relay");
     metricsPort = await freePort();
-    const relay = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0", "--metrics-listen", `127.0.0.1:${metricsPort}`,
-      // One user makes all the load here; at c=64 the relay's per-user count of requests in flight
-      // has been seen to pass 100 (docs/decisions.md), which is a limit for people, not for this.
-      "--max-requests-per-user", "1000"]);
+    const relay = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0", "--metrics-listen", `127.0.0.1:${metricsPort}`]);
     await listening(relayPort, "arcrelay", relay);
     const cliOutput = (args: string[]) => {
       const r = Bun.spawnSync([...bin.arcrelay, ...args, "--data-dir", dataDir], { cwd: ROOT });

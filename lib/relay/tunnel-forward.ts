@@ -68,7 +68,10 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     const bodiless = method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
     const declared = bodiless ? 0 : Number(headers["content-length"] ?? NaN);
     let forwarded = 0;
+    let ended = false;
     const finish = () => {
+      if (ended) return;
+      ended = true;
       const complete = Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed;
       if (complete) res.end();
       else res.destroy();
@@ -78,6 +81,17 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
       options.observe?.bytesOut(chunk.length);
     });
     stream.pipe(res, { end: false });
+    // Registered after pipe's own listener, so the chunk is written first: once the declared length
+    // is all there the response is complete, whenever the agent's END_STREAM (often a frame of its
+    // own) is read. Waiting for it kept the request "in flight" after the client had it all and had
+    // sent its next one: one user's 64 concurrent requests counted past 100.
+    if (Number.isFinite(declared) && declared > 0) {
+      stream.on("data", () => {
+        if (forwarded !== declared || ended) return;
+        stream.unpipe(res);
+        finish();
+      });
+    }
     stream.once("end", finish);
     stream.once("error", () => res.destroy());
     // A reset stream emits only 'close'. (Bun may close a stream that ended cleanly before its
