@@ -115,13 +115,24 @@ async function hop(): Promise<void> {
 }
 
 async function idle(): Promise<void> {
-  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"], direct: true });
+  const metricsPort = await new Promise<number>((resolve) => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    resolve(probe.port);
+    probe.stop(true);
+  });
+  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"], direct: true, relayArgs: ["--metrics-listen", `127.0.0.1:${metricsPort}`] });
   const relay = stack.replica("r1");
+  // The JavaScript heap as the relay's own metrics report it (prom-client's default metrics), beside RSS.
+  const heapMiB = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const used = /^arcrelay_nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1];
+    return used === undefined ? "unknown" : `${(Number(used) / 1048576).toFixed(1)} MiB`;
+  };
   const rssOf = async (pid: number) => Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
   const settle = () => new Promise((resolve) => setTimeout(resolve, 10_000));
   await settle();
   const before = await rssOf(relay.proc.pid);
-  console.log(`relay RSS with no agent: ${(before / 1048576).toFixed(1)} MiB`);
+  console.log(`relay RSS with no agent: ${(before / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
 
   const tokens: string[] = [];
   // WARM agents first, measured apart: what the relay allocates once (its database pool filling,
@@ -157,14 +168,14 @@ async function idle(): Promise<void> {
   await waitFor("the warm-up agents recorded", async () => (await stack!.store.listPresence(new Date())).length === WARM, 60_000);
   await settle();
   warmRss = await rssOf(relay.proc.pid);
-  console.log(`relay RSS with ${WARM} agents (warm): ${(warmRss / 1048576).toFixed(1)} MiB`);
+  console.log(`relay RSS with ${WARM} agents (warm): ${(warmRss / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
   started = performance.now();
   await connect(WARM, AGENTS + WARM);
   console.log(`${connected - WARM} agents connected in ${((performance.now() - started) / 1000).toFixed(1)} s after the warm-up`);
   await waitFor("every tunnel recorded", async () => (await stack!.store.listPresence(new Date())).length === AGENTS + WARM, 120_000);
   await settle();
   const after = await rssOf(relay.proc.pid);
-  console.log(`relay RSS with ${AGENTS + WARM} idle agents: ${(after / 1048576).toFixed(1)} MiB; per agent beyond the warm ${WARM}: ${((after - warmRss) / AGENTS / 1024).toFixed(1)} KiB; per agent over the empty relay: ${((after - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
+  console.log(`relay RSS with ${AGENTS + WARM} idle agents: ${(after / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()}); per agent beyond the warm ${WARM}: ${((after - warmRss) / AGENTS / 1024).toFixed(1)} KiB; per agent over the empty relay: ${((after - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
 
   // Statements the database ran, from its own counters, over one minute of idleness (two heartbeats at least).
   const sql = new SQL(db.url, { max: 1 });

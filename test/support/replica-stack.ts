@@ -61,6 +61,8 @@ export async function startReplicaStack(opts: {
    * where the front's two sockets per connection would exceed this machine's 20,000 file descriptors.
    */
   direct?: boolean;
+  /** More `arcrelay serve` flags for every replica. */
+  relayArgs?: string[];
 }): Promise<ReplicaStack> {
   if (opts.direct && (opts.ids?.length ?? 3) !== 1) throw new Error("startReplicaStack: direct works with one replica only");
   const dir = await mkdtemp(join(tmpdir(), "arc-replicas-"));
@@ -84,7 +86,7 @@ export async function startReplicaStack(opts: {
     const [port, internal] = [directPort ?? await freePort(), await freePort()];
     const log: string[] = [];
     const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--insecure-http", "--public-url", publicUrl,
-      "--data-dir", join(dir, id), "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug"], {
+      "--data-dir", join(dir, id), "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug", ...(opts.relayArgs ?? [])], {
       cwd: ROOT, env: { ...process.env, ARC_DATABASE_URL: opts.databaseUrl }, stdout: "pipe", stderr: "pipe",
     });
     for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
