@@ -27,6 +27,22 @@ import { waitFor } from "../test/support/wait-for.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const argv = process.argv.slice(2);
+const USAGE = `usage: bun bench/compare.ts [--rounds N] [--only PATH,...] [--smoke] [--json FILE]
+  paths: direct, ours (arcproxy -> arcrelay -> arcagent), relay (the relay directly), chisel, frp, konnectivity
+  --smoke: each scenario once, small, our binaries from source: proves the suite runs; its figures mean nothing`;
+if (argv.includes("--help") || argv.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === "--smoke") continue;
+  if (["--rounds", "--only", "--json"].includes(argv[i]!) && argv[i + 1] !== undefined) {
+    i++;
+    continue;
+  }
+  console.error(`unknown or incomplete argument ${JSON.stringify(argv[i])}\n${USAGE}`);
+  process.exit(2);
+}
 const flag = (name: string) => {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : undefined;
@@ -285,11 +301,21 @@ async function rssMiB(path: Path): Promise<number[]> {
   return Promise.all(path.procs.map(async (proc) => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${proc.pid}/status`, "utf8"))![1]) / 1024));
 }
 
+/** What each path is, in the table. */
+const LABEL: Record<PathName, string> = {
+  direct: "direct", ours: "arcproxy -> arcrelay -> arcagent", relay: "arcrelay -> arcagent (user token)",
+  chisel: "chisel", frp: "frp", konnectivity: "konnectivity",
+};
+const PROCESS_NAMES: Record<PathName, string> = {
+  direct: "", ours: "arcproxy + arcrelay + arcagent", relay: "arcrelay + arcagent", chisel: "server + client", frp: "frps + frpc", konnectivity: "server + agent",
+};
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const range = (xs: number[], digits = 0) => (xs.length === 1 ? xs[0]!.toFixed(digits) : `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`);
 
 try {
   console.log(`# ${new Date().toISOString()} ${SMOKE ? "smoke" : `${ROUNDS} rounds`}; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  if (SMOKE) console.log("# smoke: each scenario once and small (4 MiB bulk), arcproxy/arcrelay/arcagent from source, not compiled: the figures only show that every path answered");
   const go = await buildGo();
   loadgen = go.loadgen!;
   const caFile = join(work, "upstream-ca.pem");
@@ -318,7 +344,7 @@ try {
   }
 
   const unit: Record<string, string> = { "c=1": "p50 us", "c=16": "req/s", "c=64": "req/s", bulk: "MB/s" };
-  console.log(`\n| path | ${Object.keys(SCENARIOS).map((s) => `${s} ${unit[s]}`).join(" | ")} | c=1 p99 us | CPU s / 10k req (c=16) | RSS MiB |`);
+  console.log(`\n| path | ${Object.keys(SCENARIOS).map((s) => `${s} ${unit[s]}`).join(" | ")} | c=1 p99 us | CPU s / 10k req (c=16) | RSS MiB (processes) |`);
   console.log(`| --- | ${Object.keys(SCENARIOS).map(() => "---").join(" | ")} | --- | --- | --- |`);
   const direct = (scenario: string) => results[scenario]?.direct ? median(results[scenario]!.direct!) : undefined;
   for (const path of paths) {
@@ -328,8 +354,8 @@ try {
       const ratio = base && path.name !== "direct" ? ` (${(median(xs) / base).toFixed(2)}x)` : "";
       return `${range(xs)}${ratio}`;
     });
-    const rss = path.procs.length ? (await rssMiB(path)).map((m) => m.toFixed(0)).join(" + ") : "";
-    console.log(`| ${path.name} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
+    const rss = path.procs.length ? `${(await rssMiB(path)).map((m) => m.toFixed(0)).join(" + ")} (${PROCESS_NAMES[path.name]})` : "";
+    console.log(`| ${LABEL[path.name]} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
   }
   console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   const json = flag("--json");

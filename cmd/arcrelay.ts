@@ -12,15 +12,11 @@ import { logLevelArgs, parseHostPort, relayTlsArgs, tunnelLiveness, tunnelLivene
 import { formatClusterTable, formatGrantTable } from "./tables.ts";
 import { ConfigError } from "../lib/errors/index.ts";
 
-const dataDirArg = {
-  "data-dir": { type: "string", description: "directory of the relay's embedded store", required: true },
-} as const;
-
 const serve = defineCommand({
   meta: { name: "serve", description: "Run the relay" },
   args: {
     listen: { type: "string", description: "HOST:PORT to listen on", default: "127.0.0.1:8443" },
-    ...dataDirArg,
+    "data-dir": { type: "string", description: "directory of the relay's embedded store (not needed with --database-url)" },
     "public-url": { type: "string", description: "URL users and agents reach (default: from --listen)" },
     "tls-cert": { type: "string", description: "PEM certificate file" },
     "tls-key": { type: "string", description: "PEM private key file" },
@@ -47,6 +43,8 @@ const serve = defineCommand({
     const { host, port } = parseHostPort(args.listen, "--listen");
     if (Boolean(args["tls-cert"]) !== Boolean(args["tls-key"])) throw new ConfigError("--tls-cert and --tls-key go together");
     if (!args["tls-cert"] && !args["insecure-http"]) throw new ConfigError("pass --tls-cert and --tls-key, or --insecure-http on a loopback address");
+    const databaseUrl = args["database-url"] || process.env.ARC_DATABASE_URL || undefined;
+    if (!databaseUrl && !args["data-dir"]) throw new ConfigError("pass --data-dir DIR (the embedded store), or --database-url URL (or ARC_DATABASE_URL) for replicas on PostgreSQL");
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const maxRequestsPerUser = Number(args["max-requests-per-user"]);
     if (!Number.isInteger(maxRequestsPerUser) || maxRequestsPerUser < 1) {
@@ -57,7 +55,7 @@ const serve = defineCommand({
       timeoutMs: parseDurationMs("shutdown-timeout", args["shutdown-timeout"], true),
     };
     const relay = await startRelay({
-      host, port, dataDir: args["data-dir"], publicUrl: args["public-url"],
+      host, port, dataDir: args["data-dir"] ?? "", publicUrl: args["public-url"],
       tls: args["tls-cert"] ? { certFile: args["tls-cert"], keyFile: args["tls-key"]! } : undefined,
       trustedIssuers,
       bindAudienceToCluster: Boolean(args["bind-audience-to-cluster"]),
@@ -67,7 +65,7 @@ const serve = defineCommand({
       version,
       minArcproxyVersion: args["min-arcproxy-version"],
       downloadsDir: args["downloads-dir"],
-      ...((args["database-url"] || process.env.ARC_DATABASE_URL) ? { databaseUrl: args["database-url"] || process.env.ARC_DATABASE_URL } : {}),
+      ...(databaseUrl ? { databaseUrl } : {}),
       ...(args["replica-id"] ? { replicaId: args["replica-id"] } : {}),
       ...(args["internal-listen"] ? { internalListen: parseHostPort(args["internal-listen"], "--internal-listen") } : {}),
       ...(args["internal-url"] ? { internalUrl: parseInternalUrl(args["internal-url"]) } : {}),

@@ -39,7 +39,7 @@ import { createSelfSignedCertificate } from "../http/index.ts";
 export interface RelayOptions {
   host: string;
   port: number;
-  /** The SQLite store (and the downloads signing key) live here. */
+  /** The SQLite store (and the downloads signing key) live here; unused (may be "") with `databaseUrl`. */
   dataDir: string;
   /** PostgreSQL instead of the SQLite file (`--database-url`, or ARC_DATABASE_URL to keep the password out of the process list). */
   databaseUrl?: string;
@@ -319,7 +319,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     },
   };
   routesReady();
-  logger.info("relay listening", { url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), dataDir: opts.dataDir });
+  logger.info("relay listening", { url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), ...(opts.databaseUrl ? {} : { dataDir: opts.dataDir }) });
 
   let closing: Promise<void> | undefined;
   const closeNow = () => (closing ??= (async () => {

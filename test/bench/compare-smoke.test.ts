@@ -9,6 +9,15 @@ import { join } from "node:path";
 setDefaultTimeout(15 * 60_000);
 const ROOT = join(import.meta.dir, "..", "..");
 
+test("bench/compare.ts --help prints its usage and runs nothing; an unknown flag is refused", () => {
+  const help = Bun.spawnSync([process.execPath, "bench/compare.ts", "--help"], { cwd: ROOT });
+  expect(help.exitCode).toBe(0);
+  expect(help.stdout.toString()).toContain("usage: bun bench/compare.ts");
+  const unknown = Bun.spawnSync([process.execPath, "bench/compare.ts", "--roundz", "2"], { cwd: ROOT });
+  expect(unknown.exitCode).toBe(2);
+  expect(unknown.stderr.toString()).toContain('unknown or incomplete argument "--roundz"');
+});
+
 test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario", async () => {
   const dir = await mkdtemp(join(tmpdir(), "arc-compare-smoke-"));
   try {
@@ -22,8 +31,9 @@ test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnect
       expect({ scenario, paths: Object.keys(byPath).sort() }).toEqual({ scenario, paths: ["chisel", "direct", "frp", "konnectivity", "ours", "relay"] });
       for (const [path, figures] of Object.entries(byPath)) expect({ scenario, path, positive: figures.every((f) => f > 0) }).toEqual({ scenario, path, positive: true });
     }
-    // The table a reader gets: one row per path.
-    for (const path of ["direct", "ours", "relay", "chisel", "frp", "konnectivity"]) expect(stdout).toContain(`| ${path} |`);
+    // The table a reader gets: one row per path, and the warning that smoke figures mean nothing.
+    for (const path of ["direct", "arcproxy -> arcrelay -> arcagent", "arcrelay -> arcagent (user token)", "chisel", "frp", "konnectivity"]) expect(stdout).toContain(`| ${path} |`);
+    expect(stdout).toContain("the figures only show that every path answered");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

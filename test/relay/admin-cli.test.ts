@@ -207,3 +207,11 @@ describe("createAdminClient over https", () => {
     }
   });
 });
+
+test("arcrelay serve without --data-dir or a database URL says which to pass", () => {
+  const env = { ...process.env };
+  delete env.ARC_DATABASE_URL;
+  const r = Bun.spawnSync([BUN, "cmd/arcrelay.ts", "serve", "--listen", "127.0.0.1:0", "--insecure-http"], { cwd: join(import.meta.dir, "..", ".."), env });
+  expect(r.exitCode).not.toBe(0);
+  expect(r.stderr.toString()).toContain("pass --data-dir DIR (the embedded store), or --database-url URL (or ARC_DATABASE_URL)");
+});

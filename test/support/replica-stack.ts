@@ -85,8 +85,9 @@ export async function startReplicaStack(opts: {
   const startReplica = async (id: string): Promise<Replica> => {
     const [port, internal] = [directPort ?? await freePort(), await freePort()];
     const log: string[] = [];
+    // No --data-dir: on PostgreSQL a replica keeps nothing of its own on disk.
     const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--insecure-http", "--public-url", publicUrl,
-      "--data-dir", join(dir, id), "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug", ...(opts.relayArgs ?? [])], {
+      "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug", ...(opts.relayArgs ?? [])], {
       cwd: ROOT, env: { ...process.env, ARC_DATABASE_URL: opts.databaseUrl }, stdout: "pipe", stderr: "pipe",
     });
     for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
