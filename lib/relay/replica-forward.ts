@@ -46,6 +46,8 @@ export class ReplicaMissed extends AgentNotConnected {
 }
 
 const agents = new Map<string, https.Agent>();
+/** Pools kept at most: replicas come and go with every rollout (new pod names), so the oldest pool goes first. */
+const MAX_AGENTS = 64;
 /** One keep-alive pool per replica endpoint (id, URL and certificate): a restarted replica gets a new one. */
 function agentFor(holder: ReplicaRecord): https.Agent {
   const key = `${holder.replicaId}\n${holder.internalUrl}\n${holder.certificatePem}`;
@@ -59,6 +61,13 @@ function agentFor(holder: ReplicaRecord): https.Agent {
     }
     agent = new https.Agent({ keepAlive: true, timeout: REPLICA_KEEP_ALIVE_MS, ca: holder.certificatePem });
     agents.set(key, agent);
+    // Map order is insertion order: the first key is the pool made longest ago. Its requests in
+    // flight keep their sockets; only the idle ones close.
+    while (agents.size > MAX_AGENTS) {
+      const [oldest, pool] = agents.entries().next().value as [string, https.Agent];
+      for (const sockets of Object.values(pool.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+      agents.delete(oldest);
+    }
   }
   return agent;
 }
