@@ -240,27 +240,32 @@ describe("revocation across replicas", () => {
   });
 });
 
+/** GETs one after another through `via` until stopped; each answer's status (0: no answer at all). */
+function steadyLoad(via: string, cluster: string): { outcomes: number[]; stop(): Promise<void> } {
+  const outcomes: number[] = [];
+  let running = true;
+  const load = (async () => {
+    while (running) {
+      const res = await api(via, cluster, "/api/who").catch(() => undefined);
+      outcomes.push(res?.status ?? 0);
+      await res?.body?.cancel();
+    }
+  })();
+  return { outcomes, stop: async () => { running = false; await load; } };
+}
+
 describe("a replica that drains (SIGTERM, as a rolling update stops a pod)", () => {
   test("requests through another replica carry on while its agent moves: each succeeds or fails cleanly, and the next ones succeed", async () => {
     await stack.startAgent("c3", join(dir, "agent.kubeconfig"), "r3");
     await stack.store.addGrant({ principal: "user:alice", cluster: "c3", role: "cluster-user" });
-    const outcomes: number[] = [];
-    let running = true;
-    const load = (async () => {
-      while (running) {
-        const res = await api("r2", "c3", "/api/who").catch(() => undefined);
-        outcomes.push(res?.status ?? 0);
-        await res?.body?.cancel();
-      }
-    })();
+    const { outcomes, stop } = steadyLoad("r2", "c3");
     await waitFor("some requests through r2 before the drain", () => outcomes.length >= 5);
     replica("r3").proc.kill("SIGTERM");
     expect(await replica("r3").proc.exited).toBe(0);
     await waitFor("c3's agent on a survivor", async () => ["r1", "r2"].includes((await holderOf("c3")) ?? ""), 30_000);
     const before = outcomes.length;
     await waitFor("requests after the agent moved", () => outcomes.length >= before + 10, 20_000);
-    running = false;
-    await load;
+    await stop();
     expect(outcomes.filter((s) => s !== 200 && s !== 503)).toEqual([]);
     expect(outcomes.slice(before)).toEqual(Array(outcomes.length - before).fill(200));
     // A clean stop hands its record back: it is no longer listed among the replicas.
@@ -271,23 +276,14 @@ describe("a replica that drains (SIGTERM, as a rolling update stops a pod)", () 
 describe("a replica killed with SIGKILL", () => {
   test("its agent redials to a survivor; requests meanwhile succeed or fail cleanly, and the next ones succeed", async () => {
     expect(await holderOf("c1")).toBe("r1");
-    const outcomes: number[] = [];
-    let running = true;
-    const load = (async () => {
-      while (running) {
-        const res = await api("r2", "c1", "/api/who").catch(() => undefined);
-        outcomes.push(res?.status ?? 0);
-        await res?.body?.cancel();
-      }
-    })();
+    const { outcomes, stop } = steadyLoad("r2", "c1");
     await waitFor("some requests through r2 before the kill", () => outcomes.length >= 5);
     replica("r1").proc.kill("SIGKILL");
     await replica("r1").proc.exited;
     await waitFor("c1's agent back on the survivor", async () => (await holderOf("c1")) === "r2", 30_000);
     const before = outcomes.length;
     await waitFor("requests after the agent is back", () => outcomes.length >= before + 10, 20_000);
-    running = false;
-    await load;
+    await stop();
     // Every answer was a success or a clean refusal (503 with a Status): no hang, no connection error.
     expect(outcomes.filter((s) => s !== 200 && s !== 503)).toEqual([]);
     expect(outcomes.slice(before)).toEqual(Array(outcomes.length - before).fill(200));
