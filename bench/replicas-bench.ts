@@ -169,13 +169,22 @@ async function idle(): Promise<void> {
   await settle();
   warmRss = await rssOf(relay.proc.pid);
   console.log(`relay RSS with ${WARM} agents (warm): ${(warmRss / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
+  // Then the rest in four steps, RSS after each: the slope through these five points is what one
+  // more idle agent costs, apart from what the process takes once as it grows (its heap's and
+  // allocator's next size steps), which the figures over the empty relay include.
+  const points: [number, number][] = [[WARM, warmRss]];
   started = performance.now();
-  await connect(WARM, AGENTS + WARM);
-  console.log(`${connected - WARM} agents connected in ${((performance.now() - started) / 1000).toFixed(1)} s after the warm-up`);
-  await waitFor("every tunnel recorded", async () => (await stack!.store.listPresence(new Date())).length === AGENTS + WARM, 120_000);
-  await settle();
-  const after = await rssOf(relay.proc.pid);
-  console.log(`relay RSS with ${AGENTS + WARM} idle agents: ${(after / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()}); per agent beyond the warm ${WARM}: ${((after - warmRss) / AGENTS / 1024).toFixed(1)} KiB; per agent over the empty relay: ${((after - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
+  for (let step = 1; step <= 4; step++) {
+    const to = WARM + Math.round((AGENTS * step) / 4);
+    await connect(points.at(-1)![0], to);
+    await waitFor("every tunnel recorded", async () => (await stack!.store.listPresence(new Date())).length === to, 120_000);
+    await settle();
+    points.push([to, await rssOf(relay.proc.pid)]);
+    console.log(`relay RSS with ${to} idle agents: ${(points.at(-1)![1] / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
+  }
+  console.log(`${connected - WARM} agents connected in ${((performance.now() - started) / 1000).toFixed(1)} s after the warm-up (settling included)`);
+  const after = points.at(-1)![1];
+  console.log(`per agent: ${(leastSquaresSlope(points) / 1024).toFixed(1)} KiB (slope from ${WARM} to ${AGENTS + WARM} agents); beyond the warm ${WARM}: ${((after - warmRss) / AGENTS / 1024).toFixed(1)} KiB; over the empty relay: ${((after - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
 
   // Statements the database ran, from its own counters, over one minute of idleness (two heartbeats at least).
   const sql = new SQL(db.url, { max: 1 });
@@ -194,4 +203,14 @@ async function idle(): Promise<void> {
   console.log(`database transactions per second with ${AGENTS + WARM} idle agents: ${((t1.xacts - t0.xacts - 4) / windowS).toFixed(2)} (over ${windowS} s)`);
   await sql.close();
   stop.abort();
+}
+
+/** The least-squares slope of y over x: bytes per agent, for [agents, RSS bytes] points. */
+function leastSquaresSlope(points: [number, number][]): number {
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return sxy / sxx;
 }

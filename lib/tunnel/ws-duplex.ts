@@ -36,7 +36,7 @@ export function createWebSocketDuplex(ws: WebSocket, options: WebSocketDuplexOpt
     deadAfter: options.deadAfterMs ?? WS_DEAD_AFTER_MS,
     onDead: options.onDead,
   };
-  const heard = () => { watched.lastHeard = Date.now(); };
+  watchedOf.set(ws, watched);
   ws.on("pong", heard);
   ws.on("ping", heard);
   ws.on("message", heard);
@@ -57,6 +57,15 @@ export function createWebSocketDuplex(ws: WebSocket, options: WebSocketDuplexOpt
     });
   });
   return duplex;
+}
+
+/** Each socket's liveness record, for the one `heard` listener every socket shares. */
+const watchedOf = new WeakMap<WebSocket, Watched>();
+
+/** Any frame or pong from the peer counts as life; one function for every tunnel, not a closure each. */
+function heard(this: WebSocket): void {
+  const watched = watchedOf.get(this);
+  if (watched) watched.lastHeard = Date.now();
 }
 
 interface Watched {
