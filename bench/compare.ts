@@ -11,7 +11,8 @@
 // client R:), frp (frps + frpc tcp proxy), konnectivity (apiserver-network-proxy server in
 // http-connect mode + agent). The peers are built from their Go modules at the versions pinned in
 // bench/peers/go.mod; the upstream (HTTPS) and the load generator are the Go programs in
-// bench/compare/. Results (medians, ranges, ratios to direct, load average) go to stdout, and as
+// bench/compare/. The LIST reads 5,000 ConfigMaps from a real kube-apiserver (the tests' own, no
+// node) through a second set of the same paths; then arcproxy's start to its first answer is timed. Results (medians, ranges, ratios to direct, load average) go to stdout, and as
 // JSON to --json FILE. BENCH_DEBUG=1 prints the relay's requests in flight before each run.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -22,6 +23,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { parse } from "yaml";
 import { buildBinaries } from "../scripts/build.ts";
+import { applyManifest, createServiceAccountKubeconfig, startKubeCluster, type KubeCluster } from "../test/cluster/cluster.ts";
 import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
 import { waitFor } from "../test/support/wait-for.ts";
 
@@ -54,6 +56,10 @@ type PathName = (typeof ALL_PATHS)[number];
 const ONLY = (flag("--only")?.split(",") ?? [...ALL_PATHS]) as PathName[];
 for (const p of ONLY) if (!ALL_PATHS.includes(p)) throw new Error(`--only: unknown path ${p} (${ALL_PATHS.join(", ")})`);
 const BULK_BYTES = SMOKE ? 4 << 20 : 256 << 20;
+/** ConfigMaps in the namespace the LIST reads, from the real API server (about 1.1 KB of JSON each). */
+const LIST_OBJECTS = SMOKE ? 50 : 5000;
+const LIST_NAMESPACE = "bench";
+const LIST_SCENARIO = ["-mode", "latency", "-n", SMOKE ? "2" : "20", "-warmup", SMOKE ? "1" : "3", "-url-path", `/api/v1/namespaces/${LIST_NAMESPACE}/configmaps`];
 
 /** The scenarios, as loadgen arguments; smoke mode runs each once, small. */
 const SCENARIOS: Record<string, string[]> = {
@@ -182,44 +188,80 @@ async function ourBinaries(): Promise<Record<"arcproxy" | "arcrelay" | "arcagent
   return { arcproxy: path("arcproxy"), arcrelay: path("arcrelay"), arcagent: path("arcagent") };
 }
 
-async function startPaths(go: Record<string, string>, upstreamPort: number, upstreamCa: string): Promise<Path[]> {
+/**
+ * What the paths lead to: the Go upstream, or the real API server (for the LIST). `bearer` is what
+ * the load generator sends on the direct path and through the peers (L4 tunnels: the API server
+ * itself checks it); our paths send our user token, and the agent reaches `port` with `kubeconfig`.
+ */
+interface Target {
+  cluster: string;
+  port: number;
+  ca: string;
+  bearer?: string;
+  /** The agent's credentials for the target (default: a token the upstream ignores). */
+  agentToken?: string;
+}
+
+/** The relay and its admin CLI, started once and shared by both targets (one cluster each). */
+interface OurRelay {
+  bin: Record<"arcproxy" | "arcrelay" | "arcagent", string[]>;
+  url: string;
+  token: string;
+  cliOutput(args: string[]): string;
+  proc: Subprocess;
+}
+let ourRelay: OurRelay | undefined;
+
+async function startOurRelay(): Promise<OurRelay> {
+  if (ourRelay) return ourRelay;
+  const bin = await ourBinaries();
+  const relayPort = await freePort();
+  const url = `http://127.0.0.1:${relayPort}`;
+  const dataDir = join(work, "relay");
+  metricsPort = await freePort();
+  const proc = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0", "--metrics-listen", `127.0.0.1:${metricsPort}`]);
+  await listening(relayPort, "arcrelay", proc);
+  const cliOutput = (args: string[]) => {
+    const r = Bun.spawnSync([...bin.arcrelay, ...args, "--data-dir", dataDir], { cwd: ROOT });
+    if (r.exitCode !== 0) throw new Error(`arcrelay ${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout.toString();
+  };
+  const token = cliOutput(["token", "create", "--user", "bench", "--ttl", "12h"]).trim().split("\n").at(-1)!;
+  ourRelay = { bin, url, token, cliOutput, proc };
+  return ourRelay;
+}
+
+async function startPaths(go: Record<string, string>, target: Target): Promise<Path[]> {
   const paths: Path[] = [];
+  const upstreamPort = target.port;
+  const upstreamCa = target.ca;
   const upstream = `https://127.0.0.1:${upstreamPort}`;
-  if (ONLY.includes("direct")) paths.push({ name: "direct", url: upstream, ca: upstreamCa, procs: [] });
+  const peerBearer = target.bearer ? { bearer: target.bearer } : {};
+  if (ONLY.includes("direct")) paths.push({ name: "direct", url: upstream, ca: upstreamCa, ...peerBearer, procs: [] });
 
   if (ONLY.includes("ours") || ONLY.includes("relay")) {
-    const bin = await ourBinaries();
-    const relayPort = await freePort();
-    const relayUrl = `http://127.0.0.1:${relayPort}`;
-    const dataDir = join(work, "relay");
-    metricsPort = await freePort();
-    const relay = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0", "--metrics-listen", `127.0.0.1:${metricsPort}`]);
-    await listening(relayPort, "arcrelay", relay);
-    const cliOutput = (args: string[]) => {
-      const r = Bun.spawnSync([...bin.arcrelay, ...args, "--data-dir", dataDir], { cwd: ROOT });
-      if (r.exitCode !== 0) throw new Error(`arcrelay ${args.join(" ")}: ${r.stderr.toString()}`);
-      return r.stdout.toString();
-    };
+    const { bin, url: relayUrl, token, cliOutput, proc: relay } = await startOurRelay();
     const cli = (args: string[]) => cliOutput(args).trim().split("\n").at(-1)!;
-    const enroll = cli(["cluster", "add", "bench"]);
-    cli(["grant", "add", "--principal", "user:bench", "--cluster", "bench"]);
-    const token = cli(["token", "create", "--user", "bench", "--ttl", "12h"]);
-    const kubeconfig = join(work, "agent.kubeconfig");
-    await writeKubeconfig(kubeconfig, { server: upstream, caFile: upstreamCa, userName: "agent", user: { token: "bench" } });
-    const agent = start([...bin.arcagent, "--relay", relayUrl, "--cluster", "bench", "--state-dir", join(work, "agent"), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn"]);
-    await waitFor("the agent's tunnel", () => cliOutput(["cluster", "list", "-o", "json"]).includes('"connected"'), 30_000).catch((error: Error) => {
+    const enroll = cli(["cluster", "add", target.cluster]);
+    cli(["grant", "add", "--principal", "user:bench", "--cluster", target.cluster]);
+    const kubeconfig = join(work, `${target.cluster}-agent.kubeconfig`);
+    await writeKubeconfig(kubeconfig, { server: upstream, caFile: upstreamCa, userName: "agent", user: { token: target.agentToken ?? "bench" } });
+    const agent = start([...bin.arcagent, "--relay", relayUrl, "--cluster", target.cluster, "--state-dir", join(work, `${target.cluster}-agent`), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn"]);
+    const connected = () => (JSON.parse(cliOutput(["cluster", "list", "-o", "json"])) as { name: string; status?: string; connected?: boolean }[])
+      .some((c) => c.name === target.cluster && JSON.stringify(c).includes('"connected"'));
+    await waitFor(`the agent's tunnel for ${target.cluster}`, connected, 30_000).catch((error: Error) => {
       throw new Error(`${error.message}\n${logOf(agent)}`);
     });
-    if (ONLY.includes("relay")) paths.push({ name: "relay", url: `${relayUrl}/v1/clusters/bench/k8s`, bearer: token, procs: [relay, agent] });
+    if (ONLY.includes("relay")) paths.push({ name: "relay", url: `${relayUrl}/v1/clusters/${target.cluster}/k8s`, bearer: token, procs: [relay, agent] });
     if (ONLY.includes("ours")) {
-      const ready = join(work, "arcproxy.ready");
-      const out = join(work, "arcproxy.kubeconfig");
-      const proxy = start([...bin.arcproxy, "--relay", relayUrl, "--cluster", "bench", "--port", "0", "--token", token, "--kubeconfig-out", out, "--ready-file", ready]);
+      const ready = join(work, `${target.cluster}-arcproxy.ready`);
+      const out = join(work, `${target.cluster}-arcproxy.kubeconfig`);
+      const proxy = start([...bin.arcproxy, "--relay", relayUrl, "--cluster", target.cluster, "--port", "0", "--token", token, "--kubeconfig-out", out, "--ready-file", ready]);
       await waitFor("arcproxy's ready file", () => existsSync(ready), 30_000).catch((error: Error) => {
         throw new Error(`${error.message}\n${logOf(proxy)}`);
       });
       const config = parse(await readFile(out, "utf8")) as { clusters: { cluster: { server: string; "certificate-authority-data": string } }[]; users: { user: { token: string } }[] };
-      const ca = join(work, "arcproxy-ca.pem");
+      const ca = join(work, `${target.cluster}-arcproxy-ca.pem`);
       await writeFile(ca, Buffer.from(config.clusters[0]!.cluster["certificate-authority-data"], "base64"));
       paths.push({ name: "ours", url: config.clusters[0]!.cluster.server, ca, bearer: config.users[0]!.user.token, procs: [proxy, relay, agent] });
     }
@@ -231,18 +273,18 @@ async function startPaths(go: Record<string, string>, upstreamPort: number, upst
     await listening(serverPort, "chisel server", server);
     const client = start([go.chisel!, "client", `http://127.0.0.1:${serverPort}`, `R:127.0.0.1:${localPort}:127.0.0.1:${upstreamPort}`]);
     await listening(localPort, "chisel's reverse port", client);
-    paths.push({ name: "chisel", url: `https://127.0.0.1:${localPort}`, ca: upstreamCa, procs: [server, client] });
+    paths.push({ name: "chisel", url: `https://127.0.0.1:${localPort}`, ca: upstreamCa, ...peerBearer, procs: [server, client] });
   }
 
   if (ONLY.includes("frp")) {
     const [bindPort, remotePort] = [await freePort(), await freePort()];
-    await writeFile(join(work, "frps.toml"), `bindAddr = "127.0.0.1"\nbindPort = ${bindPort}\nlog.level = "warn"\n`);
-    await writeFile(join(work, "frpc.toml"), `serverAddr = "127.0.0.1"\nserverPort = ${bindPort}\nlog.level = "warn"\n\n[[proxies]]\nname = "bench"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = ${upstreamPort}\nremotePort = ${remotePort}\n`);
-    const server = start([go.frps!, "-c", join(work, "frps.toml")]);
+    await writeFile(join(work, `${target.cluster}-frps.toml`), `bindAddr = "127.0.0.1"\nbindPort = ${bindPort}\nlog.level = "warn"\n`);
+    await writeFile(join(work, `${target.cluster}-frpc.toml`), `serverAddr = "127.0.0.1"\nserverPort = ${bindPort}\nlog.level = "warn"\n\n[[proxies]]\nname = "bench"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = ${upstreamPort}\nremotePort = ${remotePort}\n`);
+    const server = start([go.frps!, "-c", join(work, `${target.cluster}-frps.toml`)]);
     await listening(bindPort, "frps", server);
-    const client = start([go.frpc!, "-c", join(work, "frpc.toml")]);
+    const client = start([go.frpc!, "-c", join(work, `${target.cluster}-frpc.toml`)]);
     await listening(remotePort, "frp's remote port", client);
-    paths.push({ name: "frp", url: `https://127.0.0.1:${remotePort}`, ca: upstreamCa, procs: [server, client] });
+    paths.push({ name: "frp", url: `https://127.0.0.1:${remotePort}`, ca: upstreamCa, ...peerBearer, procs: [server, client] });
   }
 
   if (ONLY.includes("konnectivity")) {
@@ -250,12 +292,12 @@ async function startPaths(go: Record<string, string>, upstreamPort: number, upst
     const ports: number[] = [];
     for (let i = 0; i < 5; i++) ports.push(await freePort(49151));
     const [agentPort, adminPort, healthPort, agentAdmin, agentHealth] = ports as [number, number, number, number, number];
-    const cert = join(work, "konnectivity.crt");
-    const key = join(work, "konnectivity.key");
+    const cert = join(work, `${target.cluster}-konnectivity.crt`);
+    const key = join(work, `${target.cluster}-konnectivity.key`);
     const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
       "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { stderr: "pipe" });
     if (made.exitCode !== 0) throw new Error(`openssl: ${made.stderr.toString()}`);
-    const socket = join(work, "konnectivity.sock");
+    const socket = join(work, `${target.cluster}-konnectivity.sock`);
     const server = start([go["proxy-server"]!, "--mode=http-connect", `--uds-name=${socket}`, "--server-port=0", "--delete-existing-uds-file",
       `--cluster-cert=${cert}`, `--cluster-key=${key}`, "--agent-bind-address=127.0.0.1", `--agent-port=${agentPort}`,
       `--admin-port=${adminPort}`, `--health-port=${healthPort}`, "--health-bind-address=127.0.0.1", "--v=0"]);
@@ -264,10 +306,103 @@ async function startPaths(go: Record<string, string>, upstreamPort: number, upst
       `--admin-server-port=${agentAdmin}`, `--health-server-port=${agentHealth}`, "--health-server-host=127.0.0.1", "--v=0"]);
     await listening(agentHealth, "konnectivity agent", agent);
     // The agent's health port answers before its tunnel is up: wait for a request to get through.
-    await waitFor("a request through konnectivity", async () => (await runLoad({ name: "konnectivity", url: upstream, ca: upstreamCa, connectVia: `unix:${socket}`, procs: [] }, ["-mode", "latency", "-n", "1", "-warmup", "0"]).catch(() => undefined))?.requests === 1, 30_000);
-    paths.push({ name: "konnectivity", url: upstream, ca: upstreamCa, connectVia: `unix:${socket}`, procs: [server, agent] });
+    await waitFor("a request through konnectivity", async () => (await runLoad({ name: "konnectivity", url: upstream, ca: upstreamCa, ...peerBearer, connectVia: `unix:${socket}`, procs: [] }, ["-mode", "latency", "-n", "1", "-warmup", "0"]).catch(() => undefined))?.requests === 1, 30_000);
+    paths.push({ name: "konnectivity", url: upstream, ca: upstreamCa, ...peerBearer, connectVia: `unix:${socket}`, procs: [server, agent] });
   }
   return paths;
+}
+
+let apiServerCluster: KubeCluster | undefined;
+
+/**
+ * A real kube-apiserver and etcd (the tests' own, built from the Go modules; no node), LIST_OBJECTS
+ * ConfigMaps in LIST_NAMESPACE, and a ServiceAccount token that may do anything: the bearer for
+ * the direct path and the peers, and the agent's credential (it impersonates our user, whom a
+ * Role lets read ConfigMaps there; `view` would be empty: it is aggregated by the controller manager,
+ * which this cluster does not run).
+ */
+async function startApiServer(): Promise<{ port: number; ca: string; token: string }> {
+  const started = performance.now();
+  apiServerCluster = await startKubeCluster({ dir: join(work, "cluster"), node: false, log: (line) => process.env.BENCH_DEBUG && console.error(`# ${line}`) });
+  const cluster = apiServerCluster;
+  await applyManifest(cluster, "bench.yaml", `apiVersion: v1
+kind: Namespace
+metadata: {name: ${LIST_NAMESPACE}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bench, namespace: ${LIST_NAMESPACE}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bench-agent}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: ServiceAccount, name: bench, namespace: ${LIST_NAMESPACE}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: bench-read, namespace: ${LIST_NAMESPACE}}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bench-read, namespace: ${LIST_NAMESPACE}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: bench-read}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bench}]
+`);
+  const { token } = await createServiceAccountKubeconfig(cluster, { namespace: LIST_NAMESPACE, serviceAccount: "bench", out: join(work, "bench-sa.kubeconfig"), duration: "12h" });
+  const ca = await readFile(cluster.caFile, "utf8");
+  let next = 0;
+  const value = "x".repeat(800);
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (next < LIST_OBJECTS) {
+      const name = `cm-${next++}`;
+      const res = await fetch(`${cluster.server}/api/v1/namespaces/${LIST_NAMESPACE}/configmaps`, {
+        method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name, labels: { app: "bench" } }, data: { value } }),
+        tls: { ca },
+      });
+      if (res.status !== 201) throw new Error(`creating ConfigMap ${name}: ${res.status} ${await res.text()}`);
+    }
+  }));
+  console.error(`# API server up with ${LIST_OBJECTS} ConfigMaps in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  return { port: Number(new URL(cluster.server).port), ca: cluster.caFile, token };
+}
+
+/**
+ * Starts arcproxy `n` times against the running relay (cluster "bench") and times each from spawn
+ * to the first answered request through it: its ready file appears, then one GET with the token
+ * and CA of the kubeconfig it wrote. Returns milliseconds.
+ */
+async function arcproxyStarts(n: number): Promise<number[]> {
+  const relay = await startOurRelay();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const ready = join(work, `start-${i}.ready`);
+    const out = join(work, `start-${i}.kubeconfig`);
+    const t0 = performance.now();
+    const proxy = start([...relay.bin.arcproxy, "--relay", relay.url, "--cluster", "bench", "--port", "0", "--token", relay.token, "--kubeconfig-out", out, "--ready-file", ready]);
+    try {
+      // Polled every 2 ms (waitFor backs off to 100 ms, too coarse for what is measured here).
+      const deadline = performance.now() + 30_000;
+      while (!existsSync(ready)) {
+        if (proxy.exitCode !== null || performance.now() > deadline) throw new Error(`arcproxy did not become ready:\n${logOf(proxy)}`);
+        await Bun.sleep(2);
+      }
+      const config = parse(await readFile(out, "utf8")) as { clusters: { cluster: { server: string; "certificate-authority-data": string } }[]; users: { user: { token: string } }[] };
+      const res = await fetch(`${config.clusters[0]!.cluster.server}/version`, {
+        headers: { authorization: `Bearer ${config.users[0]!.user.token}` },
+        tls: { ca: Buffer.from(config.clusters[0]!.cluster["certificate-authority-data"], "base64").toString() },
+      });
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`arcproxy's first request answered ${res.status}`);
+      times.push(performance.now() - t0);
+    } finally {
+      proxy.kill("SIGTERM");
+      await proxy.exited;
+    }
+  }
+  return times;
 }
 
 let loadgen = "";
@@ -322,7 +457,9 @@ try {
   const upstreamProc = start([go.upstream!, "-listen", "127.0.0.1:0", "-ca-out", caFile]);
   await waitFor("the upstream's port", () => (logs.get(upstreamProc) ?? []).join("").includes("\n"), 10_000);
   const upstreamPort = Number((logs.get(upstreamProc) ?? []).join("").split("\n")[0]);
-  const paths = await startPaths(go, upstreamPort, caFile);
+  const paths = await startPaths(go, { cluster: "bench", port: upstreamPort, ca: caFile });
+  const apiServer = await startApiServer();
+  const listPaths = await startPaths(go, { cluster: "bench-k8s", port: apiServer.port, ca: apiServer.ca, bearer: apiServer.token, agentToken: apiServer.token });
 
   // results[scenario][path] = one figure per round
   const results: Record<string, Record<string, number[]>> = {};
@@ -341,26 +478,35 @@ try {
         if (scenario === "c=16" && r.requests > 0) (cpu[path.name] ??= []).push(((await cpuSeconds(path)) - before) / r.requests * 10_000);
       }
     }
+    for (const path of listPaths) {
+      const r = await runLoad(path, LIST_SCENARIO);
+      if (r.errors > 0) throw new Error(`${path.name} LIST: ${r.errors} requests failed, the first with: ${r.first_error}`);
+      ((results.LIST ??= {})[path.name] ??= []).push(r.p50_us! / 1000);
+    }
   }
+  const starts = ONLY.includes("ours") ? await arcproxyStarts(SMOKE ? 1 : 5) : [];
 
-  const unit: Record<string, string> = { "c=1": "p50 us", "c=16": "req/s", "c=64": "req/s", bulk: "MB/s" };
-  console.log(`\n| path | ${Object.keys(SCENARIOS).map((s) => `${s} ${unit[s]}`).join(" | ")} | c=1 p99 us | CPU s / 10k req (c=16) | RSS MiB (processes) |`);
-  console.log(`| --- | ${Object.keys(SCENARIOS).map(() => "---").join(" | ")} | --- | --- | --- |`);
+  const unit: Record<string, string> = { "c=1": "p50 us", "c=16": "req/s", "c=64": "req/s", bulk: "MB/s", LIST: `of ${LIST_OBJECTS} p50 ms` };
+  const columns = [...Object.keys(SCENARIOS), "LIST"];
+  console.log(`\n| path | ${columns.map((s) => `${s} ${unit[s]}`).join(" | ")} | c=1 p99 us | CPU s / 10k req (c=16) | RSS MiB (processes) |`);
+  console.log(`| --- | ${columns.map(() => "---").join(" | ")} | --- | --- | --- |`);
   const direct = (scenario: string) => results[scenario]?.direct ? median(results[scenario]!.direct!) : undefined;
   for (const path of paths) {
-    const cells = Object.keys(SCENARIOS).map((scenario) => {
+    const cells = columns.map((scenario) => {
       const xs = results[scenario]![path.name]!;
       const base = direct(scenario);
       const ratio = base && path.name !== "direct" ? ` (${(median(xs) / base).toFixed(2)}x)` : "";
-      return `${range(xs)}${ratio}`;
+      return `${range(xs, scenario === "LIST" ? 1 : 0)}${ratio}`;
     });
     const rss = path.procs.length ? `${(await rssMiB(path)).map((m) => m.toFixed(0)).join(" + ")} (${PROCESS_NAMES[path.name]})` : "";
     console.log(`| ${LABEL[path.name]} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
   }
+  if (starts.length) console.log(`\narcproxy start to its first answered request (spawn -> ready file -> one GET through it, ${starts.length} starts): median ${median(starts).toFixed(0)} ms, ${range(starts)} ms`);
   console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   const json = flag("--json");
-  if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu }, null, 2));
+  if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu, arcproxyStartMs: starts }, null, 2));
 } finally {
+  await apiServerCluster?.stop();
   for (const proc of procs) proc.kill("SIGKILL");
   await Promise.all(procs.map((p) => p.exited));
   await rm(work, { recursive: true, force: true });

@@ -36,7 +36,8 @@ const upstreamPort = (upstream.address() as { port: number }).port;
 const dir = await mkdtemp(join(tmpdir(), "arc-bench-"));
 const kubeconfig = join(dir, "kubeconfig");
 await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${upstreamPort}`, userName: "agent", user: { token: "bench" } });
-const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), logger: process.env.BENCH_DEBUG ? createLogger({ component: "bench" }) : silentLogger });
+// 200 requests at once from one user: above the per-user default of 100, so raised here.
+const relay = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "relay"), maxRequestsPerUser: 1000, logger: process.env.BENCH_DEBUG ? createLogger({ component: "bench" }) : silentLogger });
 const { token: enrollToken } = await addCluster(relay.store, "bench");
 await relay.store.addGrant({ principal: "user:bench", cluster: "bench", role: "cluster-user" });
 const userToken = await (await loadStoredIssuer(relay.store)).signUserToken({ user: "bench" });

@@ -18,15 +18,17 @@ test("bench/compare.ts --help prints its usage and runs nothing; an unknown flag
   expect(unknown.stderr.toString()).toContain('unknown or incomplete argument "--roundz"');
 });
 
-test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario", async () => {
+test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario, the LIST from a real API server included; arcproxy's start is timed", async () => {
   const dir = await mkdtemp(join(tmpdir(), "arc-compare-smoke-"));
   try {
     const json = join(dir, "results.json");
     const proc = Bun.spawn([process.execPath, "bench/compare.ts", "--smoke", "--json", json], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
-    const { results } = JSON.parse(await readFile(json, "utf8")) as { results: Record<string, Record<string, number[]>> };
-    expect(Object.keys(results).sort()).toEqual(["bulk", "c=1", "c=16", "c=64"]);
+    const { results, arcproxyStartMs } = JSON.parse(await readFile(json, "utf8")) as { results: Record<string, Record<string, number[]>>; arcproxyStartMs: number[] };
+    expect(Object.keys(results).sort()).toEqual(["LIST", "bulk", "c=1", "c=16", "c=64"]);
+    expect(arcproxyStartMs.length).toBe(1);
+    expect(arcproxyStartMs[0]!).toBeGreaterThan(0);
     for (const [scenario, byPath] of Object.entries(results)) {
       expect({ scenario, paths: Object.keys(byPath).sort() }).toEqual({ scenario, paths: ["chisel", "direct", "frp", "konnectivity", "ours", "relay"] });
       for (const [path, figures] of Object.entries(byPath)) expect({ scenario, path, positive: figures.every((f) => f > 0) }).toEqual({ scenario, path, positive: true });
@@ -34,6 +36,8 @@ test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnect
     // The table a reader gets: one row per path, and the warning that smoke figures mean nothing.
     for (const path of ["direct", "arcproxy -> arcrelay -> arcagent", "arcrelay -> arcagent (user token)", "chisel", "frp", "konnectivity"]) expect(stdout).toContain(`| ${path} |`);
     expect(stdout).toContain("the figures only show that every path answered");
+    expect(stdout).toContain("LIST of 50 p50 ms");
+    expect(stdout).toContain("arcproxy start to its first answered request");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
