@@ -4,6 +4,7 @@ import http from "node:http";
 import { KubeConfig } from "@kubernetes/client-node";
 import { proxyAgentFor } from "../client/index.ts";
 import { ConfigError } from "../errors/index.ts";
+import { timeouts } from "../tunnel/index.ts";
 
 export interface Upstream {
   /** e.g. https://10.0.0.1:443 */
@@ -41,8 +42,11 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
   const isHttps = server.protocol === "https:";
   // HTTPS_PROXY/NO_PROXY decide for the API server as for the relay (as client-go does); an
   // in-cluster API server belongs in NO_PROXY.
-  const agent = proxyAgentFor(server, { keepAlive: true })
-    ?? (isHttps ? new https.Agent({ keepAlive: true, maxSockets: 256 }) : new http.Agent({ keepAlive: true, maxSockets: 256 }));
+  // One connection per request in flight, as many as the tunnel carries at once: a watch, `logs -f`
+  // or exec holds its connection for as long as it runs, so a smaller pool queued every request
+  // beyond it (a GET too) until one of them ended, which for watches may be never.
+  const pool = { keepAlive: true, maxSockets: timeouts.MAX_CONCURRENT_STREAMS };
+  const agent = proxyAgentFor(server, { keepAlive: true }) ?? (isHttps ? new https.Agent(pool) : new http.Agent(pool));
   let cached: { at: number; options: https.RequestOptions } | undefined;
 
   return {

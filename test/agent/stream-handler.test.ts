@@ -391,6 +391,30 @@ describe("an authenticated request", () => {
     }
   });
 
+  test("300 watches held open on one tunnel: every one streams, and a GET beside them still answers", { timeout: 40_000 }, async () => {
+    // Each open watch holds one connection to the API server; a pool capped at 256 (as the agent's
+    // was) queued the 257th request, watch or GET, until some watch ended: for good.
+    const authorization = await userBearer();
+    const streams = Array.from({ length: 300 }, (_, i) => tunnel.client.request(
+      { ":method": "GET", ":path": `/watch?watch=1&n=${i}`, [protocol.REQUEST_ID_HEADER]: `req-many-${i}`, authorization },
+      { endStream: true },
+    ));
+    try {
+      const firstEvents = streams.map((stream) => new Promise<void>((resolve, reject) => {
+        stream.once("error", reject);
+        stream.once("data", () => resolve());
+      }));
+      await within("every watch's first event", Promise.all(firstEvents), 20_000);
+      const answer = await within("a GET beside 300 open watches", tunnelRequest(tunnel.client, { authorization }), 10_000);
+      expect(answer.status).toBe(200);
+    } finally {
+      for (const stream of streams) {
+        stream.on("error", () => {});
+        stream.close(http2Constants.NGHTTP2_CANCEL);
+      }
+    }
+  });
+
   test("neither the user's token nor the agent's credential is logged", async () => {
     const authorization = await userBearer();
     await tunnelRequest(tunnel.client, { authorization });
