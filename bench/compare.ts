@@ -59,6 +59,9 @@ const BULK_BYTES = SMOKE ? 4 << 20 : 256 << 20;
 /** ConfigMaps in the namespace the LIST reads, from the real API server (about 1.1 KB of JSON each). */
 const LIST_OBJECTS = SMOKE ? 50 : 5000;
 const LIST_NAMESPACE = "bench";
+/** Watches held open at once on one tunnel, each run on its own (issue 13's scale scenario). */
+const WATCH_COUNTS = SMOKE ? [20] : [1000, 10_000];
+const WATCH_EVENTS = SMOKE ? 2 : 5;
 const LIST_SCENARIO = ["-mode", "latency", "-n", SMOKE ? "2" : "20", "-warmup", SMOKE ? "1" : "3", "-url-path", `/api/v1/namespaces/${LIST_NAMESPACE}/configmaps`];
 
 /** The scenarios, as loadgen arguments; smoke mode runs each once, small. */
@@ -137,15 +140,20 @@ async function listening(port: number, what: string, proc: Subprocess, timeoutMs
   }, timeoutMs);
 }
 
-/** Builds the Go programs (ours and the peers) once per version of their sources, in ~/.cache. */
+/**
+ * Builds the Go programs (ours and the peers) once per version of their sources, in ~/.cache:
+ * ours are keyed by bench/compare, the peers by bench/peers, so a change to the load generator
+ * does not rebuild the peers (about 2.5 minutes).
+ */
 async function buildGo(): Promise<Record<string, string>> {
-  const hash = createHash("sha256");
-  for (const dir of ["bench/compare", "bench/peers"]) {
+  const cacheDirOf = async (dir: string) => {
+    const hash = createHash("sha256");
     for (const file of (await readdir(join(ROOT, dir), { recursive: true })).sort()) {
       if (file.endsWith(".go") || file.endsWith("go.mod") || file.endsWith("go.sum")) hash.update(file).update(await readFile(join(ROOT, dir, file)));
     }
-  }
-  const out = join(homedir(), ".cache", "cluster-connect", "bench", hash.digest("hex").slice(0, 16));
+    return join(homedir(), ".cache", "cluster-connect", "bench", `${dir.replace("bench/", "")}-${hash.digest("hex").slice(0, 16)}`);
+  };
+  const outOf: Record<string, string> = { "bench/compare": await cacheDirOf("bench/compare"), "bench/peers": await cacheDirOf("bench/peers") };
   const programs: Record<string, [dir: string, pkg: string]> = {
     loadgen: ["bench/compare", "./loadgen"],
     upstream: ["bench/compare", "./upstream"],
@@ -158,11 +166,11 @@ async function buildGo(): Promise<Record<string, string>> {
   const need = (name: string) =>
     name === "loadgen" || name === "upstream" ||
     (ONLY.includes("chisel") && name === "chisel") || (ONLY.includes("frp") && name.startsWith("frp")) || (ONLY.includes("konnectivity") && name.startsWith("proxy-"));
-  await mkdir(out, { recursive: true });
   const paths: Record<string, string> = {};
   for (const [name, [dir, pkg]] of Object.entries(programs)) {
     if (!need(name)) continue;
-    paths[name] = join(out, name);
+    await mkdir(outOf[dir]!, { recursive: true });
+    paths[name] = join(outOf[dir]!, name);
     if (existsSync(paths[name])) continue;
     const started = performance.now();
     const built = Bun.spawnSync(["go", "build", "-trimpath", "-o", paths[name], pkg], {
@@ -211,6 +219,8 @@ interface OurRelay {
   proc: Subprocess;
 }
 let ourRelay: OurRelay | undefined;
+/** Our agent's process for each target's cluster. */
+const ourAgents: Record<string, Subprocess> = {};
 
 async function startOurRelay(): Promise<OurRelay> {
   if (ourRelay) return ourRelay;
@@ -219,7 +229,9 @@ async function startOurRelay(): Promise<OurRelay> {
   const url = `http://127.0.0.1:${relayPort}`;
   const dataDir = join(work, "relay");
   metricsPort = await freePort();
-  const proc = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0", "--metrics-listen", `127.0.0.1:${metricsPort}`]);
+  // One user opens all the watches of the watch scenario: the per-user limit (100 by default) raised past them.
+  const proc = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0",
+    "--metrics-listen", `127.0.0.1:${metricsPort}`, "--max-requests-per-user", String(Math.max(...WATCH_COUNTS) + 100)]);
   await listening(relayPort, "arcrelay", proc);
   const cliOutput = (args: string[]) => {
     const r = Bun.spawnSync([...bin.arcrelay, ...args, "--data-dir", dataDir], { cwd: ROOT });
@@ -246,7 +258,7 @@ async function startPaths(go: Record<string, string>, target: Target): Promise<P
     cli(["grant", "add", "--principal", "user:bench", "--cluster", target.cluster]);
     const kubeconfig = join(work, `${target.cluster}-agent.kubeconfig`);
     await writeKubeconfig(kubeconfig, { server: upstream, caFile: upstreamCa, userName: "agent", user: { token: target.agentToken ?? "bench" } });
-    const agent = start([...bin.arcagent, "--relay", relayUrl, "--cluster", target.cluster, "--state-dir", join(work, `${target.cluster}-agent`), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn"]);
+    const agent = ourAgents[target.cluster] = start([...bin.arcagent, "--relay", relayUrl, "--cluster", target.cluster, "--state-dir", join(work, `${target.cluster}-agent`), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn"]);
     const connected = () => (JSON.parse(cliOutput(["cluster", "list", "-o", "json"])) as { name: string; status?: string; connected?: boolean }[])
       .some((c) => c.name === target.cluster && JSON.stringify(c).includes('"connected"'));
     await waitFor(`the agent's tunnel for ${target.cluster}`, connected, 30_000).catch((error: Error) => {
@@ -405,6 +417,45 @@ async function arcproxyStarts(n: number): Promise<number[]> {
   return times;
 }
 
+interface WatchFigure {
+  watches: number;
+  establishedS: number;
+  p50Us: number;
+  p99Us: number;
+  relayMiB: [before: number, holding: number];
+  agentMiB: [before: number, holding: number];
+}
+
+/**
+ * For each count: opens that many watches at once through the relay (user token) on the one
+ * tunnel of cluster "bench", fires WATCH_EVENTS events at the upstream, and reports how long the
+ * watches took to open, each event's delivery time to every watch (p50, p99; upstream write to
+ * client read), and the RSS of relay and agent before and while holding them.
+ */
+async function watchesOnOneTunnel(upstreamPort: number, upstreamCa: string): Promise<WatchFigure[]> {
+  const relay = await startOurRelay();
+  const agent = ourAgents.bench!;
+  const rss = async (proc: Subprocess) => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${proc.pid}/status`, "utf8"))![1]) / 1024;
+  const figures: WatchFigure[] = [];
+  for (const count of WATCH_COUNTS) {
+    const before = [await rss(relay.proc), await rss(agent)];
+    const proc = Bun.spawn([loadgen, "-mode", "watch", "-c", String(count), "-events", String(WATCH_EVENTS), "-bearer", relay.token,
+      "-url", `${relay.url}/v1/clusters/bench/k8s/api/v1/namespaces/bench/configmaps?watch=1`,
+      "-fire-url", `https://127.0.0.1:${upstreamPort}/fire`, "-fire-ca", upstreamCa], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const reader = proc.stdout.getReader();
+    const first = await reader.read();
+    if (first.done) throw new Error(`loadgen's watches failed: ${(await new Response(proc.stderr).text()).trim()}`);
+    const r = JSON.parse(new TextDecoder().decode(first.value)) as LoadResult & { established_s: number };
+    const holding = [await rss(relay.proc), await rss(agent)];
+    proc.stdin.end();
+    await proc.exited;
+    figures.push({ watches: count, establishedS: r.established_s, p50Us: r.p50_us!, p99Us: r.p99_us!, relayMiB: [before[0]!, holding[0]!], agentMiB: [before[1]!, holding[1]!] });
+    // The next count starts once the relay has let go of these (its streams in flight back to none).
+    await waitFor("the relay to close the watches", async () => !/arcrelay_active_streams\{kind="watch"\} [1-9]/.test(await relayActive()), 60_000);
+  }
+  return figures;
+}
+
 let loadgen = "";
 let metricsPort = 0;
 async function relayActive(): Promise<string> {
@@ -485,6 +536,7 @@ try {
     }
   }
   const starts = ONLY.includes("ours") ? await arcproxyStarts(SMOKE ? 1 : 5) : [];
+  const watches = ONLY.includes("relay") ? await watchesOnOneTunnel(upstreamPort, caFile) : [];
 
   const unit: Record<string, string> = { "c=1": "p50 us", "c=16": "req/s", "c=64": "req/s", bulk: "MB/s", LIST: `of ${LIST_OBJECTS} p50 ms` };
   const columns = [...Object.keys(SCENARIOS), "LIST"];
@@ -502,9 +554,16 @@ try {
     console.log(`| ${LABEL[path.name]} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
   }
   if (starts.length) console.log(`\narcproxy start to its first answered request (spawn -> ready file -> one GET through it, ${starts.length} starts): median ${median(starts).toFixed(0)} ms, ${range(starts)} ms`);
+  if (watches.length) {
+    console.log(`\n| watches on one tunnel | all open in | event delivery p50 | p99 | relay RSS MiB | agent RSS MiB | relay + agent |`);
+    console.log("| --- | --- | --- | --- | --- | --- | --- |");
+    for (const w of watches) {
+      console.log(`| ${w.watches} | ${w.establishedS.toFixed(1)} s | ${(w.p50Us / 1000).toFixed(1)} ms | ${(w.p99Us / 1000).toFixed(1)} ms | ${w.relayMiB[0].toFixed(0)} -> ${w.relayMiB[1].toFixed(0)} | ${w.agentMiB[0].toFixed(0)} -> ${w.agentMiB[1].toFixed(0)} | ${(w.relayMiB[1] + w.agentMiB[1]).toFixed(0)} MiB |`);
+    }
+  }
   console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   const json = flag("--json");
-  if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu, arcproxyStartMs: starts }, null, 2));
+  if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu, arcproxyStartMs: starts, watches }, null, 2));
 } finally {
   await apiServerCluster?.stop();
   for (const proc of procs) proc.kill("SIGKILL");

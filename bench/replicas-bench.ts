@@ -3,7 +3,7 @@
 //
 //   bun bench/replicas-bench.ts hop                    # forwarded vs local: p50/p99, and req/s of 1 vs 3 replicas
 //   bun bench/replicas-bench.ts idle --agents 1000     # relay RSS per idle agent, database queries/s
-//   bun bench/replicas-bench.ts idle --agents 10000
+//   bun bench/replicas-bench.ts idle --agents 10000    # (each idle run ends with a relay restart: time until every agent is back)
 //
 // Real parts: a PostgreSQL 15 (Debian's, started here as the tests start it) and arcrelay
 // processes run from source; agents run in this process (as bench/tunnel-bench.ts does), as does
@@ -140,6 +140,9 @@ async function idle(): Promise<void> {
   const WARM = 100;
   for (let i = 0; i < AGENTS + WARM; i++) tokens.push((await addCluster(stack.store, `idle-${i}`)).token);
   let connected = 0;
+  // The relay's restart, and when each agent's tunnel was up again after it (ms since the SIGTERM).
+  let restartedAt: number | undefined;
+  const backAt: number[] = [];
   const stop = new AbortController();
   let started = performance.now();
   let warmRss = 0;
@@ -153,10 +156,13 @@ async function idle(): Promise<void> {
           relay: createRelayConnection(stack!.publicUrl), cluster: `idle-${i + j}`, keyStore: createFileKeyStore(join(dir, "agents", `idle-${i + j}`)), enrollToken: token,
           upstream: loadUpstream({ kubeconfig }), agentVersion: "bench", logger: silentLogger, signal: stop.signal,
           onState: (state) => {
-            if (state === "connected" && first) {
+            if (state !== "connected") return;
+            if (first) {
               first = false;
               connected++;
               resolve();
+            } else if (restartedAt !== undefined) {
+              backAt.push(performance.now() - restartedAt);
             }
           },
         });
@@ -202,6 +208,17 @@ async function idle(): Promise<void> {
   // Our own two counter reads and two snapshot clears are transactions too.
   console.log(`database transactions per second with ${AGENTS + WARM} idle agents: ${((t1.xacts - t0.xacts - 4) / windowS).toFixed(2)} (over ${windowS} s)`);
   await sql.close();
+
+  // A relay restart (SIGTERM: it drains, sends every agent GOAWAY and hands its tunnels back, then a
+  // new process on the same port): how long until every agent has its tunnel again.
+  const total = AGENTS + WARM;
+  restartedAt = performance.now();
+  await stack.restart("r1", "SIGTERM");
+  const upAgain = performance.now() - restartedAt;
+  await waitFor(`all ${total} agents back`, () => backAt.length >= total, 300_000);
+  const sorted = [...backAt].sort((a, b) => a - b);
+  const at = (q: number) => (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! / 1000).toFixed(1);
+  console.log(`relay restart (SIGTERM, new process ready ${(upAgain / 1000).toFixed(1)} s later): agents back, from the SIGTERM: half ${at(0.5)} s, 99% ${at(0.99)} s, all ${(sorted.at(-1)! / 1000).toFixed(1)} s`);
   stop.abort();
 }
 

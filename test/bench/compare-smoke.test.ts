@@ -18,17 +18,21 @@ test("bench/compare.ts --help prints its usage and runs nothing; an unknown flag
   expect(unknown.stderr.toString()).toContain('unknown or incomplete argument "--roundz"');
 });
 
-test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario, the LIST from a real API server included; arcproxy's start is timed", async () => {
+test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario, the LIST from a real API server included; arcproxy's start is timed; 20 watches on one tunnel get every event", async () => {
   const dir = await mkdtemp(join(tmpdir(), "arc-compare-smoke-"));
   try {
     const json = join(dir, "results.json");
     const proc = Bun.spawn([process.execPath, "bench/compare.ts", "--smoke", "--json", json], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
-    const { results, arcproxyStartMs } = JSON.parse(await readFile(json, "utf8")) as { results: Record<string, Record<string, number[]>>; arcproxyStartMs: number[] };
+    const { results, arcproxyStartMs, watches } = JSON.parse(await readFile(json, "utf8")) as {
+      results: Record<string, Record<string, number[]>>; arcproxyStartMs: number[]; watches: { watches: number; p99Us: number }[];
+    };
     expect(Object.keys(results).sort()).toEqual(["LIST", "bulk", "c=1", "c=16", "c=64"]);
     expect(arcproxyStartMs.length).toBe(1);
     expect(arcproxyStartMs[0]!).toBeGreaterThan(0);
+    // 20 watches held on one tunnel, each got every event.
+    expect(watches.map((w) => ({ watches: w.watches, delivered: w.p99Us > 0 }))).toEqual([{ watches: 20, delivered: true }]);
     for (const [scenario, byPath] of Object.entries(results)) {
       expect({ scenario, paths: Object.keys(byPath).sort() }).toEqual({ scenario, paths: ["chisel", "direct", "frp", "konnectivity", "ours", "relay"] });
       for (const [path, figures] of Object.entries(byPath)) expect({ scenario, path, positive: figures.every((f) => f > 0) }).toEqual({ scenario, path, positive: true });
@@ -38,6 +42,7 @@ test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnect
     expect(stdout).toContain("the figures only show that every path answered");
     expect(stdout).toContain("LIST of 50 p50 ms");
     expect(stdout).toContain("arcproxy start to its first answered request");
+    expect(stdout).toContain("| watches on one tunnel |");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

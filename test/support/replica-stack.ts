@@ -18,6 +18,7 @@ const ROOT = join(import.meta.dir, "..", "..");
 export interface Replica {
   id: string;
   port: number;
+  internalPort: number;
   /** http://127.0.0.1:PORT: this replica alone, past the front. */
   url: string;
   proc: Subprocess;
@@ -38,6 +39,11 @@ export interface ReplicaStack {
   /** The replica holding `cluster`'s tunnel, per the database. */
   holderOf(cluster: string): Promise<string | undefined>;
   userToken(user: string, groups?: string[]): Promise<string>;
+  /**
+   * Stops replica `id` with `signal` (SIGTERM: it drains and hands its tunnels back), waits for it
+   * to exit, and starts it again on the same ports; resolves once the new process answers /readyz.
+   */
+  restart(id: string, signal: "SIGTERM" | "SIGKILL"): Promise<Replica>;
   stop(): Promise<void>;
 }
 
@@ -82,8 +88,8 @@ export async function startReplicaStack(opts: {
   const directPort = opts.direct ? await freePort() : undefined;
   const publicUrl = `http://127.0.0.1:${directPort ?? (front.address() as net.AddressInfo).port}`;
 
-  const startReplica = async (id: string): Promise<Replica> => {
-    const [port, internal] = [directPort ?? await freePort(), await freePort()];
+  const startReplica = async (id: string, ports?: { port: number; internal: number }): Promise<Replica> => {
+    const [port, internal] = ports ? [ports.port, ports.internal] : [directPort ?? await freePort(), await freePort()];
     const log: string[] = [];
     // No --data-dir: on PostgreSQL a replica keeps nothing of its own on disk.
     const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--insecure-http", "--public-url", publicUrl,
@@ -96,14 +102,14 @@ export async function startReplicaStack(opts: {
         for await (const chunk of stream) log.push(decoder.decode(chunk));
       })();
     }
-    const replica: Replica = { id, port, proc, url: `http://127.0.0.1:${port}`, log: () => log.join("") };
+    const replica: Replica = { id, port, internalPort: internal, proc, url: `http://127.0.0.1:${port}`, log: () => log.join("") };
     await waitFor(`replica ${id} to answer /readyz`, async () => {
       if (proc.exitCode !== null) throw new Error(`replica ${id} exited (${proc.exitCode}):\n${replica.log()}`);
       return (await fetch(`${replica.url}/readyz`).catch(() => undefined))?.ok === true;
     }, 30_000);
     return replica;
   };
-  replicas = await Promise.all((opts.ids ?? ["r1", "r2", "r3"]).map(startReplica));
+  replicas = await Promise.all((opts.ids ?? ["r1", "r2", "r3"]).map((id) => startReplica(id)));
   const store = await openPostgresStore(opts.databaseUrl);
   const arcrelay = (args: string[]) => {
     const proc = Bun.spawnSync([process.execPath, "cmd/arcrelay.ts", ...args, "--database-url", opts.databaseUrl], { cwd: ROOT });
@@ -112,7 +118,7 @@ export async function startReplicaStack(opts: {
   const holderOf = async (cluster: string) => (await store.listPresence(new Date())).find((p) => p.cluster === cluster)?.replicaId;
   return {
     publicUrl,
-    replicas,
+    get replicas() { return replicas; },
     replica: (id) => replicas.find((r) => r.id === id)!,
     store,
     arcrelay,
@@ -130,6 +136,14 @@ export async function startReplicaStack(opts: {
       } finally {
         steer = undefined;
       }
+    },
+    async restart(id, signal) {
+      const old = replicas.find((r) => r.id === id)!;
+      old.proc.kill(signal);
+      await old.proc.exited;
+      const fresh = await startReplica(id, { port: old.port, internal: old.internalPort });
+      replicas = replicas.map((r) => (r === old ? fresh : r));
+      return fresh;
     },
     async userToken(user, groups = []) {
       return (await loadStoredIssuer(store, publicUrl)).signUserToken({ user, groups });

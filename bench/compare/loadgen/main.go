@@ -1,5 +1,6 @@
 // The load generator of the comparison, the same for every path: sequential latency, a request
-// rate at a fixed concurrency, or one large download. Prints one JSON object.
+// rate at a fixed concurrency, one large download, or many watches held open at once while the
+// upstream fires events. Prints one JSON object (watch mode: then holds its watches until stdin closes).
 package main
 
 import (
@@ -33,6 +34,8 @@ type result struct {
 	Bytes    int64   `json:"bytes,omitempty"`
 	// The first failure, as the client saw it.
 	FirstError string `json:"first_error,omitempty"`
+	// watch: how long opening every watch took (until each had its first event), seconds.
+	EstablishedS float64 `json:"established_s,omitempty"`
 }
 
 func main() {
@@ -45,6 +48,9 @@ func main() {
 	c := flag.Int("c", 16, "rate: concurrency")
 	duration := flag.Duration("duration", 5*time.Second, "rate: how long")
 	warmup := flag.Int("warmup", 200, "requests before measuring (latency, rate)")
+	events := flag.Int("events", 5, "watch: events to fire once every watch is open")
+	fireURL := flag.String("fire-url", "", "watch: the upstream's /fire, reached directly")
+	fireCA := flag.String("fire-ca", "", "watch: PEM CA of the upstream")
 	flag.Parse()
 
 	tlsConfig := &tls.Config{}
@@ -57,7 +63,7 @@ func main() {
 		}
 		tlsConfig.RootCAs = pool
 	}
-	transport := &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 0, ForceAttemptHTTP2: false, DisableCompression: true}
+	transport := &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: 256, MaxConnsPerHost: 0, ForceAttemptHTTP2: false, DisableCompression: true, ResponseHeaderTimeout: 2 * time.Minute}
 	if *connectVia != "" {
 		transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) { return dialConnect(ctx, *connectVia, addr) }
 	}
@@ -80,6 +86,12 @@ func main() {
 			return 0, fmt.Errorf("status %d: %s", res.StatusCode, body)
 		}
 		return io.Copy(io.Discard, res.Body)
+	}
+	if *mode == "watch" {
+		check(json.NewEncoder(os.Stdout).Encode(watch(client, *url, *bearer, *c, *events, *fireURL, *fireCA)))
+		// Hold the watches while the harness measures the tunnel's memory; it closes stdin when done.
+		io.Copy(io.Discard, os.Stdin)
+		return
 	}
 	for i := 0; i < *warmup && *mode != "bulk"; i++ {
 		if _, err := get(); err != nil {
@@ -154,6 +166,104 @@ func main() {
 		log.Fatalf("unknown -mode %q", *mode)
 	}
 	check(json.NewEncoder(os.Stdout).Encode(out))
+}
+
+// watch opens c watches at once (64 dialling at a time), waits for each one's first event, then
+// fires `events` events at the upstream, one after another once every watch has the previous one,
+// and reports the delivery time of every event to every watch (upstream write to client read).
+func watch(client *http.Client, url, bearer string, c, events int, fireURL, fireCA string) result {
+	out := result{Mode: "watch"}
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(fireCA); err != nil || !pool.AppendCertsFromPEM(pem) {
+		log.Fatalf("-fire-ca %q: no certificate", fireCA)
+	}
+	fire := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+	// Events are numbered by the upstream for all its clients: ours are the next `events` after this.
+	var last struct {
+		Event int `json:"event"`
+	}
+	res, err := fire.Get(fireURL)
+	if err != nil {
+		log.Fatalf("reading the upstream's last event: %v", err)
+	}
+	check(json.NewDecoder(res.Body).Decode(&last))
+	res.Body.Close()
+	base := last.Event
+	var mu sync.Mutex
+	delays := make([]float64, 0, c*events)
+	got := make([]atomic.Int64, events+1) // got[n]: watches that have event n
+	dial := make(chan struct{}, 64)
+	start := time.Now()
+	for i := 0; i < c; i++ {
+		go func() {
+			dial <- struct{}{}
+			req, _ := http.NewRequest("GET", url, nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			res, err := client.Do(req)
+			<-dial
+			if err != nil {
+				log.Fatalf("opening a watch: %v", err)
+			}
+			if res.StatusCode != 200 {
+				body, _ := io.ReadAll(io.LimitReader(res.Body, 300))
+				log.Fatalf("opening a watch: status %d: %s", res.StatusCode, body)
+			}
+			lines := bufio.NewScanner(res.Body)
+			for lines.Scan() {
+				var ev struct {
+					N  int   `json:"n"`
+					Ts int64 `json:"ts"`
+				}
+				if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+					log.Fatalf("a watch event that is not JSON: %q", lines.Text())
+				}
+				if ev.N > 0 {
+					ev.N -= base
+				}
+				if ev.N < 0 || ev.N > events {
+					log.Fatalf("a watch event that is not ours: %q", lines.Text())
+				}
+				if ev.N > 0 {
+					mu.Lock()
+					delays = append(delays, float64(time.Now().UnixNano()-ev.Ts)/1000)
+					mu.Unlock()
+				}
+				got[ev.N].Add(1)
+			}
+			log.Fatalf("a watch ended: %v", lines.Err())
+		}()
+	}
+	waitAll := func(n int) {
+		deadline := time.Now().Add(5 * time.Minute)
+		for got[n].Load() < int64(c) {
+			if time.Now().After(deadline) {
+				log.Fatalf("only %d of %d watches had event %d after 5 minutes", got[n].Load(), c, n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitAll(0)
+	out.EstablishedS = time.Since(start).Seconds()
+	for n := 1; n <= events; n++ {
+		res, err := fire.Post(fireURL, "application/json", nil)
+		if err != nil {
+			log.Fatalf("firing event %d: %v", n, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		waitAll(n)
+	}
+	mu.Lock()
+	sort.Float64s(delays)
+	out.Requests = int64(c)
+	if len(delays) > 0 {
+		out.P50Us = delays[(len(delays)-1)/2]
+		out.P99Us = delays[(len(delays)-1)*99/100]
+	}
+	mu.Unlock()
+	return out
 }
 
 // dialConnect opens a TCP connection to addr through an HTTP CONNECT proxy at via.

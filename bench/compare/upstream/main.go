@@ -1,5 +1,7 @@
 // The one upstream every path of the comparison reaches: HTTPS with a certificate made at start,
-// a 36-byte JSON answer for small requests and a streamed body of any size for bulk.
+// a 36-byte JSON answer for small requests, a streamed body of any size for bulk, and watches:
+// any GET with ?watch= streams watch events (JSON lines, each with the time it was written), one
+// at once and one more for every POST /fire.
 package main
 
 import (
@@ -18,8 +20,49 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
+
+// watchers holds one channel per open watch; /fire sends the next event number to each.
+type watchers struct {
+	mu    sync.Mutex
+	next  int
+	chans map[chan int]struct{}
+}
+
+func (w *watchers) add() chan int {
+	ch := make(chan int, 64)
+	w.mu.Lock()
+	w.chans[ch] = struct{}{}
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *watchers) remove(ch chan int) {
+	w.mu.Lock()
+	delete(w.chans, ch)
+	w.mu.Unlock()
+}
+
+// fire hands event number n to every watch without blocking on a slow one (a full channel drops it: the bench then waits in vain and says so).
+func (w *watchers) fire() (int, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next++
+	for ch := range w.chans {
+		select {
+		case ch <- w.next:
+		default:
+		}
+	}
+	return w.next, len(w.chans)
+}
+
+// watchEvent is one line of a watch: Kubernetes' watch event shape, and when it was written (ns since the epoch).
+func watchEvent(kind string, n int) []byte {
+	return []byte(fmt.Sprintf("{\"type\":%q,\"object\":{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"watched\",\"resourceVersion\":\"%d\"}},\"n\":%d,\"ts\":%d}\n", kind, n, n, time.Now().UnixNano()))
+}
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
@@ -76,9 +119,48 @@ func main() {
 			size -= n
 		}
 	})
+	open := &watchers{chans: map[chan int]struct{}{}}
+	mux.HandleFunc("/fire", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			// The last event's number, firing nothing: a client's events are numbered from here.
+			open.mu.Lock()
+			n, count := open.next, len(open.chans)
+			open.mu.Unlock()
+			fmt.Fprintf(w, "{\"event\":%d,\"watches\":%d}\n", n, count)
+			return
+		}
+		if r.Method != http.MethodPost {
+			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+			return
+		}
+		n, count := open.fire()
+		fmt.Fprintf(w, "{\"event\":%d,\"watches\":%d}\n", n, count)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(small)
+			return
+		}
+		flusher := w.(http.Flusher)
+		ch := open.add()
+		defer open.remove(ch)
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(small)
+		if _, err := w.Write(watchEvent("ADDED", 0)); err != nil {
+			return
+		}
+		flusher.Flush()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case n := <-ch:
+				if _, err := w.Write(watchEvent("MODIFIED", n)); err != nil {
+					return
+				}
+				flusher.Flush()
+			}
+		}
 	})
 	ln, err := net.Listen("tcp", *listen)
 	check(err)
