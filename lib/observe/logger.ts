@@ -66,9 +66,10 @@ export function createLogger(options: LoggerOptions): Logger {
 
 function wrap(p: pino.Logger): Logger {
   return {
-    debug: (msg, fields) => p.debug(normalizeErrorFields(fields), msg),
-    info: (msg, fields) => p.info(normalizeErrorFields(fields), msg),
-    warn: (msg, fields) => p.warn(normalizeErrorFields(fields), msg),
+    // Per-request lines are debug or info: their fields are not even copied when that level is off.
+    debug: (msg, fields) => { if (p.isLevelEnabled("debug")) p.debug(normalizeErrorFields(fields), msg); },
+    info: (msg, fields) => { if (p.isLevelEnabled("info")) p.info(normalizeErrorFields(fields), msg); },
+    warn: (msg, fields) => { if (p.isLevelEnabled("warn")) p.warn(normalizeErrorFields(fields), msg); },
     error: (msg, fields) => p.error(normalizeErrorFields(fields), msg),
     child: (fields) => wrap(p.child(fields)),
   };

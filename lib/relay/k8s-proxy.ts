@@ -199,7 +199,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       const requestId = requestIdOf(req.headers);
       res.setHeader(protocol.REQUEST_ID_HEADER, requestId);
       const over = deps.drain.track();
-      const gone = abortOnClose(res);
+      const gone = abortOnClose(res, () => res.writableFinished);
       const watch = isWatchRequest(req.method, req.url ?? "");
       const measure = measureRequest(deps, req, requestId, watch ? "watch" : "request");
       onResponseOver(res, () => measure.done(res.statusCode));
@@ -223,7 +223,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
     async handleUpgrade(req, socket, head) {
       const requestId = requestIdOf(req.headers);
       const over = deps.drain.track();
-      const gone = abortOnClose(socket);
+      const gone = abortOnClose(socket, () => false);
       const measure = measureRequest(deps, req, requestId, "upgrade");
       let code = 0;
       socket.once("close", () => measure.done(code));
@@ -247,9 +247,14 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
   };
 }
 
-function abortOnClose(emitter: NodeJS.EventEmitter): AbortSignal {
+/**
+ * Aborts when the client goes away before its answer is through (`finished`); a response or socket
+ * that closes after it is complete aborts nothing (every request closes, and an abort builds a
+ * DOMException with a stack: 2.9% of the relay's CPU).
+ */
+function abortOnClose(emitter: NodeJS.EventEmitter, finished: () => boolean): AbortSignal {
   const controller = new AbortController();
-  emitter.once("close", () => controller.abort());
+  emitter.once("close", () => { if (!finished()) controller.abort(); });
   return controller.signal;
 }
 
