@@ -62,3 +62,35 @@ export async function imageExists(tag: string): Promise<boolean> {
   const proc = Bun.spawn(buildah(["inspect", "--type", "image", tag]), { stdout: "ignore", stderr: "ignore" });
   return (await proc.exited) === 0;
 }
+
+/** Removes images by tag or id; those already gone are not an error. */
+export async function removeImages(refs: string[]): Promise<void> {
+  for (const ref of refs) {
+    if (await imageExists(ref)) await runTool(buildah(["rmi", ref]), `buildah rmi ${ref}`);
+  }
+}
+
+/** Product images of one name kept in the shared storage: the newest few, for runs going on beside this one. */
+const KEEP_IMAGES_PER_NAME = 3;
+
+/**
+ * Removes from the shared storage every image of `repository` (e.g. localhost/arcagent) but the
+ * newest KEEP_IMAGES_PER_NAME, and every untagged image. Each commit builds its own tag, and the
+ * vfs driver keeps a full copy of each (about 380 MB a commit for the two product images), so the
+ * storage otherwise grows with every build. Runs read their images from the OCI archives they
+ * export, so an older tag going away does not break a run that built it.
+ */
+export async function pruneImages(repository: string, log?: (line: string) => void): Promise<void> {
+  const listed = JSON.parse(await runTool(buildah(["images", "--json"]), "buildah images")) as { id: string; names: string[] | null; createdatraw: string }[];
+  // createdatraw is RFC 3339 with nanoseconds, one format for all: newest first by string order.
+  const ofName = listed.filter((image) => image.names?.some((n) => n.startsWith(`${repository}:`)))
+    .sort((a, b) => (a.createdatraw < b.createdatraw ? 1 : a.createdatraw > b.createdatraw ? -1 : 0));
+  const untagged = listed.filter((image) => !image.names?.length);
+  const doomed = [...ofName.slice(KEEP_IMAGES_PER_NAME), ...untagged];
+  for (const image of doomed) {
+    // Another run may have removed it, or may be using it as a base: not this run's failure.
+    const proc = Bun.spawn(buildah(["rmi", image.id]), { stdout: "ignore", stderr: "pipe" });
+    if ((await proc.exited) !== 0) log?.(`[images] kept ${image.id}: ${(await new Response(proc.stderr).text()).trim().split("\n").at(-1)}`);
+  }
+  if (doomed.length) log?.(`[images] removed ${doomed.length} older image(s) of ${repository} and untagged ones from the shared storage`);
+}

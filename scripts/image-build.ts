@@ -12,7 +12,7 @@ import { rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildBinaries, parsePlatform, readVersion, RELEASE_PLATFORMS, type Platform } from "./build.ts";
-import { buildImage } from "./buildah.ts";
+import { buildImage, pruneImages } from "./buildah.ts";
 import { buildDistrolessStandin } from "./distroless-standin.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -77,6 +77,7 @@ export async function buildProductImages(opts: BuildImagesOptions = {}): Promise
     });
     const bytes = statSync(archive).size;
     log(`${archive}  ${tag}  ${(bytes / 1024 / 1024).toFixed(1)} MiB`);
+    await pruneImages(`localhost/${name}`, log);
     built.push({ name, tag, archive, bytes });
   }
   return built;
