@@ -535,6 +535,9 @@ try {
       ((results.LIST ??= {})[path.name] ??= []).push(r.p50_us! / 1000);
     }
   }
+  // RSS of each path's processes after its load, before the scale scenarios below grow the relay and agent.
+  const rssAfterLoad = new Map<Path, number[]>();
+  for (const path of paths) if (path.procs.length) rssAfterLoad.set(path, await rssMiB(path));
   const starts = ONLY.includes("ours") ? await arcproxyStarts(SMOKE ? 1 : 5) : [];
   const watches = ONLY.includes("relay") ? await watchesOnOneTunnel(upstreamPort, caFile) : [];
 
@@ -550,7 +553,7 @@ try {
       const ratio = base && path.name !== "direct" ? ` (${(median(xs) / base).toFixed(2)}x)` : "";
       return `${range(xs, scenario === "LIST" ? 1 : 0)}${ratio}`;
     });
-    const rss = path.procs.length ? `${(await rssMiB(path)).map((m) => m.toFixed(0)).join(" + ")} (${PROCESS_NAMES[path.name]})` : "";
+    const rss = path.procs.length ? `${rssAfterLoad.get(path)!.map((m) => m.toFixed(0)).join(" + ")} (${PROCESS_NAMES[path.name]})` : "";
     console.log(`| ${LABEL[path.name]} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
   }
   if (starts.length) console.log(`\narcproxy start to its first answered request (spawn -> ready file -> one GET through it, ${starts.length} starts): median ${median(starts).toFixed(0)} ms, ${range(starts)} ms`);
