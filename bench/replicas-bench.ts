@@ -4,6 +4,7 @@
 //   bun bench/replicas-bench.ts hop                    # forwarded vs local: p50/p99, and req/s of 1 vs 3 replicas
 //   bun bench/replicas-bench.ts idle --agents 1000     # relay RSS per idle agent, database queries/s
 //   bun bench/replicas-bench.ts idle --agents 10000    # (each idle run ends with a relay restart: time until every agent is back)
+//   bun bench/replicas-bench.ts hop --smoke            # either mode once, small, no quiet waits (the tests run both)
 //
 // Real parts: a PostgreSQL 15 (Debian's, started here as the tests start it) and arcrelay
 // processes run from source; agents run in this process (as bench/tunnel-bench.ts does), as does
@@ -23,8 +24,12 @@ import { startReplicaStack, type ReplicaStack } from "../test/support/replica-st
 import { waitFor } from "../test/support/wait-for.ts";
 
 const mode = process.argv[2] ?? "hop";
+/** Each scenario once, small and without the quiet waits: proves the bench runs (the tests run it); its figures mean nothing. */
+const SMOKE = process.argv.includes("--smoke");
 const agentsArg = process.argv.indexOf("--agents");
-const AGENTS = agentsArg > 0 ? Number(process.argv[agentsArg + 1]) : 1000;
+const AGENTS = agentsArg > 0 ? Number(process.argv[agentsArg + 1]) : SMOKE ? 20 : 1000;
+/** How long the relay is left alone before its RSS is read (ms). */
+const SETTLE_MS = SMOKE ? 0 : 10_000;
 
 const upstream = http.createServer((_req, res) => {
   res.writeHead(200, { "content-type": "application/json" });
@@ -37,6 +42,7 @@ await writeKubeconfig(kubeconfig, { server: `http://127.0.0.1:${(upstream.addres
 const pg = await startPostgres();
 const db = await pg.createDatabase();
 let stack: ReplicaStack | undefined;
+if (SMOKE) console.log("# smoke: each scenario once, small, no quiet waits: the figures only show that it ran");
 console.log(`# ${new Date().toISOString()} mode=${mode} load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
 try {
@@ -73,11 +79,12 @@ async function hop(): Promise<void> {
 
   // Sequential latency, interleaved: local (r1 holds c1) then forwarded (r2 -> r1), round after round.
   const samples: Record<string, number[]> = { local: [], forwarded: [] };
-  for (let i = 0; i < 200; i++) await get(port("r1"), "c1"); // warm-up: connections, token caches, JIT
-  for (let i = 0; i < 200; i++) await get(port("r2"), "c1");
-  for (let round = 0; round < 6; round++) {
+  const [warm, rounds, perRound] = SMOKE ? [5, 1, 20] : [200, 6, 500];
+  for (let i = 0; i < warm; i++) await get(port("r1"), "c1"); // warm-up: connections, token caches, JIT
+  for (let i = 0; i < warm; i++) await get(port("r2"), "c1");
+  for (let round = 0; round < rounds; round++) {
     for (const [name, via] of [["local", "r1"], ["forwarded", "r2"]] as const) {
-      for (let i = 0; i < 500; i++) {
+      for (let i = 0; i < perRound; i++) {
         const t = performance.now();
         await get(port(via), "c1");
         samples[name]!.push(performance.now() - t);
@@ -92,7 +99,7 @@ async function hop(): Promise<void> {
   const rate = async (targets: [number, string][]) => {
     let done = 0;
     let next = 0;
-    const until = performance.now() + 5_000;
+    const until = performance.now() + (SMOKE ? 500 : 5_000);
     await Promise.all(Array.from({ length: 32 }, async () => {
       while (performance.now() < until) {
         const [p, c] = targets[next++ % targets.length]!;
@@ -100,7 +107,7 @@ async function hop(): Promise<void> {
         done++;
       }
     }));
-    return done / 5;
+    return done / (SMOKE ? 0.5 : 5);
   };
   const scenarios: Record<string, [number, string][]> = {
     "one replica: users and the tunnel on r1": [[port("r1"), "c1"]],
@@ -108,7 +115,7 @@ async function hop(): Promise<void> {
     "three replicas, users spread over them, every request forwarded once": [[port("r2"), "c1"], [port("r3"), "c2"], [port("r1"), "c3"]],
   };
   const rates: Record<string, number[]> = {};
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < (SMOKE ? 1 : 3); round++) {
     for (const [name, targets] of Object.entries(scenarios)) (rates[name] ??= []).push(await rate(targets));
   }
   for (const [name, xs] of Object.entries(rates)) console.log(`c=32 ${name}: ${xs.map((x) => x.toFixed(0)).join(", ")} req/s`);
@@ -129,7 +136,7 @@ async function idle(): Promise<void> {
     return used === undefined ? "unknown" : `${(Number(used) / 1048576).toFixed(1)} MiB`;
   };
   const rssOf = async (pid: number) => Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 10_000));
+  const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   await settle();
   const before = await rssOf(relay.proc.pid);
   console.log(`relay RSS with no agent: ${(before / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
@@ -137,7 +144,7 @@ async function idle(): Promise<void> {
   const tokens: string[] = [];
   // WARM agents first, measured apart: what the relay allocates once (its database pool filling,
   // code compiled on first use) is not a cost per agent.
-  const WARM = 100;
+  const WARM = SMOKE ? 5 : 100;
   for (let i = 0; i < AGENTS + WARM; i++) tokens.push((await addCluster(stack.store, `idle-${i}`)).token);
   let connected = 0;
   // The relay's restart, and when each agent's tunnel was up again after it (ms since the SIGTERM).
@@ -201,7 +208,7 @@ async function idle(): Promise<void> {
   };
   await sql`SELECT pg_stat_clear_snapshot()`;
   const t0 = await counters();
-  const windowS = 60;
+  const windowS = SMOKE ? 2 : 60;
   await new Promise((resolve) => setTimeout(resolve, windowS * 1000));
   await sql`SELECT pg_stat_clear_snapshot()`;
   const t1 = await counters();
