@@ -105,7 +105,7 @@ interface AgentHello {
 /**
  * Serves one accepted tunnel until it ends. Kept apart from the upgrade handler so that the
  * closures living as long as the tunnel hold `hello`, not the upgrade's request, socket and head
- * (a closure keeps its whole enclosing scope: about 3 KiB an idle agent at the relay).
+ * (a closure keeps the variables of its enclosing scopes that any closure there uses).
  */
 function serveAgentTunnel(deps: AgentConnectDeps, ws: WebSocket, hello: AgentHello): void {
   const { cluster, keyThumbprint } = hello;
