@@ -258,7 +258,9 @@ async function startPaths(go: Record<string, string>, target: Target): Promise<P
     cli(["grant", "add", "--principal", "user:bench", "--cluster", target.cluster]);
     const kubeconfig = join(work, `${target.cluster}-agent.kubeconfig`);
     await writeKubeconfig(kubeconfig, { server: upstream, caFile: upstreamCa, userName: "agent", user: { token: target.agentToken ?? "bench" } });
-    const agent = ourAgents[target.cluster] = start([...bin.arcagent, "--relay", relayUrl, "--cluster", target.cluster, "--state-dir", join(work, `${target.cluster}-agent`), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn"]);
+    const agent = ourAgents[target.cluster] = start([...bin.arcagent, "--relay", relayUrl, "--cluster", target.cluster, "--state-dir", join(work, `${target.cluster}-agent`), "--kubeconfig", kubeconfig, "--enroll-token", enroll, "--log-level", "warn",
+      // The watch scenario holds 10,000 requests on this agent: its own limit (2,000) raised to the tunnel's.
+      "--max-requests-in-flight", String(Math.max(...WATCH_COUNTS, 2000))]);
     const connected = () => (JSON.parse(cliOutput(["cluster", "list", "-o", "json"])) as { name: string; status?: string; connected?: boolean }[])
       .some((c) => c.name === target.cluster && JSON.stringify(c).includes('"connected"'));
     await waitFor(`the agent's tunnel for ${target.cluster}`, connected, 30_000).catch((error: Error) => {

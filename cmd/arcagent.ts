@@ -3,10 +3,11 @@
 import { defineCommand } from "citty";
 import { loadIssuerConfig, resolveTrustedIssuers } from "../lib/auth/index.ts";
 import {
-  createAgentMetrics, createFileKeyStore, createSecretKeyStore, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore,
+  createAgentMetrics, createFileKeyStore, createSecretKeyStore, DEFAULT_MAX_REQUESTS_IN_FLIGHT, loadUpstream, rotateAgentKey, runAgent, type AgentKeyStore,
 } from "../lib/agent/index.ts";
 import { createRelayConnection, readCaFile, type RelayConnection } from "../lib/client/index.ts";
-import { exitSoonAfterStop, loggerFor, parseDurationMs, runCli, version, waitForShutdownSignal } from "./common.ts";
+import { exitSoonAfterStop, loggerFor, parseDurationMs, parsePositiveInteger, runCli, version, waitForShutdownSignal } from "./common.ts";
+import { timeouts } from "../lib/tunnel/index.ts";
 import { logLevelArgs, parseHostPort, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 import { startMetricsServer } from "../lib/observe/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
@@ -58,6 +59,10 @@ const main = defineCommand({
     "reconnect-backoff-max": { type: "string", default: "10s", description: "no redial waits longer than this" },
     "shutdown-timeout": { type: "string", default: "25s", description: "on SIGTERM: how long requests in flight get to finish (under the pod's 30 s grace)" },
     "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics (off when not given)" },
+    "max-requests-in-flight": {
+      type: "string", default: String(DEFAULT_MAX_REQUESTS_IN_FLIGHT),
+      description: "requests (watches included) served at once, 429 beyond; each holds a connection to the API server, about 26 KiB of memory",
+    },
     ...tunnelLivenessArgs,
     ...logLevelArgs,
   },
@@ -66,6 +71,8 @@ const main = defineCommand({
     // citty also runs the parent after a subcommand: the agent itself runs only when none was named.
     if (args._.length > 0) return;
     const logger = loggerFor("arcagent", args["log-level"], args["log-format"]);
+    // Above the tunnel's own bound a larger value would mean nothing.
+    const maxRequestsInFlight = parsePositiveInteger("max-requests-in-flight", args["max-requests-in-flight"], timeouts.MAX_CONCURRENT_STREAMS);
     const keyStore = keyStoreFrom(args);
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context });
@@ -91,6 +98,7 @@ const main = defineCommand({
       },
       liveness: tunnelLiveness(args),
       trustedIssuers,
+      maxRequestsInFlight,
     });
     void waitForShutdownSignal().then(() => {
       logger.info("stopping: draining the tunnel");

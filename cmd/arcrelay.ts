@@ -7,7 +7,7 @@ import {
   clusterAudience, loadStoredIssuer, openPostgresStore, openSqliteStore, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
-import { exitSoonAfterStop, loggerFor, parseDurationMs, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
+import { exitSoonAfterStop, loggerFor, parseDurationMs, parsePositiveInteger, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
 import { logLevelArgs, parseHostPort, relayTlsArgs, tunnelLiveness, tunnelLivenessArgs } from "./flags.ts";
 import { formatClusterTable, formatGrantTable } from "./tables.ts";
 import { ConfigError } from "../lib/errors/index.ts";
@@ -46,10 +46,7 @@ const serve = defineCommand({
     const databaseUrl = args["database-url"] || process.env.ARC_DATABASE_URL || undefined;
     if (!databaseUrl && !args["data-dir"]) throw new ConfigError("pass --data-dir DIR (the embedded store), or --database-url URL (or ARC_DATABASE_URL) for replicas on PostgreSQL");
     const trustedIssuers = args.config ? resolveTrustedIssuers(await loadIssuerConfig(args.config)) : undefined;
-    const maxRequestsPerUser = Number(args["max-requests-per-user"]);
-    if (!Number.isInteger(maxRequestsPerUser) || maxRequestsPerUser < 1) {
-      throw new ConfigError(`--max-requests-per-user ${JSON.stringify(args["max-requests-per-user"])}: use a whole number of at least 1`);
-    }
+    const maxRequestsPerUser = parsePositiveInteger("max-requests-per-user", args["max-requests-per-user"]);
     const shutdown = {
       delayMs: parseDurationMs("shutdown-delay", args["shutdown-delay"], true),
       timeoutMs: parseDurationMs("shutdown-timeout", args["shutdown-timeout"], true),

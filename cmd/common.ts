@@ -26,6 +26,15 @@ export function parseDurationMs(flag: string, value: string, allowZero = false):
   return millis;
 }
 
+/** A whole number from 1 to `max` (default: no bound). Throws ConfigError naming the flag and the range. */
+export function parsePositiveInteger(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1 || n > max) {
+    throw new ConfigError(`--${flag} ${JSON.stringify(value)}: use a whole number of at least 1${max < Number.MAX_SAFE_INTEGER ? ` and at most ${max}` : ""}`);
+  }
+  return n;
+}
+
 /** `90s`, `15m`, `1h`, `7d` -> seconds. */
 export function parseDurationSeconds(flag: string, value: string): number {
   const millis = ms(value as ms.StringValue);

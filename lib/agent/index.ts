@@ -8,4 +8,5 @@ export { loadUpstream } from "./upstream.ts";
 export type { Upstream } from "./upstream.ts";
 export { createSecretKeyStore } from "./secret-key-store.ts";
 export { createAgentMetrics } from "./metrics.ts";
+export { DEFAULT_MAX_REQUESTS_IN_FLIGHT } from "./stream-handler.ts";
 export type { AgentMetrics } from "./metrics.ts";

@@ -33,6 +33,8 @@ export interface AgentOptions {
   onState?: (state: "connected" | "disconnected") => void;
   /** Prometheus metrics of the tunnel and the requests served (createAgentMetrics); none when absent. */
   metrics?: AgentMetrics;
+  /** Requests served at once, beyond which they are answered 429 (`--max-requests-in-flight`); default 2,000. */
+  maxRequestsInFlight?: number;
   /**
    * External OIDC issuers from the agent's own config, trusted beside the relay's built-in issuer.
    * The agent verifies their tokens itself; the relay trusting an issuer is never enough.
@@ -80,7 +82,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     jwksCooldownMs: AGENT_JWKS_COOLDOWN_MS,
   });
   if (opts.trustedIssuers?.length) log.info("trusting external OIDC issuers", { issuers: opts.trustedIssuers.map((t) => t.issuer) });
-  const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log, watchEnd: opts.signal, metrics: opts.metrics });
+  const onStream = createStreamHandler({ cluster, upstream: opts.upstream, verifyUserToken: verifier.verifyUserToken, logger: log, watchEnd: opts.signal, metrics: opts.metrics, maxRequestsInFlight: opts.maxRequestsInFlight });
   await runConnector({
     relay: opts.relay,
     keys: async () => (current = await reloadKeys(opts.keyStore, current, log)),

@@ -2,7 +2,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { Identity } from "../auth/index.ts";
-import { ApiServerUnavailable, ArcError, BadRequest, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
+import { ApiServerUnavailable, ArcError, BadRequest, TooManyRequests, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { MAX_REQUEST_HEADER_BYTES, apiServerRequestHeaders, bearerTokenOf, endAtEventBoundary, firstHeader, isJsonContentType, isWatchRequest, responseHeaders, toHeaderMap, type HeaderMap } from "../http/index.ts";
 import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
@@ -22,7 +22,21 @@ export interface StreamHandlerDeps {
    */
   watchEnd?: AbortSignal;
   metrics?: AgentMetrics;
+  /**
+   * Requests (watches and upgrades included) served at once; beyond it a request is answered 429
+   * at once. Default DEFAULT_MAX_REQUESTS_IN_FLIGHT (`arcagent --max-requests-in-flight`).
+   */
+  maxRequestsInFlight?: number;
 }
+
+/**
+ * Requests one agent serves at once by default. Each holds a connection to the API server, about
+ * 26 KiB of the agent's memory (bench/BENCHMARKS.md, watches): 2,000 take about 50 MiB above the
+ * agent's 100 MiB at rest, inside the chart's 256 MiB limit, where 10,000 (the tunnel's own bound)
+ * would get the agent killed for memory and cut the cluster off for everyone.
+ */
+export const DEFAULT_MAX_REQUESTS_IN_FLIGHT = 2_000;
+const BUSY_LOG_EVERY_MS = 10_000;
 
 /**
  * Serves one tunnel stream (one user request the relay forwarded): verifies the caller's token
@@ -31,8 +45,8 @@ export interface StreamHandlerDeps {
  * server with the header policy's headers; the response (or the upgraded byte stream, for exec and
  * port-forward) is streamed back. Bounds: response headers within 60 s (upgrades 30 s), then no
  * limit (watches). Every failure is answered on the stream as a Kubernetes Status with the request
- * id: 401 bad token, 403 refused impersonation, 400 malformed, 503 API server unreachable, 504
- * no answer. Never throws.
+ * id: 401 bad token, 403 refused impersonation, 400 malformed, 429 more than `maxRequestsInFlight`
+ * at once, 503 API server unreachable, 504 no answer. Never throws.
  */
 export interface StreamHandler {
   (stream: TunnelServerStream, received: TunnelHeaders): void;
@@ -43,6 +57,10 @@ export interface StreamHandler {
 export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
   const reviewer = createImpersonationReviewer(deps.upstream, deps.cluster);
   const serving = new Map<TunnelServerStream, { requestId: string; method: string; path: string; since: number }>();
+  const maxInFlight = deps.maxRequestsInFlight ?? DEFAULT_MAX_REQUESTS_IN_FLIGHT;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new TypeError(`maxRequestsInFlight must be a positive integer, not ${maxInFlight}`);
+  let refusedBusy = 0;
+  let lastBusyLog = 0;
   const handleTunnelStream = function handleTunnelStream(stream: TunnelServerStream, received: TunnelHeaders): void {
     let headers: TunnelHeaders;
     try {
@@ -54,12 +72,28 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
       return;
     }
     const requestId = firstHeader(headers[protocol.REQUEST_ID_HEADER]) ?? "unknown";
+    const kind = headers[protocol.UPGRADE_HEADER] ? "upgrade" : isWatchRequest(String(headers[":method"]), String(headers[":path"])) ? "watch" : "request";
+    measureStream(deps.metrics, stream, String(headers[":method"]), kind);
+    if (serving.size >= maxInFlight) {
+      refusedBusy += 1;
+      // One line per 10 s at most: an overload must not become a flood of log lines too.
+      if (Date.now() - lastBusyLog >= BUSY_LOG_EVERY_MS) {
+        lastBusyLog = Date.now();
+        deps.logger.warn("refusing requests: the agent serves the most requests it takes (429)", { requestId, refusedSinceLastLine: refusedBusy, maxRequestsInFlight: maxInFlight });
+        refusedBusy = 0;
+      }
+      respondWithStatus(stream, new TooManyRequests(
+        `the agent of cluster "${deps.cluster}" is serving ${serving.size} requests, the most it takes (request id ${requestId}); ` +
+          "retry in a moment, or ask the cluster's admin to raise arcagent --max-requests-in-flight (chart value maxRequestsInFlight) " +
+          "with the agent's memory (about 26 KiB a request in flight)",
+        { retryAfterSeconds: 1 },
+      ), requestId);
+      return;
+    }
     serving.set(stream, { requestId, method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0]!, since: Date.now() });
     stream.once("close", () => serving.delete(stream));
     const log = deps.logger.child({ requestId });
     log.debug("request", { method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0] });
-    const kind = headers[protocol.UPGRADE_HEADER] ? "upgrade" : isWatchRequest(String(headers[":method"]), String(headers[":path"])) ? "watch" : "request";
-    measureStream(deps.metrics, stream, String(headers[":method"]), kind);
     stream.on("error", (error) => {
       if (!isPeerHangup(error)) log.debug("tunnel stream error", { error });
     });

@@ -132,7 +132,7 @@ interface TunnelPair {
   close(): Promise<void>;
 }
 
-async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: string[], watchEnd?: AbortSignal): Promise<TunnelPair> {
+async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: string[], watchEnd?: AbortSignal, maxRequestsInFlight?: number): Promise<TunnelPair> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
   await once(wss, "listening");
   const relaySide = new Promise<{ client: TunnelClient; ws: WebSocket }>((resolve) => {
@@ -142,7 +142,7 @@ async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: 
   await once(agentWs, "open");
   const verifier = createUserTokenVerifier({ issuers: [builtinIssuerTrust(issuer)] });
   const logger = createLogger({ component: "agent-test", level: "debug", write: (line) => void logLines.push(line) });
-  const handler = createStreamHandler({ cluster: CLUSTER, upstream, verifyUserToken: verifier.verifyUserToken, logger, ...(watchEnd ? { watchEnd } : {}) });
+  const handler = createStreamHandler({ cluster: CLUSTER, upstream, verifyUserToken: verifier.verifyUserToken, logger, ...(watchEnd ? { watchEnd } : {}), ...(maxRequestsInFlight ? { maxRequestsInFlight } : {}) });
   const server: TunnelServer = serveTunnel(createWebSocketDuplex(agentWs), handler, () => {});
   const { client, ws } = await relaySide;
   return {
@@ -412,6 +412,40 @@ describe("an authenticated request", () => {
         stream.on("error", () => {});
         stream.close(http2Constants.NGHTTP2_CANCEL);
       }
+    }
+  });
+
+  test("beyond maxRequestsInFlight a request is answered 429 with Retry-After and what to do, at once; once a watch ends the next is served", async () => {
+    const own = await startTunnel(upstream, issuer, logLines, undefined, 2);
+    const authorization = await userBearer();
+    const watches = [0, 1].map((i) => own.client.request(
+      { ":method": "GET", ":path": `/watch?watch=1&busy=${i}`, [protocol.REQUEST_ID_HEADER]: `req-busy-${i}`, authorization },
+      { endStream: true },
+    ));
+    try {
+      await within("both watches' first events", Promise.all(watches.map((w) => new Promise<void>((resolve, reject) => {
+        w.once("error", reject);
+        w.once("data", () => resolve());
+      }))), 5000);
+      const refused = await within("the third request's answer", tunnelRequest(own.client, { authorization, [protocol.REQUEST_ID_HEADER]: "req-third" }), 5000);
+      expect(refused.status).toBe(429);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(JSON.parse(refused.body)).toMatchObject({
+        kind: "Status", code: 429, reason: "TooManyRequests",
+        message: expect.stringContaining(`the agent of cluster "${CLUSTER}" is serving 2 requests, the most it takes (request id req-third)`),
+      });
+      expect(JSON.parse(refused.body).message).toContain("--max-requests-in-flight");
+      const closed = new Promise<void>((resolve) => watches[0]!.once("close", () => resolve()));
+      watches[0]!.close(http2Constants.NGHTTP2_CANCEL);
+      await closed;
+      await waitFor("the agent to let go of the ended watch", async () =>
+        (await tunnelRequest(own.client, { authorization, [protocol.REQUEST_ID_HEADER]: "req-fourth" })).status === 200);
+    } finally {
+      for (const w of watches) {
+        w.on("error", () => {});
+        w.close(http2Constants.NGHTTP2_CANCEL);
+      }
+      await own.close();
     }
   });
 

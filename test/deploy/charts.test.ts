@@ -105,6 +105,13 @@ describe("the agent chart", () => {
     expect(config.data!["agent.yaml"]).toContain("issuer: https://login.example.com");
   });
 
+  test("the agent serves at most maxRequestsInFlight requests at once (2000 by default), as its flag", async () => {
+    const argsOf = async (extra: string[]) => (await render(AGENT, [...AGENT_VALUES, ...extra])).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0].args as string[];
+    const flagValue = (args: string[]) => args[args.indexOf("--max-requests-in-flight") + 1];
+    expect(flagValue(await argsOf([]))).toBe("2000");
+    expect(flagValue(await argsOf(["--set", "maxRequestsInFlight=5000"]))).toBe("5000");
+  });
+
   test("deploy/agent.yaml is exactly what the chart renders (npm run manifests)", async () => {
     expect(await readFile(AGENT_MANIFEST, "utf8")).toBe(await renderAgentManifest());
   });
