@@ -18,13 +18,15 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
-import { homedir, loadavg, tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { parse } from "yaml";
 import { buildBinaries } from "../scripts/build.ts";
 import { applyManifest, createServiceAccountKubeconfig, startKubeCluster, type KubeCluster } from "../test/cluster/cluster.ts";
+import { findGo, goEnv } from "../test/cluster/go-toolchain.ts";
 import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
+import { cacheRoot } from "../scripts/cache-root.ts";
 import { waitFor } from "../test/support/wait-for.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -51,10 +53,19 @@ const flag = (name: string) => {
 };
 const SMOKE = argv.includes("--smoke");
 const ROUNDS = SMOKE ? 1 : Number(flag("--rounds") ?? 3);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  console.error(`--rounds ${JSON.stringify(flag("--rounds"))}: use a whole number of at least 1\n${USAGE}`);
+  process.exit(2);
+}
 const ALL_PATHS = ["direct", "ours", "relay", "chisel", "frp", "konnectivity"] as const;
 type PathName = (typeof ALL_PATHS)[number];
 const ONLY = (flag("--only")?.split(",") ?? [...ALL_PATHS]) as PathName[];
-for (const p of ONLY) if (!ALL_PATHS.includes(p)) throw new Error(`--only: unknown path ${p} (${ALL_PATHS.join(", ")})`);
+for (const p of ONLY) {
+  if (!ALL_PATHS.includes(p)) {
+    console.error(`--only: unknown path ${JSON.stringify(p)}\n${USAGE}`);
+    process.exit(2);
+  }
+}
 const BULK_BYTES = SMOKE ? 4 << 20 : 256 << 20;
 /** ConfigMaps in the namespace the LIST reads, from the real API server (about 1.1 KB of JSON each). */
 const LIST_OBJECTS = SMOKE ? 50 : 5000;
@@ -151,7 +162,7 @@ async function buildGo(): Promise<Record<string, string>> {
     for (const file of (await readdir(join(ROOT, dir), { recursive: true })).sort()) {
       if (file.endsWith(".go") || file.endsWith("go.mod") || file.endsWith("go.sum")) hash.update(file).update(await readFile(join(ROOT, dir, file)));
     }
-    return join(homedir(), ".cache", "cluster-connect", "bench", `${dir.replace("bench/", "")}-${hash.digest("hex").slice(0, 16)}`);
+    return join(cacheRoot(), "bench", `${dir.replace("bench/", "")}-${hash.digest("hex").slice(0, 16)}`);
   };
   const outOf: Record<string, string> = { "bench/compare": await cacheDirOf("bench/compare"), "bench/peers": await cacheDirOf("bench/peers") };
   const programs: Record<string, [dir: string, pkg: string]> = {
@@ -167,16 +178,20 @@ async function buildGo(): Promise<Record<string, string>> {
     name === "loadgen" || name === "upstream" ||
     (ONLY.includes("chisel") && name === "chisel") || (ONLY.includes("frp") && name.startsWith("frp")) || (ONLY.includes("konnectivity") && name.startsWith("proxy-"));
   const paths: Record<string, string> = {};
+  let go: string | undefined;
   for (const [name, [dir, pkg]] of Object.entries(programs)) {
     if (!need(name)) continue;
     await mkdir(outOf[dir]!, { recursive: true });
     paths[name] = join(outOf[dir]!, name);
     if (existsSync(paths[name])) continue;
     const started = performance.now();
-    const built = Bun.spawnSync(["go", "build", "-trimpath", "-o", paths[name], pkg], {
+    // The machine's Go if it is new enough, else a toolchain from the Go module proxy (as the tests' own builds).
+    go ??= await findGo({ log: (line) => console.error(`# ${line}`) });
+    console.error(`# building ${name} (${pkg}) with ${go}`);
+    const built = Bun.spawnSync([go, "build", "-trimpath", "-o", paths[name], pkg], {
       cwd: join(ROOT, dir),
       // The peers' own modules, at the pinned versions; konnectivity's module is not in the checksum database.
-      env: { ...process.env, GOFLAGS: "-mod=mod", GONOSUMDB: "sigs.k8s.io/apiserver-network-proxy", CGO_ENABLED: "0" },
+      env: { ...process.env, ...goEnv(), GOFLAGS: "-mod=mod", GONOSUMDB: "sigs.k8s.io/apiserver-network-proxy", CGO_ENABLED: "0" },
       stdout: "pipe", stderr: "pipe",
     });
     if (built.exitCode !== 0) throw new Error(`go build ${pkg} failed:\n${built.stderr.toString()}`);
@@ -337,7 +352,8 @@ let apiServerCluster: KubeCluster | undefined;
  */
 async function startApiServer(): Promise<{ port: number; ca: string; token: string }> {
   const started = performance.now();
-  apiServerCluster = await startKubeCluster({ dir: join(work, "cluster"), node: false, log: (line) => process.env.BENCH_DEBUG && console.error(`# ${line}`) });
+  // Its progress on stderr: the first run builds Kubernetes from its Go modules (about 12 minutes on 2 cores) unless the demo or the tests did.
+  apiServerCluster = await startKubeCluster({ dir: join(work, "cluster"), node: false, log: (line) => console.error(`# ${line}`) });
   const cluster = apiServerCluster;
   await applyManifest(cluster, "bench.yaml", `apiVersion: v1
 kind: Namespace
@@ -501,6 +517,25 @@ const PROCESS_NAMES: Record<PathName, string> = {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const range = (xs: number[], digits = 0) => (xs.length === 1 ? xs[0]!.toFixed(digits) : `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`);
 
+/** Stops every process and the API server and removes the work folder (keys, etcd data) once, however the run ends. */
+let cleaning: Promise<void> | undefined;
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    await apiServerCluster?.stop();
+    for (const proc of procs) proc.kill("SIGKILL");
+    await Promise.all(procs.map((p) => p.exited));
+    await rm(work, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+// Ctrl-C (or a SIGTERM) would otherwise leave the work folder behind, with its keys and etcd data.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`# ${signal}: stopping and cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
 try {
   console.log(`# ${new Date().toISOString()} ${SMOKE ? "smoke" : `${ROUNDS} rounds`}; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   if (SMOKE) console.log("# smoke: each scenario once and small (4 MiB bulk), arcproxy/arcrelay/arcagent from source, not compiled: the figures only show that every path answered");
@@ -570,9 +605,6 @@ try {
   const json = flag("--json");
   if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu, arcproxyStartMs: starts, watches }, null, 2));
 } finally {
-  await apiServerCluster?.stop();
-  for (const proc of procs) proc.kill("SIGKILL");
-  await Promise.all(procs.map((p) => p.exited));
-  await rm(work, { recursive: true, force: true });
+  await cleanUp();
 }
 process.exit(0);

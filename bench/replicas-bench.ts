@@ -2,7 +2,7 @@
 // relay memory per idle agent, and database queries per second while agents sit idle.
 //
 //   bun bench/replicas-bench.ts hop                    # forwarded vs local: p50/p99, and req/s of 1 vs 3 replicas
-//   bun bench/replicas-bench.ts idle --agents 1000     # relay RSS per idle agent, database queries/s
+//   bun bench/replicas-bench.ts idle --agents 1000     # relay RSS per idle agent, database transactions/s
 //   bun bench/replicas-bench.ts idle --agents 10000    # (each idle run ends with a relay restart: time until every agent is back)
 //   bun bench/replicas-bench.ts hop --smoke            # either mode once, small, no quiet waits (the tests run both)
 //
@@ -23,11 +23,27 @@ import { startPostgres } from "../test/support/postgres.ts";
 import { startReplicaStack, type ReplicaStack } from "../test/support/replica-stack.ts";
 import { waitFor } from "../test/support/wait-for.ts";
 
-const mode = process.argv[2] ?? "hop";
+const USAGE = `usage: bun bench/replicas-bench.ts hop|idle [--agents N] [--smoke]
+  hop:  the forwarded hop's latency (p50, p99) and req/s of three replicas against one
+  idle: relay memory per idle agent (--agents, default 1000), database transactions/s, agents back after a relay restart
+  --smoke: each scenario once, small, no quiet waits (the tests run it); its figures mean nothing`;
+const mode = process.argv.slice(2).find((a) => !a.startsWith("--") && process.argv[process.argv.indexOf(a) - 1] !== "--agents") ?? "hop";
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+if (mode !== "hop" && mode !== "idle") {
+  console.error(`unknown mode ${JSON.stringify(mode)}\n${USAGE}`);
+  process.exit(2);
+}
 /** Each scenario once, small and without the quiet waits: proves the bench runs (the tests run it); its figures mean nothing. */
 const SMOKE = process.argv.includes("--smoke");
 const agentsArg = process.argv.indexOf("--agents");
 const AGENTS = agentsArg > 0 ? Number(process.argv[agentsArg + 1]) : SMOKE ? 20 : 1000;
+if (!Number.isInteger(AGENTS) || AGENTS < 4) {
+  console.error(`--agents ${JSON.stringify(process.argv[agentsArg + 1])}: use a whole number of at least 4\n${USAGE}`);
+  process.exit(2);
+}
 /** How long the relay is left alone before its RSS is read (ms). */
 const SETTLE_MS = SMOKE ? 0 : 10_000;
 
@@ -45,16 +61,27 @@ let stack: ReplicaStack | undefined;
 if (SMOKE) console.log("# smoke: each scenario once, small, no quiet waits: the figures only show that it ran");
 console.log(`# ${new Date().toISOString()} mode=${mode} load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
-try {
-  if (mode === "hop") await hop();
-  else if (mode === "idle") await idle();
-  else throw new Error(`unknown mode ${mode}: hop or idle`);
-} finally {
+/** Stops the replicas and PostgreSQL and removes the bench's folders once, however the run ends. */
+let cleaning: Promise<void> | undefined;
+const cleanUp = () => (cleaning ??= (async () => {
   await stack?.stop();
   upstream.close();
   await db.drop();
   await pg.stop();
   await rm(dir, { recursive: true, force: true });
+})());
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`# ${signal}: stopping and cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+try {
+  if (mode === "hop") await hop();
+  else await idle();
+} finally {
+  await cleanUp();
 }
 console.log(`# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 process.exit(0);

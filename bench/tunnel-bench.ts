@@ -1,5 +1,11 @@
 // Measures the relay <-> agent path in one process: sequential latency, concurrent rate, bulk throughput.
 // Run: bun bench/tunnel-bench.ts   (results go in bench/BENCHMARKS.md with the command and machine)
+//   BENCH_TARGET=direct bun bench/tunnel-bench.ts   the same client against the stand-in upstream itself
+//   BENCH_DEBUG=1                                   the relay's log on stderr
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  console.log("usage: [BENCH_TARGET=direct] [BENCH_DEBUG=1] bun bench/tunnel-bench.ts   (no flags; prints one JSON object)");
+  process.exit(0);
+}
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
