@@ -82,15 +82,26 @@ const KEEP_IMAGES_PER_NAME = 3;
  */
 export async function pruneImages(repository: string, log?: (line: string) => void): Promise<void> {
   const listed = JSON.parse(await runTool(buildah(["images", "--json"]), "buildah images")) as { id: string; names: string[] | null; createdatraw: string }[];
-  // createdatraw is RFC 3339 with nanoseconds, one format for all: newest first by string order.
+  // createdatraw is RFC 3339 with up to nine fraction digits, trailing zeros dropped (Go's format):
+  // compared as instants, not as strings.
+  const instant = (raw: string) => {
+    const m = /^(.*?)(?:\.(\d+))?Z$/.exec(raw);
+    return m ? [Date.parse(`${m[1]}Z`), Number((m[2] ?? "").padEnd(9, "0"))] as const : [Date.parse(raw), 0] as const;
+  };
   const ofName = listed.filter((image) => image.names?.some((n) => n.startsWith(`${repository}:`)))
-    .sort((a, b) => (a.createdatraw < b.createdatraw ? 1 : a.createdatraw > b.createdatraw ? -1 : 0));
+    .sort((a, b) => {
+      const [sa, na] = instant(a.createdatraw);
+      const [sb, nb] = instant(b.createdatraw);
+      return sb - sa || nb - na;
+    });
   const untagged = listed.filter((image) => !image.names?.length);
   const doomed = [...ofName.slice(KEEP_IMAGES_PER_NAME), ...untagged];
+  let removed = 0;
   for (const image of doomed) {
     // Another run may have removed it, or may be using it as a base: not this run's failure.
     const proc = Bun.spawn(buildah(["rmi", image.id]), { stdout: "ignore", stderr: "pipe" });
-    if ((await proc.exited) !== 0) log?.(`[images] kept ${image.id}: ${(await new Response(proc.stderr).text()).trim().split("\n").at(-1)}`);
+    if ((await proc.exited) === 0) removed += 1;
+    else log?.(`[images] kept ${image.id}: ${(await new Response(proc.stderr).text()).trim().split("\n").at(-1)}`);
   }
-  if (doomed.length) log?.(`[images] removed ${doomed.length} older image(s) of ${repository} and untagged ones from the shared storage`);
+  if (removed) log?.(`[images] removed ${removed} older image(s) of ${repository} and untagged ones from the shared storage`);
 }
