@@ -1,5 +1,6 @@
 // What every entry point shares: version, logger from flags, duration parsing, error exit.
-import { runCommand, runMain, type CommandDef } from "citty";
+import { renderUsage, runCommand, runMain, type CommandDef } from "citty";
+import { stripVTControlCharacters } from "node:util";
 import ms from "ms";
 import { createLogger, type Logger, type LogLevel } from "../lib/observe/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
@@ -115,6 +116,12 @@ export function childCommand(argv: readonly string[] = process.argv.slice(2)): s
   return dashdash === -1 ? [] : argv.slice(dashdash + 1);
 }
 
+/** citty's usage text; its colours only on a terminal (a pipe or a file gets plain text, as `grep` expects). */
+async function printUsage(cmd: CommandDef<any>, parent?: CommandDef<any>): Promise<void> {
+  const text = await renderUsage(cmd, parent);
+  console.log(process.stdout.isTTY ? text : stripVTControlCharacters(text));
+}
+
 /**
  * Runs a citty command with our error contract: usage errors and expected failures print one line
  * (with their causes) and exit 1. Only the arguments before `--` are parsed (childCommand has the rest).
@@ -124,7 +131,7 @@ export async function runCli(main: CommandDef<any>, binary: string): Promise<voi
   const dashdash = rawArgs.indexOf("--");
   const own = dashdash >= 0 ? rawArgs.slice(0, dashdash) : rawArgs;
   if (own.includes("--help") || own.includes("-h") || (own.length === 1 && own[0] === "--version")) {
-    await runMain(main, { rawArgs: own });
+    await runMain(main, { rawArgs: own, showUsage: printUsage });
     return;
   }
   try {

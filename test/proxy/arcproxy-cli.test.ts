@@ -140,3 +140,10 @@ test("an unknown cluster name suggests the nearest ones the user may reach", asy
   expect(code).toBe(1);
   expect(stderr).toContain(`did you mean ${CLUSTER}-eu, ${CLUSTER}? (arcproxy clusters lists them)`);
 });
+
+test("--help into a pipe is plain text: no terminal colour codes for grep or a file", async () => {
+  const { code, stdout } = await finish(runArcproxy(["--help"]));
+  expect(code).toBe(0);
+  expect(stdout).toContain("USAGE arcproxy [OPTIONS]");
+  expect(stdout).not.toContain("\u001b[");
+});
