@@ -106,15 +106,20 @@ function sha256(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-/** Spawns arcproxy -- kubectl ARGS in the background, collecting its output. */
-function spawnVia(token: string, args: string[], env: Record<string, string> = {}, withStdin = false) {
-  const proc = Bun.spawn([...relay.arcproxyArgv(token), "--", cluster.kubectl, ...args], {
+/** Spawns `arcproxyArgv -- kubectl ARGS` in the background, collecting its output as it comes. */
+function spawnKubectlThrough(arcproxyArgv: string[], args: string[], env: Record<string, string> = {}, withStdin = false) {
+  const proc = Bun.spawn([...arcproxyArgv, "--", cluster.kubectl, ...args], {
     cwd: ROOT, stdin: withStdin ? "pipe" : "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
   });
   const output = { stdout: "", stderr: "" };
   void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) output.stdout += new TextDecoder().decode(c); })();
   void (async () => { for await (const c of proc.stderr as ReadableStream<Uint8Array>) output.stderr += new TextDecoder().decode(c); })();
   return { proc, output };
+}
+
+/** Spawns arcproxy -- kubectl ARGS against the stack's relay in the background, collecting its output. */
+function spawnVia(token: string, args: string[], env: Record<string, string> = {}, withStdin = false) {
+  return spawnKubectlThrough(relay.arcproxyArgv(token), args, env, withStdin);
 }
 
 describe("the agent as users deploy it", () => {
@@ -243,17 +248,9 @@ describe("relay replicas on PostgreSQL: kubectl on a replica that does not hold 
   let replicas: ReplicaStack;
   let token: string;
   const CLUSTER = "edge-replicated";
-  const viaR2 = (args: string[], opts: { env?: Record<string, string> } = {}) =>
-    run([process.execPath, "cmd/arcproxy.ts", "--relay", replicas.replica("r2").url, "--cluster", CLUSTER, "--port", "0", "--token", token, "--", cluster.kubectl, ...args], opts);
-  const spawnViaR2 = (args: string[], env: Record<string, string> = {}) => {
-    const proc = Bun.spawn([process.execPath, "cmd/arcproxy.ts", "--relay", replicas.replica("r2").url, "--cluster", CLUSTER, "--port", "0", "--token", token, "--", cluster.kubectl, ...args], {
-      cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env },
-    });
-    const output = { stdout: "", stderr: "" };
-    void (async () => { for await (const c of proc.stdout as ReadableStream<Uint8Array>) output.stdout += new TextDecoder().decode(c); })();
-    void (async () => { for await (const c of proc.stderr as ReadableStream<Uint8Array>) output.stderr += new TextDecoder().decode(c); })();
-    return { proc, output };
-  };
+  const arcproxyViaR2 = () => [process.execPath, "cmd/arcproxy.ts", "--relay", replicas.replica("r2").url, "--cluster", CLUSTER, "--port", "0", "--token", token];
+  const viaR2 = (args: string[], opts: { env?: Record<string, string> } = {}) => run([...arcproxyViaR2(), "--", cluster.kubectl, ...args], opts);
+  const spawnViaR2 = (args: string[], env: Record<string, string> = {}) => spawnKubectlThrough(arcproxyViaR2(), args, env);
 
   beforeAll(async () => {
     pg = await startPostgres();
