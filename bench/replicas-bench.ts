@@ -21,6 +21,7 @@ import { addCluster } from "../lib/relay/index.ts";
 import { writeKubeconfig } from "../test/cluster/kubeconfig-file.ts";
 import { startPostgres } from "../test/support/postgres.ts";
 import { startReplicaStack, type ReplicaStack } from "../test/support/replica-stack.ts";
+import { leastSquaresSlope } from "../test/support/least-squares.ts";
 import { waitFor } from "../test/support/wait-for.ts";
 
 const USAGE = `usage: bun bench/replicas-bench.ts hop|idle [--agents N] [--smoke]
@@ -254,14 +255,4 @@ async function idle(): Promise<void> {
   const at = (q: number) => (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! / 1000).toFixed(1);
   console.log(`relay restart (SIGTERM, new process ready ${(upAgain / 1000).toFixed(1)} s later): agents back, from the SIGTERM: half ${at(0.5)} s, 99% ${at(0.99)} s, all ${(sorted.at(-1)! / 1000).toFixed(1)} s`);
   stop.abort();
-}
-
-/** The least-squares slope of y over x: bytes per agent, for [agents, RSS bytes] points. */
-function leastSquaresSlope(points: [number, number][]): number {
-  const n = points.length;
-  const mx = points.reduce((a, [x]) => a + x, 0) / n;
-  const my = points.reduce((a, [, y]) => a + y, 0) / n;
-  const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
-  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
-  return sxy / sxx;
 }

@@ -11,6 +11,7 @@ import { parse } from "yaml";
 import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { waitFor } from "../support/wait-for.ts";
 import { startStack, type Stack } from "./stack.ts";
+import { leastSquaresSlope } from "../support/least-squares.ts";
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 3);
 const WARM_UP_MS = 60_000;
@@ -92,15 +93,7 @@ function rssMiB(pid: number | undefined): number | undefined {
   }
 }
 
-/** Least-squares slope of y over x. */
-function slope(points: [number, number][]): number {
-  const n = points.length;
-  const mx = points.reduce((s, [x]) => s + x, 0) / n;
-  const my = points.reduce((s, [, y]) => s + y, 0) / n;
-  const num = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
-  const den = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
-  return den === 0 ? 0 : num / den;
-}
+const slope = leastSquaresSlope;
 
 test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent restart every 30 s`, async () => {
   const started = Date.now();

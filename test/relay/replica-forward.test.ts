@@ -4,14 +4,10 @@ import http from "node:http";
 import net from "node:net";
 import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { ReplicaMissed, forwardToReplica } from "../../lib/relay/replica-forward.ts";
+import { freePorts } from "../cluster/control-plane.ts";
 
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+/** A loopback port nothing listens on (any more). */
+const closedPort = async () => (await freePorts(1))[0]!;
 
 test("a replica that refuses the connection is a miss (nothing was sent), and the message names it without its internal address", async () => {
   const port = await closedPort();

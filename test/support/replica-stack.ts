@@ -12,6 +12,7 @@ import { loadStoredIssuer } from "../../lib/relay/index.ts";
 import { openPostgresStore } from "../../lib/relay/store/postgres-store.ts";
 import type { RelayStore } from "../../lib/relay/store/index.ts";
 import { waitFor } from "./wait-for.ts";
+import { freePorts } from "../cluster/control-plane.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 
@@ -47,13 +48,7 @@ export interface ReplicaStack {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+const freePort = async () => (await freePorts(1))[0]!;
 
 /**
  * Starts `ids.length` replicas at once on the (empty) database at `databaseUrl` (they migrate it
