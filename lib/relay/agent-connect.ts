@@ -2,12 +2,11 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { calculateJwkThumbprint } from "jose";
-import { WebSocketServer, type WebSocket } from "ws";
-import { ArcError, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../errors/index.ts";
+import { BadRequest, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../errors/index.ts";
 import { firstHeader } from "../http/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  createWebSocketDuplex, openTunnelClient, protocol, timeouts, type WebSocketDuplexOptions,
+  acceptWebSocket, checkWebSocketHandshake, openTunnelClient, protocol, type LivenessOptions, type WebSocketStream,
 } from "../tunnel/index.ts";
 import type { AuthRateLimiter } from "./auth-rate-limit.ts";
 import { authenticateAgent } from "./agent-routes.ts";
@@ -29,7 +28,7 @@ export interface AgentConnectDeps {
   /** A draining relay takes no new tunnel: the agent dials again (another replica, or this one once back). */
   drain?: { readonly draining: boolean };
   /** Liveness of the tunnels (ping interval, dead after), ms. */
-  tunnel?: Pick<WebSocketDuplexOptions, "pingIntervalMs" | "deadAfterMs">;
+  tunnel?: Pick<LivenessOptions, "pingIntervalMs" | "deadAfterMs">;
   metrics?: RelayMetrics;
   /** Records this replica as the holder of each tunnel it accepts. */
   presence: PresenceKeeper;
@@ -48,18 +47,17 @@ interface TunnelFate {
  * the WebSocket with the tunnel's subprotocol, opens the HTTP/2 client over it and registers the
  * tunnel for the cluster (replacing an older one). The tunnel is closed when the cluster's key is
  * revoked or rotated (told by the store's change feed), when it stops answering pings (`tunnel`), or on
- * drain. Refusals are answered on the socket as a Status: 401 (bad token), 429 (rate limit), 503
- * (draining); a malformed WebSocket handshake gets ws's own 400. Never throws.
+ * drain. Refusals are answered on the socket as a Status: 400 (a malformed WebSocket handshake, or
+ * one without the tunnel's subprotocol; checked before the token), 401 (bad token), 429 (rate
+ * limit), 503 (draining). Never throws.
  */
 export function createAgentConnectHandler(deps: AgentConnectDeps) {
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: timeouts.WS_MAX_PAYLOAD_BYTES,
-    perMessageDeflate: false,
-    handleProtocols: (offered) => (offered.has(protocol.TUNNEL_SUBPROTOCOL) ? protocol.TUNNEL_SUBPROTOCOL : false),
-  });
-
   return async function handleAgentConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const refusal = checkWebSocketHandshake(req, protocol.TUNNEL_SUBPROTOCOL);
+    if (refusal) {
+      writeStatusToSocket(socket, new BadRequest(`agent tunnel handshake refused: ${refusal.message}`));
+      return;
+    }
     if (deps.drain?.draining) {
       writeStatusToSocket(socket, new ShuttingDown("the relay is shutting down and takes no new tunnel; dial again", { retryAfterSeconds: 1 }));
       return;
@@ -89,7 +87,8 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       kubernetesVersion: firstHeader(req.headers[protocol.KUBE_VERSION_HEADER]),
       remote: clientAddress(req.socket),
     };
-    wss.handleUpgrade(req, socket, head, (ws) => serveAgentTunnel(deps, ws, hello));
+    if (socket.destroyed) return;
+    serveAgentTunnel(deps, hello, (liveness) => acceptWebSocket(req, socket, head, protocol.TUNNEL_SUBPROTOCOL, liveness));
   };
 }
 
@@ -103,24 +102,25 @@ interface AgentHello {
 }
 
 /**
- * Serves one accepted tunnel until it ends. Kept apart from the upgrade handler so that the
- * closures living as long as the tunnel hold `hello`, not the upgrade's request, socket and head
- * (a closure keeps the variables of its enclosing scopes that any closure there uses).
+ * Accepts the WebSocket (`accept`) and serves the tunnel until it ends. Kept apart from the upgrade
+ * handler so that the closures living as long as the tunnel hold `hello`, not the upgrade's
+ * request, socket and head (a closure keeps the variables of its enclosing scopes that any
+ * closure there uses).
  */
-function serveAgentTunnel(deps: AgentConnectDeps, ws: WebSocket, hello: AgentHello): void {
+function serveAgentTunnel(deps: AgentConnectDeps, hello: AgentHello, accept: (liveness: LivenessOptions) => WebSocketStream): void {
   const { cluster, keyThumbprint } = hello;
   // The cluster goes into each line rather than into a child logger: a pino child per idle tunnel
   // costs memory for the four lines a tunnel ever logs.
   const log = deps.logger;
   const fate: TunnelFate = {};
-  const duplex = createWebSocketDuplex(ws, {
+  const stream = accept({
     ...deps.tunnel,
     onDead: () => {
       fate.reason ??= "dead";
       log.warn("agent tunnel stopped answering pings; closing it", { cluster });
     },
   });
-  const tunnel = openTunnelClient(duplex, (error) => {
+  const tunnel = openTunnelClient(stream, (error) => {
     if (!isPeerHangup(error)) log.warn("tunnel session error", { cluster, error });
   });
   const entry: AgentTunnel = {

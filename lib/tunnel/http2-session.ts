@@ -55,38 +55,60 @@ export function openTunnelClient(socket: Duplex, onError?: (error: Error) => voi
 }
 
 /**
- * A class, not an object literal of closures: a relay holds one per idle agent, and methods and
- * getters on the prototype cost nothing per tunnel (about 1 KiB less each than per-instance closures).
+ * The authority every tunnel session names, parsed once: node:http2 keeps the URL it is given,
+ * and a string would be parsed into a URL of its own per tunnel.
+ */
+const TUNNEL_AUTHORITY = new URL("http://arc-tunnel");
+
+/** node:http2 calls `createConnection(authority, options)` with the options `connect` got. */
+function takeTunnelSocket(_authority: URL, options: { tunnelSocket: Duplex }): Duplex {
+  return options.tunnelSocket;
+}
+
+type ClientSession = http2.ClientHttp2Session & { arcTunnelClient: Http2TunnelClient };
+type ClientSocket = Duplex & { arcTunnelClient: Http2TunnelClient };
+
+/**
+ * A class, not an object literal of closures, and its session's and socket's listeners shared by
+ * every tunnel (each finds its client on the emitter): a relay holds one per idle agent, and
+ * methods on the prototype cost nothing per tunnel, where each closure, `once` wrapper and
+ * promise reaction costs a little.
  */
 class Http2TunnelClient implements TunnelClient {
   readonly done: Promise<void>;
   readonly goaway: Promise<void>;
-  private readonly session: http2.ClientHttp2Session;
-  private readonly kick: () => void;
+  private readonly session: ClientSession;
+  private resolveDone!: () => void;
+  private resolveGoaway!: () => void;
+  private kickPending = false;
   private goingAway = false;
   private active = 0;
 
-  constructor(socket: Duplex, onError?: (error: Error) => void) {
-    const session = http2.connect("http://arc-tunnel", {
-      createConnection: () => socket as never,
+  constructor(private readonly socket: Duplex, onError?: (error: Error) => void) {
+    const session = http2.connect(TUNNEL_AUTHORITY, {
+      createConnection: takeTunnelSocket as never,
+      tunnelSocket: socket,
       settings: SETTINGS,
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
-    });
+    } as http2.ClientSessionOptions) as ClientSession;
     this.session = session;
+    this.done = new Promise((resolve) => { this.resolveDone = resolve; });
+    this.goaway = new Promise((resolve) => { this.resolveGoaway = resolve; });
+    session.arcTunnelClient = this;
+    (socket as ClientSocket).arcTunnelClient = this;
     widenConnectionWindow(session);
     // Without a listener an 'error' event would throw; the session ends either way and `done` says so.
     session.on("error", onError ?? endsTheSession);
-    this.kick = createFlushKick(socket);
-    this.done = sessionDone(session, socket);
-    this.goaway = eventOnce(session, "goaway", this.done);
-    void this.goaway.then(() => { this.goingAway = true; });
+    session.on("close", onClientSessionClose);
+    session.on("goaway", onClientSessionGoaway);
+    socket.on("close", onClientSocketClose);
   }
 
   request(headers: TunnelOutgoingHeaders, options?: { endStream?: boolean }): TunnelRequestStream {
     const stream = this.session.request(headers, { endStream: options?.endStream ?? false });
     this.active += 1;
     stream.once("close", () => { this.active -= 1; });
-    return kickAfterWrites(stream, this.kick);
+    return kickAfterWrites(stream, this);
   }
 
   get closed(): boolean { return this.session.closed || this.session.destroyed; }
@@ -100,7 +122,36 @@ class Http2TunnelClient implements TunnelClient {
   }
 
   close(): Promise<void> { return closeSession(this.session, this.done); }
+
+  /** See createFlushKick: the same, with its flag on the client rather than in a closure. */
+  kick(): void {
+    if (this.kickPending) return;
+    this.kickPending = true;
+    queueMicrotask(() => {
+      this.kickPending = false;
+      if (!this.socket.destroyed) this.socket.emit("drain");
+    });
+  }
+
+  /** @internal The session's 'close'. */
+  sessionClosed(): void { this.resolveDone(); }
+
+  /** @internal The agent's GOAWAY. */
+  peerGoingAway(): void {
+    this.goingAway = true;
+    this.resolveGoaway();
+  }
+
+  /** @internal The socket's 'close': the session goes with it. */
+  socketClosed(): void {
+    if (!this.session.destroyed) this.session.destroy();
+    this.resolveDone();
+  }
 }
+
+function onClientSessionClose(this: ClientSession): void { this.arcTunnelClient.sessionClosed(); }
+function onClientSessionGoaway(this: ClientSession): void { this.arcTunnelClient.peerGoingAway(); }
+function onClientSocketClose(this: ClientSocket): void { this.arcTunnelClient.socketClosed(); }
 
 /**
  * Starts the HTTP/2 server end on `socket` (the agent, over its WebSocket to the relay). Each
@@ -118,7 +169,7 @@ export function serveTunnel(
   const goaway = new Promise<void>((resolve) => { resolveGoaway = resolve; });
   let current: http2.ServerHttp2Session | undefined;
   let active = 0;
-  const kick = createFlushKick(socket);
+  const kicker = { kick: createFlushKick(socket) };
   server.on("session", (session) => {
     current = session;
     widenConnectionWindow(session);
@@ -129,7 +180,7 @@ export function serveTunnel(
   server.on("stream", (stream: TunnelServerStream, headers: TunnelHeaders) => {
     active += 1;
     stream.once("close", () => { active -= 1; });
-    onStream(kickAfterWrites(stream, kick), headers);
+    onStream(kickAfterWrites(stream, kicker), headers);
   });
   socket.once("close", () => resolveDone());
   server.emit("connection", socket);
@@ -179,18 +230,18 @@ function createFlushKick(socket: Duplex): () => void {
   };
 }
 
-function kickAfterWrites<T extends http2.Http2Stream>(stream: T, kick: () => void): T {
+function kickAfterWrites<T extends http2.Http2Stream>(stream: T, kicker: { kick(): void }): T {
   const patched = stream as unknown as { write: (...a: unknown[]) => boolean; end: (...a: unknown[]) => unknown };
   const write = patched.write;
   const end = patched.end;
   patched.write = function writeAndFlush(this: unknown, ...args: unknown[]) {
     const ok = write.apply(this, args);
-    kick();
+    kicker.kick();
     return ok;
   };
   patched.end = function endAndFlush(this: unknown, ...args: unknown[]) {
     const result = end.apply(this, args);
-    kick();
+    kicker.kick();
     return result;
   };
   return stream;
@@ -203,15 +254,6 @@ function sessionDone(session: http2.Http2Session, socket: Duplex): Promise<void>
       if (!session.destroyed) session.destroy();
       resolve();
     });
-  });
-}
-
-/** Resolves on the emitter's first `event`, or never if `until` settles first (no dangling listener). */
-function eventOnce(emitter: NodeJS.EventEmitter, event: string, until: Promise<void>): Promise<void> {
-  return new Promise((resolve) => {
-    const onEvent = () => resolve();
-    emitter.once(event, onEvent);
-    void until.then(() => emitter.off(event, onEvent));
   });
 }
 

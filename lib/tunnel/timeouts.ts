@@ -23,6 +23,14 @@ export const RESPONSE_HEADERS_TIMEOUT_MS = 60_000;
 /** An upgrade (exec, port-forward) must be answered by the API server within this. */
 export const UPGRADE_TIMEOUT_MS = 30_000;
 
+/**
+ * After the socket closes, HTTP/2 gets this long to read what the peer sent last (a response's
+ * final frames) before the stream is destroyed anyway. Bounded because a session that is not
+ * reading (every stream backpressured) would otherwise never take those bytes, and a dead
+ * tunnel's streams would never end.
+ */
+export const CLOSE_READ_GRACE_MS = 1_000;
+
 /** Largest WebSocket message accepted on the tunnel; HTTP/2 frames are at most 16 KiB by default. */
 export const WS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 

@@ -1,12 +1,12 @@
-// Real tunnels for tests: a relay (node:http + ws noServer) and an agent dialing it with `ws`,
-// both ends wrapped with createWebSocketDuplex, plus a front server that forwards over the tunnel.
+// Real tunnels for tests: a relay (node:http, its end framed by acceptWebSocket as the relay's own)
+// and an agent dialing it with `ws` (wrapped with createWebSocketDuplex, as the agent's own).
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import net, { type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocket, WebSocketServer } from "ws";
+import { WebSocket } from "ws";
 import {
-  createWebSocketDuplex, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
-  type TunnelServer, type TunnelServerStream, type WebSocketDuplexOptions,
+  acceptWebSocket, createWebSocketDuplex, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
+  type TunnelServer, type TunnelServerStream, type WebSocketDuplexOptions, type WebSocketStream,
 } from "../../lib/tunnel/index.ts";
 import { within } from "../support/wait-for.ts";
 
@@ -17,8 +17,8 @@ export interface TunnelPair {
   client: TunnelClient;
   /** The agent's HTTP/2 server end. */
   server: TunnelServer;
-  /** The relay's WebSocket (accepted by the WebSocketServer). */
-  relayWs: WebSocket;
+  /** The relay's end of the WebSocket (accepted by acceptWebSocket). */
+  relayStream: WebSocketStream;
   /** The agent's WebSocket (dialed with `ws`). */
   agentWs: WebSocket;
   close(): Promise<void>;
@@ -40,9 +40,8 @@ export async function startTunnelPair(
   options: { duplex?: WebSocketDuplexOptions } = {},
 ): Promise<TunnelPair> {
   const relay = http.createServer((_req, res) => res.writeHead(404).end());
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
-  const accepted = new Promise<WebSocket>((resolve) => {
-    relay.on("upgrade", (req, socket, head) => wss.handleUpgrade(req, socket, head, resolve));
+  const accepted = new Promise<WebSocketStream>((resolve) => {
+    relay.on("upgrade", (req, socket, head) => resolve(acceptWebSocket(req, socket, head, protocol.TUNNEL_SUBPROTOCOL, options.duplex)));
   });
   const port = await listen(relay);
 
@@ -53,21 +52,21 @@ export async function startTunnelPair(
     agentWs.once("open", () => resolve());
     agentWs.once("error", reject);
   });
-  const relayWs = await accepted;
+  const relayStream = await accepted;
+  relayStream.on("error", () => {});
 
   const server = serveTunnel(createWebSocketDuplex(agentWs, options.duplex), onStream, () => {});
-  const client = openTunnelClient(createWebSocketDuplex(relayWs, options.duplex), () => {});
+  const client = openTunnelClient(relayStream, () => {});
 
   return {
     client,
     server,
-    relayWs,
+    relayStream,
     agentWs,
     async close() {
       agentWs.terminate();
-      relayWs.terminate();
+      relayStream.terminate();
       await within("the tunnel to close", Promise.all([client.done, server.done]), 2000).catch(() => {});
-      wss.close();
       await closeServer(relay);
     },
   };

@@ -2,8 +2,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
-import { WebSocket, WebSocketServer } from "ws";
-import { createWebSocketDuplex, openTunnelClient } from "../../lib/tunnel/index.ts";
+import { WebSocket } from "ws";
+import {
+  acceptWebSocket, createWebSocketDuplex, openTunnelClient, protocol, type WebSocketStream,
+} from "../../lib/tunnel/index.ts";
 import { waitFor, within } from "../support/wait-for.ts";
 import { closeServer, collect, listen, startTunnelPair, tunnelGet, type TunnelPair } from "./tunnel-pair.ts";
 
@@ -14,15 +16,14 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A relay WebSocket endpoint; resolves each accepted socket. */
-async function relayEndpoint(): Promise<{ port: number; accepted: Promise<WebSocket> }> {
+/** A relay WebSocket endpoint, framed as the relay's own; resolves the accepted stream (FAST liveness). */
+async function relayEndpoint(onDead: () => void): Promise<{ port: number; accepted: Promise<WebSocketStream> }> {
   const server = http.createServer();
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
-  const accepted = new Promise<WebSocket>((resolve) => {
-    server.on("upgrade", (req, socket, head) => wss.handleUpgrade(req, socket, head, resolve));
+  const accepted = new Promise<WebSocketStream>((resolve) => {
+    server.on("upgrade", (req, socket, head) => resolve(acceptWebSocket(req, socket, head, protocol.TUNNEL_SUBPROTOCOL, { ...FAST, onDead })));
   });
   const port = await listen(server);
-  cleanups.push(() => closeServer(server), () => wss.close());
+  cleanups.push(() => closeServer(server));
   return { port, accepted };
 }
 
@@ -74,22 +75,21 @@ async function dialFrozenRelay(port: number): Promise<WebSocket> {
   return agentWs;
 }
 
-describe("createWebSocketDuplex keepalive", () => {
+describe("tunnel keepalive (the relay's acceptWebSocket, the agent's createWebSocketDuplex)", () => {
   test("a relay whose agent stops answering terminates the socket and calls onDead", async () => {
-    const { port, accepted } = await relayEndpoint();
+    let deadAt = 0;
+    const { port, accepted } = await relayEndpoint(() => { deadAt = Date.now(); });
+    const startedAt = Date.now();
     const agentSocket = await frozenAgent(port);
     const agentSide = collect(agentSocket);
-    const relayWs = await accepted;
-    let deadAt = 0;
-    const startedAt = Date.now();
-    const duplex = createWebSocketDuplex(relayWs, { ...FAST, onDead: () => { deadAt = Date.now(); } });
-    duplex.on("error", () => {});
-    const tunnel = openTunnelClient(duplex, () => {});
+    const relayStream = await accepted;
+    relayStream.on("error", () => {});
+    const tunnel = openTunnelClient(relayStream, () => {});
 
     await waitFor("onDead", () => deadAt > 0, 2000);
     expect(deadAt - startedAt).toBeGreaterThanOrEqual(FAST.deadAfterMs);
     expect(deadAt - startedAt).toBeLessThan(1500);
-    await waitFor("the relay's socket to close", () => relayWs.readyState === WebSocket.CLOSED, 1000);
+    await waitFor("the relay's socket to close", () => relayStream.destroyed, 1000);
     await waitFor("the frozen agent's TCP connection to be cut", () => agentSide.closed() || agentSide.ended(), 1000);
     // HTTP/2 sees the tunnel go, so the relay stops routing requests into it.
     await within("the tunnel to be done", tunnel.done, 1000);
@@ -124,8 +124,9 @@ describe("createWebSocketDuplex keepalive", () => {
       stream.end("alive");
     }, { duplex: { ...FAST, onDead: () => { deadCalls += 1; } } });
     cleanups.push(() => pair.close());
+    // The relay's pings and its answers to the agent's, as the agent sees them.
     const pongs = { relay: 0, agent: 0 };
-    pair.relayWs.on("pong", () => { pongs.relay += 1; });
+    pair.agentWs.on("ping", () => { pongs.relay += 1; });
     pair.agentWs.on("pong", () => { pongs.agent += 1; });
     const startedAt = Date.now();
 
@@ -134,7 +135,7 @@ describe("createWebSocketDuplex keepalive", () => {
     expect(Date.now() - startedAt).toBeGreaterThan(2 * FAST.deadAfterMs);
     expect(deadCalls).toBe(0);
     expect(pair.agentWs.readyState).toBe(WebSocket.OPEN);
-    expect(pair.relayWs.readyState).toBe(WebSocket.OPEN);
+    expect(pair.relayStream.isOpen).toBe(true);
     expect(pair.client.closed).toBe(false);
     const res = await within("a request after the idle period", tunnelGet(pair.client, "/healthz"));
     expect(res.body.toString()).toBe("alive");
