@@ -243,6 +243,10 @@ async function idle(): Promise<void> {
   // Our own two counter reads and two snapshot clears are transactions too.
   console.log(`database transactions per second with ${AGENTS + WARM} idle agents: ${((t1.xacts - t0.xacts - 4) / windowS).toFixed(2)} (over ${windowS} s)`);
   await sql.close();
+  // The same tunnels a minute later: the allocators have had time to give back what the
+  // connection storm left (RSS moves in steps of megabytes, so one reading can be off by several).
+  const settled = await rssOf(relay.proc.pid);
+  console.log(`relay RSS a minute later: ${(settled / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()}); beyond the warm ${WARM}: ${((settled - warmRss) / AGENTS / 1024).toFixed(1)} KiB per agent; over the empty relay: ${((settled - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
 
   // A relay restart (SIGTERM: it drains, sends every agent GOAWAY and hands its tunnels back, then a
   // new process on the same port): how long until every agent has its tunnel again.

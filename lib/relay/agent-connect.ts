@@ -6,7 +6,8 @@ import { BadRequest, ShuttingDown, isPeerHangup, writeStatusToSocket } from "../
 import { firstHeader } from "../http/index.ts";
 import type { Logger } from "../observe/index.ts";
 import {
-  acceptWebSocket, checkWebSocketHandshake, openTunnelClient, protocol, type LivenessOptions, type WebSocketStream,
+  acceptWebSocket, checkWebSocketHandshake, openTunnelClient, protocol, type LivenessOptions, type TunnelClientEvents,
+  type WebSocketStream,
 } from "../tunnel/index.ts";
 import type { AuthRateLimiter } from "./auth-rate-limit.ts";
 import { authenticateAgent } from "./agent-routes.ts";
@@ -15,7 +16,7 @@ import type { AgentTunnel, TunnelRegistry } from "./tunnel-registry.ts";
 import { clientAddress } from "./client-address.ts";
 import type { DisconnectReason, RelayMetrics } from "./metrics.ts";
 import type { PresenceKeeper } from "./presence.ts";
-import type { AgentKeyWatch } from "./agent-key-watch.ts";
+import type { AgentKeyWatch, KeyLossReason, KeyWatcher } from "./agent-key-watch.ts";
 
 export interface AgentConnectDeps {
   store: RelayStore;
@@ -34,11 +35,6 @@ export interface AgentConnectDeps {
   presence: PresenceKeeper;
   /** Closes a tunnel whose key is revoked or rotated, within seconds, on whichever replica holds it. */
   keyWatch: AgentKeyWatch;
-}
-
-/** Why this tunnel ends, for arcrelay_tunnel_disconnects_total; the first cause seen wins. */
-interface TunnelFate {
-  reason?: DisconnectReason;
 }
 
 /**
@@ -103,53 +99,73 @@ interface AgentHello {
 
 /**
  * Accepts the WebSocket (`accept`) and serves the tunnel until it ends. Kept apart from the upgrade
- * handler so that the closures living as long as the tunnel hold `hello`, not the upgrade's
- * request, socket and head (a closure keeps the variables of its enclosing scopes that any
- * closure there uses).
+ * handler so that what lives as long as the tunnel holds `hello`, not the upgrade's request,
+ * socket and head (a closure keeps the variables of its enclosing scopes that any closure there
+ * uses).
  */
 function serveAgentTunnel(deps: AgentConnectDeps, hello: AgentHello, accept: (liveness: LivenessOptions) => WebSocketStream): void {
-  const { cluster, keyThumbprint } = hello;
-  // The cluster goes into each line rather than into a child logger: a pino child per idle tunnel
-  // costs memory for the four lines a tunnel ever logs.
-  const log = deps.logger;
-  const fate: TunnelFate = {};
-  const stream = accept({
-    ...deps.tunnel,
-    onDead: () => {
-      fate.reason ??= "dead";
-      log.warn("agent tunnel stopped answering pings; closing it", { cluster });
-    },
-  });
-  const tunnel = openTunnelClient(stream, (error) => {
-    if (!isPeerHangup(error)) log.warn("tunnel session error", { cluster, error });
-  });
-  const entry: AgentTunnel = {
-    cluster,
-    tunnel,
-    agentVersion: hello.agentVersion,
-    kubernetesVersion: hello.kubernetesVersion,
-    connectedAt: new Date(),
-  };
-  deps.registry.register(entry);
-  deps.metrics?.tunnelConnects.inc({ cluster });
-  void tunnel.goaway.then(() => {
-    fate.reason ??= "draining";
-    log.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel", { cluster });
-  });
-  log.info("agent connected", { cluster, agentVersion: entry.agentVersion, kubernetesVersion: entry.kubernetesVersion, remote: hello.remote });
-  const unwatch = deps.keyWatch.track(cluster, keyThumbprint, (reason, why) => {
-    fate.reason ??= reason;
-    log.info("closing agent tunnel: its key is no longer enrolled", { cluster, reason: why, kid: keyThumbprint });
-    void tunnel.close();
-  });
-  void deps.presence.connected(entry);
-  void tunnel.done.finally(async () => {
-    unwatch();
+  new ServedAgentTunnel(deps, hello, accept);
+}
+
+/**
+ * One agent's tunnel from accept to end, as one object whose methods hear its events (the HTTP/2
+ * session's, the liveness sweep's, the key watch's): a relay holds one per idle agent, and a
+ * closure and a promise reaction per event would cost more. Logs carry the cluster in each line
+ * rather than through a child logger, for the same reason.
+ */
+class ServedAgentTunnel implements TunnelClientEvents, KeyWatcher {
+  readonly keyThumbprint: string;
+  private readonly entry: AgentTunnel;
+  /** Why this tunnel ends, for arcrelay_tunnel_disconnects_total; the first cause seen wins. */
+  private reason?: DisconnectReason;
+
+  constructor(private readonly deps: AgentConnectDeps, hello: AgentHello, accept: (liveness: LivenessOptions) => WebSocketStream) {
+    const { cluster } = hello;
+    this.keyThumbprint = hello.keyThumbprint;
+    const stream = accept({ ...deps.tunnel, onDead: this.dead.bind(this) });
+    this.entry = {
+      cluster,
+      tunnel: openTunnelClient(stream, this),
+      agentVersion: hello.agentVersion,
+      kubernetesVersion: hello.kubernetesVersion,
+      connectedAt: new Date(),
+    };
+    deps.registry.register(this.entry);
+    deps.metrics?.tunnelConnects.inc({ cluster });
+    deps.logger.info("agent connected", { cluster, agentVersion: hello.agentVersion, kubernetesVersion: hello.kubernetesVersion, remote: hello.remote });
+    deps.keyWatch.track(cluster, this);
+    void deps.presence.connected(this.entry);
+  }
+
+  /** The liveness sweep's verdict: the agent stopped answering pings. */
+  dead(): void {
+    this.reason ??= "dead";
+    this.deps.logger.warn("agent tunnel stopped answering pings; closing it", { cluster: this.entry.cluster });
+  }
+
+  sessionError(error: Error): void {
+    if (!isPeerHangup(error)) this.deps.logger.warn("tunnel session error", { cluster: this.entry.cluster, error });
+  }
+
+  goaway(): void {
+    this.reason ??= "draining";
+    this.deps.logger.info("agent is moving its tunnel (GOAWAY): requests in flight finish here, new ones wait for its next tunnel", { cluster: this.entry.cluster });
+  }
+
+  keyLost(reason: KeyLossReason, why: string): void {
+    this.reason ??= reason;
+    this.deps.logger.info("closing agent tunnel: its key is no longer enrolled", { cluster: this.entry.cluster, reason: why, kid: this.keyThumbprint });
+    void this.entry.tunnel.close();
+  }
+
+  closed(): void {
+    const { deps, entry } = this;
+    deps.keyWatch.untrack(entry.cluster, this);
     const current = deps.registry.unregister(entry);
-    deps.metrics?.tunnelDisconnects.inc({ reason: fate.reason ?? (deps.drain?.draining ? "relay_shutdown" : current ? "closed" : "replaced") });
+    deps.metrics?.tunnelDisconnects.inc({ reason: this.reason ?? (deps.drain?.draining ? "relay_shutdown" : current ? "closed" : "replaced") });
     if (current) {
-      log.info("agent disconnected", { cluster });
-      await deps.presence.disconnected(entry);
+      deps.logger.info("agent disconnected", { cluster: entry.cluster });
+      void deps.presence.disconnected(entry);
     }
-  });
+  }
 }

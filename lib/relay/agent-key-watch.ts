@@ -7,18 +7,19 @@ import type { RelayStore } from "./store/index.ts";
 
 export type KeyLossReason = "key_revoked" | "key_rotated";
 
-export interface AgentKeyWatch {
-  /**
-   * Watches the tunnel of `cluster` that authenticated with the key whose RFC 7638 thumbprint is
-   * `thumbprint`; `close` is called once when that key is no longer the cluster's. Returns the
-   * function that stops watching (call it when the tunnel ends).
-   */
-  track(cluster: string, thumbprint: string, close: (reason: KeyLossReason, why: string) => void): () => void;
+/** A tunnel as the key watch sees it: the key it authenticated with, and what to do when that key goes. */
+export interface KeyWatcher {
+  /** RFC 7638 thumbprint (SHA-256) of the agent key the tunnel authenticated with. */
+  readonly keyThumbprint: string;
+  /** Called once when that key is no longer the cluster's; the watcher is then no longer tracked. */
+  keyLost(reason: KeyLossReason, why: string): void;
 }
 
-interface Watched {
-  thumbprint: string;
-  close: (reason: KeyLossReason, why: string) => void;
+export interface AgentKeyWatch {
+  /** Watches a tunnel of `cluster` (an object the tunnel owns: nothing is allocated per tunnel but a slot). */
+  track(cluster: string, watcher: KeyWatcher): void;
+  /** Stops watching it (the tunnel ended). */
+  untrack(cluster: string, watcher: KeyWatcher): void;
 }
 
 /**
@@ -29,7 +30,8 @@ interface Watched {
  * tunnels; the next change or resync reads again.
  */
 export function createAgentKeyWatch(opts: { store: RelayStore; feed: ChangeFeed; logger: Logger }): AgentKeyWatch {
-  const byCluster = new Map<string, Set<Watched>>();
+  // An array per cluster, not a Set: a cluster has one tunnel, sometimes two while it moves.
+  const byCluster = new Map<string, KeyWatcher[]>();
   // Thumbprints by key JSON: a resync of 10,000 unchanged keys hashes none of them again.
   const thumbprints = new Map<string, string>();
   const thumbprintOf = async (key: JWK) => {
@@ -44,16 +46,18 @@ export function createAgentKeyWatch(opts: { store: RelayStore; feed: ChangeFeed;
   };
 
   async function judge(cluster: string, key: JWK | undefined): Promise<void> {
+    if (!byCluster.has(cluster)) return;
+    const current = key ? await thumbprintOf(key) : undefined;
+    // Read after the await: tunnels may have come or gone meanwhile.
     const watched = byCluster.get(cluster);
     if (!watched) return;
-    const current = key ? await thumbprintOf(key) : undefined;
-    for (const w of [...watched]) {
-      if (current === w.thumbprint) continue;
-      watched.delete(w);
-      const reason: KeyLossReason = key ? "key_rotated" : "key_revoked";
-      w.close(reason, key ? "the cluster's agent key was rotated" : "the cluster's agent key was revoked (or the cluster removed)");
-    }
-    if (watched.size === 0) byCluster.delete(cluster);
+    const lost = watched.filter((w) => w.keyThumbprint !== current);
+    if (lost.length === 0) return;
+    const kept = watched.filter((w) => w.keyThumbprint === current);
+    if (kept.length === 0) byCluster.delete(cluster);
+    else byCluster.set(cluster, kept);
+    const reason: KeyLossReason = key ? "key_rotated" : "key_revoked";
+    for (const w of lost) w.keyLost(reason, key ? "the cluster's agent key was rotated" : "the cluster's agent key was revoked (or the cluster removed)");
   }
 
   const failed = (what: string) => (error: unknown) =>
@@ -81,17 +85,19 @@ export function createAgentKeyWatch(opts: { store: RelayStore; feed: ChangeFeed;
   });
 
   return {
-    track(cluster, thumbprint, close) {
-      const w: Watched = { thumbprint, close };
-      const set = byCluster.get(cluster) ?? new Set();
-      byCluster.set(cluster, set);
-      set.add(w);
+    track(cluster, watcher) {
+      const watched = byCluster.get(cluster);
+      if (watched) watched.push(watcher);
+      else byCluster.set(cluster, [watcher]);
       // A key revoked between the agent's login and now was not seen by any change: read it once.
       void opts.store.getCluster(cluster).then((record) => judge(cluster, record?.agentKey)).catch(failed(`the agent key of cluster "${cluster}"`));
-      return () => {
-        set.delete(w);
-        if (set.size === 0 && byCluster.get(cluster) === set) byCluster.delete(cluster);
-      };
+    },
+    untrack(cluster, watcher) {
+      const watched = byCluster.get(cluster);
+      if (!watched) return;
+      const kept = watched.filter((w) => w !== watcher);
+      if (kept.length === 0) byCluster.delete(cluster);
+      else if (kept.length !== watched.length) byCluster.set(cluster, kept);
     },
   };
 }

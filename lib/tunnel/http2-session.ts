@@ -47,11 +47,24 @@ export interface TunnelServer {
 }
 
 /**
- * Starts the HTTP/2 client end on `socket` (the relay, over the agent's WebSocket). `onError`
- * receives session errors (a peer hanging up among them); the session then ends and `done` resolves.
+ * What the owner of a tunnel client hears, as methods of one object it already has (a relay holds
+ * one per idle agent: one object, not three closures and two promise reactions).
  */
-export function openTunnelClient(socket: Duplex, onError?: (error: Error) => void): TunnelClient {
-  return new Http2TunnelClient(socket, onError);
+export interface TunnelClientEvents {
+  /** A session error (a peer hanging up among them); the session then ends. */
+  sessionError?(error: Error): void;
+  /** The agent said GOAWAY: requests in flight finish, new ones go elsewhere. */
+  goaway?(): void;
+  /** The session is gone, for whatever reason; called once. */
+  closed?(): void;
+}
+
+/**
+ * Starts the HTTP/2 client end on `socket` (the relay, over the agent's WebSocket), telling
+ * `events` what happens to it; `done` and `goaway` say the same as promises.
+ */
+export function openTunnelClient(socket: Duplex, events: TunnelClientEvents = {}): TunnelClient {
+  return new Http2TunnelClient(socket, events);
 }
 
 /**
@@ -75,16 +88,19 @@ type ClientSocket = Duplex & { arcTunnelClient: Http2TunnelClient };
  * promise reaction costs a little.
  */
 class Http2TunnelClient implements TunnelClient {
-  readonly done: Promise<void>;
-  readonly goaway: Promise<void>;
   private readonly session: ClientSession;
-  private resolveDone!: () => void;
-  private resolveGoaway!: () => void;
+  // The promises are made only when asked for: the relay listens through `events`.
+  private donePromise?: Promise<void>;
+  private goawayPromise?: Promise<void>;
+  private resolveDone?: () => void;
+  private resolveGoaway?: () => void;
+  private isDone = false;
   private kickPending = false;
   private goingAway = false;
+  private peerSaidGoaway = false;
   private active = 0;
 
-  constructor(private readonly socket: Duplex, onError?: (error: Error) => void) {
+  constructor(private readonly socket: Duplex, private readonly events: TunnelClientEvents) {
     const session = http2.connect(TUNNEL_AUTHORITY, {
       createConnection: takeTunnelSocket as never,
       tunnelSocket: socket,
@@ -92,13 +108,11 @@ class Http2TunnelClient implements TunnelClient {
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
     } as http2.ClientSessionOptions) as ClientSession;
     this.session = session;
-    this.done = new Promise((resolve) => { this.resolveDone = resolve; });
-    this.goaway = new Promise((resolve) => { this.resolveGoaway = resolve; });
     session.arcTunnelClient = this;
     (socket as ClientSocket).arcTunnelClient = this;
     widenConnectionWindow(session);
-    // Without a listener an 'error' event would throw; the session ends either way and `done` says so.
-    session.on("error", onError ?? endsTheSession);
+    // Without a listener an 'error' event would throw; the session ends either way and `closed` says so.
+    session.on("error", onClientSessionError);
     session.on("close", onClientSessionClose);
     session.on("goaway", onClientSessionGoaway);
     socket.on("close", onClientSocketClose);
@@ -133,22 +147,45 @@ class Http2TunnelClient implements TunnelClient {
     });
   }
 
-  /** @internal The session's 'close'. */
-  sessionClosed(): void { this.resolveDone(); }
+  get done(): Promise<void> {
+    this.donePromise ??= this.isDone ? Promise.resolve() : new Promise((resolve) => { this.resolveDone = resolve; });
+    return this.donePromise;
+  }
+
+  /** Resolves on the agent's GOAWAY; never, if the session ends without one. */
+  get goaway(): Promise<void> {
+    this.goawayPromise ??= this.peerSaidGoaway ? Promise.resolve() : new Promise((resolve) => { this.resolveGoaway = resolve; });
+    return this.goawayPromise;
+  }
+
+  /** @internal The session's 'error'. */
+  sessionError(error: Error): void { this.events.sessionError?.(error); }
+
+  /** @internal The session's 'close', or its socket's. */
+  sessionClosed(): void {
+    if (this.isDone) return;
+    this.isDone = true;
+    this.resolveDone?.();
+    this.events.closed?.();
+  }
 
   /** @internal The agent's GOAWAY. */
   peerGoingAway(): void {
+    if (this.peerSaidGoaway || this.isDone) return;
+    this.peerSaidGoaway = true;
     this.goingAway = true;
-    this.resolveGoaway();
+    this.resolveGoaway?.();
+    this.events.goaway?.();
   }
 
   /** @internal The socket's 'close': the session goes with it. */
   socketClosed(): void {
     if (!this.session.destroyed) this.session.destroy();
-    this.resolveDone();
+    this.sessionClosed();
   }
 }
 
+function onClientSessionError(this: ClientSession, error: Error): void { this.arcTunnelClient.sessionError(error); }
 function onClientSessionClose(this: ClientSession): void { this.arcTunnelClient.sessionClosed(); }
 function onClientSessionGoaway(this: ClientSession): void { this.arcTunnelClient.peerGoingAway(); }
 function onClientSocketClose(this: ClientSocket): void { this.arcTunnelClient.socketClosed(); }
@@ -264,8 +301,6 @@ async function closeSession(session: http2.Http2Session, done: Promise<void>): P
   await done;
   clearTimeout(timer);
 }
-
-function endsTheSession(): void {}
 
 export const http2Constants = {
   NGHTTP2_NO_ERROR: http2.constants.NGHTTP2_NO_ERROR,

@@ -5,7 +5,7 @@ export type { WebSocketHandshakeRefusal } from "./websocket-stream.ts";
 export type { LivenessOptions } from "./liveness.ts";
 export { openTunnelClient, serveTunnel, http2Constants } from "./http2-session.ts";
 export type {
-  TunnelClient, TunnelServer, TunnelRequestStream, TunnelServerStream, TunnelHeaders, TunnelOutgoingHeaders,
+  TunnelClient, TunnelClientEvents, TunnelServer, TunnelRequestStream, TunnelServerStream, TunnelHeaders, TunnelOutgoingHeaders,
 } from "./http2-session.ts";
 export { splice } from "./splice.ts";
 export { joinLongHeaders, splitLongHeaders, LongHeaderError, MAX_LONG_HEADER_PIECES } from "./long-headers.ts";

@@ -136,7 +136,7 @@ async function startTunnel(upstream: Upstream, issuer: BuiltinIssuer, logLines: 
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
   await once(wss, "listening");
   const relaySide = new Promise<{ client: TunnelClient; ws: WebSocket }>((resolve) => {
-    wss.once("connection", (ws) => resolve({ client: openTunnelClient(createWebSocketDuplex(ws), () => {}), ws }));
+    wss.once("connection", (ws) => resolve({ client: openTunnelClient(createWebSocketDuplex(ws)), ws }));
   });
   const agentWs = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
   await once(agentWs, "open");

@@ -135,4 +135,23 @@ describe("HTTP/2 over the WebSocket tunnel", () => {
     // Each event arrived on its own, not batched at the end.
     expect(chunks.filter((c) => !c.serverEnded).length).toBeGreaterThanOrEqual(3);
   });
+
+  test("the relay hears the agent's GOAWAY and then the session's end, once each, through its events", async () => {
+    const heard: string[] = [];
+    pair = await startTunnelPair((stream) => {
+      stream.respond({ ":status": 200 });
+      stream.end("ok");
+    }, { events: { goaway: () => heard.push("goaway"), closed: () => heard.push("closed"), sessionError: (e) => heard.push(`error ${e.message}`) } });
+    expect((await tunnelGet(pair.client, "/healthz")).status).toBe(200);
+    pair.server.drain();
+    await within("the GOAWAY as a promise too", pair.client.goaway, 2000);
+    expect(heard).toEqual(["goaway"]);
+    expect(pair.client.draining).toBe(true);
+    pair.agentWs.close();
+    await within("the session's end", pair.client.done, 2000);
+    expect(heard).toEqual(["goaway", "closed"]);
+    // Asked for after the end, the promises are already settled.
+    await within("done, asked for late", pair.client.done, 100);
+    await within("goaway, asked for late", pair.client.goaway, 100);
+  });
 });

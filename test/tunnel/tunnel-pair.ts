@@ -5,7 +5,7 @@ import net, { type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocket } from "ws";
 import {
-  acceptWebSocket, createWebSocketDuplex, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
+  acceptWebSocket, createWebSocketDuplex, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelClientEvents, type TunnelHeaders,
   type TunnelServer, type TunnelServerStream, type WebSocketDuplexOptions, type WebSocketStream,
 } from "../../lib/tunnel/index.ts";
 import { within } from "../support/wait-for.ts";
@@ -37,7 +37,7 @@ export async function closeServer(server: http.Server | net.Server): Promise<voi
 /** A relay with a WebSocket endpoint and an agent connected to it, with HTTP/2 over the pair. */
 export async function startTunnelPair(
   onStream: StreamHandler,
-  options: { duplex?: WebSocketDuplexOptions } = {},
+  options: { duplex?: WebSocketDuplexOptions; events?: TunnelClientEvents } = {},
 ): Promise<TunnelPair> {
   const relay = http.createServer((_req, res) => res.writeHead(404).end());
   const accepted = new Promise<WebSocketStream>((resolve) => {
@@ -56,7 +56,7 @@ export async function startTunnelPair(
   relayStream.on("error", () => {});
 
   const server = serveTunnel(createWebSocketDuplex(agentWs, options.duplex), onStream, () => {});
-  const client = openTunnelClient(relayStream, () => {});
+  const client = openTunnelClient(relayStream, options.events);
 
   return {
     client,

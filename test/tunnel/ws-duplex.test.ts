@@ -84,7 +84,7 @@ describe("tunnel keepalive (the relay's acceptWebSocket, the agent's createWebSo
     const agentSide = collect(agentSocket);
     const relayStream = await accepted;
     relayStream.on("error", () => {});
-    const tunnel = openTunnelClient(relayStream, () => {});
+    const tunnel = openTunnelClient(relayStream);
 
     await waitFor("onDead", () => deadAt > 0, 2000);
     expect(deadAt - startedAt).toBeGreaterThanOrEqual(FAST.deadAfterMs);
