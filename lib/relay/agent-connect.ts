@@ -54,16 +54,14 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       writeStatusToSocket(socket, new BadRequest(`agent tunnel handshake refused: ${refusal.message}`));
       return;
     }
-    if (deps.drain?.draining) {
-      writeStatusToSocket(socket, new ShuttingDown("the relay is shutting down and takes no new tunnel; dial again", { retryAfterSeconds: 1 }));
-      return;
-    }
+    if (refusedWhileDraining(deps, socket)) return;
     let cluster: string;
     let keyThumbprint: string;
-    // An agent that hangs up while its login waits behind others gives its place up.
+    // An agent that hangs up (or half-closes) while its login waits behind others gives its place up.
     const hungUp = new AbortController();
     const onClose = () => hungUp.abort();
     socket.once("close", onClose);
+    socket.once("end", onClose);
     try {
       const agent = await authenticateAgent(deps, req.headers, clientAddress(req.socket), hungUp.signal);
       cluster = agent.cluster;
@@ -75,6 +73,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       return;
     } finally {
       socket.off("close", onClose);
+      socket.off("end", onClose);
     }
     const hello: AgentHello = {
       cluster,
@@ -83,9 +82,23 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       kubernetesVersion: firstHeader(req.headers[protocol.KUBE_VERSION_HEADER]),
       remote: clientAddress(req.socket),
     };
-    if (socket.destroyed) return;
+    // The login took time: an agent that has given up on this dial meanwhile (its handshake timed
+    // out, it restarted) must not have it accepted, or the tunnel would replace its live one.
+    if (socket.destroyed || !socket.readable || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // Checked again: a drain that began during the login has already sent GOAWAY to every tunnel.
+    if (refusedWhileDraining(deps, socket)) return;
     serveAgentTunnel(deps, hello, (liveness) => acceptWebSocket(req, socket, head, protocol.TUNNEL_SUBPROTOCOL, liveness));
   };
+}
+
+/** A draining relay takes no new tunnel: 503 with Retry-After, and the agent dials again (another replica, or this one once back). */
+function refusedWhileDraining(deps: AgentConnectDeps, socket: Duplex): boolean {
+  if (!deps.drain?.draining) return false;
+  writeStatusToSocket(socket, new ShuttingDown("the relay is shutting down and takes no new tunnel; dial again", { retryAfterSeconds: 1 }));
+  return true;
 }
 
 /** What a tunnel keeps of the agent's upgrade request: a few strings, not the request itself. */

@@ -141,6 +141,9 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
 
   get isOpen(): boolean { return !this.closeSent && !this.destroyed; }
 
+  /** Bytes written to the socket and not yet taken by the kernel (as `ws`'s `bufferedAmount`). */
+  get bufferedAmount(): number { return this.socket.writableLength; }
+
   ping(): void { this.sendFrame(OPCODE_PING, EMPTY); }
 
   terminate(): void { this.socket.destroy(); }
@@ -236,14 +239,21 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
     this.control = undefined;
     const payload = control.length === 1 ? control[0]! : Buffer.concat(control);
     if (this.opcode === OPCODE_PING) {
-      if (!this.closeSent) this.sendFrame(OPCODE_PONG, payload);
+      // Only while the socket takes writes: a peer that sends pings and never reads would
+      // otherwise have every pong queued here without bound. Answering only some pings is allowed
+      // (RFC 6455 §5.5.3: a pong may answer just the latest ping), and every ping counts as life.
+      if (!this.closeSent && !this.socket.writableNeedDrain) this.sendFrame(OPCODE_PONG, payload);
     } else if (this.opcode === OPCODE_CLOSE) {
       if (payload.length === 1) {
         this.fail("the agent sent a close frame with a one-byte body (RFC 6455 §5.5.1)", CLOSE_PROTOCOL_ERROR);
         return;
       }
-      this.closeReceived = true;
       const code = payload.length >= 2 ? payload.readUInt16BE(0) : CLOSE_NO_STATUS;
+      if (payload.length >= 2 && !isSendableCloseCode(code)) {
+        this.fail(`the agent closed with code ${code}, which no endpoint may send (RFC 6455 §7.4)`, CLOSE_PROTOCOL_ERROR);
+        return;
+      }
+      this.closeReceived = true;
       this.sendClose(code === CLOSE_NO_STATUS ? CLOSE_NORMAL : code, "");
       this.push(null);
     }
@@ -342,6 +352,15 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
       this.destroy();
     });
   }
+}
+
+/**
+ * RFC 6455 §7.4: codes 1000-4999 but those reserved for reporting (1004, 1005, 1006, 1015) and
+ * those no version of the RFC assigned (1016-2999).
+ */
+function isSendableCloseCode(code: number): boolean {
+  if (code >= 3000 && code <= 4999) return true;
+  return code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006;
 }
 
 type SocketOf = Duplex & { arcWebSocketStream: WebSocketStream };

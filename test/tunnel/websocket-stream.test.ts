@@ -212,6 +212,24 @@ describe("acceptWebSocket with hand-made frames", () => {
     expect((await within("the payloads", reading, 5_000)).equals(Buffer.concat(payloads))).toBe(true);
   });
 
+  test("a peer that sends pings and never reads gets no queue of pongs at the relay", async () => {
+    const { port, next } = await startServer();
+    const { socket } = await rawClient(port);
+    const stream = await next();
+    socket.pause();
+    socket.removeAllListeners("data");
+    // 8 MiB of 125-byte pings, far more pongs than the socket buffers of both ends hold.
+    const pings = Buffer.concat(Array.from({ length: 4096 }, () => frame(0x89, Buffer.alloc(125, 7))));
+    for (let sent = 0; sent < 8 << 20; sent += pings.length) {
+      if (!socket.write(pings)) await new Promise((resolve) => socket.once("drain", resolve));
+    }
+    const received = new Promise<void>((resolve) => socket.once("drain", resolve).write(frame(0x82, Buffer.from("end")), () => resolve()));
+    const reading = readBytes(stream, 3);
+    await within("the data frame after the pings", Promise.all([received, reading]), 10_000);
+    expect(stream.isOpen).toBe(true);
+    expect(stream.bufferedAmount).toBeLessThan(1 << 20);
+  });
+
   test.each([
     ["an unmasked frame", frame(0x82, Buffer.from("x"), { masked: false }), 1002, "unmasked"],
     ["a text frame", frame(0x81, Buffer.from("hello")), 1003, "binary frames only"],
@@ -224,6 +242,9 @@ describe("acceptWebSocket with hand-made frames", () => {
     ["a message begun inside another", Buffer.concat([frame(0x02, Buffer.from("x")), frame(0x82, Buffer.from("y"))]), 1002, "inside another"],
     ["a length with its top bit set", frame(0x82, Buffer.alloc(0), { declared: 1n << 63n }), 1002, "2^53"],
     ["a close frame with a one-byte body", frame(0x88, Buffer.from([3])), 1002, "one-byte"],
+    ["a close with 1006, which only reports", frame(0x88, Buffer.from([0x03, 0xee])), 1002, "code 1006"],
+    ["a close with 999", frame(0x88, Buffer.from([0x03, 0xe7])), 1002, "code 999"],
+    ["a close with an unassigned 2000", frame(0x88, Buffer.from([0x07, 0xd0])), 1002, "code 2000"],
   ])("%s is refused with a close frame and the stream fails", async (_name, bytes, code, message) => {
     const { port, next } = await startServer();
     const { socket, got, afterHandshake } = await rawClient(port);
