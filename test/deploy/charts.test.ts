@@ -140,6 +140,34 @@ describe("the relay chart", () => {
   });
 });
 
+describe("the relay chart's NetworkPolicy", () => {
+  const policyOf = async (args: string[]) => (await render(RELAY, [...RELAY_VALUES, ...args])).find((d) => d.kind === "NetworkPolicy");
+
+  test("opens the public port to all, the internal port to the relay's own pods, metrics to the cluster's namespaces", async () => {
+    const docs = await render(RELAY, RELAY_VALUES);
+    const policy = docs.find((d) => d.kind === "NetworkPolicy")!;
+    const podLabels = docs.find((d) => d.kind === "Deployment")!.spec!.template.metadata.labels;
+    expect(podLabels).toMatchObject(policy.spec!.podSelector.matchLabels);
+    expect(policy.spec!.policyTypes).toEqual(["Ingress"]);
+    expect(policy.spec!.ingress).toEqual([
+      { ports: [{ port: "https", protocol: "TCP" }] },
+      { from: [{ podSelector: { matchLabels: policy.spec!.podSelector.matchLabels } }], ports: [{ port: "internal", protocol: "TCP" }] },
+      { from: [{ namespaceSelector: {} }], ports: [{ port: "metrics", protocol: "TCP" }] },
+    ]);
+  });
+
+  test("lets only metricsFrom scrape, nobody with an empty list or metrics off, and is left out when disabled", async () => {
+    const monitoring = [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }];
+    const narrowed = await policyOf(["--set-json", `networkPolicy.metricsFrom=${JSON.stringify(monitoring)}`]);
+    expect(narrowed!.spec!.ingress.at(-1)).toEqual({ from: monitoring, ports: [{ port: "metrics", protocol: "TCP" }] });
+    for (const args of [["--set-json", "networkPolicy.metricsFrom=[]"], ["--set", "metrics.enabled=false"]]) {
+      const ports = (await policyOf(args))!.spec!.ingress.flatMap((rule: { ports: Array<{ port: string }> }) => rule.ports.map((p) => p.port));
+      expect(ports).toEqual(["https", "internal"]);
+    }
+    expect(await policyOf(["--set", "networkPolicy.enabled=false"])).toBeUndefined();
+  });
+});
+
 describe("the relay chart with replicas on PostgreSQL", () => {
   test("runs replicaCount pods that read the database URL from the Secret, name themselves by pod, reach each other by pod IP, and roll one at a time", async () => {
     const docs = await render(RELAY, [...RELAY_VALUES, "--set", "database.existingSecret=arcrelay-db", "--set", "replicaCount=3"]);
@@ -208,6 +236,13 @@ metadata: {name: rel-arcrelay, namespace: restricted}
 
   test.each([["arcagent", AGENT, AGENT_VALUES], ["arcrelay", RELAY, RELAY_VALUES]])("the %s pod is admitted under \"restricted\"", async (_, chart, values) => {
     expect(await dryRunPod(chart, values)).toContain("pod/probe created (server dry run)");
+  });
+
+  test("the relay's NetworkPolicy is valid for the API server", async () => {
+    const policy = (await render(RELAY, RELAY_VALUES)).find((d) => d.kind === "NetworkPolicy")!;
+    const file = join(dir, "networkpolicy.json");
+    await writeFile(file, JSON.stringify({ apiVersion: "networking.k8s.io/v1", ...policy, metadata: { ...policy.metadata, namespace: "restricted" } }));
+    expect(await kubectl(cluster, ["create", "--dry-run=server", "-f", file])).toContain("created (server dry run)");
   });
 
   test("the check is real: the agent with hostNetwork (the tests' setting) is refused there", async () => {
