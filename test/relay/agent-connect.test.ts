@@ -64,6 +64,10 @@ describe("/v1/agent/connect", () => {
       const answer = collect(stale);
       await waitFor("the stale dial's login to reach the store", () => asked, 5_000);
       giveUp(stale);
+      // The relay runs in this process: once the FIN (or RST) is in its socket's receive queue, the
+      // event loop's next poll phase reports it, and a setImmediate after that poll runs behind it.
+      await waitFor("the client's end of the dial to be written", () => stale.writableFinished || stale.destroyed, 5_000);
+      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
       release();
       await waitFor("the relay to be done with the stale dial", () => answer.closed(), 5_000);
       expect(answer.text()).not.toContain("101");
