@@ -91,10 +91,11 @@ export function acceptWebSocket(
  * The server end of a WebSocket as a Duplex of the bytes its binary messages carry: what the peer
  * sends comes out unmasked, message and frame boundaries dropped (the tunnel is one byte stream,
  * so nothing is buffered to rebuild a message); each write goes out as one unmasked binary frame.
- * Pings are answered; the liveness sweep pings the peer and terminates it after `deadAfterMs` of
- * silence. A peer that breaks RFC 6455 (an unmasked frame, a text frame, a reserved opcode or bit,
- * a fragmented or long control frame) gets a close frame with 1002 or 1003, and the stream is
- * destroyed with a WebSocketProtocolError. Backpressure: the socket is paused while the reader
+ * Pings are answered while the socket takes writes; the liveness sweep pings the peer and
+ * terminates it after `deadAfterMs` of silence. A peer that breaks RFC 6455 (an unmasked frame, a
+ * text frame, a reserved opcode or bit, a fragmented or long control frame, a close code no
+ * endpoint may send) gets a close frame with 1002 or 1003, and the stream is destroyed with a
+ * WebSocketProtocolError. Backpressure: the socket is paused while the reader
  * is full, and writes wait for the socket to drain.
  */
 export class WebSocketStream extends Duplex implements LivenessTarget {
