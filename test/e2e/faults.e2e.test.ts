@@ -333,8 +333,10 @@ describe("a client that walks away", () => {
     const before = (await auditEvents()).length;
     const client = spawnViaProxy(args);
     await waitFor("output", () => client.out.stdout.length > 0, 20_000);
-    const started = (await auditEvents()).slice(before).find((e) => e.stage === "ResponseStarted" && e.requestURI.includes(marker));
-    expect(started).toBeDefined();
+    // `get -w` prints its LIST before it starts the watch, so the output can come first.
+    let started: Awaited<ReturnType<typeof auditEvents>>[number] | undefined;
+    await waitFor("the API server to start the streamed response", async () =>
+      (started = (await auditEvents()).slice(before).find((e) => e.stage === "ResponseStarted" && e.requestURI.includes(marker))) !== undefined, 10_000);
     const stoppedAt = Date.now();
     client.proc.kill("SIGINT");
     await client.proc.exited;
