@@ -157,11 +157,16 @@ async function idle(): Promise<void> {
   });
   stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"], direct: true, relayArgs: ["--metrics-listen", `127.0.0.1:${metricsPort}`] });
   const relay = stack.replica("r1");
-  // The JavaScript heap as the relay's own metrics report it (prom-client's default metrics), beside RSS.
-  const heapMiB = async () => {
+  // The JavaScript heap as the relay's own metrics report it (prom-client's default metrics), beside
+  // RSS. Bun reports it as of the engine's last collection, so a small run may show no change.
+  const heapBytes = async () => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const used = /^arcrelay_nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1];
-    return used === undefined ? "unknown" : `${(Number(used) / 1048576).toFixed(1)} MiB`;
+    return used === undefined ? undefined : Number(used);
+  };
+  const heapMiB = async () => {
+    const used = await heapBytes();
+    return used === undefined ? "unknown" : `${(used / 1048576).toFixed(1)} MiB`;
   };
   const rssOf = async (pid: number) => Number((await Bun.file(`/proc/${pid}/status`).text()).match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
   const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
@@ -209,6 +214,7 @@ async function idle(): Promise<void> {
   await waitFor("the warm-up agents recorded", async () => (await stack!.store.listPresence(new Date())).length === WARM, 60_000);
   await settle();
   warmRss = await rssOf(relay.proc.pid);
+  const warmHeap = await heapBytes();
   console.log(`relay RSS with ${WARM} agents (warm): ${(warmRss / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
   // Then the rest in four steps, RSS after each: the slope through these five points is what one
   // more idle agent costs, apart from what the process takes once as it grows (its heap's and
@@ -225,7 +231,10 @@ async function idle(): Promise<void> {
   }
   console.log(`${connected - WARM} agents connected in ${((performance.now() - started) / 1000).toFixed(1)} s after the warm-up (settling included)`);
   const after = points.at(-1)![1];
-  console.log(`per agent: ${(leastSquaresSlope(points) / 1024).toFixed(1)} KiB (slope from ${WARM} to ${AGENTS + WARM} agents); beyond the warm ${WARM}: ${((after - warmRss) / AGENTS / 1024).toFixed(1)} KiB; over the empty relay: ${((after - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
+  const pointsAt = performance.now();
+  const endHeap = await heapBytes();
+  const heapPerAgent = warmHeap === undefined || endHeap === undefined ? "unknown" : `${((endHeap - warmHeap) / AGENTS / 1024).toFixed(1)} KiB`;
+  console.log(`per agent: ${(leastSquaresSlope(points) / 1024).toFixed(1)} KiB (slope from ${WARM} to ${AGENTS + WARM} agents); beyond the warm ${WARM}: ${((after - warmRss) / AGENTS / 1024).toFixed(1)} KiB; over the empty relay: ${((after - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB; JS heap beyond the warm ${WARM}: ${heapPerAgent}`);
 
   // Statements the database ran, from its own counters, over one minute of idleness (two heartbeats at least).
   const sql = new SQL(db.url, { max: 1 });
@@ -243,10 +252,10 @@ async function idle(): Promise<void> {
   // Our own two counter reads and two snapshot clears are transactions too.
   console.log(`database transactions per second with ${AGENTS + WARM} idle agents: ${((t1.xacts - t0.xacts - 4) / windowS).toFixed(2)} (over ${windowS} s)`);
   await sql.close();
-  // The same tunnels a minute later: the allocators have had time to give back what the
-  // connection storm left (RSS moves in steps of megabytes, so one reading can be off by several).
+  // The same tunnels later (after the database minute): the allocators have had time to give back
+  // what the connection storm left (RSS moves in steps of megabytes, so one reading can be off by several).
   const settled = await rssOf(relay.proc.pid);
-  console.log(`relay RSS a minute later: ${(settled / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()}); beyond the warm ${WARM}: ${((settled - warmRss) / AGENTS / 1024).toFixed(1)} KiB per agent; over the empty relay: ${((settled - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
+  console.log(`relay RSS ${((performance.now() - pointsAt) / 1000).toFixed(0)} s later: ${(settled / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()}); beyond the warm ${WARM}: ${((settled - warmRss) / AGENTS / 1024).toFixed(1)} KiB per agent; over the empty relay: ${((settled - before) / (AGENTS + WARM) / 1024).toFixed(1)} KiB`);
 
   // A relay restart (SIGTERM: it drains, sends every agent GOAWAY and hands its tunnels back, then a
   // new process on the same port): how long until every agent has its tunnel again.

@@ -123,6 +123,7 @@ describe("the relay chart", () => {
     [["--set", "publicUrl=https://r.example.com"], "tls.existingSecret is required"],
     [["--set", "publicUrl=http://r.example.com", "--set", "tls.existingSecret=t"], "must start with https://"],
     [["--set", "publicUrl=https://r.example.com", "--set", "tls.existingSecret=t", "--set", "replicaCount=3"], "replicaCount above 1 needs database.existingSecret"],
+    [["--set", "publicUrl=https://r.example.com", "--set", "tls.existingSecret=t", "--set", "networkPolicy.metricsFrom=[{namespaceSelector: {}}]"], "networkPolicy.metricsFrom must be a list"],
   ])("refuses bad values with a message that says what to set (%j)", async (args, message) => {
     const r = await runHelm(["template", "rel", RELAY, ...args], { dir });
     expect(r.code).not.toBe(0);
