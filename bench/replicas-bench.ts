@@ -24,9 +24,10 @@ import { startReplicaStack, type ReplicaStack } from "../test/support/replica-st
 import { leastSquaresSlope } from "../test/support/least-squares.ts";
 import { waitFor } from "../test/support/wait-for.ts";
 
-const USAGE = `usage: bun bench/replicas-bench.ts hop|idle [--agents N] [--smoke]
+const USAGE = `usage: bun bench/replicas-bench.ts hop|idle [--agents N] [--tls] [--smoke]
   hop:  the forwarded hop's latency (p50, p99) and req/s of three replicas against one
   idle: relay memory per idle agent (--agents, default 1000), database transactions/s, agents back after a relay restart
+  --tls: idle only: the relay serves TLS, as the chart's relay does (a certificate made at start)
   --smoke: each scenario once, small, no quiet waits (the tests run it); its figures mean nothing`;
 const mode = process.argv.slice(2).find((a) => !a.startsWith("--") && process.argv[process.argv.indexOf(a) - 1] !== "--agents") ?? "hop";
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -39,6 +40,11 @@ if (mode !== "hop" && mode !== "idle") {
 }
 /** Each scenario once, small and without the quiet waits: proves the bench runs (the tests run it); its figures mean nothing. */
 const SMOKE = process.argv.includes("--smoke");
+const TLS = process.argv.includes("--tls");
+if (TLS && mode !== "idle") {
+  console.error(`--tls is for idle only: the hop's replicas sit behind a plain TCP front\n${USAGE}`);
+  process.exit(2);
+}
 const agentsArg = process.argv.indexOf("--agents");
 const AGENTS = agentsArg > 0 ? Number(process.argv[agentsArg + 1]) : SMOKE ? 20 : 1000;
 if (!Number.isInteger(AGENTS) || AGENTS < 4) {
@@ -60,7 +66,7 @@ const pg = await startPostgres();
 const db = await pg.createDatabase();
 let stack: ReplicaStack | undefined;
 if (SMOKE) console.log("# smoke: each scenario once, small, no quiet waits: the figures only show that it ran");
-console.log(`# ${new Date().toISOString()} mode=${mode} load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+console.log(`# ${new Date().toISOString()} mode=${mode}${TLS ? " tls" : ""} load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
 /** Stops the replicas and PostgreSQL and removes the bench's folders once, however the run ends. */
 let cleaning: Promise<void> | undefined;
@@ -155,7 +161,7 @@ async function idle(): Promise<void> {
     resolve(probe.port);
     probe.stop(true);
   });
-  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"], direct: true, relayArgs: ["--metrics-listen", `127.0.0.1:${metricsPort}`] });
+  stack = await startReplicaStack({ databaseUrl: db.url, ids: ["r1"], direct: true, tls: TLS, relayArgs: ["--metrics-listen", `127.0.0.1:${metricsPort}`] });
   const relay = stack.replica("r1");
   // The JavaScript heap as the relay's own metrics report it (prom-client's default metrics), beside
   // RSS. Bun reports it as of the engine's last collection, so a small run may show no change.
@@ -193,7 +199,7 @@ async function idle(): Promise<void> {
       const batch = tokens.slice(i, Math.min(i + 16, to)).map((token, j) => new Promise<void>((resolve) => {
         let first = true;
         void runAgent({
-          relay: createRelayConnection(stack!.publicUrl), cluster: `idle-${i + j}`, keyStore: createFileKeyStore(join(dir, "agents", `idle-${i + j}`)), enrollToken: token,
+          relay: createRelayConnection(stack!.publicUrl, stack!.relayTls), cluster: `idle-${i + j}`, keyStore: createFileKeyStore(join(dir, "agents", `idle-${i + j}`)), enrollToken: token,
           upstream: loadUpstream({ kubeconfig }), agentVersion: "bench", logger: silentLogger, signal: stop.signal,
           onState: (state) => {
             if (state !== "connected") return;

@@ -1,12 +1,13 @@
 // Relay replicas as a Deployment runs them: each its own arcrelay process on one PostgreSQL, behind
 // a TCP front that plays the load balancer (agents and users who go through it land where it says).
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
-import { createRelayConnection } from "../../lib/client/index.ts";
+import { createRelayConnection, type RelayTls } from "../../lib/client/index.ts";
+import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { loadStoredIssuer } from "../../lib/relay/index.ts";
 import { openPostgresStore } from "../../lib/relay/store/postgres-store.ts";
@@ -29,6 +30,8 @@ export interface Replica {
 export interface ReplicaStack {
   /** The front (the "load balancer"): the relay's public URL, what agents dial. */
   publicUrl: string;
+  /** What clients need to trust the relay (its CA with `tls`). */
+  relayTls: RelayTls;
   replicas: Replica[];
   replica(id: string): Replica;
   /** The shared database, for checks and grants. */
@@ -64,6 +67,11 @@ export async function startReplicaStack(opts: {
   direct?: boolean;
   /** More `arcrelay serve` flags for every replica. */
   relayArgs?: string[];
+  /**
+   * Serve TLS, as the chart's relay does (a certificate for 127.0.0.1 made at start; agents and
+   * checks trust it); with `direct` only, since the front forwards plain TCP to one port.
+   */
+  tls?: boolean;
 }): Promise<ReplicaStack> {
   if (opts.direct && (opts.ids?.length ?? 3) !== 1) throw new Error("startReplicaStack: direct works with one replica only");
   const dir = await mkdtemp(join(tmpdir(), "arc-replicas-"));
@@ -81,13 +89,23 @@ export async function startReplicaStack(opts: {
   });
   await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
   const directPort = opts.direct ? await freePort() : undefined;
-  const publicUrl = `http://127.0.0.1:${directPort ?? (front.address() as net.AddressInfo).port}`;
+  if (opts.tls && !opts.direct) throw new Error("startReplicaStack: tls works with direct only");
+  const scheme = opts.tls ? "https" : "http";
+  const publicUrl = `${scheme}://127.0.0.1:${directPort ?? (front.address() as net.AddressInfo).port}`;
+  const certificate = opts.tls ? await createSelfSignedCertificate({ commonName: "127.0.0.1", hosts: ["127.0.0.1"] }) : undefined;
+  let listenArgs = ["--insecure-http"];
+  if (certificate) {
+    await writeFile(join(dir, "tls.crt"), certificate.certPem);
+    await writeFile(join(dir, "tls.key"), certificate.keyPem, { mode: 0o600 });
+    listenArgs = ["--tls-cert", join(dir, "tls.crt"), "--tls-key", join(dir, "tls.key")];
+  }
+  const relayTls = { ca: certificate?.certPem };
 
   const startReplica = async (id: string, ports?: { port: number; internal: number }): Promise<Replica> => {
     const [port, internal] = ports ? [ports.port, ports.internal] : [directPort ?? await freePort(), await freePort()];
     const log: string[] = [];
     // No --data-dir: on PostgreSQL a replica keeps nothing of its own on disk.
-    const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, "--insecure-http", "--public-url", publicUrl,
+    const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", `127.0.0.1:${port}`, ...listenArgs, "--public-url", publicUrl,
       "--replica-id", id, "--internal-listen", `127.0.0.1:${internal}`, "--shutdown-delay", "0", "--log-level", "debug", ...(opts.relayArgs ?? [])], {
       cwd: ROOT, env: { ...process.env, ARC_DATABASE_URL: opts.databaseUrl }, stdout: "pipe", stderr: "pipe",
     });
@@ -97,10 +115,10 @@ export async function startReplicaStack(opts: {
         for await (const chunk of stream) log.push(decoder.decode(chunk));
       })();
     }
-    const replica: Replica = { id, port, internalPort: internal, proc, url: `http://127.0.0.1:${port}`, log: () => log.join("") };
+    const replica: Replica = { id, port, internalPort: internal, proc, url: `${scheme}://127.0.0.1:${port}`, log: () => log.join("") };
     await waitFor(`replica ${id} to answer /readyz`, async () => {
       if (proc.exitCode !== null) throw new Error(`replica ${id} exited (${proc.exitCode}):\n${replica.log()}`);
-      return (await fetch(`${replica.url}/readyz`).catch(() => undefined))?.ok === true;
+      return (await fetch(`${replica.url}/readyz`, { tls: relayTls }).catch(() => undefined))?.ok === true;
     }, 30_000);
     return replica;
   };
@@ -113,6 +131,7 @@ export async function startReplicaStack(opts: {
   const holderOf = async (cluster: string) => (await store.listPresence(new Date())).find((p) => p.cluster === cluster)?.replicaId;
   return {
     publicUrl,
+    relayTls,
     get replicas() { return replicas; },
     replica: (id) => replicas.find((r) => r.id === id)!,
     store,
@@ -123,7 +142,7 @@ export async function startReplicaStack(opts: {
       if (added.code !== 0) throw new Error(`cluster add ${cluster}: ${added.stderr}`);
       steer = via;
       void runAgent({
-        relay: createRelayConnection(publicUrl), cluster, keyStore: createFileKeyStore(join(dir, "agents", cluster)), enrollToken: added.stdout.trim().split("\n").at(-1)!,
+        relay: createRelayConnection(publicUrl, relayTls), cluster, keyStore: createFileKeyStore(join(dir, "agents", cluster)), enrollToken: added.stdout.trim().split("\n").at(-1)!,
         upstream: loadUpstream({ kubeconfig }), agentVersion: "test", logger: silentLogger, signal: agentStop.signal, drainTimeoutMs: 1_000,
       });
       try {
