@@ -7,8 +7,8 @@ import { join } from "node:path";
 setDefaultTimeout(120_000);
 const ROOT = join(import.meta.dir, "..", "..");
 
-async function runBench(mode: string): Promise<string> {
-  const proc = Bun.spawn([process.execPath, "bench/replicas-bench.ts", mode, "--smoke"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+async function runBench(mode: string, ...flags: string[]): Promise<string> {
+  const proc = Bun.spawn([process.execPath, "bench/replicas-bench.ts", mode, "--smoke", ...flags], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
   expect(stdout).toContain("the figures only show that it ran");
@@ -23,8 +23,9 @@ test("bench/replicas-bench.ts hop --smoke: local and forwarded latency, and the 
   expect(out.match(/^c=32 .*: [1-9]\d* req\/s$/gm)?.length).toBe(3);
 });
 
-test("bench/replicas-bench.ts idle --smoke: 25 agents connect, memory and database load are read, and all come back after a relay restart", async () => {
-  const out = await runBench("idle");
+test.each([[[]], [["--tls"]]])("bench/replicas-bench.ts idle --smoke %p: 25 agents connect, memory and database load are read, and all come back after a relay restart", async (flags: string[]) => {
+  const out = await runBench("idle", ...flags);
+  expect(out).toContain(flags.includes("--tls") ? "mode=idle tls" : "mode=idle load average");
   expect(out).toContain("relay RSS with 25 idle agents");
   expect(out).toMatch(/per agent: -?[\d.]+ KiB \(slope from 5 to 25 agents\)/);
   expect(out).toMatch(/database transactions per second with 25 idle agents/);
