@@ -51,7 +51,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
   return async function handleAgentConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const refusal = checkWebSocketHandshake(req, protocol.TUNNEL_SUBPROTOCOL);
     if (refusal) {
-      writeStatusToSocket(socket, new BadRequest(`agent tunnel handshake refused: ${refusal.message}`));
+      writeStatusToSocket(socket, new BadRequest(`agent tunnel handshake refused: ${refusal}`));
       return;
     }
     if (refusedWhileDraining(deps, socket)) return;

@@ -1,7 +1,6 @@
 export { createWebSocketDuplex } from "./ws-duplex.ts";
 export type { WebSocketDuplexOptions } from "./ws-duplex.ts";
 export { acceptWebSocket, checkWebSocketHandshake, WebSocketProtocolError, WebSocketStream } from "./websocket-stream.ts";
-export type { WebSocketHandshakeRefusal } from "./websocket-stream.ts";
 export type { LivenessOptions } from "./liveness.ts";
 export { openTunnelClient, serveTunnel, http2Constants } from "./http2-session.ts";
 export type {

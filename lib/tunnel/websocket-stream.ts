@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { Duplex } from "node:stream";
 import { livenessTimes, unwatchLiveness, watchLiveness, type LivenessOptions, type LivenessTarget } from "./liveness.ts";
-import { CLOSE_READ_GRACE_MS } from "./timeouts.ts";
+import { destroyOnceRead } from "./read-grace.ts";
 
 /** RFC 6455 §1.3: appended to the client's key before hashing it into Sec-WebSocket-Accept. */
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -30,14 +30,6 @@ const CLOSE_HANDSHAKE_MS = 1_000;
 
 const EMPTY = Buffer.alloc(0);
 
-/**
- * Why a WebSocket handshake is refused, as a message that says what to do; the caller answers
- * 400. (RFC 6455 §4.4 allows 426 for a version mismatch; every client in use speaks 13.)
- */
-export interface WebSocketHandshakeRefusal {
-  message: string;
-}
-
 /** A peer broke RFC 6455; the stream is destroyed with it after a close frame with `closeCode`. */
 export class WebSocketProtocolError extends Error {
   override readonly name = "WebSocketProtocolError";
@@ -48,23 +40,24 @@ export class WebSocketProtocolError extends Error {
 
 /**
  * Checks a WebSocket opening handshake (RFC 6455 §4.2.1) that must offer `subprotocol`.
- * Returns why it is refused, or undefined when it may be accepted. Never throws.
+ * Returns why it is refused, as a message that says what to do (the caller answers 400; RFC 6455
+ * §4.4 allows 426 for a version mismatch, and every client in use speaks 13), or undefined when it
+ * may be accepted. Never throws.
  */
-export function checkWebSocketHandshake(req: IncomingMessage, subprotocol: string): WebSocketHandshakeRefusal | undefined {
-  if (req.method !== "GET") return { message: `a WebSocket handshake is a GET, not ${req.method}` };
+export function checkWebSocketHandshake(req: IncomingMessage, subprotocol: string): string | undefined {
+  if (req.method !== "GET") return `a WebSocket handshake is a GET, not ${req.method}`;
   const upgrade = String(req.headers.upgrade ?? "").toLowerCase().split(",").map((t) => t.trim());
-  if (!upgrade.includes("websocket")) return { message: "expected Upgrade: websocket" };
+  if (!upgrade.includes("websocket")) return "expected Upgrade: websocket";
   if (req.headers["sec-websocket-version"] !== "13") {
-    return { message: "this relay speaks WebSocket version 13 (RFC 6455) only: send Sec-WebSocket-Version: 13" };
+    return "this relay speaks WebSocket version 13 (RFC 6455) only: send Sec-WebSocket-Version: 13";
   }
   if (!KEY_PATTERN.test(String(req.headers["sec-websocket-key"] ?? ""))) {
-    return { message: "missing or malformed Sec-WebSocket-Key (16 random bytes in base64, RFC 6455 §4.1)" };
+    return "missing or malformed Sec-WebSocket-Key (16 random bytes in base64, RFC 6455 §4.1)";
   }
   const offered = String(req.headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
   if (!offered.includes(subprotocol)) {
-    return {
-      message: `the client offered the tunnel subprotocol(s) ${JSON.stringify(offered.filter(Boolean).join(", "))}, and this relay speaks ${subprotocol}: run an agent of a version this relay serves`,
-    };
+    return `the client offered the tunnel subprotocol(s) ${JSON.stringify(offered.filter(Boolean).join(", "))}, ` +
+      `and this relay speaks ${subprotocol}: run an agent of a version this relay serves`;
   }
   return undefined;
 }
@@ -284,6 +277,10 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
    * corked ones on Bun's sockets (measured: 256 MiB in 16 KiB frames, 240-260 against 280-340 ms CPU).
    */
   private sendFrame(opcode: number, payload: Buffer, callback?: (error?: Error | null) => void): void {
+    if (this.socket.destroyed) {
+      callback?.(null);
+      return;
+    }
     const length = payload.length;
     const headerSize = length < 126 ? 2 : length < 0x10000 ? 4 : 10;
     const frame = Buffer.allocUnsafe(headerSize + length);
@@ -298,10 +295,6 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
       frame.writeUInt32BE(length >>> 0, 6);
     }
     payload.copy(frame, headerSize);
-    if (this.socket.destroyed) {
-      callback?.(null);
-      return;
-    }
     const flushed = this.socket.write(frame);
     if (!callback) return;
     if (flushed) callback();
@@ -334,24 +327,12 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
     callback(error);
   }
 
-  /**
-   * (The socket's 'close' listener.) The socket is gone: HTTP/2 still gets to read what is buffered (a response's last frames), for
-   * CLOSE_READ_GRACE_MS at most, then the stream is destroyed so the session ends.
-   */
+  /** (The socket's 'close' listener.) The socket is gone: see destroyOnceRead. */
   socketClosed(): void {
     unwatchLiveness(this);
     if (this.destroyed) return;
     this.push(null);
-    if (this.readableLength === 0) {
-      this.destroy();
-      return;
-    }
-    const grace = setTimeout(() => this.destroy(), CLOSE_READ_GRACE_MS);
-    grace.unref?.();
-    this.once("end", () => {
-      clearTimeout(grace);
-      this.destroy();
-    });
+    destroyOnceRead(this);
   }
 }
 
@@ -391,17 +372,21 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  * times fewer steps than byte by byte, which is most of reading a tunnel's bulk transfer.
  */
 function unmask(payload: Buffer, key: number, offset: number): void {
-  const mask = [(key >>> 24) & 0xff, (key >>> 16) & 0xff, (key >>> 8) & 0xff, key & 0xff];
   const length = payload.length;
   let i = 0;
   if (LITTLE_ENDIAN && length >= 16) {
-    for (const skip = (4 - (payload.byteOffset & 3)) & 3; i < skip; i++) payload[i]! ^= mask[(offset + i) & 3]!;
+    for (const skip = (4 - (payload.byteOffset & 3)) & 3; i < skip; i++) payload[i]! ^= maskByte(key, offset + i);
     const words = (length - i) >>> 2;
-    const j = (offset + i) & 3;
-    const word = mask[j]! | (mask[(j + 1) & 3]! << 8) | (mask[(j + 2) & 3]! << 16) | (mask[(j + 3) & 3]! << 24);
+    const j = offset + i;
+    const word = maskByte(key, j) | (maskByte(key, j + 1) << 8) | (maskByte(key, j + 2) << 16) | (maskByte(key, j + 3) << 24);
     const view = new Int32Array(payload.buffer, payload.byteOffset + i, words);
     for (let w = 0; w < words; w++) view[w]! ^= word;
     i += words * 4;
   }
-  for (; i < length; i++) payload[i]! ^= mask[(offset + i) & 3]!;
+  for (; i < length; i++) payload[i]! ^= maskByte(key, offset + i);
+}
+
+/** Byte `position` (mod 4) of the big-endian masking key. */
+function maskByte(key: number, position: number): number {
+  return (key >>> (24 - 8 * (position & 3))) & 0xff;
 }

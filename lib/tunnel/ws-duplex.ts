@@ -2,7 +2,7 @@
 import type { Duplex } from "node:stream";
 import { createWebSocketStream, type WebSocket } from "ws";
 import { livenessTimes, unwatchLiveness, watchLiveness, type LivenessOptions, type LivenessTarget } from "./liveness.ts";
-import { CLOSE_READ_GRACE_MS } from "./timeouts.ts";
+import { destroyOnceRead } from "./read-grace.ts";
 
 export type WebSocketDuplexOptions = LivenessOptions;
 
@@ -22,18 +22,8 @@ export function createWebSocketDuplex(ws: WebSocket, options: WebSocketDuplexOpt
   watchLiveness(watched);
   ws.once("close", () => {
     unwatchLiveness(watched);
-    // ws's stream only ends its readable side when the socket closes and never emits 'close';
-    // HTTP/2 (Bun's node:http2) waits for 'close', so without this a dead tunnel never ends.
-    if (duplex.readableLength === 0) {
-      duplex.destroy();
-      return;
-    }
-    const grace = setTimeout(() => duplex.destroy(), CLOSE_READ_GRACE_MS);
-    grace.unref?.();
-    duplex.once("end", () => {
-      clearTimeout(grace);
-      duplex.destroy();
-    });
+    // ws's stream ends its readable side when the socket closes but never emits 'close'.
+    destroyOnceRead(duplex);
   });
   return duplex;
 }

@@ -26,7 +26,7 @@ async function startServer(liveness: LivenessOptions = {}): Promise<{ port: numb
   server.on("upgrade", (req: IncomingMessage, socket, head) => {
     const refusal = checkWebSocketHandshake(req, SUBPROTOCOL);
     if (refusal) {
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-length: ${refusal.message.length}\r\n\r\n${refusal.message}`);
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-length: ${refusal.length}\r\n\r\n${refusal}`);
       return;
     }
     const stream = acceptWebSocket(req, socket, head, SUBPROTOCOL, liveness);
@@ -282,6 +282,6 @@ describe("checkWebSocketHandshake", () => {
     ["no subprotocol", "GET", { "sec-websocket-protocol": undefined }, `this relay speaks ${SUBPROTOCOL}`],
     ["an older subprotocol", "GET", { "sec-websocket-protocol": "arc-tunnel.v0" }, "\"arc-tunnel.v0\""],
   ])("%s is refused with a message that says why", (_name, method, headers, message) => {
-    expect(checkWebSocketHandshake(request(method, { ...valid, ...headers }), SUBPROTOCOL)?.message).toContain(message);
+    expect(checkWebSocketHandshake(request(method, { ...valid, ...headers }), SUBPROTOCOL)).toContain(message);
   });
 });
