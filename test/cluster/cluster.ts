@@ -86,7 +86,7 @@ export async function startKubeCluster(opts: StartClusterOptions): Promise<KubeC
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
     await teardownCluster(dir, log);
-    stopWatchdog();
+    await stopWatchdog();
     await slot.release();
   })());
 
@@ -123,7 +123,11 @@ export async function startKubeCluster(opts: StartClusterOptions): Promise<KubeC
   }
 }
 
-/** Waits for the node to be Ready and the controllers to have made the `default` ServiceAccount. */
+/**
+ * Waits for the node to be Ready and the controllers to have done what a real cluster has done by
+ * the time anyone uses it: the `default` ServiceAccount made, and the aggregated roles (`edit`,
+ * which `admin` aggregates too) filled; tests and users bind to them.
+ */
 async function waitForNode(cluster: KubeCluster, processes: ManagedProcess[]): Promise<void> {
   const deadline = Date.now() + NODE_READY_TIMEOUT_MS;
   for (;;) {
@@ -132,7 +136,8 @@ async function waitForNode(cluster: KubeCluster, processes: ManagedProcess[]): P
     const node = await getJson(cluster, `/api/v1/nodes/${NODE_NAME}`);
     const ready = (node?.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions
       ?.some((c) => c.type === "Ready" && c.status === "True");
-    if (ready && (await getJson(cluster, "/api/v1/namespaces/default/serviceaccounts/default"))) return;
+    if (ready && (await getJson(cluster, "/api/v1/namespaces/default/serviceaccounts/default"))
+      && ((await getJson(cluster, "/apis/rbac.authorization.k8s.io/v1/clusterroles/edit"))?.rules as unknown[] | undefined)?.length) return;
     if (Date.now() > deadline) {
       const kubelet = processes.find((p) => p.name === "kubelet");
       throw new Error(`node ${NODE_NAME} not Ready after ${NODE_READY_TIMEOUT_MS / 1000}s; kubelet log ends with:\n${kubelet?.logTail()}`);

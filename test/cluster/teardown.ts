@@ -262,14 +262,19 @@ function isDirectory(path: string): boolean {
 
 /**
  * Starts a detached watchdog that tears the cluster down once `pid` (the harness) is gone, so even
- * a SIGKILLed harness leaves nothing running. Returns a function that stops the watchdog.
+ * a SIGKILLed harness leaves nothing running. Returns a function that stops the watchdog and
+ * resolves once it has exited: until then its command line, which names the folder, is still in
+ * /proc, and a loaded machine can take milliseconds to finish a SIGKILLed process.
  */
-export function startTeardownWatchdog(dir: string, pid: number): () => void {
+export function startTeardownWatchdog(dir: string, pid: number): () => Promise<void> {
   const proc = Bun.spawn([process.execPath, import.meta.path, "--dir", dir, "--after-pid", String(pid)], {
     stdin: "ignore", stdout: "ignore", stderr: "ignore", detached: true,
   });
   proc.unref();
-  return () => proc.kill("SIGKILL");
+  return async () => {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  };
 }
 
 if (import.meta.main) {
