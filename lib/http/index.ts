@@ -17,3 +17,4 @@ export { newRequestId, requestIdFrom, requestIdOf } from "./request-id.ts";
 export { createSelfSignedCertificate } from "./self-signed-cert.ts";
 export type { SelfSignedCertificate } from "./self-signed-cert.ts";
 export { onResponseOver, responseOver } from "./response-over.ts";
+export { hasRequestBody, withoutContentLength } from "./request-body.ts";

@@ -3,6 +3,7 @@
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import type { Logger } from "../observe/index.ts";
+import { hasRequestBody } from "../http/index.ts";
 import { RelayUnreachable, type RelayConnection } from "../client/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { sendToRelay, type ClusterRequest } from "./relay-request.ts";
@@ -22,8 +23,7 @@ const MAX_BACKOFF_MS = 2_000;
  * else returns a stream that yields what was read and then the rest (sent once).
  */
 export async function readReplayableBody(req: IncomingMessage): Promise<Buffer | Readable | undefined> {
-  const declared = Number(req.headers["content-length"] ?? NaN);
-  if (req.headers["transfer-encoding"] === undefined && !(declared > 0)) return undefined;
+  if (!hasRequestBody(req.headers)) return undefined;
   const chunks: Buffer[] = [];
   let size = 0;
   const iterator = req[Symbol.asyncIterator]();

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, toStatus, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { isWatchRequest, onResponseOver, parseImpersonationRequest, relayRequestHeaders, requestIdOf } from "../http/index.ts";
+import { hasRequestBody, isWatchRequest, onResponseOver, parseImpersonationRequest, relayRequestHeaders, requestIdOf } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
@@ -207,7 +207,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       try {
         const { route, user } = await resolveTarget(req, requestId, gone, measure);
         release = admit(user, requestId);
-        const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+        const hasBody = hasRequestBody(req.headers);
         await dispatch(route, (r) => r.kind === "local"
           ? forwardHttpRequest(r.target, req, res, { ...(watch ? { endWatch: deps.drain.watchEnd } : {}), observe: measure })
           : forwardToReplica(r.target, req, res, measure), !hasBody, gone);

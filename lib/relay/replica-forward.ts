@@ -5,7 +5,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { isIP } from "node:net";
 import { AgentNotConnected, BadGateway, UpstreamTimeout } from "../errors/index.ts";
-import { renderResponseHead, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
+import { hasRequestBody, renderResponseHead, withoutContentLength, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
 import { protocol, splice, timeouts } from "../tunnel/index.ts";
 import type { ForwardObserver } from "./tunnel-forward.ts";
 import type { ReplicaRecord } from "./store/index.ts";
@@ -162,7 +162,7 @@ function passedHeaders(response: IncomingMessage, requestId: string): HeaderMap 
  * Status, or routes again on ReplicaMissed).
  */
 export async function forwardToReplica(target: ReplicaForwardTarget, req: IncomingMessage, res: ServerResponse, observe?: ForwardObserver): Promise<void> {
-  const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+  const hasBody = hasRequestBody(req.headers);
   const request = openRequest(target, req.method ?? "GET", {});
   const gone = () => request.destroy();
   res.once("close", gone);
@@ -199,8 +199,7 @@ export async function forwardToReplica(target: ReplicaForwardTarget, req: Incomi
  */
 export async function forwardUpgradeToReplica(target: ReplicaForwardTarget, req: IncomingMessage, socket: Duplex, head: Buffer, observe?: ForwardObserver): Promise<void> {
   const upgrade = String(req.headers["upgrade"] ?? "");
-  const { "content-length": _bodyLength, ...headers } = target.headers;
-  const request = openRequest({ ...target, headers }, req.method ?? "GET", { connection: "Upgrade", upgrade });
+  const request = openRequest({ ...target, headers: withoutContentLength(target.headers) }, req.method ?? "GET", { connection: "Upgrade", upgrade });
   const gone = () => request.destroy();
   socket.once("close", gone);
   request.end();

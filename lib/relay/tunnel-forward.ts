@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
-import { endAtEventBoundary, isJsonContentType, renderResponseHead, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
+import { endAtEventBoundary, hasRequestBody, withoutContentLength, isJsonContentType, renderResponseHead, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
 import {
   http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
 } from "../tunnel/index.ts";
@@ -43,8 +43,8 @@ export interface ForwardOptions {
  * RESPONSE_HEADERS_TIMEOUT_MS (504), drops the stream (502) or the tunnel is gone (503).
  */
 export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, res: ServerResponse, options: ForwardOptions = {}): Promise<void> {
-  const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
-  const stream = openStream(target, req.method ?? "GET", {}, !hasBody);
+  const hasBody = hasRequestBody(req.headers);
+  const stream = openStream(hasBody ? target : { ...target, headers: withoutContentLength(target.headers) }, req.method ?? "GET", {}, !hasBody);
   if (hasBody) {
     req.pipe(stream);
     // After pipe(): the request already flows, so this listener takes no byte from the stream.
@@ -120,8 +120,7 @@ export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, sock
   const upgrade = String(req.headers["upgrade"] ?? "");
   // After an upgrade the stream carries the protocol's bytes, not a body: a `content-length: 0`
   // (kubectl's SPDY POST sends one) would make HTTP/2 reset the stream at the first byte.
-  const { "content-length": _bodyLength, ...headers } = target.headers;
-  const stream = openStream({ ...target, headers }, req.method ?? "GET", { [protocol.UPGRADE_HEADER]: upgrade }, false);
+  const stream = openStream({ ...target, headers: withoutContentLength(target.headers) }, req.method ?? "GET", { [protocol.UPGRADE_HEADER]: upgrade }, false);
   if (head.length > 0) stream.write(head);
   socket.once("close", () => {
     if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);

@@ -72,6 +72,23 @@ describe("forwardHttpRequest", () => {
     }
   });
 
+  // Bun's fetch, and other clients, send `Content-Length: 0` on every body-less DELETE; Bun's
+  // HTTP/2 server resets such a GET, HEAD or DELETE stream, and the user got a 502.
+  test.each(["GET", "HEAD", "DELETE", "OPTIONS", "POST", "PUT", "PATCH"])("%s with Content-Length: 0 reaches the agent and is answered", async (method) => {
+    const seen: TunnelHeaders[] = [];
+    const { front } = await setup((stream, headers) => {
+      seen.push(headers);
+      void readAll(stream).then((body) => {
+        stream.respond({ ":status": 200, "x-body-bytes": String(body.length) });
+        stream.end();
+      });
+    });
+    const res = await within("the answer", httpRequest(front.port, { method, path: "/api/v1/namespaces/x/configmaps/y", headers: { "content-length": "0" } }));
+    expect(res.status).toBe(200);
+    expect(res.headers["x-body-bytes"]).toBe("0");
+    expect(seen.map((h) => h[":method"])).toEqual([method]);
+  });
+
   test("passes status, end-to-end headers and body through, both ways", async () => {
     const seen: Array<{ headers: TunnelHeaders; body: string }> = [];
     const { front } = await setup((stream, headers) => {
