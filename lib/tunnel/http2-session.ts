@@ -206,6 +206,9 @@ export function serveTunnel(
   const goaway = new Promise<void>((resolve) => { resolveGoaway = resolve; });
   let current: http2.ServerHttp2Session | undefined;
   let active = 0;
+  let lastStreamId = 0;
+  // Set by drain(): streams above it were refused by our GOAWAY and must not be served.
+  let goawayLastStreamId: number | undefined;
   const kicker = { kick: createFlushKick(socket) };
   server.on("session", (session) => {
     current = session;
@@ -215,6 +218,13 @@ export function serveTunnel(
     void sessionDone(session, socket).then(resolveDone);
   });
   server.on("stream", (stream: TunnelServerStream, headers: TunnelHeaders) => {
+    // Bun 1.4.5 still emits a stream that arrived after our GOAWAY, and refuses it (REFUSED_STREAM)
+    // too: served, it would run while the relay, told it was not processed at all (RFC 9113 8.7),
+    // sends it again, so a create ran twice. It is left to Bun's refusal; closing it here as well
+    // made Bun cancel every other stream still in flight.
+    const id = stream.id ?? 0;
+    if (goawayLastStreamId !== undefined && id > goawayLastStreamId) return;
+    if (id > lastStreamId) lastStreamId = id;
     active += 1;
     stream.once("close", () => { active -= 1; });
     onStream(kickAfterWrites(stream, kicker), headers);
@@ -226,7 +236,10 @@ export function serveTunnel(
     goaway,
     get activeStreams() { return active; },
     drain() {
-      if (current && !current.destroyed) current.goaway(http2.constants.NGHTTP2_NO_ERROR);
+      if (!current || current.destroyed || goawayLastStreamId !== undefined) return;
+      // Bun's GOAWAY names the last stream it has taken, the last one emitted here.
+      goawayLastStreamId = lastStreamId;
+      current.goaway(http2.constants.NGHTTP2_NO_ERROR);
     },
     close: async () => {
       if (current) await closeSession(current, done);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { timeouts, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
+import { http2Constants, timeouts, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
 import { waitFor, within } from "../support/wait-for.ts";
 import { patternBytes, readAll, startTunnelPair, tunnelGet, type TunnelPair } from "./tunnel-pair.ts";
 
@@ -154,4 +154,34 @@ describe("HTTP/2 over the WebSocket tunnel", () => {
     await within("done, asked for late", pair.client.done, 100);
     await within("goaway, asked for late", pair.client.goaway, 100);
   });
+
+  test("a request that crosses the agent's GOAWAY is refused and never served; those before it finish", async () => {
+    // The relay sends a refused request again (RFC 9113 8.7: it was not processed): had the agent
+    // served it too, a create would run twice.
+    const served: string[] = [];
+    pair = await startTunnelPair((stream, headers) => {
+      served.push(String(headers[":path"]));
+      setTimeout(() => {
+        stream.respond({ ":status": 200 });
+        stream.end("ok");
+      }, 5);
+    });
+    const client = pair.client;
+    const outcome = (path: string) => new Promise<string>((resolve) => {
+      const stream = client.request({ ":method": "POST", ":path": path }, { endStream: true });
+      stream.once("response", (headers) => resolve(`${path} ${headers[":status"]}`));
+      stream.once("error", () => {});
+      stream.once("close", () => resolve(`${path} reset ${stream.rstCode}`));
+    });
+    const before = Array.from({ length: 20 }, (_, i) => outcome(`/before-${i}`));
+    await waitFor("the agent to have the first 20", () => served.length === 20);
+    pair.server.drain();
+    // Sent before the relay has read the GOAWAY: the agent's session gets it after its own GOAWAY.
+    const crossing = outcome("/crossing");
+    expect(await within("the answers", Promise.all(before))).toEqual(Array.from({ length: 20 }, (_, i) => `/before-${i} 200`));
+    expect(await within("the refusal", crossing)).toBe(`/crossing reset ${http2Constants.NGHTTP2_REFUSED_STREAM}`);
+    expect(served).not.toContain("/crossing");
+    await waitFor("the drain to count no stream", () => pair!.server.activeStreams === 0);
+  });
 });
+
