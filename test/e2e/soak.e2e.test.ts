@@ -99,8 +99,13 @@ test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent rest
   const started = Date.now();
   const until = started + MINUTES * 60_000;
   const samples: { at: number; relay?: number; agent?: number; arcproxy?: number }[] = [];
-  const counts = { ok: 0, unavailable: 0, other: 0, execs: 0, watchEvents: 0, restarts: 0, slow: 0 };
+  const counts = { ok: 0, unavailable: 0, other: 0, deleted: 0, execs: 0, watchEvents: 0, restarts: 0, slow: 0 };
   const hung: string[] = [];
+  const failures: Record<string, number> = {};
+  const fail = (what: string) => {
+    counts.other += 1;
+    failures[what] = (failures[what] ?? 0) + 1;
+  };
   const gaps: string[] = [];
 
   const bounded = async (what: string, run: (signal: AbortSignal) => Promise<void>) => {
@@ -110,7 +115,7 @@ test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent rest
       if (Date.now() - began > 5_000) counts.slow += 1;
     } catch (error) {
       if ((error as Error).name === "TimeoutError") hung.push(`${what} after ${Date.now() - began} ms`);
-      else counts.other += 1;
+      else fail(`${what}: ${(error as Error).message}`);
     }
   };
   const get = (signal: AbortSignal) => fetch(`${base}/api/v1/namespaces/soak/configmaps`, { headers: { authorization: `Bearer ${session}` }, tls, signal } as RequestInit)
@@ -118,7 +123,7 @@ test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent rest
       await res.arrayBuffer();
       if (res.ok) counts.ok += 1;
       else if (res.status === 503) counts.unavailable += 1;
-      else counts.other += 1;
+      else fail(`a LIST answered ${res.status}`);
     });
 
   const workers = Array.from({ length: 8 }, async (_, i) => {
@@ -132,8 +137,12 @@ test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent rest
             method: "POST", headers, tls, signal, body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name } }),
           } as RequestInit);
           await made.arrayBuffer();
+          if (made.status !== 201) fail(`a create answered ${made.status}`);
           const gone = await fetch(`${base}/api/v1/namespaces/soak/configmaps/${name}`, { method: "DELETE", headers, tls, signal } as RequestInit);
           await gone.arrayBuffer();
+          // kubectl sends a body with its DELETE; this one has none, and Content-Length: 0 (Bun's fetch).
+          if (gone.status === 200) counts.deleted += 1;
+          else if (made.status === 201) fail(`a delete answered ${gone.status}`);
         });
       }
       await bounded("a LIST", get);
@@ -158,9 +167,10 @@ test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent rest
           env: { ...process.env, KUBECONFIG: join(dir, "soaker.kubeconfig") }, stdout: "pipe", stderr: "pipe",
         });
         signal.addEventListener("abort", () => proc.kill("SIGKILL"));
-        await proc.exited;
+        const code = await proc.exited;
         if (signal.aborted) throw Object.assign(new Error("exec hung"), { name: "TimeoutError" });
-        counts.execs += 1;
+        if (code === 0) counts.execs += 1;
+        else fail(`an exec exited ${code}: ${(await new Response(proc.stderr).text()).trim().slice(0, 200)}`);
       });
     }
   })();
@@ -195,9 +205,24 @@ test(`soak: ${MINUTES} minutes of requests, watches and execs with an agent rest
   console.error(`[soak] ${MINUTES} min: ${counts.ok} LISTs ok, ${counts.unavailable} answered 503 during agent restarts, ${counts.other} other failures, ${counts.execs} execs, ${counts.watchEvents} watch events, ${counts.restarts} agent restarts, ${counts.slow} answered after more than 5 s (waiting for a restarting agent)`);
   console.error(`[soak] agent restarts: ${gaps.join("; ")}`);
   console.error(`[soak] RSS relay: ${figure("relay")}; arcproxy: ${figure("arcproxy")}; agent (restarted every 30 s): ${figure("agent")}`);
+  const drains = stack.agentLog().split("\n").filter((line) => /drain deadline passed|draining the tunnel/.test(line));
+  if (drains.length > 0) console.error(`[soak] agent drains:\n${drains.join("\n")}`);
+  // What held a drain open, as the relay and the agent saw it.
+  for (const id of drains.flatMap((line) => [...line.matchAll(/"requestId":"([^"]+)"/g)].map((m) => m[1]!))) {
+    const lines = `${stack.relayLog()}\n${stack.agentLog()}`.split("\n").filter((line) => line.includes(id));
+    console.error(`[soak] request ${id}:\n${lines.join("\n")}`);
+  }
+  console.error(`[soak] other failures: ${JSON.stringify(failures)}`);
   console.error(`[soak] RSS slope after warm-up: relay ${slope(after("relay")).toFixed(1)} MiB/min, arcproxy ${slope(after("arcproxy")).toFixed(1)} MiB/min`);
 
   expect(hung).toEqual([]);
+  // A SIGTERM ends watches at an event boundary and lets short requests finish: nothing may hold
+  // the agent's drain open until its deadline (a stream stuck that way was cut after 25 s).
+  expect(drains.filter((line) => line.includes("drain deadline passed"))).toEqual([]);
+  // Writes in flight when the agent is killed may fail; a delete that fails every time is a bug
+  // (a DELETE with Content-Length: 0 once got a 502 each time).
+  const failedDeletes = Object.entries(failures).filter(([what]) => what.startsWith("a delete")).reduce((sum, [, n]) => sum + n, 0);
+  expect(counts.deleted).toBeGreaterThan(failedDeletes);
   expect(counts.ok).toBeGreaterThan(100);
   expect(counts.execs).toBeGreaterThan(5);
   // Growth that does not level off: more than 5 MiB a minute after warm-up.
