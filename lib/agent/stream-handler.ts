@@ -9,6 +9,8 @@ import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type Tun
 import { createImpersonationReviewer, type ImpersonationReviewer } from "./impersonation-review.ts";
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
+import { Http2Unavailable } from "./api-server-sessions.ts";
+import { forwardOverHttp2 } from "./forward-http2.ts";
 import { measureStream, type AgentMetrics } from "./metrics.ts";
 
 export interface StreamHandlerDeps {
@@ -125,13 +127,27 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
     delete options.pfx;
   }
   const upgrade = firstHeader(headers[protocol.UPGRADE_HEADER]);
+  const method = String(headers[":method"]);
+  const path = String(headers[":path"]);
+  // Ordinary requests share HTTP/2 sessions; upgrades need HTTP/1.1, and token mode a connection
+  // of its own, without the agent's client certificate.
+  const sessions = deps.upstream.http2;
+  if (!upgrade && !tokenMode && sessions?.available) {
+    deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.user !== caller.user ? identity.user : undefined, method, path: path.split("?")[0], protocol: "h2" });
+    try {
+      await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: apiServerRequestHeaders(headers, identity), watchEnd: deps.watchEnd });
+      return;
+    } catch (error) {
+      if (!(error instanceof Http2Unavailable)) throw error;
+    }
+  }
   const request: https.RequestOptions = {
     ...options,
     // URL.hostname keeps an IPv6 literal's brackets, which the resolver does not take.
     hostname: deps.upstream.server.hostname.replace(/^\[|\]$/g, ""),
     port: deps.upstream.server.port,
-    method: String(headers[":method"]),
-    path: String(headers[":path"]),
+    method,
+    path,
     headers: apiServerRequestHeaders(headers, identity, upgrade),
     // The API server's answer may carry headers as long as the request's (it echoes Audit-ID):
     // node's 16 KiB default would turn a request that ran into an "unreachable" 503.

@@ -5,6 +5,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { proxyAgentFor } from "../client/index.ts";
 import { ConfigError } from "../errors/index.ts";
 import { timeouts } from "../tunnel/index.ts";
+import { silentLogger, type Logger } from "../observe/index.ts";
+import { ApiServerSessions } from "./api-server-sessions.ts";
 
 export interface Upstream {
   /** e.g. https://10.0.0.1:443 */
@@ -19,12 +21,23 @@ export interface Upstream {
    * agent when a proxy applies, else `false` (node:http's "no agent").
    */
   dedicatedAgent(): http.Agent | false;
+  /**
+   * HTTP/2 sessions for ordinary requests (not upgrades, not token mode), when the API server is
+   * HTTPS and reached without an egress proxy; undefined otherwise (everything goes by `agent`).
+   */
+  http2?: ApiServerSessions;
 }
 
 /** Service-account tokens rotate; re-read credentials at most this often. */
 const CREDENTIAL_REFRESH_MS = 60_000;
 
-export function loadUpstream(opts: { kubeconfig?: string; context?: string }): Upstream {
+/**
+ * The API server from `kubeconfig` (its `context`, else the current one), or the in-cluster service
+ * account when no kubeconfig is given. `http2` (default true): ordinary requests share HTTP/2
+ * sessions when the API server is HTTPS and no egress proxy applies. Throws ConfigError when the
+ * kubeconfig names no cluster.
+ */
+export function loadUpstream(opts: { kubeconfig?: string; context?: string; http2?: boolean; logger?: Logger }): Upstream {
   const kc = new KubeConfig();
   if (opts.kubeconfig) {
     kc.loadFromFile(opts.kubeconfig);
@@ -49,7 +62,7 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
   const agent = proxyAgentFor(server, { keepAlive: true }) ?? (isHttps ? new https.Agent(pool) : new http.Agent(pool));
   let cached: { at: number; options: https.RequestOptions } | undefined;
 
-  return {
+  const upstream: Upstream = {
     server,
     agent,
     dedicatedAgent: () => proxyAgentFor(server) ?? false,
@@ -68,4 +81,16 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string }): U
       return { ...cached.options, headers: { ...(cached.options.headers as Record<string, string>) } };
     },
   };
+  // Through an egress proxy the agent keeps HTTP/1.1: the proxy's CONNECT tunnel is per connection.
+  if (isHttps && (opts.http2 ?? true) && !proxyAgentFor(server)) {
+    upstream.http2 = new ApiServerSessions({
+      server,
+      logger: opts.logger ?? silentLogger,
+      async tls() {
+        const { ca, cert, key, rejectUnauthorized, servername } = await upstream.requestOptions();
+        return { ca: ca as string | undefined, cert: cert as string | undefined, key: key as string | undefined, rejectUnauthorized, servername };
+      },
+    });
+  }
+  return upstream;
 }

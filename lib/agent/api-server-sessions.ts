@@ -1,0 +1,167 @@
+// HTTP/2 sessions to the API server for ordinary requests: many requests in flight share a few TLS
+// connections, as client-go's do, where HTTP/1.1 holds one connection per watch.
+import http2 from "node:http2";
+import type { Logger } from "../observe/index.ts";
+
+/** TLS material for a session; a change (a rotated client certificate) starts new sessions. */
+export interface SessionTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  /** false only for a kubeconfig's insecure-skip-tls-verify. */
+  rejectUnauthorized?: boolean;
+  /** A kubeconfig's tls-server-name. */
+  servername?: string;
+}
+
+export interface ApiServerSessionsOptions {
+  /** The API server, https only. */
+  server: URL;
+  /** The current TLS material (re-read by the caller as credentials rotate). */
+  tls(): Promise<SessionTls>;
+  logger: Logger;
+  /** How long an idle session stays open (ms); default IDLE_SESSION_MS. */
+  idleMs?: number;
+}
+
+/** Streams per session until the API server's SETTINGS arrive (RFC 9113 6.5.2 advises at least 100). */
+const STREAMS_BEFORE_SETTINGS = 100;
+/** An idle session closes after this long; the next request opens another. */
+export const IDLE_SESSION_MS = 90_000;
+/** A session's TLS and HTTP/2 handshake must finish within this. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** After the API server refused HTTP/2 (no `h2` in ALPN), it is asked again after this long. */
+const RETRY_HTTP2_AFTER_MS = 5 * 60_000;
+/** Response bodies (a large LIST) flow with this much credit per stream before the agent reads. */
+const STREAM_WINDOW_BYTES = 1024 * 1024;
+
+interface Entry {
+  session: http2.ClientHttp2Session;
+  tlsKey: string;
+  active: number;
+  ready: Promise<void>;
+  usable: boolean;
+}
+
+/** Thrown by `request` when the API server speaks no HTTP/2: the caller sends the request over HTTP/1.1. */
+export class Http2Unavailable extends Error {}
+
+/**
+ * A pool of HTTP/2 sessions to the API server. `request(headers)` opens a stream on a session with
+ * room (below the API server's SETTINGS_MAX_CONCURRENT_STREAMS, 100 until they arrive), opening a
+ * new session when none has room. Sessions close after `idleMs` idle, on the API server's GOAWAY
+ * (once their streams end), and when the TLS material changes. Throws Http2Unavailable when the API
+ * server does not negotiate `h2` (then for RETRY_HTTP2_AFTER_MS without asking), and the session's
+ * error when it cannot connect.
+ */
+export class ApiServerSessions {
+  private readonly entries = new Set<Entry>();
+  private refusedUntil = 0;
+  private closed = false;
+
+  constructor(private readonly opts: ApiServerSessionsOptions) {}
+
+  /** Whether to try HTTP/2 now (false for a while after the API server refused it). */
+  get available(): boolean {
+    return !this.closed && Date.now() >= this.refusedUntil;
+  }
+
+  /** Opens a stream with `headers` (HTTP/2 form: `:method`, `:path`, lower-case names). */
+  async request(headers: http2.OutgoingHttpHeaders, options: { endStream: boolean }): Promise<http2.ClientHttp2Stream> {
+    if (!this.available) throw new Http2Unavailable("the API server does not speak HTTP/2");
+    const tls = await this.opts.tls();
+    const tlsKey = `${tls.ca ?? ""}\0${tls.cert ?? ""}\0${tls.key ?? ""}\0${tls.rejectUnauthorized}\0${tls.servername ?? ""}`;
+    const entry = this.withRoom(tlsKey) ?? this.connect(tls, tlsKey);
+    entry.active += 1;
+    try {
+      await entry.ready;
+      const stream = entry.session.request(headers, { endStream: options.endStream });
+      stream.once("close", () => this.release(entry));
+      return stream;
+    } catch (error) {
+      this.release(entry);
+      throw error;
+    }
+  }
+
+  /** Closes every session; streams in flight end. */
+  close(): void {
+    this.closed = true;
+    for (const entry of this.entries) entry.session.destroy();
+    this.entries.clear();
+  }
+
+  private withRoom(tlsKey: string): Entry | undefined {
+    for (const entry of this.entries) {
+      if (!entry.usable) continue;
+      if (entry.tlsKey !== tlsKey) {
+        // Rotated credentials: new requests go to a new session, this one ends with its streams.
+        this.retire(entry);
+        continue;
+      }
+      if (entry.active < limitOf(entry.session)) return entry;
+    }
+    return undefined;
+  }
+
+  private connect(tls: SessionTls, tlsKey: string): Entry {
+    const session = http2.connect(this.opts.server.origin, {
+      ...tls,
+      servername: tls.servername ?? (isIpAddress(this.opts.server.hostname) ? undefined : this.opts.server.hostname),
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES },
+    });
+    const entry: Entry = { session, tlsKey, active: 0, usable: true, ready: Promise.resolve() };
+    entry.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => session.destroy(new Error(`no HTTP/2 connection to the API server within ${CONNECT_TIMEOUT_MS / 1000}s`)), CONNECT_TIMEOUT_MS);
+      session.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      session.once("error", (error: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        if (/h2 is not supported/.test(error.message)) {
+          this.refusedUntil = Date.now() + RETRY_HTTP2_AFTER_MS;
+          this.opts.logger.info("the API server does not speak HTTP/2: requests use HTTP/1.1", { retryAfterMs: RETRY_HTTP2_AFTER_MS });
+          reject(new Http2Unavailable(error.message, { cause: error }));
+        } else {
+          reject(error);
+        }
+      });
+    });
+    // Rejections reach the requests that wait; this keeps an unawaited one from being unhandled.
+    entry.ready.catch(() => {});
+    session.on("error", (error) => this.opts.logger.debug("HTTP/2 session to the API server failed", { error }));
+    session.once("goaway", () => this.retire(entry));
+    session.once("close", () => {
+      entry.usable = false;
+      this.entries.delete(entry);
+    });
+    session.setTimeout(this.opts.idleMs ?? IDLE_SESSION_MS, () => {
+      if (entry.active === 0) this.retire(entry);
+    });
+    this.entries.add(entry);
+    return entry;
+  }
+
+  private release(entry: Entry): void {
+    entry.active -= 1;
+    if (!entry.usable && entry.active === 0 && !entry.session.closed) entry.session.close();
+  }
+
+  /** No new streams; closes once its streams have ended. */
+  private retire(entry: Entry): void {
+    entry.usable = false;
+    if (entry.active === 0 && !entry.session.closed && !entry.session.destroyed) entry.session.close();
+  }
+}
+
+/** The API server's SETTINGS_MAX_CONCURRENT_STREAMS, once known. */
+function limitOf(session: http2.ClientHttp2Session): number {
+  const advertised = session.remoteSettings?.maxConcurrentStreams;
+  // Until the server's SETTINGS arrive the engine reports the protocol's default (unlimited).
+  return advertised === undefined || advertised >= 2 ** 31 ? STREAMS_BEFORE_SETTINGS : advertised;
+}
+
+function isIpAddress(hostname: string): boolean {
+  return /^[\d.]+$/.test(hostname) || hostname.startsWith("[") || hostname.includes(":");
+}

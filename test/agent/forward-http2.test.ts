@@ -1,0 +1,209 @@
+// The agent's HTTP/2 leg to the API server: ordinary requests share a few sessions (watches no longer
+// hold a TLS connection each), what crosses is what the header policy says, a cut answer stays cut,
+// and an API server without HTTP/2 is still served over HTTP/1.1.
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import http2 from "node:http2";
+import https from "node:https";
+import net, { type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadUpstream, type Upstream } from "../../lib/agent/index.ts";
+import { createStreamHandler } from "../../lib/agent/stream-handler.ts";
+import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../lib/http/index.ts";
+import { silentLogger } from "../../lib/observe/index.ts";
+import { protocol, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
+import { within } from "../support/wait-for.ts";
+import { readAll, startTunnelPair, type TunnelPair } from "../tunnel/tunnel-pair.ts";
+
+const AGENT_TOKEN = "agent-service-account-token";
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** What both servers' responses offer, for one handler. */
+interface Answer {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  write(chunk: string): unknown;
+  end(chunk?: string): unknown;
+}
+
+interface Seen { headers: http2.IncomingHttpHeaders; rawHeaders: string[]; body: string; protocol: string }
+
+/** An HTTPS API server stand-in: HTTP/2 (at most `maxStreams` per session) or HTTP/1.1 only. */
+async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolean; maxStreams?: number }) {
+  const seen: Seen[] = [];
+  const sessions = new Set<unknown>();
+  const handle = (req: http2.Http2ServerRequest | import("node:http").IncomingMessage, res: Answer) => {
+    sessions.add((req as http2.Http2ServerRequest).stream?.session ?? req.socket);
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => { body += chunk; });
+    req.on("end", () => {
+      seen.push({ headers: req.headers, rawHeaders: req.rawHeaders, body, protocol: req.httpVersion });
+      const url = req.url ?? "";
+      if (url.includes("watch=true")) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(`{"type":"ADDED","object":{"kind":"ConfigMap"}}\n`);
+        return; // stays open
+      }
+      if (url.startsWith("/cut")) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(`{"kind":"ConfigMapList","items":[`);
+        return; // the test cuts the connection (tcpProxy) once the first bytes reached the tunnel
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json", "x-upstream": "yes" });
+      res.end(JSON.stringify({ kind: "Status", echo: body }));
+    });
+  };
+  const server = opts.http2
+    ? http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem, settings: { maxConcurrentStreams: opts.maxStreams ?? 100 } }, handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+    : https.createServer({ cert: cert.certPem, key: cert.keyPem }, handle as unknown as import("node:http").RequestListener);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => new Promise<void>((resolve) => {
+    for (const session of sessions) (session as { destroy(): void }).destroy();
+    server.close(() => resolve());
+  }));
+  return { port: (server.address() as AddressInfo).port, seen, sessions };
+}
+
+/** A TCP hop in front of `port` whose connections the test can cut, as a dying API server or network would. */
+async function tcpProxy(port: number): Promise<{ port: number; cut(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.once("close", () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { port: (server.address() as AddressInfo).port, cut: () => { for (const s of sockets) s.destroy(); } };
+}
+
+async function startAgent(port: number, cert: SelfSignedCertificate): Promise<{ pair: TunnelPair; upstream: Upstream }> {
+  const dir = await mkdtemp(join(tmpdir(), "arc-forward-http2-"));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const kubeconfig = join(dir, "kubeconfig");
+  await writeFile(kubeconfig, `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:${port}", certificate-authority-data: ${Buffer.from(cert.caPem).toString("base64")}}}]
+users: [{name: agent, user: {token: ${AGENT_TOKEN}}}]
+contexts: [{name: c, context: {cluster: c, user: agent}}]
+current-context: c
+`);
+  const upstream = loadUpstream({ kubeconfig });
+  const handler = createStreamHandler({
+    cluster: "c", upstream, logger: silentLogger,
+    verifyUserToken: async () => ({ user: "alice", groups: ["dev", "ops, and more"], subject: "alice", issuer: "https://issuer.test", audiences: [] }),
+  });
+  const pair = await startTunnelPair(handler);
+  cleanups.push(async () => {
+    await pair.close();
+    upstream.http2?.close();
+    upstream.agent.destroy();
+  });
+  return { pair, upstream };
+}
+
+function send(client: TunnelClient, method: string, path: string, body?: string): Promise<{ status: number; headers: TunnelHeaders; body: string }> {
+  const stream = client.request({
+    ":method": method, ":path": path, authorization: "Bearer user-token", [protocol.REQUEST_ID_HEADER]: "req-1",
+    "content-type": "application/json",
+  }, { endStream: body === undefined });
+  if (body !== undefined) stream.end(body);
+  return new Promise((resolve, reject) => {
+    stream.once("response", (headers) => {
+      readAll(stream).then((data) => resolve({ status: Number(headers[":status"]), headers, body: data.toString() }), reject);
+    });
+    stream.once("error", reject);
+  });
+}
+
+describe("the agent's HTTP/2 leg to the API server", () => {
+  test("a GET goes over HTTP/2 as the agent's credential impersonating the caller, each group on its own field", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    const res = await within("the answer", send(pair.client, "GET", "/api/v1/namespaces/x/configmaps"));
+    expect(res.status).toBe(200);
+    expect(res.headers["x-upstream"]).toBe("yes");
+    const seen = api.seen[0]!;
+    expect(seen.protocol).toBe("2.0");
+    expect(seen.headers["authorization"]).toBe(`Bearer ${AGENT_TOKEN}`);
+    expect(seen.headers["impersonate-user"]).toBe("alice");
+    // Repeated fields, never folded into one line: a comma may be part of a group's name.
+    const groups = seen.rawHeaders.flatMap((value, i) => (i % 2 === 1 && seen.rawHeaders[i - 1] === "impersonate-group" ? [value] : []));
+    expect(groups).toEqual(["dev", "ops, and more"]);
+    expect(seen.headers[protocol.REQUEST_ID_HEADER]).toBeUndefined();
+  });
+
+  test("a request body arrives whole", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    const body = JSON.stringify({ kind: "ConfigMap", data: { big: "x".repeat(300_000) } });
+    const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).echo).toBe(body);
+  });
+
+  test("250 watches share sessions of at most the API server's 100 streams, and each gets its event", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, maxStreams: 100 });
+    const { pair } = await startAgent(api.port, cert);
+    const watches = Array.from({ length: 250 }, (_, i) => new Promise<string>((resolve, reject) => {
+      const stream = pair.client.request({ ":method": "GET", ":path": `/api/v1/configmaps?watch=true&i=${i}`, authorization: "Bearer t" }, { endStream: true });
+      stream.once("error", reject);
+      stream.once("data", (chunk: Buffer) => resolve(chunk.toString()));
+    }));
+    const events = await within("every watch's first event", Promise.all(watches), 10_000);
+    expect(events.every((e) => e.includes('"ADDED"'))).toBe(true);
+    expect(api.sessions.size).toBe(3);
+  });
+
+  test("an answer the API server's connection cuts is cut on the tunnel too, never ended as if complete", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const proxy = await tcpProxy(api.port);
+    const { pair } = await startAgent(proxy.port, cert);
+    const stream = pair.client.request({ ":method": "GET", ":path": "/cut", authorization: "Bearer t" }, { endStream: true });
+    stream.on("error", () => {});
+    const first = await within("the first bytes", new Promise<Buffer>((resolve) => stream.once("data", resolve)));
+    expect(first.toString()).toStartWith(`{"kind":"ConfigMapList"`);
+    const outcome = new Promise<string>((resolve) => {
+      let ended = false;
+      stream.once("end", () => { ended = true; });
+      stream.once("close", () => resolve(ended && !stream.rstCode ? "ended as if complete" : `cut (HTTP/2 code ${stream.rstCode})`));
+    });
+    proxy.cut();
+    expect(await within("the cut", outcome)).toBe(`cut (HTTP/2 code ${http2.constants.NGHTTP2_INTERNAL_ERROR})`);
+  });
+
+  test("an API server without HTTP/2 is served over HTTP/1.1", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: false });
+    const { pair, upstream } = await startAgent(api.port, cert);
+    for (let i = 0; i < 2; i++) {
+      const res = await within("the answer", send(pair.client, "GET", "/api/v1/namespaces/x/configmaps"));
+      expect(res.status).toBe(200);
+    }
+    expect(api.seen.map((s) => s.protocol)).toEqual(["1.1", "1.1"]);
+    expect(upstream.http2?.available).toBe(false);
+  });
+
+  test("an API server that is down is a 503 Status naming the cluster", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    await cleanups.splice(0, 1)[0]!(); // the API server stops
+    const res = await within("the answer", send(pair.client, "GET", "/api/v1/pods"));
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body).message).toContain('cluster "c"');
+  });
+});
