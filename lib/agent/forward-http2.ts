@@ -1,9 +1,9 @@
 // One tunnel stream sent to the API server over HTTP/2 (an ordinary request: not an upgrade, not
 // token mode), its answer streamed back.
-import http2 from "node:http2";
+import type { ClientHttp2Stream } from "node:http2";
 import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup } from "../errors/index.ts";
 import { endAtEventBoundary, isJsonContentType, isWatchRequest, responseHeaders, type HeaderMap } from "../http/index.ts";
-import { splitLongHeaders, timeouts, type TunnelServerStream } from "../tunnel/index.ts";
+import { http2Constants, splitLongHeaders, timeouts, type TunnelServerStream } from "../tunnel/index.ts";
 import { Http2Unavailable, type ApiServerSessions } from "./api-server-sessions.ts";
 
 export interface Http2ForwardTarget {
@@ -17,7 +17,7 @@ export interface Http2ForwardTarget {
   watchEnd?: AbortSignal;
 }
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2Constants;
 
 /**
  * Sends `target` to the API server on a stream of `sessions` and streams the answer back on
@@ -35,7 +35,7 @@ export async function forwardOverHttp2(sessions: ApiServerSessions, stream: Tunn
       `${(error as Error).message}; check that the API server is up, and the agent's --kubeconfig or in-cluster address`,
     { cause: error },
   );
-  let upstream: http2.ClientHttp2Stream;
+  let upstream: ClientHttp2Stream;
   try {
     upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream });
   } catch (error) {
