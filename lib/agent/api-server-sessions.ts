@@ -2,6 +2,7 @@
 // connections, as client-go's do, where HTTP/1.1 holds one connection per watch.
 import http2 from "node:http2";
 import type { Logger } from "../observe/index.ts";
+import { timeouts, widenConnectionWindow } from "../tunnel/index.ts";
 
 /** TLS material for a session; a change (a rotated client certificate) starts new sessions. */
 export interface SessionTls {
@@ -32,8 +33,6 @@ export const IDLE_SESSION_MS = 90_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** After the API server refused HTTP/2 (no `h2` in ALPN), it is asked again after this long. */
 const RETRY_HTTP2_AFTER_MS = 5 * 60_000;
-/** Response bodies (a large LIST) flow with this much credit per stream before the agent reads. */
-const STREAM_WINDOW_BYTES = 1024 * 1024;
 
 interface Entry {
   session: http2.ClientHttp2Session;
@@ -108,8 +107,11 @@ export class ApiServerSessions {
     const session = http2.connect(this.opts.server.origin, {
       ...tls,
       servername: tls.servername ?? (isIpAddress(this.opts.server.hostname) ? undefined : this.opts.server.hostname),
-      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES },
+      // The tunnel's windows: a large LIST or log streams at full speed, and a stalled reader
+      // holds at most one stream window.
+      settings: { enablePush: false, initialWindowSize: timeouts.STREAM_WINDOW_BYTES },
     });
+    widenConnectionWindow(session);
     const entry: Entry = { session, tlsKey, active: 0, usable: true, ready: Promise.resolve() };
     entry.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => session.destroy(new Error(`no HTTP/2 connection to the API server within ${CONNECT_TIMEOUT_MS / 1000}s`)), CONNECT_TIMEOUT_MS);

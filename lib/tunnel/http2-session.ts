@@ -256,7 +256,7 @@ export function serveTunnel(
  * (oven-sh/bun#40180, #41942). Sending our stream window again right after, as a SETTINGS frame,
  * puts the engine's per-stream value back; the connection window keeps the new size.
  */
-function widenConnectionWindow(session: http2.Http2Session): void {
+export function widenConnectionWindow(session: http2.Http2Session): void {
   session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
   session.settings({ initialWindowSize: STREAM_WINDOW_BYTES });
 }

@@ -14,9 +14,11 @@ import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../l
 import { silentLogger } from "../../lib/observe/index.ts";
 import { protocol, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
 import { within } from "../support/wait-for.ts";
-import { readAll, startTunnelPair, type TunnelPair } from "../tunnel/tunnel-pair.ts";
+import { patternBytes, readAll, startTunnelPair, type TunnelPair } from "../tunnel/tunnel-pair.ts";
 
 const AGENT_TOKEN = "agent-service-account-token";
+/** Larger than the stream window (1 MiB) and the protocol's default connection window (64 KiB). */
+const BIG = patternBytes(8 * 1024 * 1024);
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -26,7 +28,7 @@ afterEach(async () => {
 interface Answer {
   writeHead(status: number, headers: Record<string, string>): unknown;
   write(chunk: string): unknown;
-  end(chunk?: string): unknown;
+  end(chunk?: string | Buffer): unknown;
 }
 
 interface Seen { headers: http2.IncomingHttpHeaders; rawHeaders: string[]; body: string; protocol: string }
@@ -47,6 +49,11 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
         res.writeHead(200, { "content-type": "application/json" });
         res.write(`{"type":"ADDED","object":{"kind":"ConfigMap"}}\n`);
         return; // stays open
+      }
+      if (url.startsWith("/big")) {
+        res.writeHead(200, { "content-type": "application/octet-stream" });
+        res.end(BIG);
+        return;
       }
       if (url.startsWith("/cut")) {
         res.writeHead(200, { "content-type": "application/json" });
@@ -151,6 +158,16 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).echo).toBe(body);
+  });
+
+  test("an 8 MiB answer, past every flow-control window, arrives byte-exact", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    const stream = pair.client.request({ ":method": "GET", ":path": "/big", authorization: "Bearer t" }, { endStream: true });
+    const body = await within("the whole body", readAll(stream), 20_000);
+    expect(body.length).toBe(BIG.length);
+    expect(body.equals(BIG)).toBe(true);
   });
 
   test("250 watches share sessions of at most the API server's 100 streams, and each gets its event", async () => {
