@@ -32,10 +32,12 @@ export interface StreamHandlerDeps {
 }
 
 /**
- * Requests one agent serves at once by default. Each holds a connection to the API server, about
- * 26 KiB of the agent's memory (bench/BENCHMARKS.md, watches): 2,000 take about 50 MiB above the
- * agent's 100 MiB at rest, inside the chart's 256 MiB limit, where 10,000 (the tunnel's own bound)
- * would get the agent killed for memory and cut the cluster off for everyone.
+ * Requests one agent serves at once by default. Each holds an HTTP/2 stream to the API server,
+ * about 10 KiB of the agent's memory, or a connection of its own (26 KiB) where HTTP/1.1 is used:
+ * through an egress proxy, or to an API server without HTTP/2 (bench/BENCHMARKS.md, watches).
+ * 2,000 take at most about 50 MiB above the agent's 100 MiB at rest, inside the chart's 256 MiB
+ * limit, where 10,000 (the tunnel's own bound) over HTTP/1.1 would get the agent killed for memory
+ * and cut the cluster off for everyone.
  */
 export const DEFAULT_MAX_REQUESTS_IN_FLIGHT = 2_000;
 const BUSY_LOG_EVERY_MS = 10_000;
@@ -87,7 +89,7 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
       respondWithStatus(stream, new TooManyRequests(
         `the agent of cluster "${deps.cluster}" is serving ${serving.size} requests, the most it takes (request id ${requestId}); ` +
           "retry in a moment, or ask the cluster's admin to raise arcagent --max-requests-in-flight (chart value maxRequestsInFlight) " +
-          "with the agent's memory (about 26 KiB a request in flight)",
+          "with the agent's memory (about 10 KiB a request in flight, 26 KiB over HTTP/1.1)",
         { retryAfterSeconds: 1 },
       ), requestId);
       return;
