@@ -157,6 +157,21 @@ export class ApiServerSessions {
   }
 }
 
+/**
+ * Whether a request's head can go over HTTP/2: Bun's HPACK coder fails the whole session, every
+ * request on it, on one value of 64 KiB or more (a `:path` with an 80 KB label selector did), so a
+ * request with a value over MAX_TUNNEL_HEADER_VALUE_BYTES goes over HTTP/1.1, which takes up to
+ * the API server's 1 MiB. `values` are the path and every header value.
+ */
+export function fitsHttp2Head(path: string, headers: Readonly<Record<string, string | string[]>>): boolean {
+  const limit = timeouts.MAX_TUNNEL_HEADER_VALUE_BYTES;
+  if (path.length > limit) return false;
+  for (const value of Object.values(headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) if (one.length > limit) return false;
+  }
+  return true;
+}
+
 /** The API server's SETTINGS_MAX_CONCURRENT_STREAMS, once known. */
 function limitOf(session: http2.ClientHttp2Session): number {
   const advertised = session.remoteSettings?.maxConcurrentStreams;

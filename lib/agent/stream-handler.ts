@@ -9,7 +9,7 @@ import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type Tun
 import { createImpersonationReviewer, type ImpersonationReviewer } from "./impersonation-review.ts";
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
-import { Http2Unavailable } from "./api-server-sessions.ts";
+import { Http2Unavailable, fitsHttp2Head } from "./api-server-sessions.ts";
 import { forwardOverHttp2 } from "./forward-http2.ts";
 import { measureStream, type AgentMetrics } from "./metrics.ts";
 
@@ -134,10 +134,11 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
   // Ordinary requests share HTTP/2 sessions; upgrades need HTTP/1.1, and token mode a connection
   // of its own, without the agent's client certificate.
   const sessions = deps.upstream.http2;
-  if (!upgrade && !tokenMode && sessions?.available) {
+  const h2Headers = !upgrade && !tokenMode && sessions?.available ? apiServerRequestHeaders(headers, identity) : undefined;
+  if (sessions && h2Headers && identity.kind !== "token" && fitsHttp2Head(path, h2Headers)) {
     deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.user !== caller.user ? identity.user : undefined, method, path: path.split("?")[0], protocol: "h2" });
     try {
-      await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: apiServerRequestHeaders(headers, identity), watchEnd: deps.watchEnd });
+      await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, watchEnd: deps.watchEnd });
       return;
     } catch (error) {
       if (!(error instanceof Http2Unavailable)) throw error;

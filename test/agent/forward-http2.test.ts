@@ -12,7 +12,7 @@ import { loadUpstream, type Upstream } from "../../lib/agent/index.ts";
 import { createStreamHandler } from "../../lib/agent/stream-handler.ts";
 import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
-import { protocol, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
+import { protocol, splitLongHeaders, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
 import { within } from "../support/wait-for.ts";
 import { patternBytes, readAll, startTunnelPair, type TunnelPair } from "../tunnel/tunnel-pair.ts";
 
@@ -66,8 +66,9 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
     });
   };
   const server = opts.http2
-    ? http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem, settings: { maxConcurrentStreams: opts.maxStreams ?? 100 } }, handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
-    : https.createServer({ cert: cert.certPem, key: cert.keyPem }, handle as unknown as import("node:http").RequestListener);
+    // allowHTTP1 for the requests the agent sends over HTTP/1.1; a head up to 1 MiB, as the API server takes.
+    ? http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem, allowHTTP1: true, maxHeaderSize: 1 << 20, settings: { maxConcurrentStreams: opts.maxStreams ?? 100 } } as http2.SecureServerOptions, handle as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+    : https.createServer({ cert: cert.certPem, key: cert.keyPem, maxHeaderSize: 1 << 20 }, handle as unknown as import("node:http").RequestListener);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   cleanups.push(() => new Promise<void>((resolve) => {
     for (const session of sessions) (session as { destroy(): void }).destroy();
@@ -119,10 +120,11 @@ current-context: c
 }
 
 function send(client: TunnelClient, method: string, path: string, body?: string): Promise<{ status: number; headers: TunnelHeaders; body: string }> {
-  const stream = client.request({
+  // Long values cross the tunnel in pieces, as the relay sends them.
+  const stream = client.request(splitLongHeaders({
     ":method": method, ":path": path, authorization: "Bearer user-token", [protocol.REQUEST_ID_HEADER]: "req-1",
     "content-type": "application/json",
-  }, { endStream: body === undefined });
+  }), { endStream: body === undefined });
   if (body !== undefined) stream.end(body);
   return new Promise((resolve, reject) => {
     stream.once("response", (headers) => {
@@ -158,6 +160,22 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).echo).toBe(body);
+  });
+
+  test("a request head too long for Bun's HPACK (an 80 KB label selector) goes over HTTP/1.1; the session and its other requests live on", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    const watch = pair.client.request({ ":method": "GET", ":path": "/api/v1/configmaps?watch=true", authorization: "Bearer t" }, { endStream: true });
+    watch.on("error", () => {});
+    await within("the watch's first event", new Promise((resolve) => watch.once("data", resolve)));
+    const selector = `app in (${Array.from({ length: 14_000 }, (_, i) => `v${i}`).join(",")})`;
+    const long = await within("the long request", send(pair.client, "GET", `/api/v1/configmaps?labelSelector=${encodeURIComponent(selector)}`));
+    expect(long.status).toBe(200);
+    expect(api.seen.at(-1)!.protocol).toBe("1.1");
+    expect(watch.closed).toBe(false);
+    expect((await within("a request after it", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+    expect(api.seen.at(-1)!.protocol).toBe("2.0");
   });
 
   test("an 8 MiB answer, past every flow-control window, arrives byte-exact", async () => {
