@@ -23,14 +23,33 @@ export interface ApiServerSessionsOptions {
   logger: Logger;
   /** How long an idle session stays open (ms); default IDLE_SESSION_MS. */
   idleMs?: number;
+  /** Every session is PINGed this often (ms); default PING_INTERVAL_MS. */
+  pingIntervalMs?: number;
+  /** A PING unanswered this long (ms) ends its session; default PING_TIMEOUT_MS. */
+  pingTimeoutMs?: number;
 }
 
 /** Streams per session until the API server's SETTINGS arrive (RFC 9113 6.5.2 advises at least 100). */
 const STREAMS_BEFORE_SETTINGS = 100;
 /** An idle session closes after this long; the next request opens another. */
 export const IDLE_SESSION_MS = 90_000;
+/**
+ * A connection that goes silent (packets dropped, no reset) would keep taking requests until the
+ * kernel gave up on it, about 15 minutes: every session is PINGed this often, and one that does not
+ * answer within PING_TIMEOUT_MS is ended, its requests cut and the next ones sent on a new one
+ * (client-go's HTTP/2 health check: 30 s and 15 s).
+ */
+export const PING_INTERVAL_MS = 30_000;
+export const PING_TIMEOUT_MS = 15_000;
 /** A session's TLS and HTTP/2 handshake must finish within this. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * Each stream's window toward the API server. Small, because Bun 1.4.5's client grants a paused
+ * stream's window again each time it is resumed: behind a user who stops reading, the agent held
+ * 6-9 MiB per stream with a 1 MiB window (an attacker's review; 20 such requests took the agent
+ * past the chart's 256 MiB). A large connection window (the tunnel's) keeps a LIST fast.
+ */
+const API_SERVER_STREAM_WINDOW_BYTES = 128 * 1024;
 /** After the API server refused HTTP/2 (no `h2` in ALPN), it is asked again after this long. */
 const RETRY_HTTP2_AFTER_MS = 5 * 60_000;
 
@@ -57,6 +76,7 @@ export class ApiServerSessions {
   private readonly entries = new Set<Entry>();
   private refusedUntil = 0;
   private closed = false;
+  private pinger?: ReturnType<typeof setInterval>;
 
   constructor(private readonly opts: ApiServerSessionsOptions) {}
 
@@ -86,6 +106,7 @@ export class ApiServerSessions {
   /** Closes every session; streams in flight end. */
   close(): void {
     this.closed = true;
+    clearInterval(this.pinger);
     for (const entry of this.entries) entry.session.destroy();
     this.entries.clear();
   }
@@ -107,11 +128,9 @@ export class ApiServerSessions {
     const session = http2.connect(this.opts.server.origin, {
       ...tls,
       servername: tls.servername ?? (isIpAddress(this.opts.server.hostname) ? undefined : this.opts.server.hostname),
-      // The tunnel's windows: a large LIST or log streams at full speed, and a stalled reader
-      // holds at most one stream window.
-      settings: { enablePush: false, initialWindowSize: timeouts.STREAM_WINDOW_BYTES },
+      settings: { enablePush: false, initialWindowSize: API_SERVER_STREAM_WINDOW_BYTES },
     });
-    widenConnectionWindow(session);
+    widenConnectionWindow(session, API_SERVER_STREAM_WINDOW_BYTES);
     const entry: Entry = { session, tlsKey, active: 0, usable: true, ready: Promise.resolve() };
     entry.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => session.destroy(new Error(`no HTTP/2 connection to the API server within ${CONNECT_TIMEOUT_MS / 1000}s`)), CONNECT_TIMEOUT_MS);
@@ -137,12 +156,33 @@ export class ApiServerSessions {
     session.once("close", () => {
       entry.usable = false;
       this.entries.delete(entry);
+      if (this.entries.size === 0) {
+        clearInterval(this.pinger);
+        this.pinger = undefined;
+      }
     });
     session.setTimeout(this.opts.idleMs ?? IDLE_SESSION_MS, () => {
       if (entry.active === 0) this.retire(entry);
     });
     this.entries.add(entry);
+    this.pinger ??= setInterval(() => this.pingAll(), this.opts.pingIntervalMs ?? PING_INTERVAL_MS).unref();
     return entry;
+  }
+
+  /** One sweep for the pool: each connected session is PINGed, and ended if it does not answer. */
+  private pingAll(): void {
+    const timeoutMs = this.opts.pingTimeoutMs ?? PING_TIMEOUT_MS;
+    for (const { session } of this.entries) {
+      if (session.connecting || session.closed || session.destroyed) continue;
+      const timer = setTimeout(() => session.destroy(new Error(`the API server did not answer an HTTP/2 PING within ${timeoutMs / 1000}s`)), timeoutMs);
+      try {
+        session.ping(() => clearTimeout(timer));
+      } catch (error) {
+        // Too many PINGs in flight: the last ones have not been answered either.
+        clearTimeout(timer);
+        session.destroy(error as Error);
+      }
+    }
   }
 
   private release(entry: Entry): void {

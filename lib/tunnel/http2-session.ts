@@ -255,10 +255,11 @@ export function serveTunnel(
  * without telling the peer, so every body larger than the stream window stalls for good
  * (oven-sh/bun#40180, #41942). Sending our stream window again right after, as a SETTINGS frame,
  * puts the engine's per-stream value back; the connection window keeps the new size.
+ * `streamWindowBytes` is the session's own stream window (default STREAM_WINDOW_BYTES).
  */
-export function widenConnectionWindow(session: http2.Http2Session): void {
+export function widenConnectionWindow(session: http2.Http2Session, streamWindowBytes = STREAM_WINDOW_BYTES): void {
   session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-  session.settings({ initialWindowSize: STREAM_WINDOW_BYTES });
+  session.settings({ initialWindowSize: streamWindowBytes });
 }
 
 /**

@@ -9,11 +9,12 @@ import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadUpstream, type Upstream } from "../../lib/agent/index.ts";
+import { ApiServerSessions } from "../../lib/agent/api-server-sessions.ts";
 import { createStreamHandler } from "../../lib/agent/stream-handler.ts";
 import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { protocol, splitLongHeaders, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
-import { within } from "../support/wait-for.ts";
+import { waitFor, within } from "../support/wait-for.ts";
 import { patternBytes, readAll, startTunnelPair, type TunnelPair } from "../tunnel/tunnel-pair.ts";
 
 const AGENT_TOKEN = "agent-service-account-token";
@@ -37,6 +38,7 @@ interface Seen { headers: http2.IncomingHttpHeaders; rawHeaders: string[]; body:
 async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolean; maxStreams?: number }) {
   const seen: Seen[] = [];
   const sessions = new Set<unknown>();
+  const endless: { written: number; lastWriteAt: number }[] = [];
   const handle = (req: http2.Http2ServerRequest | import("node:http").IncomingMessage, res: Answer) => {
     sessions.add((req as http2.Http2ServerRequest).stream?.session ?? req.socket);
     let body = "";
@@ -53,6 +55,23 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
       if (url.startsWith("/big")) {
         res.writeHead(200, { "content-type": "application/octet-stream" });
         res.end(BIG);
+        return;
+      }
+      if (url.startsWith("/endless")) {
+        // Writes as fast as flow control lets it, counting what the agent's side accepted.
+        const progress = { written: 0, lastWriteAt: Date.now() };
+        endless.push(progress);
+        res.writeHead(200, { "content-type": "application/octet-stream" });
+        const chunk = Buffer.alloc(64 * 1024, 120);
+        const pump = () => {
+          for (;;) {
+            progress.written += chunk.length;
+            progress.lastWriteAt = Date.now();
+            if (!(res as unknown as import("node:stream").Writable).write(chunk)) break;
+          }
+          (res as unknown as import("node:stream").Writable).once("drain", pump);
+        };
+        pump();
         return;
       }
       if (url.startsWith("/cut")) {
@@ -74,12 +93,13 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
     for (const session of sessions) (session as { destroy(): void }).destroy();
     server.close(() => resolve());
   }));
-  return { port: (server.address() as AddressInfo).port, seen, sessions };
+  return { port: (server.address() as AddressInfo).port, seen, sessions, endless };
 }
 
 /** A TCP hop in front of `port` whose connections the test can cut, as a dying API server or network would. */
-async function tcpProxy(port: number): Promise<{ port: number; cut(): void }> {
+async function tcpProxy(port: number): Promise<{ port: number; cut(): void; blackhole(): void }> {
   const sockets = new Set<net.Socket>();
+  const pairs: [net.Socket, net.Socket][] = [];
   const server = net.createServer((client) => {
     const upstream = net.connect(port, "127.0.0.1");
     for (const s of [client, upstream]) {
@@ -87,11 +107,27 @@ async function tcpProxy(port: number): Promise<{ port: number; cut(): void }> {
       s.on("error", () => {});
       s.once("close", () => sockets.delete(s));
     }
+    pairs.push([client, upstream]);
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { port: (server.address() as AddressInfo).port, cut: () => { for (const s of sockets) s.destroy(); } };
+  cleanups.push(() => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  }));
+  return {
+    port: (server.address() as AddressInfo).port,
+    cut: () => { for (const s of sockets) s.destroy(); },
+    // The connections so far go silent, as behind a dropped route: open, but nothing crosses.
+    blackhole: () => {
+      for (const [client, upstream] of pairs.splice(0)) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+    },
+  };
 }
 
 async function startAgent(port: number, cert: SelfSignedCertificate): Promise<{ pair: TunnelPair; upstream: Upstream }> {
@@ -188,6 +224,25 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(body.equals(BIG)).toBe(true);
   });
 
+  test("a caller who stops reading holds little at the agent: the API server is held back by flow control", async () => {
+    // Bun's client grants a paused stream's window again on each resume: with a 1 MiB window the
+    // agent took in 6-9 MiB per such caller, and 20 of them took it past the chart's memory limit.
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    for (let i = 0; i < 5; i++) {
+      const stream = pair.client.request({ ":method": "GET", ":path": `/endless/${i}`, authorization: "Bearer t" }, { endStream: true });
+      stream.on("error", () => {});
+      stream.once("response", () => stream.pause());
+    }
+    // Held back: nothing more could be written on any stream for a while.
+    await waitFor("the API server to be held back on every stream", () => api.endless.length === 5 && api.endless.every((p) => Date.now() - p.lastWriteAt > 500), 20_000);
+    // What each stream got out of the API server: the tunnel's window (1 MiB), the agent's
+    // buffers and the API server leg's window, not an unbounded share of the agent's memory.
+    for (const progress of api.endless) expect(progress.written).toBeLessThan(4 * 1024 * 1024);
+    expect((await within("another caller's request", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+  });
+
   test("250 watches share sessions of at most the API server's 100 streams, and each gets its event", async () => {
     const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
     const api = await startApiServer(cert, { http2: true, maxStreams: 100 });
@@ -241,4 +296,28 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(res.status).toBe(503);
     expect(JSON.parse(res.body).message).toContain('cluster "c"');
   });
+
+  test("a connection that goes silent is found by PING: its watch is cut and the next request gets a new session", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const proxy = await tcpProxy(api.port);
+    const sessions = new ApiServerSessions({
+      server: new URL(`https://127.0.0.1:${proxy.port}`), logger: silentLogger, pingIntervalMs: 100, pingTimeoutMs: 300,
+      tls: async () => ({ ca: cert.caPem }),
+    });
+    cleanups.push(() => sessions.close());
+    const watch = await sessions.request({ ":method": "GET", ":path": "/api/v1/configmaps?watch=true" }, { endStream: true });
+    await within("the watch's first event", new Promise((resolve) => watch.once("data", resolve)));
+    const ended = new Promise<string>((resolve) => {
+      watch.once("error", (error) => resolve(`cut: ${error.message}`));
+      watch.once("close", () => resolve(`closed (HTTP/2 code ${watch.rstCode})`));
+    });
+    proxy.blackhole();
+    expect(await within("the silent session's end", ended, 5_000)).not.toBe(`closed (HTTP/2 code ${http2.constants.NGHTTP2_NO_ERROR})`);
+    const next = await sessions.request({ ":method": "GET", ":path": "/api/v1/pods" }, { endStream: true });
+    const status = await within("the next answer", new Promise((resolve) => next.once("response", (h) => resolve(h[":status"]))));
+    expect(status).toBe(200);
+    next.resume();
+  });
 });
+
