@@ -77,6 +77,8 @@ export class ApiServerSessions {
   private refusedUntil = 0;
   private closed = false;
   private pinger?: ReturnType<typeof setInterval>;
+  /** The API server's SETTINGS_MAX_CONCURRENT_STREAMS as last seen: a new session starts at it. */
+  private knownLimit?: number;
 
   constructor(private readonly opts: ApiServerSessionsOptions) {}
 
@@ -90,17 +92,31 @@ export class ApiServerSessions {
     if (!this.available) throw new Http2Unavailable("the API server does not speak HTTP/2");
     const tls = await this.opts.tls();
     const tlsKey = `${tls.ca ?? ""}\0${tls.cert ?? ""}\0${tls.key ?? ""}\0${tls.rejectUnauthorized}\0${tls.servername ?? ""}`;
-    const entry = this.withRoom(tlsKey) ?? this.connect(tls, tlsKey);
-    entry.active += 1;
-    try {
-      await entry.ready;
-      const stream = entry.session.request(headers, { endStream: options.endStream });
-      stream.once("close", () => this.release(entry));
-      return stream;
-    } catch (error) {
-      this.release(entry);
-      throw error;
+    // Once more on a new session when the chosen one went away meanwhile (its GOAWAY arrived
+    // while this request waited for it): nothing was sent, so nothing can run twice.
+    for (let attempt = 0; ; attempt++) {
+      const entry = this.withRoom(tlsKey) ?? this.connect(tls, tlsKey);
+      entry.active += 1;
+      try {
+        await entry.ready;
+        if (this.knownLimit === 0) throw this.refuse("the API server allows no HTTP/2 stream (SETTINGS_MAX_CONCURRENT_STREAMS 0)");
+        const stream = entry.session.request(headers, { endStream: options.endStream });
+        stream.once("close", () => this.release(entry));
+        return stream;
+      } catch (error) {
+        this.release(entry);
+        const goneAway = (error as NodeJS.ErrnoException).code === "ERR_HTTP2_GOAWAY_SESSION" || entry.session.closed || entry.session.destroyed;
+        if (!goneAway || attempt > 0 || error instanceof Http2Unavailable) throw error;
+        this.retire(entry);
+      }
     }
+  }
+
+  /** HTTP/2 is not to be used for a while: requests go over HTTP/1.1 meanwhile. */
+  private refuse(reason: string, cause?: unknown): Http2Unavailable {
+    this.refusedUntil = Date.now() + RETRY_HTTP2_AFTER_MS;
+    this.opts.logger.info("the API server does not take HTTP/2 requests: they use HTTP/1.1", { reason, retryAfterMs: RETRY_HTTP2_AFTER_MS });
+    return new Http2Unavailable(reason, { cause });
   }
 
   /** Closes every session; streams in flight end. */
@@ -119,7 +135,7 @@ export class ApiServerSessions {
         this.retire(entry);
         continue;
       }
-      if (entry.active < limitOf(entry.session)) return entry;
+      if (entry.active < limitOf(entry.session, this.knownLimit)) return entry;
     }
     return undefined;
   }
@@ -141,9 +157,7 @@ export class ApiServerSessions {
       session.once("error", (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         if (/h2 is not supported/.test(error.message)) {
-          this.refusedUntil = Date.now() + RETRY_HTTP2_AFTER_MS;
-          this.opts.logger.info("the API server does not speak HTTP/2: requests use HTTP/1.1", { retryAfterMs: RETRY_HTTP2_AFTER_MS });
-          reject(new Http2Unavailable(error.message, { cause: error }));
+          reject(this.refuse(error.message, error));
         } else {
           reject(error);
         }
@@ -153,6 +167,9 @@ export class ApiServerSessions {
     entry.ready.catch(() => {});
     session.on("error", (error) => this.opts.logger.debug("HTTP/2 session to the API server failed", { error }));
     session.once("goaway", () => this.retire(entry));
+    session.on("remoteSettings", (settings) => {
+      if (settings.maxConcurrentStreams !== undefined && settings.maxConcurrentStreams < 2 ** 31) this.knownLimit = settings.maxConcurrentStreams;
+    });
     session.once("close", () => {
       entry.usable = false;
       this.entries.delete(entry);
@@ -212,11 +229,11 @@ export function fitsHttp2Head(path: string, headers: Readonly<Record<string, str
   return true;
 }
 
-/** The API server's SETTINGS_MAX_CONCURRENT_STREAMS, once known. */
-function limitOf(session: http2.ClientHttp2Session): number {
+/** The API server's SETTINGS_MAX_CONCURRENT_STREAMS on `session`, else as last seen, else 100. */
+function limitOf(session: http2.ClientHttp2Session, knownLimit: number | undefined): number {
   const advertised = session.remoteSettings?.maxConcurrentStreams;
   // Until the server's SETTINGS arrive the engine reports the protocol's default (unlimited).
-  return advertised === undefined || advertised >= 2 ** 31 ? STREAMS_BEFORE_SETTINGS : advertised;
+  return advertised === undefined || advertised >= 2 ** 31 ? knownLimit ?? STREAMS_BEFORE_SETTINGS : advertised;
 }
 
 function isIpAddress(hostname: string): boolean {

@@ -17,7 +17,7 @@ export interface Http2ForwardTarget {
   watchEnd?: AbortSignal;
 }
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2Constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Constants;
 
 /**
  * Sends `target` to the API server on a stream of `sessions` and streams the answer back on
@@ -28,6 +28,21 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2Constants;
  * response head within RESPONSE_HEADERS_TIMEOUT_MS), or a peer hang-up of the tunnel stream.
  */
 export async function forwardOverHttp2(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<void> {
+  try {
+    await sendOnce(sessions, stream, target);
+  } catch (error) {
+    // REFUSED_STREAM says the API server did not process it at all (RFC 9113 8.7): a request
+    // without a body, none of whose bytes were taken from the tunnel, is sent once more.
+    if (!(error instanceof RefusedStream) || stream.destroyed || stream.closed) throw error instanceof RefusedStream ? error.cause : error;
+    await sendOnce(sessions, stream, target).catch((again: unknown) => {
+      throw again instanceof RefusedStream ? again.cause : again;
+    });
+  }
+}
+
+class RefusedStream extends Error {}
+
+async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<void> {
   // END_STREAM on the tunnel's HEADERS: no body, so none is announced to the API server either.
   const endStream = stream.endAfterHeaders === true;
   const unavailable = (error: unknown) => new ApiServerUnavailable(
@@ -59,13 +74,18 @@ export async function forwardOverHttp2(sessions: ApiServerSessions, stream: Tunn
     stream.once("close", cancel);
     upstream.once("error", (error) => {
       clearTimeout(timer);
-      if (!answered) reject(isPeerHangup(error) ? error : unavailable(error));
+      // A refusal, or a caller already gone: 'close', which follows, decides.
+      if (answered || upstream.rstCode === NGHTTP2_REFUSED_STREAM || stream.destroyed || stream.closed) return;
+      reject(isPeerHangup(error) ? error : unavailable(error));
     });
     upstream.once("close", () => {
       clearTimeout(timer);
       stream.off("close", cancel);
       if (!answered) {
-        reject(unavailable(new Error(`the stream closed before an answer (HTTP/2 code ${upstream.rstCode})`)));
+        // The caller went away first (its cancel closed this stream): there is no one to answer.
+        if (stream.destroyed || stream.closed) resolve();
+        else if (upstream.rstCode === NGHTTP2_REFUSED_STREAM && endStream) reject(new RefusedStream("refused", { cause: unavailable(new Error("the API server refused the stream")) }));
+        else reject(unavailable(new Error(`the stream closed before an answer (HTTP/2 code ${upstream.rstCode})`)));
         return;
       }
       // Ended already: a watch ended at an event boundary when the agent began to stop.

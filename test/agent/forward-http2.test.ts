@@ -63,13 +63,19 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
         endless.push(progress);
         res.writeHead(200, { "content-type": "application/octet-stream" });
         const chunk = Buffer.alloc(64 * 1024, 120);
+        const out = res as unknown as import("node:stream").Writable & { closed: boolean };
         const pump = () => {
-          for (;;) {
+          // A bounded turn: a stream the client closed may take writes without ever pushing back.
+          for (let i = 0; i < 256; i++) {
+            if (out.destroyed || out.closed || out.writableEnded) return;
             progress.written += chunk.length;
             progress.lastWriteAt = Date.now();
-            if (!(res as unknown as import("node:stream").Writable).write(chunk)) break;
+            if (!out.write(chunk)) {
+              out.once("drain", pump);
+              return;
+            }
           }
-          (res as unknown as import("node:stream").Writable).once("drain", pump);
+          setImmediate(pump);
         };
         pump();
         return;
@@ -255,6 +261,15 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     const events = await within("every watch's first event", Promise.all(watches), 10_000);
     expect(events.every((e) => e.includes('"ADDED"'))).toBe(true);
     expect(api.sessions.size).toBe(3);
+  });
+
+  test("an API server that takes one stream at a time still answers six requests sent at once to a cold agent", async () => {
+    // The refused ones (RFC 9113 8.7: not processed) are sent again, on sessions that start at the limit seen.
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, maxStreams: 1 });
+    const { pair } = await startAgent(api.port, cert);
+    const answers = await within("six at once", Promise.all(Array.from({ length: 6 }, () => send(pair.client, "GET", "/api/v1/pods"))));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
   });
 
   test("an answer the API server's connection cuts is cut on the tunnel too, never ended as if complete", async () => {
