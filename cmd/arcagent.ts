@@ -105,6 +105,9 @@ const main = defineCommand({
       controller.abort();
     });
     await agent;
+    // The tunnel has drained: the sessions to the API server go too, or they hold the process open.
+    upstream.http2?.close();
+    upstream.agent.destroy();
     await metricsServer?.close();
     exitSoonAfterStop();
   },
