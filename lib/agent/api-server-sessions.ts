@@ -1,6 +1,7 @@
 // HTTP/2 sessions to the API server for ordinary requests: many requests in flight share a few TLS
 // connections, as client-go's do, where HTTP/1.1 holds one connection per watch.
 import http2 from "node:http2";
+import { isIP } from "node:net";
 import type { Logger } from "../observe/index.ts";
 import { timeouts, widenConnectionWindow } from "../tunnel/index.ts";
 
@@ -55,7 +56,7 @@ const RETRY_HTTP2_AFTER_MS = 5 * 60_000;
 
 interface Entry {
   session: http2.ClientHttp2Session;
-  tlsKey: string;
+  tls: SessionTls;
   active: number;
   ready: Promise<void>;
   usable: boolean;
@@ -91,11 +92,10 @@ export class ApiServerSessions {
   async request(headers: http2.OutgoingHttpHeaders, options: { endStream: boolean }): Promise<http2.ClientHttp2Stream> {
     if (!this.available) throw new Http2Unavailable("the API server does not speak HTTP/2");
     const tls = await this.opts.tls();
-    const tlsKey = `${tls.ca ?? ""}\0${tls.cert ?? ""}\0${tls.key ?? ""}\0${tls.rejectUnauthorized}\0${tls.servername ?? ""}`;
     // Once more on a new session when the chosen one went away meanwhile (its GOAWAY arrived
     // while this request waited for it): nothing was sent, so nothing can run twice.
     for (let attempt = 0; ; attempt++) {
-      const entry = this.withRoom(tlsKey) ?? this.connect(tls, tlsKey);
+      const entry = this.withRoom(tls) ?? this.connect(tls);
       entry.active += 1;
       try {
         await entry.ready;
@@ -127,10 +127,10 @@ export class ApiServerSessions {
     this.entries.clear();
   }
 
-  private withRoom(tlsKey: string): Entry | undefined {
+  private withRoom(tls: SessionTls): Entry | undefined {
     for (const entry of this.entries) {
       if (!entry.usable) continue;
-      if (entry.tlsKey !== tlsKey) {
+      if (!sameTls(entry.tls, tls)) {
         // Rotated credentials: new requests go to a new session, this one ends with its streams.
         this.retire(entry);
         continue;
@@ -140,14 +140,15 @@ export class ApiServerSessions {
     return undefined;
   }
 
-  private connect(tls: SessionTls, tlsKey: string): Entry {
+  private connect(tls: SessionTls): Entry {
+    const hostname = this.opts.server.hostname.replace(/^\[|\]$/g, "");
     const session = http2.connect(this.opts.server.origin, {
       ...tls,
-      servername: tls.servername ?? (isIpAddress(this.opts.server.hostname) ? undefined : this.opts.server.hostname),
+      servername: tls.servername ?? (isIP(hostname) ? undefined : hostname),
       settings: { enablePush: false, initialWindowSize: API_SERVER_STREAM_WINDOW_BYTES },
     });
     widenConnectionWindow(session, API_SERVER_STREAM_WINDOW_BYTES);
-    const entry: Entry = { session, tlsKey, active: 0, usable: true, ready: Promise.resolve() };
+    const entry: Entry = { session, tls, active: 0, usable: true, ready: Promise.resolve() };
     entry.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => session.destroy(new Error(`no HTTP/2 connection to the API server within ${CONNECT_TIMEOUT_MS / 1000}s`)), CONNECT_TIMEOUT_MS);
       session.once("connect", () => {
@@ -236,6 +237,10 @@ function limitOf(session: http2.ClientHttp2Session, knownLimit: number | undefin
   return advertised === undefined || advertised >= 2 ** 31 ? knownLimit ?? STREAMS_BEFORE_SETTINGS : advertised;
 }
 
-function isIpAddress(hostname: string): boolean {
-  return /^[\d.]+$/.test(hostname) || hostname.startsWith("[") || hostname.includes(":");
+/**
+ * Same TLS material: compared field by field, not as one string built per request. The PEMs come
+ * from the upstream's cached options, so unchanged ones are the same strings and compare at once.
+ */
+function sameTls(a: SessionTls, b: SessionTls): boolean {
+  return a.ca === b.ca && a.cert === b.cert && a.key === b.key && a.rejectUnauthorized === b.rejectUnauthorized && a.servername === b.servername;
 }

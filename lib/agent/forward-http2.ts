@@ -28,39 +28,36 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Consta
  * response head within RESPONSE_HEADERS_TIMEOUT_MS), or a peer hang-up of the tunnel stream.
  */
 export async function forwardOverHttp2(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<void> {
-  try {
-    await sendOnce(sessions, stream, target);
-  } catch (error) {
-    // REFUSED_STREAM says the API server did not process it at all (RFC 9113 8.7): a request
-    // without a body, none of whose bytes were taken from the tunnel, is sent once more.
-    if (!(error instanceof RefusedStream) || stream.destroyed || stream.closed) throw error instanceof RefusedStream ? error.cause : error;
-    await sendOnce(sessions, stream, target).catch((again: unknown) => {
-      throw again instanceof RefusedStream ? again.cause : again;
-    });
-  }
+  // REFUSED_STREAM says the API server did not process it at all (RFC 9113 8.7): a request
+  // without a body, none of whose bytes were taken from the tunnel, is sent once more.
+  if ((await sendOnce(sessions, stream, target)) === "done") return;
+  if ((await sendOnce(sessions, stream, target)) === "done") return;
+  throw unavailable(target, new Error("the API server refused the stream twice"));
 }
 
-class RefusedStream extends Error {}
-
-async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<void> {
-  // END_STREAM on the tunnel's HEADERS: no body, so none is announced to the API server either.
-  const endStream = stream.endAfterHeaders === true;
-  const unavailable = (error: unknown) => new ApiServerUnavailable(
+function unavailable(target: Http2ForwardTarget, error: unknown): ApiServerUnavailable {
+  return new ApiServerUnavailable(
     `the API server of cluster "${target.cluster}" could not be reached by the agent (request id ${target.requestId}): ` +
       `${(error as Error).message}; check that the API server is up, and the agent's --kubeconfig or in-cluster address`,
     { cause: error },
   );
+}
+
+/** Resolves "refused" when the API server refused a body-less request before answering; rejects as forwardOverHttp2. */
+async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<"done" | "refused"> {
+  // END_STREAM on the tunnel's HEADERS: no body, so none is announced to the API server either.
+  const endStream = stream.endAfterHeaders === true;
   let upstream: ClientHttp2Stream;
   try {
     upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream });
   } catch (error) {
-    throw error instanceof ArcError || error instanceof Http2Unavailable ? error : unavailable(error);
+    throw error instanceof ArcError || error instanceof Http2Unavailable ? error : unavailable(target, error);
   }
   if (stream.destroyed || stream.closed) {
     upstream.close(NGHTTP2_CANCEL);
-    return;
+    return "done";
   }
-  await new Promise<void>((resolve, reject) => {
+  return new Promise<"done" | "refused">((resolve, reject) => {
     let answered = false;
     const timer = setTimeout(() => {
       upstream.close(NGHTTP2_CANCEL);
@@ -76,21 +73,21 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
       clearTimeout(timer);
       // A refusal, or a caller already gone: 'close', which follows, decides.
       if (answered || upstream.rstCode === NGHTTP2_REFUSED_STREAM || stream.destroyed || stream.closed) return;
-      reject(isPeerHangup(error) ? error : unavailable(error));
+      reject(isPeerHangup(error) ? error : unavailable(target, error));
     });
     upstream.once("close", () => {
       clearTimeout(timer);
       stream.off("close", cancel);
       if (!answered) {
         // The caller went away first (its cancel closed this stream): there is no one to answer.
-        if (stream.destroyed || stream.closed) resolve();
-        else if (upstream.rstCode === NGHTTP2_REFUSED_STREAM && endStream) reject(new RefusedStream("refused", { cause: unavailable(new Error("the API server refused the stream")) }));
-        else reject(unavailable(new Error(`the stream closed before an answer (HTTP/2 code ${upstream.rstCode})`)));
+        if (stream.destroyed || stream.closed) resolve("done");
+        else if (upstream.rstCode === NGHTTP2_REFUSED_STREAM && endStream) resolve("refused");
+        else reject(unavailable(target, new Error(`the stream closed before an answer (HTTP/2 code ${upstream.rstCode})`)));
         return;
       }
       // Ended already: a watch ended at an event boundary when the agent began to stop.
       if (stream.writableEnded) {
-        resolve();
+        resolve("done");
         return;
       }
       // A connection that died ends its streams with 'end' on Bun, but with a reset code: only a
@@ -99,7 +96,7 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
       // destroy(error), not close(code): Bun 1.4.5 sends END_STREAM for a close() after the head,
       // and the relay would end the user's response as if complete.
       else stream.destroy(new Error(`the API server cut the answer (HTTP/2 code ${upstream.rstCode}, request id ${target.requestId})`));
-      resolve();
+      resolve("done");
     });
     upstream.once("response", (headers) => {
       clearTimeout(timer);

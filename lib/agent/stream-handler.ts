@@ -134,14 +134,16 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
   // Ordinary requests share HTTP/2 sessions; upgrades need HTTP/1.1, and token mode a connection
   // of its own, without the agent's client certificate.
   const sessions = deps.upstream.http2;
-  const h2Headers = !upgrade && !tokenMode && sessions?.available ? apiServerRequestHeaders(headers, identity) : undefined;
-  if (sessions && h2Headers && identity.kind !== "token" && fitsHttp2Head(path, h2Headers)) {
-    deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.user !== caller.user ? identity.user : undefined, method, path: path.split("?")[0], protocol: "h2" });
-    try {
-      await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, watchEnd: deps.watchEnd });
-      return;
-    } catch (error) {
-      if (!(error instanceof Http2Unavailable)) throw error;
+  if (!upgrade && identity.kind !== "token" && sessions?.available) {
+    const h2Headers = apiServerRequestHeaders(headers, identity);
+    if (fitsHttp2Head(path, h2Headers)) {
+      deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.user !== caller.user ? identity.user : undefined, method, path: path.split("?")[0], protocol: "h2" });
+      try {
+        await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, watchEnd: deps.watchEnd });
+        return;
+      } catch (error) {
+        if (!(error instanceof Http2Unavailable)) throw error;
+      }
     }
   }
   const request: https.RequestOptions = {
