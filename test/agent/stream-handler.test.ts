@@ -23,6 +23,8 @@ import {
 import { waitFor, within } from "../support/wait-for.ts";
 
 const CLUSTER = "prod";
+const WEBHOOK_WARNING = '299 - "namespace café is deprecated"';
+const WEBHOOK_WARNING_WIRE = Buffer.from(WEBHOOK_WARNING, "utf8").toString("latin1");
 const ISSUER_URL = "https://relay.test";
 
 interface SeenRequest {
@@ -62,7 +64,8 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
     req.on("data", (chunk: string) => { body += chunk; });
     req.on("end", () => {
       seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body });
-      res.writeHead(200, { "content-type": "application/json", "x-upstream": "yes" });
+      // A Warning as an admission webhook may send it: UTF-8 bytes, which node:http writes one per character.
+      res.writeHead(200, { "content-type": "application/json", "x-upstream": "yes", warning: WEBHOOK_WARNING_WIRE });
       res.end(JSON.stringify({ kind: "PodList", items: [], echo: body }));
     });
   });
@@ -340,6 +343,13 @@ describe("an authenticated request", () => {
     const asUtf8 = (values: string[]) => values.map((v) => Buffer.from(v, "latin1").toString("utf8"));
     expect(asUtf8(headerLines(seen, "impersonate-user"))).toEqual(["josé"]);
     expect(asUtf8(headerLines(seen, "impersonate-group"))).toEqual(["équipe"]);
+  });
+
+  test("a response header's UTF-8 bytes (a webhook's Warning with café) reach the relay unchanged over HTTP/1.1", async () => {
+    const response = await tunnelRequest(tunnel.client, { authorization: await userBearer() });
+    expect(response.status).toBe(200);
+    // The tunnel's header strings carry one byte per character, as node:http's do on every hop.
+    expect(Buffer.from(String(response.headers.warning), "latin1").toString("utf8")).toBe(WEBHOOK_WARNING);
   });
 
   test("a group name outside Latin-1 (開発) is forwarded, not answered with a 500", async () => {
