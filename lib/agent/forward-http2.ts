@@ -20,19 +20,37 @@ export interface Http2ForwardTarget {
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Constants;
 
 /**
+ * How much of a request body the agent keeps until the API server answers (bytes), so a request
+ * the API server refused can be sent again: past most objects kubectl applies (a Deployment is a
+ * few KiB), and at most this much more per request in flight.
+ */
+export const REPLAYABLE_BODY_BYTES = 64 * 1024;
+
+/**
  * Sends `target` to the API server on a stream of `sessions` and streams the answer back on
  * `stream`. Resolves when the answer has ended, or was cut: a response the API server (or its
  * connection) cut is cut on the tunnel too (the relay then cuts it for the client), never ended as
- * if complete. Rejects before anything was written to `stream`: Http2Unavailable (the API server
- * speaks no HTTP/2; send it over HTTP/1.1), ApiServerUnavailable (503), UpstreamTimeout (504, no
- * response head within RESPONSE_HEADERS_TIMEOUT_MS), or a peer hang-up of the tunnel stream.
+ * if complete. A request the API server refused unprocessed (REFUSED_STREAM, as a GOAWAY refuses
+ * the streams past its last one, RFC 9113 6.8 and 8.7) is sent once more on another session, its
+ * body from the copy kept of its first REPLAYABLE_BODY_BYTES. Rejects before anything was written
+ * to `stream`: Http2Unavailable (the API server speaks no HTTP/2; send it over HTTP/1.1; only before
+ * any body byte was read), ApiServerUnavailable (503; with `Retry-After: 1` when the API server
+ * refused the request unprocessed, so client-go sends it again), UpstreamTimeout (504, no response
+ * head within RESPONSE_HEADERS_TIMEOUT_MS), or a peer hang-up of the tunnel stream.
  */
 export async function forwardOverHttp2(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<void> {
-  // REFUSED_STREAM says the API server did not process it at all (RFC 9113 8.7): a request
-  // without a body, none of whose bytes were taken from the tunnel, is sent once more.
-  if ((await sendOnce(sessions, stream, target)) === "done") return;
-  if ((await sendOnce(sessions, stream, target)) === "done") return;
-  throw unavailable(target, new Error("the API server refused the stream twice"));
+  // END_STREAM on the tunnel's HEADERS: no body, so none is announced to the API server either.
+  const body = stream.endAfterHeaders === true ? undefined : new ReplayableBody(stream, REPLAYABLE_BODY_BYTES);
+  if ((await sendOnce(sessions, stream, target, body)) === "done") return;
+  if (body && !body.replayable) throw refused(target, `its body is over ${REPLAYABLE_BODY_BYTES / 1024} KiB, more than the agent keeps to send it again`);
+  try {
+    if ((await sendOnce(sessions, stream, target, body)) === "done") return;
+  } catch (error) {
+    // The body's first bytes were read for the first try: HTTP/1.1 has nothing left to send.
+    if (error instanceof Http2Unavailable && body) throw refused(target, error.message);
+    throw error;
+  }
+  throw refused(target, "it was refused twice");
 }
 
 function unavailable(target: Http2ForwardTarget, error: unknown): ApiServerUnavailable {
@@ -43,13 +61,88 @@ function unavailable(target: Http2ForwardTarget, error: unknown): ApiServerUnava
   );
 }
 
-/** Resolves "refused" when the API server refused a body-less request before answering; rejects as forwardOverHttp2. */
-async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<"done" | "refused"> {
-  // END_STREAM on the tunnel's HEADERS: no body, so none is announced to the API server either.
-  const endStream = stream.endAfterHeaders === true;
+/** A 503 for a request the API server did not process: safe to send again, which `Retry-After` tells client-go. */
+function refused(target: Http2ForwardTarget, why: string): ApiServerUnavailable {
+  return new ApiServerUnavailable(
+    `the API server of cluster "${target.cluster}" refused the request without processing it (HTTP/2 REFUSED_STREAM, as when it is ` +
+      `going away; request id ${target.requestId}) and the agent could not send it again: ${why}; send it again`,
+    { retryAfterSeconds: 1 },
+  );
+}
+
+/**
+ * A tunnel stream's request body on its way to the API server, with a copy of its first `limit`
+ * bytes kept until the API server answers, so a refused request can be sent again whole. Reads the
+ * tunnel stream once, from the first `sendTo`; backpressure follows the current API server stream.
+ */
+class ReplayableBody {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private kept = true;
+  private ended = false;
+  private sink: ClientHttp2Stream | undefined;
+  private reading = false;
+
+  constructor(private readonly source: TunnelServerStream, private readonly limit: number) {}
+
+  /** Whether all of the body read so far is kept (false once past the limit, or once answered). */
+  get replayable(): boolean {
+    return this.kept;
+  }
+
+  /** Sends the body to `sink`: what was kept first, then the rest as it arrives; ends it at the body's end. */
+  sendTo(sink: ClientHttp2Stream): void {
+    this.sink = sink;
+    for (const chunk of this.chunks) sink.write(chunk);
+    if (this.ended) sink.end();
+    if (!this.reading) {
+      this.reading = true;
+      this.source.on("data", (chunk: Buffer) => this.received(chunk));
+      this.source.once("end", () => {
+        this.ended = true;
+        this.sink?.end();
+      });
+    }
+    this.source.resume();
+  }
+
+  /** The API server stream is over: nothing more goes to it, and a paused read waits for the next one. */
+  detach(sink: ClientHttp2Stream): void {
+    if (this.sink === sink) this.sink = undefined;
+  }
+
+  /** The API server answered: the copy is not needed any more. */
+  release(): void {
+    this.kept = false;
+    this.chunks = [];
+  }
+
+  private received(chunk: Buffer): void {
+    if (this.kept) {
+      this.bytes += chunk.length;
+      if (this.bytes <= this.limit) this.chunks.push(chunk);
+      else this.release();
+    }
+    const sink = this.sink;
+    if (!sink) {
+      // Between a refusal and the next stream: keep reading only while all of it can be kept.
+      if (!this.kept) this.source.pause();
+      return;
+    }
+    if (!sink.write(chunk)) {
+      this.source.pause();
+      sink.once("drain", () => {
+        if (this.sink === sink) this.source.resume();
+      });
+    }
+  }
+}
+
+/** Resolves "refused" when the API server refused the request before answering; rejects as forwardOverHttp2. */
+async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget, body: ReplayableBody | undefined): Promise<"done" | "refused"> {
   let upstream: ClientHttp2Stream;
   try {
-    upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream });
+    upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream: body === undefined });
   } catch (error) {
     throw error instanceof ArcError || error instanceof Http2Unavailable ? error : unavailable(target, error);
   }
@@ -77,11 +170,12 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
     });
     upstream.once("close", () => {
       clearTimeout(timer);
+      body?.detach(upstream);
       stream.off("close", cancel);
       if (!answered) {
         // The caller went away first (its cancel closed this stream): there is no one to answer.
         if (stream.destroyed || stream.closed) resolve("done");
-        else if (upstream.rstCode === NGHTTP2_REFUSED_STREAM && endStream) resolve("refused");
+        else if (upstream.rstCode === NGHTTP2_REFUSED_STREAM) resolve("refused");
         else reject(unavailable(target, new Error(`the stream closed before an answer (HTTP/2 code ${upstream.rstCode})`)));
         return;
       }
@@ -101,6 +195,7 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
     upstream.once("response", (headers) => {
       clearTimeout(timer);
       answered = true;
+      body?.release();
       // Long values (an echoed Audit-ID) go in pieces: one over Bun's HPACK limit would end the session.
       stream.respond(splitLongHeaders({ ":status": String(headers[":status"] ?? 502), ...responseHeaders("api-server-to-agent", headers) }));
       upstream.pipe(stream, { end: false });
@@ -108,6 +203,6 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
         endAtEventBoundary(upstream, stream, target.watchEnd, cancel);
       }
     });
-    if (!endStream) stream.pipe(upstream);
+    body?.sendTo(upstream);
   });
 }

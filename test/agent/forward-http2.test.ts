@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { loadUpstream, type Upstream } from "../../lib/agent/index.ts";
 import { ApiServerSessions } from "../../lib/agent/api-server-sessions.ts";
 import { createStreamHandler } from "../../lib/agent/stream-handler.ts";
+import { REPLAYABLE_BODY_BYTES } from "../../lib/agent/forward-http2.ts";
 import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { protocol, splitLongHeaders, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
@@ -35,12 +36,23 @@ interface Answer {
 interface Seen { headers: http2.IncomingHttpHeaders; rawHeaders: string[]; body: string; protocol: string }
 
 /** An HTTPS API server stand-in: HTTP/2 (at most `maxStreams` per session) or HTTP/1.1 only. */
-async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolean; maxStreams?: number }) {
+async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolean; maxStreams?: number; refuseRequest?: number }) {
   const seen: Seen[] = [];
+  let refusals = 0;
+  let requests = 0;
   const sessions = new Set<unknown>();
   const endless: { written: number; lastWriteAt: number }[] = [];
   const handle = (req: http2.Http2ServerRequest | import("node:http").IncomingMessage, res: Answer) => {
     sessions.add((req as http2.Http2ServerRequest).stream?.session ?? req.socket);
+    if (++requests === opts.refuseRequest) {
+      // As an API server going away (a graceful stop, --goaway-chance): its GOAWAY names the stream
+      // before this one as the last taken, so this one was not processed (RFC 9113 6.8); nothing of
+      // it is read or answered. (Bun sends its own last stream for 0, so the first cannot be refused.)
+      refusals += 1;
+      const stream = (req as http2.Http2ServerRequest).stream;
+      stream.session!.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id! - 2);
+      return;
+    }
     let body = "";
     req.setEncoding("utf8");
     req.on("data", (chunk: string) => { body += chunk; });
@@ -99,7 +111,7 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
     for (const session of sessions) (session as { destroy(): void }).destroy();
     server.close(() => resolve());
   }));
-  return { port: (server.address() as AddressInfo).port, seen, sessions, endless };
+  return { port: (server.address() as AddressInfo).port, seen, sessions, endless, refusals: () => refusals };
 }
 
 /** A TCP hop in front of `port` whose connections the test can cut, as a dying API server or network would. */
@@ -202,6 +214,39 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).echo).toBe(body);
+  });
+
+  test("a request with a body that the API server refused while going away is sent again whole on a new session, and processed once", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
+    const { pair } = await startAgent(api.port, cert);
+    expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+    const body = JSON.stringify({ kind: "ConfigMap", metadata: { name: "app" }, data: { key: "v".repeat(40_000) } });
+    const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
+    expect(api.refusals()).toBe(1);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).echo).toBe(body);
+    expect(api.seen.map((r) => r.body)).toEqual(["", body]);
+    expect(api.sessions.size).toBe(2);
+  });
+
+  test("a refused request whose body was too large to keep is a 503 that says it was not processed, with Retry-After for client-go", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
+    const { pair } = await startAgent(api.port, cert);
+    expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+    const body = JSON.stringify({ kind: "ConfigMap", data: { big: "x".repeat(REPLAYABLE_BODY_BYTES + 1) } });
+    const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
+    expect(api.refusals()).toBe(1);
+    expect(res.status).toBe(503);
+    expect(res.headers["retry-after"]).toBe("1");
+    const status = JSON.parse(res.body);
+    expect(status).toMatchObject({ kind: "Status", code: 503, details: { retryAfterSeconds: 1 } });
+    expect(status.message).toContain("refused the request without processing it");
+    expect(status.message).toContain("send it again");
+    expect(api.seen).toHaveLength(1);
+    // The agent goes on: the next request is answered.
+    expect((await within("the next answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", "{}"))).status).toBe(200);
   });
 
   test("a request head too long for Bun's HPACK (an 80 KB label selector) goes over HTTP/1.1; the session and its other requests live on", async () => {
