@@ -4,7 +4,7 @@ import { defineCommand, type ArgDef } from "citty";
 import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers, rotateIssuerKeys } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
-  clusterAudience, loadStoredIssuer, openPostgresStore, openSqliteStore, startRelay, withAdminOperations,
+  clusterAudience, loadStoredIssuer, openPostgresStore, openSqliteStore, parseTrustedProxies, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { exitSoonAfterStop, loggerFor, parseDurationMs, parsePositiveInteger, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
@@ -23,6 +23,7 @@ const serve = defineCommand({
     "insecure-http": { type: "boolean", description: "plain HTTP; loopback addresses only" },
     config: { type: "string", description: "YAML file of external OIDC issuers to trust (issuers: [...])" },
     "bind-audience-to-cluster": { type: "boolean", description: "user tokens must name cluster-connect:<cluster> in aud (token create --cluster)" },
+    "trusted-proxies": { type: "string", valueHint: "CIDR,...", description: "load balancers or Ingress controllers in front of the relay (addresses or CIDR ranges): their X-Forwarded-For names the client for the per-address login budget, logs and the audit log" },
     "agent-wait": { type: "string", default: "5s", description: "how long a request waits for a cluster's agent to (re)connect before 503" },
     "max-requests-per-user": { type: "string", default: "100", description: "requests one user may have in flight at once (429 beyond); each may hold up to 1 MiB at the relay while its reader is stalled" },
     "shutdown-delay": { type: "string", default: "2s", description: "on SIGTERM: health checks fail this long before new work is refused (load balancer notice time)" },
@@ -58,6 +59,7 @@ const serve = defineCommand({
       bindAudienceToCluster: Boolean(args["bind-audience-to-cluster"]),
       agentWaitMs: parseDurationMs("agent-wait", args["agent-wait"], true),
       maxRequestsPerUser,
+      ...(args["trusted-proxies"] ? { trustedProxies: parseTrustedProxies(args["trusted-proxies"]) } : {}),
       tunnel: tunnelLiveness(args),
       version,
       minArcproxyVersion: args["min-arcproxy-version"],

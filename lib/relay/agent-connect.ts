@@ -63,12 +63,12 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
     socket.once("close", onClose);
     socket.once("end", onClose);
     try {
-      const agent = await authenticateAgent(deps, req.headers, clientAddress(req.socket), hungUp.signal);
+      const agent = await authenticateAgent(deps, req.headers, clientAddress(req), hungUp.signal);
       cluster = agent.cluster;
       keyThumbprint = await calculateJwkThumbprint(agent.key, "sha256");
     } catch (error) {
       if (isPeerHangup(error)) return;
-      deps.logger.warn("agent connection refused", { remote: clientAddress(req.socket), error });
+      deps.logger.warn("agent connection refused", { remote: clientAddress(req), error });
       writeStatusToSocket(socket, error);
       return;
     } finally {
@@ -80,7 +80,7 @@ export function createAgentConnectHandler(deps: AgentConnectDeps) {
       keyThumbprint,
       agentVersion: firstHeader(req.headers[protocol.AGENT_VERSION_HEADER]),
       kubernetesVersion: firstHeader(req.headers[protocol.KUBE_VERSION_HEADER]),
-      remote: clientAddress(req.socket),
+      remote: clientAddress(req),
     };
     // The login took time: an agent that has given up on this dial meanwhile (its handshake timed
     // out, it restarted) must not have it accepted, or the tunnel would replace its live one.

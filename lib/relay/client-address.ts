@@ -1,20 +1,91 @@
 // The address a client connected from, kept from the moment it connected: Bun forgets
 // `socket.remoteAddress` once the peer resets the connection, and an authentication attempt must
-// never go uncounted because its client reset right after sending it.
-import type { Socket } from "node:net";
+// never go uncounted because its client reset right after sending it. Behind proxies the operator
+// trusts (`--trusted-proxies`), the client is the one they name in X-Forwarded-For.
+import { BlockList, isIP, type Socket } from "node:net";
+import type { IncomingHttpHeaders } from "node:http";
+import { ConfigError } from "../errors/index.ts";
 
-const addresses = new WeakMap<object, string>();
+/** Proxies whose X-Forwarded-For is believed: parseTrustedProxies' output. */
+export type TrustedProxies = BlockList;
 
-/** Call on the server's 'connection' event (and 'secureConnection' for TLS): records the address. */
-export function rememberClientAddress(socket: Socket): void {
-  if (socket.remoteAddress) addresses.set(socket, socket.remoteAddress);
+interface Connected {
+  address: string;
+  /** Set when `address` is a trusted proxy: then X-Forwarded-For names the client. */
+  trusted?: TrustedProxies;
+}
+
+const connections = new WeakMap<object, Connected>();
+
+/** Hops of X-Forwarded-For read at most: a longer chain is cut there (the rest could be anything). */
+const MAX_FORWARDED_HOPS = 16;
+
+/**
+ * Parses `--trusted-proxies`: comma-separated addresses and CIDR ranges, IPv4 or IPv6
+ * (`10.0.0.0/8,fd00::/8,192.0.2.7`). Throws ConfigError naming the first entry that is neither.
+ */
+export function parseTrustedProxies(list: string): TrustedProxies {
+  const trusted = new BlockList();
+  for (const raw of list.split(",").map((entry) => entry.trim()).filter(Boolean)) {
+    const [address = "", prefix, extra] = raw.split("/");
+    const family = isIP(address);
+    const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+    if (family === 0 || extra !== undefined || (prefix !== undefined && !/^\d{1,3}$/.test(prefix)) || bits > (family === 6 ? 128 : 32)) {
+      throw new ConfigError(`--trusted-proxies: ${JSON.stringify(raw)} is not an IP address or CIDR range (e.g. 10.0.0.0/8 or fd00::/8)`);
+    }
+    trusted.addSubnet(address, bits, family === 6 ? "ipv6" : "ipv4");
+  }
+  return trusted;
 }
 
 /**
- * The client's address: the one recorded at connect time, else the socket's current one, else
- * "unknown" (all such clients then share one rate-limit budget rather than having none).
+ * Call on the server's 'connection' event (and 'secureConnection' for TLS): records the address,
+ * and whether it is one of `trusted` (the proxies whose X-Forwarded-For clientAddress believes).
  */
-export function clientAddress(socket: object | undefined): string {
+export function rememberClientAddress(socket: Socket, trusted?: TrustedProxies): void {
+  const address = socket.remoteAddress;
+  if (!address) return;
+  connections.set(socket, trusted && isTrusted(trusted, address) ? { address, trusted } : { address });
+}
+
+/**
+ * The client's address for a request (`{ socket, headers }`, a node:http IncomingMessage): the one
+ * its connection came from, recorded at connect time, else the socket's current one, else
+ * "unknown" (all such clients then share one rate-limit budget rather than having none). When the
+ * connection came from a trusted proxy, X-Forwarded-For is read from the right, as nginx's
+ * `real_ip_recursive` does: each address a trusted proxy added is taken as the one before it, up to
+ * the first that is not a trusted proxy (the client; what a client wrote further left is not
+ * believed) or is not an IP address (then the last believed one).
+ */
+export function clientAddress(req: { socket?: object | null; headers?: IncomingHttpHeaders } | undefined): string {
+  const socket = req?.socket;
   if (!socket) return "unknown";
-  return addresses.get(socket) ?? (socket as { remoteAddress?: string }).remoteAddress ?? "unknown";
+  const connected = connections.get(socket);
+  const peer = connected?.address ?? (socket as { remoteAddress?: string }).remoteAddress ?? "unknown";
+  const trusted = connected?.trusted;
+  const forwarded = req.headers?.["x-forwarded-for"];
+  if (!trusted || !forwarded) return peer;
+  const hops = (Array.isArray(forwarded) ? forwarded.join(",") : forwarded).split(",");
+  let address = peer;
+  for (let i = hops.length - 1; i >= Math.max(0, hops.length - MAX_FORWARDED_HOPS); i--) {
+    const hop = hops[i]!.trim();
+    if (!isIP(hop)) break;
+    address = hop;
+    if (!isTrusted(trusted, hop)) break;
+  }
+  return address;
+}
+
+function isTrusted(trusted: TrustedProxies, address: string): boolean {
+  return trusted.check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
+}
+
+/**
+ * An audit event's `sourceIPs` (Kubernetes audit.k8s.io/v1: the client first, then the proxies
+ * between): clientAddress, then the address of the connection when that was a trusted proxy.
+ */
+export function sourceIPs(req: Parameters<typeof clientAddress>[0]): string[] {
+  const client = clientAddress(req);
+  const peer = req?.socket ? connections.get(req.socket)?.address : undefined;
+  return peer && peer !== client ? [client, peer] : [client];
 }

@@ -1,5 +1,7 @@
 export { startRelay } from "./relay-server.ts";
 export type { RelayOptions, RunningRelay } from "./relay-server.ts";
+export { parseTrustedProxies } from "./client-address.ts";
+export type { TrustedProxies } from "./client-address.ts";
 export { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } from "./enrollment.ts";
 export { loadStoredIssuer } from "./relay-issuer.ts";
 export { describeCluster } from "./cluster-status.ts";

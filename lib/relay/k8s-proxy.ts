@@ -10,7 +10,7 @@ import type { RelayDrain } from "./drain.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
 import { forwardHttpRequest, forwardUpgrade, type ForwardTarget } from "./tunnel-forward.ts";
 import type { UserAccess } from "./user-access.ts";
-import { clientAddress } from "./client-address.ts";
+import { clientAddress, sourceIPs } from "./client-address.ts";
 import { markNotForwarded } from "./not-forwarded.ts";
 import type { RelayMetrics, RequestKind } from "./metrics.ts";
 import { kubernetesVerb, redactRequestUri, type AuditEvent, type AuditLog } from "./audit-log.ts";
@@ -75,7 +75,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       });
     }
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
-    const identity = await deps.access.authenticate(req.headers, clientAddress(req.socket), gone);
+    const identity = await deps.access.authenticate(req.headers, clientAddress(req), gone);
     measure.identity = identity;
     const record = await deps.access.authorize(identity, cluster, "cluster-user");
     // kubectl --as: read and checked here (400 for a malformed request); the agent decides whether it is allowed.
@@ -189,7 +189,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
     if (isPeerHangup(error)) return;
     const status = toStatus(error, requestId);
     if (req.headers.authorization !== undefined) deps.activity?.refused({ cluster: measure.cluster || clusterNameOf(req.url ?? ""), user: measure.identity?.user ?? "", code: status.code, message: status.message });
-    const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: clientAddress(req.socket), error };
+    const fields = { requestId, method: req.method, path: (req.url ?? "").split("?")[0], address: clientAddress(req), error };
     if (error instanceof ArcError && error.status < 500) deps.logger.info("request refused", fields);
     else deps.logger.warn("request failed", fields);
   }
@@ -293,7 +293,7 @@ function measureRequest(deps: ClusterApiProxyDeps, req: IncomingMessage, request
       user: identity
         ? { username: identity.user, groups: identity.groups, extra: { "cluster-connect.io/issuer": [identity.issuer] } }
         : { username: "" },
-      sourceIPs: [clientAddress(req.socket) ?? "unknown"],
+      sourceIPs: sourceIPs(req),
       ...(req.headers["user-agent"] ? { userAgent: String(req.headers["user-agent"]).slice(0, 256) } : {}),
       responseStatus: { code },
       requestReceivedTimestamp: receivedAt.toISOString(),

@@ -21,7 +21,7 @@ import { createClusterApiProxy } from "./k8s-proxy.ts";
 import { openPostgresStore, openSqliteStore, type RelayStore } from "./store/index.ts";
 import { createTunnelRegistry } from "./tunnel-registry.ts";
 import { createUserAccess } from "./user-access.ts";
-import { rememberClientAddress } from "./client-address.ts";
+import { rememberClientAddress, type TrustedProxies } from "./client-address.ts";
 import { buildClientConfig } from "./client-config.ts";
 import { loadDownloadCatalog, type DownloadCatalog } from "./downloads.ts";
 import { createRelayMetrics, instrumentStore, type RelayMetrics } from "./metrics.ts";
@@ -55,6 +55,13 @@ export interface RelayOptions {
   bindAudienceToCluster?: boolean;
   /** Failed user authentications allowed per client address (default 20 a minute); `false` turns it off. */
   authRateLimit?: AuthRateLimitOptions | false;
+  /**
+   * Proxies in front of the relay whose X-Forwarded-For names the client (`--trusted-proxies`,
+   * parseTrustedProxies): the address the per-address budget, the logs and the audit log use.
+   * Without it the client is whoever connected, and every user behind an L7 load balancer shares
+   * the balancer's budget.
+   */
+  trustedProxies?: TrustedProxies;
   /** How long a request waits for a cluster's agent to (re)connect, ms (default 5,000; `--agent-wait`). */
   agentWaitMs?: number;
   /** Requests one user may have in flight (default 100; `--max-requests-per-user`): a stalled reader holds up to STREAM_WINDOW_BYTES (1 MiB) per request at the relay, so this bounds one user's share of memory. */
@@ -153,11 +160,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   // Long quiet streams (an idle exec, a watch with nothing to say) must not look dead to a NAT
   // or a load balancer between the user and the relay.
   server.on("connection", (socket: import("node:net").Socket) => {
-    rememberClientAddress(socket);
+    rememberClientAddress(socket, opts.trustedProxies);
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
   });
   // With TLS, requests arrive on the TLS socket, not the TCP one 'connection' saw.
-  server.on("secureConnection", (socket: import("node:net").Socket) => rememberClientAddress(socket));
+  server.on("secureConnection", (socket: import("node:net").Socket) => rememberClientAddress(socket, opts.trustedProxies));
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (socket.writable && error.code !== "ECONNRESET") socket.end(renderParseErrorResponse(error, "arcrelay"));
     else socket.destroy();

@@ -131,6 +131,6 @@ export function bearerToken(headers: IncomingHttpHeaders | Headers): string {
  * as `env.incoming`; undefined when there is no such request (a test's `app.request` without env).
  */
 export function remoteAddressOf(env: unknown): string | undefined {
-  const socket = (env as { incoming?: { socket?: object } } | undefined)?.incoming?.socket;
-  return socket ? clientAddress(socket) : undefined;
+  const incoming = (env as { incoming?: Parameters<typeof clientAddress>[0] } | undefined)?.incoming;
+  return incoming?.socket ? clientAddress(incoming) : undefined;
 }

@@ -202,6 +202,13 @@ describe("metrics and downloads in the charts", () => {
     const relay = (await render(RELAY, RELAY_VALUES)).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
     expect(relay.args).toEqual(expect.arrayContaining(["--downloads-dir", "/usr/share/cluster-connect/downloads"]));
   });
+
+  test("the relay believes X-Forwarded-For only from the trustedProxies given, none by default", async () => {
+    const argsOf = async (args: string[]) => (await render(RELAY, [...RELAY_VALUES, ...args])).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0].args as string[];
+    expect(await argsOf([])).not.toContain("--trusted-proxies");
+    const args = await argsOf(["--set-json", `trustedProxies=["10.0.0.0/8","fd00::/8"]`]);
+    expect(args[args.indexOf("--trusted-proxies") + 1]).toBe("10.0.0.0/8,fd00::/8");
+  });
 });
 
 describe("Pod Security, as a real API server's admission decides it", () => {
