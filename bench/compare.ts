@@ -5,6 +5,7 @@
 //   bun bench/compare.ts --rounds 5
 //   bun bench/compare.ts --smoke       each scenario once, small (what the test suite runs)
 //   bun bench/compare.ts --only direct,ours,chisel
+//   bun bench/compare.ts --only relay --rounds 1 --no-watches --cpu-prof /tmp/prof   where the relay's and agent's time goes
 //
 // Paths: direct to the upstream; arcproxy -> arcrelay -> arcagent (compiled binaries, each its own
 // process); the relay directly with a user token (the exec-plugin path); chisel (server --reverse,
@@ -31,16 +32,18 @@ import { waitFor } from "../test/support/wait-for.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const argv = process.argv.slice(2);
-const USAGE = `usage: bun bench/compare.ts [--rounds N] [--only PATH,...] [--smoke] [--json FILE]
+const USAGE = `usage: bun bench/compare.ts [--rounds N] [--only PATH,...] [--smoke] [--json FILE] [--no-watches] [--cpu-prof DIR]
   paths: direct, ours (arcproxy -> arcrelay -> arcagent), relay (the relay directly), chisel, frp, konnectivity
-  --smoke: each scenario once, small, our binaries from source: proves the suite runs; its figures mean nothing`;
+  --smoke: each scenario once, small, our binaries from source: proves the suite runs; its figures mean nothing
+  --no-watches: leave out the 1,000 and 10,000 watches
+  --cpu-prof DIR: arcproxy, arcrelay and arcagent write a Markdown CPU profile each to DIR when they exit (Bun's --cpu-prof-md)`;
 if (argv.includes("--help") || argv.includes("-h")) {
   console.log(USAGE);
   process.exit(0);
 }
 for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === "--smoke") continue;
-  if (["--rounds", "--only", "--json"].includes(argv[i]!) && argv[i + 1] !== undefined) {
+  if (argv[i] === "--smoke" || argv[i] === "--no-watches") continue;
+  if (["--rounds", "--only", "--json", "--cpu-prof"].includes(argv[i]!) && argv[i + 1] !== undefined) {
     i++;
     continue;
   }
@@ -71,7 +74,9 @@ const BULK_BYTES = SMOKE ? 4 << 20 : 256 << 20;
 const LIST_OBJECTS = SMOKE ? 50 : 5000;
 const LIST_NAMESPACE = "bench";
 /** Watches held open at once on one tunnel, each run on its own (issue 13's scale scenario). */
-const WATCH_COUNTS = SMOKE ? [20] : [1000, 10_000];
+const WATCH_COUNTS = argv.includes("--no-watches") ? [] : SMOKE ? [20] : [1000, 10_000];
+/** Where our processes write their CPU profiles (--cpu-prof), through BUN_OPTIONS, which compiled binaries read too. */
+const CPU_PROF_DIR = flag("--cpu-prof");
 const WATCH_EVENTS = SMOKE ? 2 : 5;
 const LIST_SCENARIO = ["-mode", "latency", "-n", SMOKE ? "2" : "20", "-warmup", SMOKE ? "1" : "3", "-url-path", `/api/v1/namespaces/${LIST_NAMESPACE}/configmaps`];
 
@@ -109,7 +114,9 @@ const procs: Subprocess[] = [];
 const logs = new Map<Subprocess, string[]>();
 
 function start(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Subprocess {
-  const proc = Bun.spawn(cmd, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdout: "pipe", stderr: "pipe" });
+  const ours = CPU_PROF_DIR !== undefined && cmd.some((part) => /arc(proxy|relay|agent)(\.ts)?$/.test(part));
+  const profile = ours ? { BUN_OPTIONS: `--cpu-prof-md --cpu-prof-dir=${CPU_PROF_DIR}` } : {};
+  const proc = Bun.spawn(cmd, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...profile, ...opts.env }, stdout: "pipe", stderr: "pipe" });
   const log: string[] = [];
   logs.set(proc, log);
   for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
@@ -246,7 +253,7 @@ async function startOurRelay(): Promise<OurRelay> {
   metricsPort = await freePort();
   // One user opens all the watches of the watch scenario: the per-user limit (100 by default) raised past them.
   const proc = start([...bin.arcrelay, "serve", "--listen", `127.0.0.1:${relayPort}`, "--insecure-http", "--data-dir", dataDir, "--log-level", "warn", "--shutdown-delay", "0",
-    "--metrics-listen", `127.0.0.1:${metricsPort}`, "--max-requests-per-user", String(Math.max(...WATCH_COUNTS) + 100)]);
+    "--metrics-listen", `127.0.0.1:${metricsPort}`, "--max-requests-per-user", String(Math.max(100, ...WATCH_COUNTS) + 100)]);
   await listening(relayPort, "arcrelay", proc);
   const cliOutput = (args: string[]) => {
     const r = Bun.spawnSync([...bin.arcrelay, ...args, "--data-dir", dataDir], { cwd: ROOT });
@@ -522,6 +529,11 @@ let cleaning: Promise<void> | undefined;
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
     await apiServerCluster?.stop();
+    if (CPU_PROF_DIR !== undefined) {
+      // A profile is written at exit: SIGTERM (our processes drain and exit), SIGKILL only for what is left after 40 s.
+      for (const proc of procs) proc.kill("SIGTERM");
+      await Promise.race([Promise.all(procs.map((p) => p.exited)), Bun.sleep(40_000)]);
+    }
     for (const proc of procs) proc.kill("SIGKILL");
     await Promise.all(procs.map((p) => p.exited));
     await rm(work, { recursive: true, force: true });
