@@ -22,10 +22,14 @@ export function proxyFor(url: string | URL): string | undefined {
  * undefined when `url` is reached directly. `ca` is trusted for a proxy that speaks TLS itself;
  * the target's own TLS options stay those of each request.
  */
-export function proxyAgentFor(url: string | URL, options: { ca?: string; keepAlive?: boolean } = {}): Agent | undefined {
+export function proxyAgentFor(url: string | URL, options: { ca?: string; keepAlive?: boolean; keepAliveMsecs?: number } = {}): Agent | undefined {
   const proxy = proxyFor(url);
   if (!proxy) return undefined;
-  return new HttpsProxyAgent(proxy, { keepAlive: options.keepAlive ?? false, ...(options.ca ? { ca: options.ca } : {}) });
+  return new HttpsProxyAgent(proxy, {
+    keepAlive: options.keepAlive ?? false,
+    ...(options.keepAliveMsecs !== undefined ? { keepAliveMsecs: options.keepAliveMsecs } : {}),
+    ...(options.ca ? { ca: options.ca } : {}),
+  });
 }
 
 /** A proxy URL without its credentials, for logs. */

@@ -5,7 +5,7 @@ import https from "node:https";
 import type { Duplex, Readable } from "node:stream";
 import { BadGateway, UpstreamTimeout } from "../errors/index.ts";
 import { MAX_REQUEST_HEADER_BYTES } from "../http/index.ts";
-import type { RelayConnection } from "./relay-connection.ts";
+import { RELAY_TCP_KEEPALIVE_MS, type RelayConnection } from "./relay-connection.ts";
 
 /** Default wait for a response head (ms): generous, as a big LIST is serialised before its first byte. */
 export const RELAY_RESPONSE_HEAD_TIMEOUT_MS = 120_000;
@@ -72,10 +72,14 @@ export function openRelayRequest(conn: RelayConnection, request: RelayRequest, s
     });
     let connected = false;
     req.once("socket", (socket) => {
-      // Through a NAT or load balancer a quiet watch must not look idle; a reused socket is connected already.
-      socket.setKeepAlive?.(true, 30_000);
-      if (!socket.connecting) connected = true;
-      else socket.once("connect", () => { connected = true; });
+      if (!socket.connecting) {
+        // Reused: it has its keepalive (set below, and again by the pooling agent, each a system call).
+        connected = true;
+        return;
+      }
+      // Through a NAT or load balancer a quiet watch must not look idle.
+      socket.setKeepAlive?.(true, RELAY_TCP_KEEPALIVE_MS);
+      socket.once("connect", () => { connected = true; });
     });
     const headTimer = setTimeout(() => {
       req.destroy(new UpstreamTimeout(`relay ${conn.url.base} sent no response within ${timeoutMs / 1000}s`));

@@ -6,6 +6,9 @@ import { describeProxy, proxyAgentFor, proxyFor } from "./egress.ts";
 import { parseRelayUrl, type RelayUrl } from "./relay-url.ts";
 import { relayTlsOptions, type RelayTls } from "./relay-tls.ts";
 
+/** TCP keepalive on every connection to the relay (ms): a quiet watch must not look idle to a NAT or load balancer. */
+export const RELAY_TCP_KEEPALIVE_MS = 30_000;
+
 export interface RelayConnection {
   readonly url: RelayUrl;
   readonly tls: RelayTls;
@@ -39,8 +42,11 @@ export function createRelayConnection(relay: string | RelayUrl, tls: RelayTls = 
   const tlsOptions = relayTlsOptions(url, tls);
   const proxy = proxyFor(url.base);
   const proxyCa = typeof tls.ca === "string" ? tls.ca : undefined;
-  const agent = proxyAgentFor(url.base, { keepAlive: true, ca: proxyCa })
-    ?? (url.secure ? new https.Agent({ keepAlive: true, ...tlsOptions }) : new http.Agent({ keepAlive: true }));
+  // keepAliveMsecs: the pool sets TCP keepalive again on every socket it takes back (node's
+  // Agent#keepSocketAlive); with the default (1 s) that would undo RELAY_TCP_KEEPALIVE_MS.
+  const pooled = { keepAlive: true, keepAliveMsecs: RELAY_TCP_KEEPALIVE_MS };
+  const agent = proxyAgentFor(url.base, { ...pooled, ca: proxyCa })
+    ?? (url.secure ? new https.Agent({ ...pooled, ...tlsOptions }) : new http.Agent(pooled));
   return {
     url,
     tls,

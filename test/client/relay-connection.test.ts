@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { callRelay, createRelayConnection } from "../../lib/client/index.ts";
+import { RELAY_TCP_KEEPALIVE_MS } from "../../lib/client/relay-connection.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 let server: http.Server;
@@ -27,4 +28,27 @@ test("closeIdle closes the keep-alive socket a finished call left open, and the 
   expect((await callRelay(relay, { path: "/.well-known/cluster-connect" })).status).toBe(200);
   relay.close();
   await waitFor("the last socket closed", () => open === 0);
+});
+
+test("every connection to the relay keeps TCP keepalive at 30 s, set once when it opens and never shortened when it is pooled", async () => {
+  // node:http's pool sets keepalive again on each socket it takes back, with its own delay (1 s by default).
+  const net = await import("node:net");
+  const calls: unknown[][] = [];
+  const original = net.Socket.prototype.setKeepAlive;
+  net.Socket.prototype.setKeepAlive = function (this: import("node:net").Socket, ...args: unknown[]) {
+    calls.push(args);
+    return original.apply(this, args as Parameters<typeof original>);
+  };
+  const relay = createRelayConnection(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  try {
+    for (let i = 0; i < 3; i++) expect((await callRelay(relay, { path: "/.well-known/cluster-connect" })).status).toBe(200);
+  } finally {
+    net.Socket.prototype.setKeepAlive = original;
+    relay.close();
+  }
+  expect(open).toBeLessThanOrEqual(1);
+  expect(calls.length).toBeGreaterThanOrEqual(1);
+  for (const args of calls) expect(args).toEqual([true, RELAY_TCP_KEEPALIVE_MS]);
+  // Once as it opened, then at most once per return to the pool: not again for each reuse as well.
+  expect(calls.length).toBeLessThanOrEqual(1 + 3);
 });
