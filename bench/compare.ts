@@ -20,7 +20,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { parse } from "yaml";
 import { buildBinaries } from "../scripts/build.ts";
@@ -76,7 +76,7 @@ const LIST_NAMESPACE = "bench";
 /** Watches held open at once on one tunnel, each run on its own (issue 13's scale scenario). */
 const WATCH_COUNTS = argv.includes("--no-watches") ? [] : SMOKE ? [20] : [1000, 10_000];
 /** Where our processes write their CPU profiles (--cpu-prof), through BUN_OPTIONS, which compiled binaries read too. */
-const CPU_PROF_DIR = flag("--cpu-prof");
+const CPU_PROF_DIR = flag("--cpu-prof") === undefined ? undefined : resolve(flag("--cpu-prof")!);
 const WATCH_EVENTS = SMOKE ? 2 : 5;
 const LIST_SCENARIO = ["-mode", "latency", "-n", SMOKE ? "2" : "20", "-warmup", SMOKE ? "1" : "3", "-url-path", `/api/v1/namespaces/${LIST_NAMESPACE}/configmaps`];
 

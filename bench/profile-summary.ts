@@ -22,7 +22,14 @@ if (files.length === 0 || !Number.isInteger(top) || top < 1) {
 const FUNCTION = /^### `(.*)`\n`(.*)` \| Self: .* \| Samples: (\d+)$/gm;
 
 for (const file of files) {
-  const text = await readFile(file, "utf8");
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    console.error(`${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    process.exitCode = 1;
+    continue;
+  }
   const rows = [...text.matchAll(FUNCTION)].map((m) => ({ name: m[1]!, location: m[2]!, samples: Number(m[3]) }));
   if (rows.length === 0) {
     console.error(`${file}: no function details found; is it a Bun --cpu-prof-md profile?`);

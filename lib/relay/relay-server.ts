@@ -326,7 +326,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     },
   };
   routesReady();
-  logger.info("relay listening", { url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), ...(opts.databaseUrl ? {} : { dataDir: opts.dataDir }) });
+  logger.info("relay listening", {
+    url, listen: `${opts.host}:${port}`, tls: Boolean(opts.tls), ...(opts.databaseUrl ? {} : { dataDir: opts.dataDir }),
+    // What an operator checks first when every client seems to share one budget.
+    ...(opts.trustedProxies ? { trustedProxies: opts.trustedProxies.rules } : {}),
+  });
 
   let closing: Promise<void> | undefined;
   const closeNow = () => (closing ??= (async () => {

@@ -124,6 +124,7 @@ describe("the relay chart", () => {
     [["--set", "publicUrl=http://r.example.com", "--set", "tls.existingSecret=t"], "must start with https://"],
     [["--set", "publicUrl=https://r.example.com", "--set", "tls.existingSecret=t", "--set", "replicaCount=3"], "replicaCount above 1 needs database.existingSecret"],
     [["--set", "publicUrl=https://r.example.com", "--set", "tls.existingSecret=t", "--set", "networkPolicy.metricsFrom=[{namespaceSelector: {}}]"], "networkPolicy.metricsFrom must be a list"],
+    [["--set", "publicUrl=https://r.example.com", "--set", "tls.existingSecret=t", "--set", "service.externalTrafficPolicy=Local"], "service.externalTrafficPolicy applies to a LoadBalancer or NodePort Service, not ClusterIP"],
   ])("refuses bad values with a message that says what to set (%j)", async (args, message) => {
     const r = await runHelm(["template", "rel", RELAY, ...args], { dir });
     expect(r.code).not.toBe(0);
@@ -201,6 +202,13 @@ describe("metrics and downloads in the charts", () => {
   test("the relay serves the arcproxy builds its image carries", async () => {
     const relay = (await render(RELAY, RELAY_VALUES)).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
     expect(relay.args).toEqual(expect.arrayContaining(["--downloads-dir", "/usr/share/cluster-connect/downloads"]));
+  });
+
+  test("a LoadBalancer Service can keep the client's address (externalTrafficPolicy: Local), Kubernetes' default otherwise", async () => {
+    const serviceOf = async (args: string[]) => (await render(RELAY, [...RELAY_VALUES, ...args])).find((d) => d.kind === "Service")!.spec!;
+    expect((await serviceOf([])).externalTrafficPolicy).toBeUndefined();
+    const local = await serviceOf(["--set", "service.type=LoadBalancer", "--set", "service.externalTrafficPolicy=Local"]);
+    expect(local).toMatchObject({ type: "LoadBalancer", externalTrafficPolicy: "Local" });
   });
 
   test("the relay believes X-Forwarded-For only from the trustedProxies given, none by default", async () => {
