@@ -106,9 +106,15 @@ class ReplayableBody {
     this.source.resume();
   }
 
-  /** The API server stream is over: nothing more goes to it, and a paused read waits for the next one. */
+  /**
+   * The API server stream is over: nothing more goes to it, and nothing more is read until the
+   * next one (sendTo). Reading on between a refusal and the next stream could pass the limit and
+   * drop the copy, and the next stream would then get the body without its start.
+   */
   detach(sink: ClientHttp2Stream): void {
-    if (this.sink === sink) this.sink = undefined;
+    if (this.sink !== sink) return;
+    this.sink = undefined;
+    this.source.pause();
   }
 
   /** The API server answered: the copy is not needed any more. */
@@ -125,8 +131,9 @@ class ReplayableBody {
     }
     const sink = this.sink;
     if (!sink) {
-      // Between a refusal and the next stream: keep reading only while all of it can be kept.
-      if (!this.kept) this.source.pause();
+      // A chunk emitted as the stream was detached: kept above if it fit (else the copy is gone and
+      // the request is not sent again); nothing more is read until sendTo.
+      this.source.pause();
       return;
     }
     if (!sink.write(chunk)) {
@@ -138,8 +145,28 @@ class ReplayableBody {
   }
 }
 
+/**
+ * Cancels a stream to the API server. A body not yet sent whole is reset with `destroy`: Bun
+ * 1.4.5's `close(CANCEL)` first ends the stream (an empty DATA frame with END_STREAM, then
+ * RST_STREAM), so the API server would see the cut body as complete.
+ */
+function cancelUpstream(upstream: ClientHttp2Stream): void {
+  if (upstream.closed || upstream.destroyed) return;
+  if (upstream.writableEnded) {
+    upstream.close(NGHTTP2_CANCEL);
+    return;
+  }
+  // The error is ours, given only to make Bun reset the stream: nobody waits on it.
+  upstream.once("error", ownCancel);
+  upstream.destroy(new Error("the request was cancelled before its body was sent whole"));
+}
+
+function ownCancel(): void {}
+
 /** Resolves "refused" when the API server refused the request before answering; rejects as forwardOverHttp2. */
 async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget, body: ReplayableBody | undefined): Promise<"done" | "refused"> {
+  // The caller may have gone while a refused request waited for its next try.
+  if (stream.destroyed || stream.closed) return "done";
   let upstream: ClientHttp2Stream;
   try {
     upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream: body === undefined });
@@ -147,20 +174,18 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
     throw error instanceof ArcError || error instanceof Http2Unavailable ? error : unavailable(target, error);
   }
   if (stream.destroyed || stream.closed) {
-    upstream.close(NGHTTP2_CANCEL);
+    cancelUpstream(upstream);
     return "done";
   }
   return new Promise<"done" | "refused">((resolve, reject) => {
     let answered = false;
     const timer = setTimeout(() => {
-      upstream.close(NGHTTP2_CANCEL);
+      cancelUpstream(upstream);
       reject(new UpstreamTimeout(
         `the API server of cluster "${target.cluster}" did not answer within ${timeouts.RESPONSE_HEADERS_TIMEOUT_MS / 1000}s (request id ${target.requestId})`,
       ));
     }, timeouts.RESPONSE_HEADERS_TIMEOUT_MS);
-    const cancel = () => {
-      if (!upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
-    };
+    const cancel = () => cancelUpstream(upstream);
     stream.once("close", cancel);
     upstream.once("error", (error) => {
       clearTimeout(timer);

@@ -47,6 +47,9 @@ export type RelayAnswer =
   | { kind: "response"; response: IncomingMessage }
   | { kind: "upgrade"; response: IncomingMessage; socket: Duplex; head: Buffer };
 
+/** Sockets to the relay whose TCP keepalive this module has set. */
+const keptAlive = new WeakSet<object>();
+
 /**
  * Sends `request` to the relay and resolves with the response head (its body still to be read), or
  * for a 101 with the upgraded socket. Only the wait for the head is bounded: a watch or an exec
@@ -72,14 +75,15 @@ export function openRelayRequest(conn: RelayConnection, request: RelayRequest, s
     });
     let connected = false;
     req.once("socket", (socket) => {
-      if (!socket.connecting) {
-        // Reused: it has its keepalive (set below, and again by the pooling agent, each a system call).
-        connected = true;
-        return;
+      // Through a NAT or load balancer a quiet watch must not look idle. Once per socket: a reused
+      // one has it (and the pool sets it again as it takes a socket back), each a system call. Not
+      // keyed on `connecting`: a socket through an HTTPS proxy arrives connected (its CONNECT done).
+      if (!keptAlive.has(socket)) {
+        socket.setKeepAlive?.(true, RELAY_TCP_KEEPALIVE_MS);
+        keptAlive.add(socket);
       }
-      // Through a NAT or load balancer a quiet watch must not look idle.
-      socket.setKeepAlive?.(true, RELAY_TCP_KEEPALIVE_MS);
-      socket.once("connect", () => { connected = true; });
+      if (!socket.connecting) connected = true;
+      else socket.once("connect", () => { connected = true; });
     });
     const headTimer = setTimeout(() => {
       req.destroy(new UpstreamTimeout(`relay ${conn.url.base} sent no response within ${timeoutMs / 1000}s`));

@@ -55,7 +55,8 @@ export function rememberClientAddress(socket: Socket, trusted?: TrustedProxies):
  * connection came from a trusted proxy, X-Forwarded-For is read from the right, as nginx's
  * `real_ip_recursive` does: each address a trusted proxy added is taken as the one before it, up to
  * the first that is not a trusted proxy (the client; what a client wrote further left is not
- * believed) or is not an IP address (then the last believed one).
+ * believed) or is not an IP address (then the last believed one). An entry's port, which some load
+ * balancers add (Azure Application Gateway), is dropped. At most MAX_FORWARDED_HOPS are read.
  */
 export function clientAddress(req: { socket?: object | null; headers?: IncomingHttpHeaders } | undefined): string {
   const socket = req?.socket;
@@ -65,15 +66,33 @@ export function clientAddress(req: { socket?: object | null; headers?: IncomingH
   const trusted = connected?.trusted;
   const forwarded = req.headers?.["x-forwarded-for"];
   if (!trusted || !forwarded) return peer;
-  const hops = (Array.isArray(forwarded) ? forwarded.join(",") : forwarded).split(",");
+  // Bun joins repeated lines with ", ", as node does; the last line is the nearest proxy's.
+  const value = Array.isArray(forwarded) ? forwarded.join(",") : forwarded;
   let address = peer;
-  for (let i = hops.length - 1; i >= Math.max(0, hops.length - MAX_FORWARDED_HOPS); i--) {
-    const hop = hops[i]!.trim();
-    if (!isIP(hop)) break;
+  // From the right, a hop at a time (lastIndexOf, not split: a long header costs only the hops read).
+  let end = value.length;
+  for (let hops = 0; end > 0 && hops < MAX_FORWARDED_HOPS; hops++) {
+    const start = value.lastIndexOf(",", end - 1);
+    const hop = hostOf(value.slice(start + 1, end).trim());
+    end = start < 0 ? 0 : start;
+    if (hop === undefined) break;
     address = hop;
     if (!isTrusted(trusted, hop)) break;
   }
   return address;
+}
+
+/**
+ * The IP address of one X-Forwarded-For entry: a bare address, or one with a port as some load
+ * balancers write it (`192.0.2.1:4711`, `[2001:db8::1]:4711`); undefined for anything else.
+ */
+function hostOf(entry: string): string | undefined {
+  if (isIP(entry)) return entry;
+  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/.exec(entry);
+  if (bracketed && isIP(bracketed[1]!) === 6) return bracketed[1];
+  const withPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(entry);
+  if (withPort && isIP(withPort[1]!) === 4) return withPort[1];
+  return undefined;
 }
 
 function isTrusted(trusted: TrustedProxies, address: string): boolean {

@@ -57,6 +57,10 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
     req.setEncoding("utf8");
     req.on("data", (chunk: string) => { body += chunk; });
     req.on("end", () => {
+      // Bun's compatibility layer ends a request whose stream was reset too; a real API server
+      // fails reading such a body and processes nothing, so only a body that ended counts.
+      const h2stream = (req as http2.Http2ServerRequest).stream;
+      if (h2stream && !h2stream.readableEnded) return;
       seen.push({ headers: req.headers, rawHeaders: req.rawHeaders, body, protocol: req.httpVersion });
       const url = req.url ?? "";
       if (url.includes("watch=true")) {
@@ -114,11 +118,25 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
   return { port: (server.address() as AddressInfo).port, seen, sessions, endless, refusals: () => refusals };
 }
 
-/** A TCP hop in front of `port` whose connections the test can cut, as a dying API server or network would. */
-async function tcpProxy(port: number): Promise<{ port: number; cut(): void; blackhole(): void }> {
+/**
+ * A TCP hop in front of `port` whose connections the test can cut, as a dying API server or network
+ * would; after `holdNew()`, new connections wait (a slow dial) until `release()`.
+ */
+async function tcpProxy(port: number): Promise<{ port: number; cut(): void; blackhole(): void; holdNew(): void; held(): number; release(): void }> {
   const sockets = new Set<net.Socket>();
   const pairs: [net.Socket, net.Socket][] = [];
+  let holding = false;
+  const waiting: (() => void)[] = [];
   const server = net.createServer((client) => {
+    if (holding) {
+      client.pause();
+      client.on("error", () => {});
+      waiting.push(() => join(client));
+      return;
+    }
+    join(client);
+  });
+  const join = (client: net.Socket) => {
     const upstream = net.connect(port, "127.0.0.1");
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -127,7 +145,8 @@ async function tcpProxy(port: number): Promise<{ port: number; cut(): void; blac
     }
     pairs.push([client, upstream]);
     client.pipe(upstream).pipe(client);
-  });
+    client.resume();
+  };
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   cleanups.push(() => new Promise<void>((resolve) => {
     for (const s of sockets) s.destroy();
@@ -136,6 +155,12 @@ async function tcpProxy(port: number): Promise<{ port: number; cut(): void; blac
   return {
     port: (server.address() as AddressInfo).port,
     cut: () => { for (const s of sockets) s.destroy(); },
+    holdNew: () => { holding = true; },
+    held: () => waiting.length,
+    release: () => {
+      holding = false;
+      for (const go of waiting.splice(0)) go();
+    },
     // The connections so far go silent, as behind a dropped route: open, but nothing crosses.
     blackhole: () => {
       for (const [client, upstream] of pairs.splice(0)) {
@@ -247,6 +272,58 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(api.seen).toHaveLength(1);
     // The agent goes on: the next request is answered.
     expect((await within("the next answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", "{}"))).status).toBe(200);
+  });
+
+  test("a refused body that grows past what is kept while the agent dials its next session is never sent cut: whole, or a 503 to send again", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
+    const hop = await tcpProxy(api.port);
+    const { pair } = await startAgent(hop.port, cert);
+    expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+    hop.holdNew();
+    const body = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".repeat(8_000); // 208,000 bytes
+    const stream = pair.client.request({
+      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
+      [protocol.REQUEST_ID_HEADER]: "req-2", "content-type": "application/json",
+    });
+    stream.on("error", () => {});
+    stream.write(body.slice(0, 8 * 1024));
+    await waitFor("the refusal, and the agent dialling a new session", () => api.refusals() === 1 && hop.held() === 1);
+    // The rest of the body reaches the agent while it waits: far more than it keeps.
+    await new Promise<void>((resolve) => stream.end(body.slice(8 * 1024), resolve));
+    hop.release();
+    const headers = await within("the answer", new Promise<TunnelHeaders>((resolve) => stream.once("response", resolve)));
+    const answer = (await readAll(stream)).toString();
+    if (Number(headers[":status"]) === 200) {
+      expect(JSON.parse(answer).echo).toBe(body);
+    } else {
+      expect(Number(headers[":status"])).toBe(503);
+      expect(headers["retry-after"]).toBe("1");
+      expect(api.seen.filter((r) => r.body !== "")).toHaveLength(0);
+    }
+  });
+
+  test("a caller who cancels while a refused request waits for its next session: the API server gets a reset stream, never a request", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
+    const hop = await tcpProxy(api.port);
+    const { pair } = await startAgent(hop.port, cert);
+    expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+    hop.holdNew();
+    const stream = pair.client.request({
+      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
+      [protocol.REQUEST_ID_HEADER]: "req-2", "content-type": "application/json",
+    });
+    stream.on("error", () => {});
+    stream.write('{"kind":');
+    await waitFor("the refusal, and the agent dialling a new session", () => api.refusals() === 1 && hop.held() === 1);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await waitFor("the caller's stream to close", () => stream.closed);
+    hop.release();
+    // The next request goes after whatever the agent sent for the cancelled one, on the same connection.
+    await waitFor("the new session", () => api.sessions.size === 2);
+    expect((await within("the next answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+    expect(api.seen.map((r) => `${r.headers[":method"]} ${r.body}`)).toEqual(["GET ", "GET "]);
   });
 
   test("a request head too long for Bun's HPACK (an 80 KB label selector) goes over HTTP/1.1; the session and its other requests live on", async () => {

@@ -74,6 +74,19 @@ describe("--trusted-proxies: the client behind a load balancer", () => {
     expect(await guess(PROXY, "unknown, 198.51.100.6")).toBe(429);
   });
 
+  test("an entry with a port, as some load balancers write it (Azure Application Gateway), names the client without it", async () => {
+    expect(await repeatGuess(MAX_FAILURES, PROXY, "198.51.100.8:51234")).toEqual([401, 401, 401]);
+    // The same client on another source port: the same budget.
+    expect(await guess(PROXY, "198.51.100.8:40000")).toBe(429);
+    expect(await guess(PROXY, "[2001:db8::8]:4711")).toBe(401);
+  });
+
+  test("a very long X-Forwarded-For is read only from its right end", async () => {
+    const long = `${Array.from({ length: 5_000 }, (_, i) => `192.0.2.${i % 250}`).join(", ")}, 198.51.100.9`;
+    expect(await repeatGuess(MAX_FAILURES, PROXY, long)).toEqual([401, 401, 401]);
+    expect(await guess(PROXY, "198.51.100.9")).toBe(429);
+  });
+
   test("the audit log names the client first and the proxy after it, as Kubernetes' sourceIPs do", async () => {
     const raw = await rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/version`, [
       `Authorization: Bearer ${h.alice}`, "X-Forwarded-For: 198.51.100.7", "Connection: close",
