@@ -82,6 +82,7 @@ class ReplayableBody {
   private ended = false;
   private sink: ClientHttp2Stream | undefined;
   private reading = false;
+  private discarding = false;
 
   constructor(private readonly source: TunnelServerStream, private readonly limit: number) {}
 
@@ -117,6 +118,14 @@ class ReplayableBody {
     this.source.pause();
   }
 
+  /** The API server is done with the request: what is left of the body is read and dropped. */
+  discardRest(): void {
+    this.release();
+    this.sink = undefined;
+    this.discarding = true;
+    this.source.resume();
+  }
+
   /** The API server answered: the copy is not needed any more. */
   release(): void {
     this.kept = false;
@@ -124,6 +133,7 @@ class ReplayableBody {
   }
 
   private received(chunk: Buffer): void {
+    if (this.discarding) return;
     if (this.kept) {
       this.bytes += chunk.length;
       if (this.bytes <= this.limit) this.chunks.push(chunk);
@@ -211,7 +221,12 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
       }
       // A connection that died ends its streams with 'end' on Bun, but with a reset code: only a
       // stream read to its end without one is complete.
-      if (upstream.readableEnded && (upstream.rstCode ?? NGHTTP2_NO_ERROR) === NGHTTP2_NO_ERROR) stream.end();
+      if (upstream.readableEnded && (upstream.rstCode ?? NGHTTP2_NO_ERROR) === NGHTTP2_NO_ERROR) {
+        stream.end();
+        // Answered before the whole body was read (a 413, a 403): the rest is read and dropped, so
+        // the tunnel stream finishes instead of holding a stream slot until the caller gives up.
+        body?.discardRest();
+      }
       // destroy(error), not close(code): Bun 1.4.5 sends END_STREAM for a close() after the head,
       // and the relay would end the user's response as if complete.
       else stream.destroy(new Error(`the API server cut the answer (HTTP/2 code ${upstream.rstCode}, request id ${target.requestId})`));

@@ -326,6 +326,42 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(api.seen.map((r) => `${r.headers[":method"]} ${r.body}`)).toEqual(["GET ", "GET "]);
   });
 
+  test("an API server that answers before reading a large upload (a 413): the answer arrives and the tunnel stream finishes", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const early = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
+    early.on("stream", (s: http2.ServerHttp2Stream) => {
+      s.on("error", () => {});
+      s.respond({ ":status": 413, "content-type": "application/json" });
+      s.end(`{"kind":"Status","code":413,"reason":"RequestEntityTooLarge"}`);
+    });
+    await new Promise<void>((resolve) => early.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => early.close(() => resolve())));
+    const { pair } = await startAgent((early.address() as AddressInfo).port, cert);
+    const stream = pair.client.request({
+      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
+      [protocol.REQUEST_ID_HEADER]: "req-1", "content-type": "application/json",
+    });
+    stream.on("error", () => {});
+    const status = new Promise<number>((resolve) => stream.once("response", (h) => resolve(Number(h[":status"]))));
+    stream.resume();
+    const chunk = Buffer.alloc(64 * 1024, 120);
+    let written = 0;
+    const pump = () => {
+      while (written < 4 * 1024 * 1024 && !stream.destroyed) {
+        written += chunk.length;
+        if (!stream.write(chunk)) {
+          stream.once("drain", pump);
+          return;
+        }
+      }
+      stream.end();
+    };
+    pump();
+    expect(await within("the answer", status)).toBe(413);
+    await within("the tunnel stream to finish", new Promise<void>((resolve) => stream.once("close", () => resolve())));
+    expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+  });
+
   test("a request head too long for Bun's HPACK (an 80 KB label selector) goes over HTTP/1.1; the session and its other requests live on", async () => {
     const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
     const api = await startApiServer(cert, { http2: true });
