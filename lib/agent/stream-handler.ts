@@ -161,17 +161,45 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
     agent: upgrade || tokenMode ? deps.upstream.dedicatedAgent() : deps.upstream.agent,
   };
   deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.kind === "impersonate" && identity.user !== caller.user ? identity.user : undefined, tokenMode, method: request.method, path: request.path?.split("?")[0], upgrade });
+  // A body-less GET, HEAD or OPTIONS that met a pooled connection the API server had just closed
+  // (it closes idle ones) is sent once more on a new one, as Go's client does (net/http
+  // transport.go, isReplayable): nothing of it was answered, and it changes nothing if it ran.
+  const replayable = !upgrade && stream.readableEnded && REPLAYABLE_METHODS.has(method);
+  await sendOverHttp1(deps, stream, request, requestId, upgrade, replayable);
+}
+
+/** Methods sent again after a stale pooled connection (RFC 9110 9.2.2: idempotent and safe, as Go's client picks). */
+const REPLAYABLE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * One request to the API server over HTTP/1.1 (`request`, node:http options), its answer streamed
+ * back on `stream` (an upgrade spliced). When `replayable` and the pooled connection it was sent on
+ * turns out closed before any answer (ECONNRESET, EPIPE), it is sent once more on a new connection.
+ * Rejects as serveStream does.
+ */
+function sendOverHttp1(
+  deps: StreamHandlerDeps, stream: TunnelServerStream, request: https.RequestOptions, requestId: string, upgrade: string | undefined, replayable: boolean,
+): Promise<void> {
   const client = deps.upstream.server.protocol === "https:" ? https : http;
   const upstreamReq = client.request(request);
   upstreamReq.setTimeout(upgrade ? timeouts.UPGRADE_TIMEOUT_MS : timeouts.RESPONSE_HEADERS_TIMEOUT_MS);
 
-  await new Promise<void>((resolve, reject) => {
-    const fail = (error: unknown) =>
-      reject(isPeerHangup(error) || error instanceof ArcError ? error : new ApiServerUnavailable(
+  return new Promise<void>((resolve, reject) => {
+    let answered = false;
+    const fail = (error: unknown) => {
+      if (replayable && !answered && upstreamReq.reusedSocket && isStaleConnection(error) && !stream.destroyed) {
+        deps.logger.debug("the pooled connection to the API server was closed; sending the request again on a new one", { requestId });
+        sendOverHttp1(deps, stream, request, requestId, upgrade, false).then(resolve, reject);
+        return;
+      }
+      // A hang-up is the caller's only when the tunnel stream is gone; the API server's reset is a 503.
+      const callerGone = isPeerHangup(error) && (stream.destroyed || stream.closed);
+      reject(callerGone || error instanceof ArcError ? error : new ApiServerUnavailable(
         `the API server of cluster "${deps.cluster}" could not be reached by the agent (request id ${requestId}): ` +
           `${(error as Error).message}; check that the API server is up, and the agent's --kubeconfig or in-cluster address`,
         { cause: error },
       ));
+    };
     upstreamReq.once("error", fail);
     upstreamReq.once("timeout", () => upstreamReq.destroy(new UpstreamTimeout(
       `the API server of cluster "${deps.cluster}" did not answer within ${(upgrade ? timeouts.UPGRADE_TIMEOUT_MS : timeouts.RESPONSE_HEADERS_TIMEOUT_MS) / 1000}s (request id ${requestId})`,
@@ -179,6 +207,7 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
     stream.once("close", () => upstreamReq.destroy());
 
     upstreamReq.once("upgrade", (res: http.IncomingMessage, socket, head: Buffer) => {
+      answered = true;
       upstreamReq.setTimeout(0);
       socket.setTimeout(0);
       stream.respond(splitLongHeaders({ ":status": "200", [protocol.UPGRADE_STATUS_HEADER]: "101", ...responseHeaders("api-server-to-agent", res.rawHeaders) }));
@@ -186,6 +215,7 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
       splice(stream, socket).then(resolve, resolve);
     });
     upstreamReq.once("response", (res: http.IncomingMessage) => {
+      answered = true;
       upstreamReq.setTimeout(0);
       const status = res.statusCode ?? 502;
       // Long values (an echoed Audit-ID) go in pieces: one over Bun's HPACK limit would end the session.
@@ -208,6 +238,12 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
     else stream.pipe(upstreamReq);
     if (upgrade) upstreamReq.flushHeaders();
   });
+}
+
+/** A pooled connection the server had closed: the request met its reset or its end before any answer. */
+function isStaleConnection(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ECONNRESET" || code === "EPIPE";
 }
 
 function bearerOf(headers: HeaderMap): string {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -572,6 +572,73 @@ describe("an unreachable API server", () => {
     } finally {
       await deadTunnel.close();
       deadUpstream.agent.destroy();
+    }
+  });
+});
+
+describe("a pooled connection the API server has closed", () => {
+  /** An API server on raw TCP that answers each connection's first request, keeps it alive, then closes it at the second. */
+  async function startClosingApiServer(): Promise<{ port: number; connections: () => number; requests: string[]; close(): Promise<void> }> {
+    let connections = 0;
+    const requests: string[] = [];
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      connections += 1;
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+      let seen = 0;
+      socket.on("data", (data) => {
+        requests.push(data.toString("latin1").split("\r\n")[0]!);
+        seen += 1;
+        // As an API server whose idle timeout just ran out: the request meets a closed connection.
+        if (seen === 2) return void socket.destroy();
+        socket.write("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n{}");
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return {
+      port: (server.address() as AddressInfo).port,
+      connections: () => connections,
+      requests,
+      close: () => new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+    };
+  }
+
+  test("a GET that met it is sent again on a new connection, as Go's client does", async () => {
+    const closing = await startClosingApiServer();
+    const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-kubeconfig", closing.port) });
+    const closingTunnel = await startTunnel(closingUpstream, issuer, logLines);
+    try {
+      expect((await tunnelRequest(closingTunnel.client, { authorization: await userBearer() })).status).toBe(200);
+      const again = await tunnelRequest(closingTunnel.client, { authorization: await userBearer() });
+      expect(again.status).toBe(200);
+      expect(closing.connections()).toBe(2);
+      expect(closing.requests.map((r) => r.split(" ")[0])).toEqual(["GET", "GET", "GET"]);
+    } finally {
+      await closingTunnel.close();
+      closingUpstream.agent.destroy();
+      await closing.close();
+    }
+  });
+
+  test("a POST that met it is not sent again (it may have run): a 503 naming the cluster", async () => {
+    const closing = await startClosingApiServer();
+    const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-post-kubeconfig", closing.port) });
+    const closingTunnel = await startTunnel(closingUpstream, issuer, logLines);
+    try {
+      expect((await tunnelRequest(closingTunnel.client, { authorization: await userBearer() })).status).toBe(200);
+      const post = await tunnelRequest(closingTunnel.client, { ":method": "POST", authorization: await userBearer(), "content-type": "application/json" }, "{}");
+      expect(post.status).toBe(503);
+      expect(JSON.parse(post.body).message).toContain(`cluster "${CLUSTER}"`);
+      expect(closing.requests.map((r) => r.split(" ")[0])).toEqual(["GET", "POST"]);
+    } finally {
+      await closingTunnel.close();
+      closingUpstream.agent.destroy();
+      await closing.close();
     }
   });
 });
