@@ -1,7 +1,7 @@
 // One tunnel stream sent to the API server over HTTP/2 (an ordinary request: not an upgrade, not
 // token mode), its answer streamed back.
 import type { ClientHttp2Stream } from "node:http2";
-import { ApiServerUnavailable, ArcError, UpstreamTimeout, isPeerHangup } from "../errors/index.ts";
+import { ApiServerUnavailable, ArcError, UpstreamTimeout } from "../errors/index.ts";
 import { endAtEventBoundary, isJsonContentType, isWatchRequest, responseHeaders, type HeaderMap } from "../http/index.ts";
 import { http2Constants, splitLongHeaders, timeouts, type TunnelServerStream } from "../tunnel/index.ts";
 import { Http2Unavailable, type ApiServerSessions } from "./api-server-sessions.ts";
@@ -201,7 +201,8 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
       clearTimeout(timer);
       // A refusal, or a caller already gone: 'close', which follows, decides.
       if (answered || upstream.rstCode === NGHTTP2_REFUSED_STREAM || stream.destroyed || stream.closed) return;
-      reject(isPeerHangup(error) ? error : unavailable(target, error));
+      // The caller being gone returned above: any error left is the API server's (a reset, a dead session).
+      reject(unavailable(target, error));
     });
     upstream.once("close", () => {
       clearTimeout(timer);
