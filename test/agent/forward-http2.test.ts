@@ -96,6 +96,7 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
         pump();
         return;
       }
+      if (url.startsWith("/silent")) return; // never answers: the test cuts the connection
       if (url.startsWith("/cut")) {
         res.writeHead(200, { "content-type": "application/json" });
         res.write(`{"kind":"ConfigMapList","items":[`);
@@ -446,6 +447,19 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     });
     proxy.cut();
     expect(await within("the cut", outcome)).toBe(`cut (HTTP/2 code ${http2.constants.NGHTTP2_INTERNAL_ERROR})`);
+  });
+
+  test("a connection the API server drops before answering is a 503 naming the cluster, not an internal error", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const hop = await tcpProxy(api.port);
+    const { pair } = await startAgent(hop.port, cert);
+    const answer = send(pair.client, "GET", "/silent");
+    await waitFor("the API server to have the request", () => api.sessions.size === 1);
+    hop.cut();
+    const res = await within("the answer", answer);
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body).message).toContain('cluster "c"');
   });
 
   test("an API server without HTTP/2 is served over HTTP/1.1", async () => {
