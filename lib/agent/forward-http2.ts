@@ -26,6 +26,9 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Consta
  */
 export const REPLAYABLE_BODY_BYTES = 64 * 1024;
 
+/** What the agent reads and drops of a body the API server answered without reading (bytes), as Go's server does (256 KiB). */
+const DISCARDED_BODY_BYTES = 256 * 1024;
+
 /**
  * Sends `target` to the API server on a stream of `sessions` and streams the answer back on
  * `stream`. Resolves when the answer has ended, or was cut: a response the API server (or its
@@ -83,6 +86,8 @@ class ReplayableBody {
   private sink: ClientHttp2Stream | undefined;
   private reading = false;
   private discarding = false;
+  private discarded = 0;
+  private awaitingDrain = false;
 
   constructor(private readonly source: TunnelServerStream, private readonly limit: number) {}
 
@@ -94,6 +99,7 @@ class ReplayableBody {
   /** Sends the body to `sink`: what was kept first, then the rest as it arrives; ends it at the body's end. */
   sendTo(sink: ClientHttp2Stream): void {
     this.sink = sink;
+    this.awaitingDrain = false;
     for (const chunk of this.chunks) sink.write(chunk);
     if (this.ended) sink.end();
     if (!this.reading) {
@@ -118,7 +124,11 @@ class ReplayableBody {
     this.source.pause();
   }
 
-  /** The API server is done with the request: what is left of the body is read and dropped. */
+  /**
+   * The API server is done with the request: up to DISCARDED_BODY_BYTES more of the body is read
+   * and dropped (a small remainder ends the stream cleanly); past that the tunnel stream is closed
+   * with NO_ERROR, which after a complete answer asks the caller to stop sending (RFC 9113 8.1).
+   */
   discardRest(): void {
     this.release();
     this.sink = undefined;
@@ -133,7 +143,11 @@ class ReplayableBody {
   }
 
   private received(chunk: Buffer): void {
-    if (this.discarding) return;
+    if (this.discarding) {
+      this.discarded += chunk.length;
+      if (this.discarded > DISCARDED_BODY_BYTES && !this.source.closed) this.source.close(NGHTTP2_NO_ERROR);
+      return;
+    }
     if (this.kept) {
       this.bytes += chunk.length;
       if (this.bytes <= this.limit) this.chunks.push(chunk);
@@ -146,9 +160,12 @@ class ReplayableBody {
       this.source.pause();
       return;
     }
-    if (!sink.write(chunk)) {
+    if (!sink.write(chunk) && !this.awaitingDrain) {
+      // One 'drain' wait at a time: chunks already emitted may still arrive after pause().
+      this.awaitingDrain = true;
       this.source.pause();
       sink.once("drain", () => {
+        this.awaitingDrain = false;
         if (this.sink === sink) this.source.resume();
       });
     }

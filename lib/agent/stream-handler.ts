@@ -165,20 +165,26 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
   // (it closes idle ones) is sent once more on a new one, as Go's client does (net/http
   // transport.go, isReplayable): nothing of it was answered, and it changes nothing if it ran.
   const replayable = !upgrade && stream.readableEnded && REPLAYABLE_METHODS.has(method);
-  await sendOverHttp1(deps, stream, request, requestId, upgrade, replayable);
+  await sendOverHttp1(deps, stream, request, requestId, upgrade, replayable ? MAX_STALE_CONNECTION_RETRIES : 0);
 }
 
 /** Methods sent again after a stale pooled connection (RFC 9110 9.2.2: idempotent and safe, as Go's client picks). */
 const REPLAYABLE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
+/**
+ * Times such a request is sent again, each on the next connection the pool gives: the idle
+ * connections of one burst reach the API server's idle timeout together, so the next pooled one
+ * may be closed too; each failure uses one up (Go's client retries while the connection was reused).
+ */
+const MAX_STALE_CONNECTION_RETRIES = 3;
 
 /**
  * One request to the API server over HTTP/1.1 (`request`, node:http options), its answer streamed
- * back on `stream` (an upgrade spliced). When `replayable` and the pooled connection it was sent on
- * turns out closed before any answer (ECONNRESET, EPIPE), it is sent once more on a new connection.
- * Rejects as serveStream does.
+ * back on `stream` (an upgrade spliced). When the pooled connection it was sent on turns out closed
+ * before any answer (ECONNRESET, EPIPE), it is sent again, at most `retries` more times. Rejects as
+ * serveStream does.
  */
 function sendOverHttp1(
-  deps: StreamHandlerDeps, stream: TunnelServerStream, request: https.RequestOptions, requestId: string, upgrade: string | undefined, replayable: boolean,
+  deps: StreamHandlerDeps, stream: TunnelServerStream, request: https.RequestOptions, requestId: string, upgrade: string | undefined, retries: number,
 ): Promise<void> {
   const client = deps.upstream.server.protocol === "https:" ? https : http;
   const upstreamReq = client.request(request);
@@ -187,9 +193,9 @@ function sendOverHttp1(
   return new Promise<void>((resolve, reject) => {
     let answered = false;
     const fail = (error: unknown) => {
-      if (replayable && !answered && upstreamReq.reusedSocket && isStaleConnection(error) && !stream.destroyed) {
-        deps.logger.debug("the pooled connection to the API server was closed; sending the request again on a new one", { requestId });
-        sendOverHttp1(deps, stream, request, requestId, upgrade, false).then(resolve, reject);
+      if (retries > 0 && !answered && upstreamReq.reusedSocket && isStaleConnection(error) && !stream.destroyed && !stream.closed) {
+        deps.logger.debug("the pooled connection to the API server was closed; sending the request again", { requestId });
+        sendOverHttp1(deps, stream, request, requestId, upgrade, retries - 1).then(resolve, reject);
         return;
       }
       // A hang-up is the caller's only when the tunnel stream is gone; the API server's reset is a 503.
@@ -253,7 +259,9 @@ function bearerOf(headers: HeaderMap): string {
 function respondWithStatus(stream: TunnelServerStream, error: unknown, requestId: string): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {
-    stream.destroy();
+    // With an error: Bun 1.4.5 ends a stream destroyed without one with END_STREAM, and the relay
+    // would finish the caller's response as if the cut answer were complete.
+    stream.destroy(new Error(`the answer was cut after it began (request id ${requestId})`));
     return;
   }
   const { code, body, headers } = statusResponse(error, requestId);

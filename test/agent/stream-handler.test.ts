@@ -625,6 +625,49 @@ describe("a pooled connection the API server has closed", () => {
     }
   });
 
+  test("a GET is sent again past several pooled connections the API server closed together, onto a new one", async () => {
+    const closing = await startClosingApiServer();
+    const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-many-kubeconfig", closing.port) });
+    const closingTunnel = await startTunnel(closingUpstream, issuer, logLines);
+    try {
+      // Three connections in the pool, each closed by the API server at its next request.
+      const bearer = await userBearer();
+      const warm = await Promise.all([1, 2, 3].map(() => tunnelRequest(closingTunnel.client, { authorization: bearer })));
+      expect(warm.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(closing.connections()).toBe(3);
+      expect((await tunnelRequest(closingTunnel.client, { authorization: bearer })).status).toBe(200);
+      expect(closing.connections()).toBe(4);
+    } finally {
+      await closingTunnel.close();
+      closingUpstream.agent.destroy();
+      await closing.close();
+    }
+  });
+
+  test("an answer the API server cuts after its head is cut for the caller too, never ended as if complete", async () => {
+    const server = net.createServer((socket) => {
+      socket.on("error", () => {});
+      socket.once("data", () => {
+        socket.write("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"a\":");
+        socket.resetAndDestroy();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const cutUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "cut-kubeconfig", (server.address() as AddressInfo).port) });
+    const cutTunnel = await startTunnel(cutUpstream, issuer, logLines);
+    try {
+      const stream = cutTunnel.client.request({ ":method": "GET", ":path": "/api/v1/pods", [protocol.REQUEST_ID_HEADER]: "req-cut", authorization: await userBearer() }, { endStream: true });
+      stream.on("error", () => {});
+      stream.resume();
+      await within("the stream to close", new Promise<void>((resolve) => stream.once("close", () => resolve())));
+      expect(stream.rstCode).not.toBe(http2Constants.NGHTTP2_NO_ERROR);
+    } finally {
+      await cutTunnel.close();
+      cutUpstream.agent.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   test("a POST that met it is not sent again (it may have run): a 503 naming the cluster", async () => {
     const closing = await startClosingApiServer();
     const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-post-kubeconfig", closing.port) });
