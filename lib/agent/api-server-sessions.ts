@@ -19,8 +19,6 @@ export interface SessionTls {
 export interface ApiServerSessionsOptions {
   /** The API server, https only. */
   server: URL;
-  /** The current TLS material (re-read by the caller as credentials rotate). */
-  tls(): Promise<SessionTls>;
   logger: Logger;
   /** How long an idle session stays open (ms); default IDLE_SESSION_MS. */
   idleMs?: number;
@@ -66,7 +64,7 @@ interface Entry {
 export class Http2Unavailable extends Error {}
 
 /**
- * A pool of HTTP/2 sessions to the API server. `request(headers)` opens a stream on a session with
+ * A pool of HTTP/2 sessions to the API server. `request(headers, { tls })` opens a stream on a session with
  * room (below the API server's SETTINGS_MAX_CONCURRENT_STREAMS, 100 until they arrive), opening a
  * new session when none has room. Sessions close after `idleMs` idle, on the API server's GOAWAY
  * (once their streams end), and when the TLS material changes. Throws Http2Unavailable when the API
@@ -88,10 +86,14 @@ export class ApiServerSessions {
     return !this.closed && Date.now() >= this.refusedUntil;
   }
 
-  /** Opens a stream with `headers` (HTTP/2 form: `:method`, `:path`, lower-case names). */
-  async request(headers: http2.OutgoingHttpHeaders, options: { endStream: boolean }): Promise<http2.ClientHttp2Stream> {
+  /**
+   * Opens a stream with `headers` (HTTP/2 form: `:method`, `:path`, lower-case names) on a session
+   * made with `tls`, the credentials the caller read for this request (a rotated client
+   * certificate retires the sessions made with the old one).
+   */
+  async request(headers: http2.OutgoingHttpHeaders, options: { endStream: boolean; tls: SessionTls }): Promise<http2.ClientHttp2Stream> {
     if (!this.available) throw new Http2Unavailable("the API server does not speak HTTP/2");
-    const tls = await this.opts.tls();
+    const { tls } = options;
     // Once more on a new session when the chosen one went away meanwhile (its GOAWAY arrived
     // while this request waited for it): nothing was sent, so nothing can run twice.
     for (let attempt = 0; ; attempt++) {

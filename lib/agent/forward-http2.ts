@@ -4,7 +4,7 @@ import type { ClientHttp2Stream } from "node:http2";
 import { ApiServerUnavailable, ArcError, UpstreamTimeout } from "../errors/index.ts";
 import { endAtEventBoundary, isJsonContentType, isWatchRequest, responseHeaders, type HeaderMap } from "../http/index.ts";
 import { http2Constants, splitLongHeaders, timeouts, type TunnelServerStream } from "../tunnel/index.ts";
-import { Http2Unavailable, type ApiServerSessions } from "./api-server-sessions.ts";
+import { Http2Unavailable, type ApiServerSessions, type SessionTls } from "./api-server-sessions.ts";
 
 export interface Http2ForwardTarget {
   cluster: string;
@@ -13,6 +13,8 @@ export interface Http2ForwardTarget {
   path: string;
   /** apiServerRequestHeaders' output: lower-case, no hop-by-hop field. */
   headers: HeaderMap;
+  /** The agent's TLS material for the API server, as read for this request. */
+  tls: SessionTls;
   /** Aborted when the agent stops: a JSON watch then ends at its next event boundary. */
   watchEnd?: AbortSignal;
 }
@@ -196,7 +198,7 @@ async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream,
   if (stream.destroyed || stream.closed) return "done";
   let upstream: ClientHttp2Stream;
   try {
-    upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream: body === undefined });
+    upstream = await sessions.request({ ...target.headers, ":method": target.method, ":path": target.path }, { endStream: body === undefined, tls: target.tls });
   } catch (error) {
     throw error instanceof ArcError || error instanceof Http2Unavailable ? error : unavailable(target, error);
   }

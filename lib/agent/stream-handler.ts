@@ -139,7 +139,8 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
     if (fitsHttp2Head(path, h2Headers)) {
       deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.user !== caller.user ? identity.user : undefined, method, path: path.split("?")[0], protocol: "h2" });
       try {
-        await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, watchEnd: deps.watchEnd });
+        const tls = { ca: options.ca as string | undefined, cert: options.cert as string | undefined, key: options.key as string | undefined, rejectUnauthorized: options.rejectUnauthorized, servername: options.servername };
+        await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, tls, watchEnd: deps.watchEnd });
         return;
       } catch (error) {
         if (!(error instanceof Http2Unavailable)) throw error;

@@ -83,14 +83,7 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string; http
   };
   // Through an egress proxy the agent keeps HTTP/1.1: the proxy's CONNECT tunnel is per connection.
   if (isHttps && (opts.http2 ?? true) && !proxyAgentFor(server)) {
-    upstream.http2 = new ApiServerSessions({
-      server,
-      logger: opts.logger ?? silentLogger,
-      async tls() {
-        const { ca, cert, key, rejectUnauthorized, servername } = await upstream.requestOptions();
-        return { ca: ca as string | undefined, cert: cert as string | undefined, key: key as string | undefined, rejectUnauthorized, servername };
-      },
-    });
+    upstream.http2 = new ApiServerSessions({ server, logger: opts.logger ?? silentLogger });
   }
   return upstream;
 }

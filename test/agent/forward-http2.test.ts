@@ -490,10 +490,10 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     const proxy = await tcpProxy(api.port);
     const sessions = new ApiServerSessions({
       server: new URL(`https://127.0.0.1:${proxy.port}`), logger: silentLogger, pingIntervalMs: 100, pingTimeoutMs: 300,
-      tls: async () => ({ ca: cert.caPem }),
     });
+    const tls = { ca: cert.caPem };
     cleanups.push(() => sessions.close());
-    const watch = await sessions.request({ ":method": "GET", ":path": "/api/v1/configmaps?watch=true" }, { endStream: true });
+    const watch = await sessions.request({ ":method": "GET", ":path": "/api/v1/configmaps?watch=true" }, { endStream: true, tls });
     await within("the watch's first event", new Promise((resolve) => watch.once("data", resolve)));
     const ended = new Promise<string>((resolve) => {
       watch.once("error", (error) => resolve(`cut: ${error.message}`));
@@ -501,7 +501,7 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     });
     proxy.blackhole();
     expect(await within("the silent session's end", ended, 5_000)).not.toBe(`closed (HTTP/2 code ${http2.constants.NGHTTP2_NO_ERROR})`);
-    const next = await sessions.request({ ":method": "GET", ":path": "/api/v1/pods" }, { endStream: true });
+    const next = await sessions.request({ ":method": "GET", ":path": "/api/v1/pods" }, { endStream: true, tls });
     const status = await within("the next answer", new Promise((resolve) => next.once("response", (h) => resolve(h[":status"]))));
     expect(status).toBe(200);
     next.resume();
