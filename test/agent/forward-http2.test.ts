@@ -214,6 +214,28 @@ function send(client: TunnelClient, method: string, path: string, body?: string)
   });
 }
 
+/**
+ * A POST whose first bytes (`firstBytes`) the API server refuses with a GOAWAY, caught while the
+ * agent dials its next session: the hop holds that connection until `hop.release()`. The stream
+ * is the caller's, its body not ended.
+ */
+async function postRefusedWhileDialling(firstBytes: string) {
+  const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+  const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
+  const hop = await tcpProxy(api.port);
+  const { pair } = await startAgent(hop.port, cert);
+  expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
+  hop.holdNew();
+  const stream = pair.client.request({
+    ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
+    [protocol.REQUEST_ID_HEADER]: "req-2", "content-type": "application/json",
+  });
+  stream.on("error", () => {});
+  stream.write(firstBytes);
+  await waitFor("the refusal, and the agent dialling a new session", () => api.refusals() === 1 && hop.held() === 1);
+  return { api, hop, pair, stream };
+}
+
 describe("the agent's HTTP/2 leg to the API server", () => {
   test("a GET goes over HTTP/2 as the agent's credential impersonating the caller, each group on its own field", async () => {
     const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
@@ -276,20 +298,8 @@ describe("the agent's HTTP/2 leg to the API server", () => {
   });
 
   test("a refused body that grows past what is kept while the agent dials its next session is never sent cut: whole, or a 503 to send again", async () => {
-    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
-    const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
-    const hop = await tcpProxy(api.port);
-    const { pair } = await startAgent(hop.port, cert);
-    expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
-    hop.holdNew();
     const body = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".repeat(8_000); // 208,000 bytes
-    const stream = pair.client.request({
-      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
-      [protocol.REQUEST_ID_HEADER]: "req-2", "content-type": "application/json",
-    });
-    stream.on("error", () => {});
-    stream.write(body.slice(0, 8 * 1024));
-    await waitFor("the refusal, and the agent dialling a new session", () => api.refusals() === 1 && hop.held() === 1);
+    const { api, hop, stream } = await postRefusedWhileDialling(body.slice(0, 8 * 1024));
     // The rest of the body reaches the agent while it waits: far more than it keeps.
     await new Promise<void>((resolve) => stream.end(body.slice(8 * 1024), resolve));
     hop.release();
@@ -305,19 +315,7 @@ describe("the agent's HTTP/2 leg to the API server", () => {
   });
 
   test("a caller who cancels while a refused request waits for its next session: the API server gets a reset stream, never a request", async () => {
-    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
-    const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
-    const hop = await tcpProxy(api.port);
-    const { pair } = await startAgent(hop.port, cert);
-    expect((await within("the first answer", send(pair.client, "GET", "/api/v1/pods"))).status).toBe(200);
-    hop.holdNew();
-    const stream = pair.client.request({
-      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
-      [protocol.REQUEST_ID_HEADER]: "req-2", "content-type": "application/json",
-    });
-    stream.on("error", () => {});
-    stream.write('{"kind":');
-    await waitFor("the refusal, and the agent dialling a new session", () => api.refusals() === 1 && hop.held() === 1);
+    const { api, hop, pair, stream } = await postRefusedWhileDialling('{"kind":');
     stream.close(http2.constants.NGHTTP2_CANCEL);
     await waitFor("the caller's stream to close", () => stream.closed);
     hop.release();

@@ -608,38 +608,46 @@ describe("a pooled connection the API server has closed", () => {
     };
   }
 
+  /** Runs `use` with a tunnel to an agent whose API server is on `port`, then tears both down. */
+  async function withAgentFor(port: number, use: (client: TunnelClient) => Promise<void>): Promise<void> {
+    const upstreamHere = loadUpstream({ kubeconfig: await writeKubeconfig(dir, `kubeconfig-${port}`, port) });
+    const tunnelHere = await startTunnel(upstreamHere, issuer, logLines);
+    try {
+      await use(tunnelHere.client);
+    } finally {
+      await tunnelHere.close();
+      upstreamHere.agent.destroy();
+    }
+  }
+
   test("a GET that met it is sent again on a new connection, as Go's client does", async () => {
     const closing = await startClosingApiServer();
-    const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-kubeconfig", closing.port) });
-    const closingTunnel = await startTunnel(closingUpstream, issuer, logLines);
     try {
-      expect((await tunnelRequest(closingTunnel.client, { authorization: await userBearer() })).status).toBe(200);
-      const again = await tunnelRequest(closingTunnel.client, { authorization: await userBearer() });
-      expect(again.status).toBe(200);
-      expect(closing.connections()).toBe(2);
-      expect(closing.requests.map((r) => r.split(" ")[0])).toEqual(["GET", "GET", "GET"]);
+      await withAgentFor(closing.port, async (client) => {
+        expect((await tunnelRequest(client, { authorization: await userBearer() })).status).toBe(200);
+        const again = await tunnelRequest(client, { authorization: await userBearer() });
+        expect(again.status).toBe(200);
+        expect(closing.connections()).toBe(2);
+        expect(closing.requests.map((r) => r.split(" ")[0])).toEqual(["GET", "GET", "GET"]);
+      });
     } finally {
-      await closingTunnel.close();
-      closingUpstream.agent.destroy();
       await closing.close();
     }
   });
 
   test("a GET is sent again past several pooled connections the API server closed together, onto a new one", async () => {
     const closing = await startClosingApiServer();
-    const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-many-kubeconfig", closing.port) });
-    const closingTunnel = await startTunnel(closingUpstream, issuer, logLines);
     try {
-      // Three connections in the pool, each closed by the API server at its next request.
-      const bearer = await userBearer();
-      const warm = await Promise.all([1, 2, 3].map(() => tunnelRequest(closingTunnel.client, { authorization: bearer })));
-      expect(warm.map((r) => r.status)).toEqual([200, 200, 200]);
-      expect(closing.connections()).toBe(3);
-      expect((await tunnelRequest(closingTunnel.client, { authorization: bearer })).status).toBe(200);
-      expect(closing.connections()).toBe(4);
+      await withAgentFor(closing.port, async (client) => {
+        // Three connections in the pool, each closed by the API server at its next request.
+        const bearer = await userBearer();
+        const warm = await Promise.all([1, 2, 3].map(() => tunnelRequest(client, { authorization: bearer })));
+        expect(warm.map((r) => r.status)).toEqual([200, 200, 200]);
+        expect(closing.connections()).toBe(3);
+        expect((await tunnelRequest(client, { authorization: bearer })).status).toBe(200);
+        expect(closing.connections()).toBe(4);
+      });
     } finally {
-      await closingTunnel.close();
-      closingUpstream.agent.destroy();
       await closing.close();
     }
   });
@@ -653,34 +661,30 @@ describe("a pooled connection the API server has closed", () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const cutUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "cut-kubeconfig", (server.address() as AddressInfo).port) });
-    const cutTunnel = await startTunnel(cutUpstream, issuer, logLines);
     try {
-      const stream = cutTunnel.client.request({ ":method": "GET", ":path": "/api/v1/pods", [protocol.REQUEST_ID_HEADER]: "req-cut", authorization: await userBearer() }, { endStream: true });
-      stream.on("error", () => {});
-      stream.resume();
-      await within("the stream to close", new Promise<void>((resolve) => stream.once("close", () => resolve())));
-      expect(stream.rstCode).not.toBe(http2Constants.NGHTTP2_NO_ERROR);
+      await withAgentFor((server.address() as AddressInfo).port, async (client) => {
+        const stream = client.request({ ":method": "GET", ":path": "/api/v1/pods", [protocol.REQUEST_ID_HEADER]: "req-cut", authorization: await userBearer() }, { endStream: true });
+        stream.on("error", () => {});
+        stream.resume();
+        await within("the stream to close", new Promise<void>((resolve) => stream.once("close", () => resolve())));
+        expect(stream.rstCode).not.toBe(http2Constants.NGHTTP2_NO_ERROR);
+      });
     } finally {
-      await cutTunnel.close();
-      cutUpstream.agent.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 
   test("a POST that met it is not sent again (it may have run): a 503 naming the cluster", async () => {
     const closing = await startClosingApiServer();
-    const closingUpstream = loadUpstream({ kubeconfig: await writeKubeconfig(dir, "closing-post-kubeconfig", closing.port) });
-    const closingTunnel = await startTunnel(closingUpstream, issuer, logLines);
     try {
-      expect((await tunnelRequest(closingTunnel.client, { authorization: await userBearer() })).status).toBe(200);
-      const post = await tunnelRequest(closingTunnel.client, { ":method": "POST", authorization: await userBearer(), "content-type": "application/json" }, "{}");
-      expect(post.status).toBe(503);
-      expect(JSON.parse(post.body).message).toContain(`cluster "${CLUSTER}"`);
-      expect(closing.requests.map((r) => r.split(" ")[0])).toEqual(["GET", "POST"]);
+      await withAgentFor(closing.port, async (client) => {
+        expect((await tunnelRequest(client, { authorization: await userBearer() })).status).toBe(200);
+        const post = await tunnelRequest(client, { ":method": "POST", authorization: await userBearer(), "content-type": "application/json" }, "{}");
+        expect(post.status).toBe(503);
+        expect(JSON.parse(post.body).message).toContain(`cluster "${CLUSTER}"`);
+        expect(closing.requests.map((r) => r.split(" ")[0])).toEqual(["GET", "POST"]);
+      });
     } finally {
-      await closingTunnel.close();
-      closingUpstream.agent.destroy();
       await closing.close();
     }
   });
