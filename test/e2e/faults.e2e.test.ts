@@ -14,6 +14,7 @@ import { freePorts } from "../cluster/control-plane.ts";
 import { startProcess, type ManagedProcess } from "../cluster/proc.ts";
 import { createSelfSignedCertificate } from "../../lib/http/index.ts";
 import { startToxiproxy, type Toxiproxy } from "../faults/toxiproxy.ts";
+import { rssMiB } from "../support/rss.ts";
 import { waitFor } from "../support/wait-for.ts";
 import { expectOk, run, startStack, type Stack } from "./stack.ts";
 
@@ -300,28 +301,52 @@ describe("a relay restart", () => {
 });
 
 describe("a reader that stops", () => {
-  test("one reader stalled on a 256 MiB response beside 50 streams of small requests: they keep at least 80% of their rate", async () => {
-    const smallRate = async (ms: number) => {
-      const until = Date.now() + ms;
-      let done = 0;
+  // What a stalled reader could do to its neighbours is take the tunnel's connection-level HTTP/2
+  // window: then every other stream on the tunnel waits for it, forever. So the evidence is that
+  // every small request is answered while the stall holds, and that the stalled response is held
+  // back by flow control rather than read into memory. How fast they are answered is a benchmark
+  // figure (bench/BENCHMARKS.md), not an assertion: on 2 shared cores a rate ratio is noise.
+  test("one reader stalled on a 256 MiB response: 1,000 small requests from 50 concurrent callers beside it are all answered, and the stalled response is held back", async () => {
+    const SMALL_REQUESTS = 1_000;
+    /** Far above the few MiB of windows and buffers a held stream costs, far below the body. */
+    const HELD_BACK_MIB = 96;
+    const smallRequests = async () => {
+      const startedAt = Date.now();
+      const statuses: Record<number, number> = {};
+      let next = 0;
       await Promise.all(Array.from({ length: 50 }, async () => {
-        while (Date.now() < until) {
+        while (next < SMALL_REQUESTS) {
+          next += 1;
           const res = await fetch(`${stack.relayUrl}/v1/clusters/${stack.cluster}/k8s/api/v1/namespaces/faults/configmaps/probe`, { headers: { authorization: `Bearer ${alice}` } });
           await res.arrayBuffer();
-          if (res.ok) done += 1;
+          statuses[res.status] = (statuses[res.status] ?? 0) + 1;
         }
       }));
-      return done / (ms / 1000);
+      return { statuses, perSecond: SMALL_REQUESTS / ((Date.now() - startedAt) / 1000) };
     };
     await adminKubectl(cluster, ["create", "configmap", "probe", "-n", "faults"]);
-    const before = await smallRate(3_000);
-    expect(before).toBeGreaterThan(50); // the probe itself works: what follows is a real comparison
+    const before = await smallRequests();
+    expect(before.statuses).toEqual({ 200: SMALL_REQUESTS });
     const stalled = await stalledRelayRequest("/api/v1/namespaces/faults/pods/work:8080/proxy/big");
+    let stalledClosed = false;
+    stalled.once("close", () => { stalledClosed = true; });
     await new Promise((resolve) => stalled.once("readable", resolve)); // flowing, and now never read
-    const during = await smallRate(3_000);
-    stalled.destroy();
-    console.error(`[faults] small requests: ${before.toFixed(0)}/s alone, ${during.toFixed(0)}/s beside a stalled 256 MiB reader (${((during / before) * 100).toFixed(0)}%)`);
-    expect(during).toBeGreaterThanOrEqual(0.8 * before);
+    const rssBefore = { relay: rssMiB(stack.relayPid()), agent: rssMiB(stack.agentPid()) };
+    let grewMiB = { relay: NaN, agent: NaN };
+    let during: Awaited<ReturnType<typeof smallRequests>>;
+    try {
+      during = await smallRequests();
+      // Held, not swallowed: a hop that read the stalled body into memory instead of applying
+      // backpressure would have grown by up to 256 MiB while these requests ran.
+      expect(stalledClosed).toBe(false);
+      grewMiB = { relay: rssMiB(stack.relayPid())! - rssBefore.relay!, agent: rssMiB(stack.agentPid())! - rssBefore.agent! };
+      expect(grewMiB.relay).toBeLessThan(HELD_BACK_MIB);
+      expect(grewMiB.agent).toBeLessThan(HELD_BACK_MIB);
+    } finally {
+      stalled.destroy();
+    }
+    console.error(`[faults] small requests: ${before.perSecond.toFixed(0)}/s alone, ${during.perSecond.toFixed(0)}/s beside a stalled 256 MiB reader (a benchmark figure, not asserted); RSS grew ${grewMiB.relay.toFixed(0)} MiB (relay), ${grewMiB.agent.toFixed(0)} MiB (agent)`);
+    expect(during.statuses).toEqual({ 200: SMALL_REQUESTS });
   });
 });
 

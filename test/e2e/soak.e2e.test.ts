@@ -3,7 +3,6 @@
 // request hangs past its bound or if the relay's or arcproxy's memory keeps growing after warm-up.
 // 3 minutes in CI; SOAK_MINUTES=30 for a longer run by hand. Figures: bench/BENCHMARKS.md.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { parse } from "yaml";
 import { applyManifest, createServiceAccountKubeconfig, kubectl as adminKubectl, startKubeCluster, type KubeCluster } from "../cluster/cluster.ts";
 import { waitFor } from "../support/wait-for.ts";
 import { startStack, type Stack } from "./stack.ts";
+import { rssMiB } from "../support/rss.ts";
 import { leastSquaresSlope } from "../support/least-squares.ts";
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 3);
@@ -90,16 +90,6 @@ afterAll(async () => {
   await cluster?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-function rssMiB(pid: number | undefined): number | undefined {
-  if (!pid) return undefined;
-  try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-    return kb ? Number(kb) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 const slope = leastSquaresSlope;
 
