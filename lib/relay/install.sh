@@ -5,14 +5,15 @@
 #
 # The relay serves this file with its URL and its downloads signing key filled in. The script checks,
 # in this order, and installs nothing when one fails:
-#   1. the relay's list of downloads is signed by that key (EdDSA JWS, verified with openssl 3);
+#   1. the relay's list of downloads is signed by that key (EdDSA JWS, verified with OpenSSL 3:
+#      ARC_OPENSSL when set, else the one on PATH, else Homebrew's openssl@3);
 #      pin the key out of band with ARC_DOWNLOADS_KEY_SHA256 (printed by `arcrelay serve` at start);
 #   2. the binary for this machine has the size and SHA-256 the signed list gives.
 # Then it installs arcproxy and remembers the relay, so `arcproxy --cluster NAME` is all one types.
 #
 # Settings (environment): ARC_RELAY (default: the relay that served this script), ARC_INSTALL_DIR
 # (default: /usr/local/bin when writable, else ~/.local/bin), ARC_DOWNLOADS_KEY_SHA256 (pin),
-# ARC_OS / ARC_ARCH (default: from uname).
+# ARC_OS / ARC_ARCH (default: from uname), ARC_OPENSSL (an OpenSSL 3 binary, when not found).
 set -eu
 
 relay="${ARC_RELAY:-@ARC_RELAY@}"
@@ -31,10 +32,28 @@ case "$relay" in
 esac
 relay="${relay%/}"
 
-command -v openssl >/dev/null 2>&1 || fail "openssl is needed to verify the download's signature; install OpenSSL 3 and run again"
+# An openssl that verifies Ed25519 over raw input (`pkeyutl -rawin`, OpenSSL 3.0+). macOS's own
+# `openssl` is LibreSSL, which cannot; Homebrew's openssl@3 is not on PATH by default, so look there.
+can_verify_ed25519() { [ -x "$1" ] && "$1" pkeyutl -help 2>&1 | grep -q -- -rawin; }
+openssl=""
+if [ -n "${ARC_OPENSSL:-}" ]; then
+  can_verify_ed25519 "$ARC_OPENSSL" || fail "ARC_OPENSSL=$ARC_OPENSSL is not an OpenSSL 3 that can verify Ed25519 signatures"
+  openssl="$ARC_OPENSSL"
+else
+  for candidate in "$(command -v openssl 2>/dev/null || true)" /opt/homebrew/opt/openssl@3/bin/openssl /usr/local/opt/openssl@3/bin/openssl; do
+    if [ -n "$candidate" ] && can_verify_ed25519 "$candidate"; then openssl="$candidate"; break; fi
+  done
+fi
+if [ -z "$openssl" ]; then
+  found=$( (openssl version) 2>/dev/null || echo "no openssl")
+  case "$(uname -s)" in
+    Darwin) fail "verifying the download's Ed25519 signature needs OpenSSL 3 (this machine has: $found); run brew install openssl@3, then this again" ;;
+    *) fail "verifying the download's Ed25519 signature needs OpenSSL 3 (this machine has: $found); install it (Debian/Ubuntu: apt-get install openssl; Alpine: apk add openssl) or set ARC_OPENSSL to its path, then run this again" ;;
+  esac
+fi
 if command -v sha256sum >/dev/null 2>&1; then sha256() { sha256sum "$1" | cut -d' ' -f1; }
 elif command -v shasum >/dev/null 2>&1; then sha256() { shasum -a 256 "$1" | cut -d' ' -f1; }
-else sha256() { openssl dgst -sha256 -r "$1" | cut -d' ' -f1; }
+else sha256() { "$openssl" dgst -sha256 -r "$1" | cut -d' ' -f1; }
 fi
 
 if command -v curl >/dev/null 2>&1; then
@@ -87,7 +106,7 @@ trap 'exit 130' INT TERM
 b64url_decode() {
   s=$(printf '%s' "$1" | tr '_-' '/+')
   case $(( ${#s} % 4 )) in 2) s="$s==" ;; 3) s="$s=" ;; esac
-  printf '%s' "$s" | openssl base64 -d -A
+  printf '%s' "$s" | "$openssl" base64 -d -A
 }
 
 # 1. The key: the one embedded by the relay, else the relay's well-known key; pinned when asked.
@@ -95,8 +114,8 @@ case "$embedded_key" in
   @*) fetch "$relay/.well-known/cluster-connect/downloads-key.pem" "$work/key.pem" ;;
   *) printf '%s\n' "$embedded_key" > "$work/key.pem" ;;
 esac
-openssl pkey -pubin -in "$work/key.pem" -outform DER > "$work/key.der" 2>/dev/null || fail "the relay's downloads key is not a public key"
-key_sha256=$(openssl dgst -sha256 -r "$work/key.der" | cut -d' ' -f1)
+"$openssl" pkey -pubin -in "$work/key.pem" -outform DER > "$work/key.der" 2>/dev/null || fail "the relay's downloads key is not a public key"
+key_sha256=$("$openssl" dgst -sha256 -r "$work/key.der" | cut -d' ' -f1)
 pinned_key_sha256=$(printf '%s' "$pinned_key_sha256" | tr 'A-F' 'a-f')
 if [ -n "$pinned_key_sha256" ] && [ "$key_sha256" != "$pinned_key_sha256" ]; then
   fail "the relay's downloads key is $key_sha256, not the pinned ARC_DOWNLOADS_KEY_SHA256 $pinned_key_sha256; nothing was installed"
@@ -112,10 +131,7 @@ signature=${rest#*.}
 [ -n "$header" ] && [ -n "$payload" ] && [ -n "$signature" ] && [ "$signature" = "${signature%.*}" ] || fail "the relay's list of downloads is not a signed document"
 printf '%s.%s' "$header" "$payload" > "$work/signed-part"
 b64url_decode "$signature" > "$work/signature" 2>/dev/null || fail "the list's signature is not base64url"
-if ! openssl pkeyutl -verify -pubin -inkey "$work/key.pem" -rawin -in "$work/signed-part" -sigfile "$work/signature" >/dev/null 2>&1; then
-  if ! openssl pkeyutl -help 2>&1 | grep -q -- -rawin; then
-    fail "this openssl ($(openssl version)) cannot verify Ed25519 signatures; install OpenSSL 3 and run again"
-  fi
+if ! "$openssl" pkeyutl -verify -pubin -inkey "$work/key.pem" -rawin -in "$work/signed-part" -sigfile "$work/signature" >/dev/null 2>&1; then
   fail "the relay's list of downloads does not verify with key $key_sha256: it was changed after the relay signed it; nothing was installed"
 fi
 b64url_decode "$header" | grep -q '"typ":"cluster-connect-downloads+jws"' || fail "the signed document is not a list of downloads"

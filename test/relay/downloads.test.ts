@@ -173,6 +173,27 @@ describe("install.sh", () => {
     expect(r.installed).toBeUndefined();
   });
 
+  test("an openssl that cannot verify Ed25519 (macOS's LibreSSL) is named with what to install; ARC_OPENSSL picks an OpenSSL 3", async () => {
+    // A stand-in for LibreSSL's `openssl` (Debian has no LibreSSL package): it answers `version` as
+    // macOS's does and, like LibreSSL's pkeyutl, knows no -rawin.
+    const bin = await mkdtemp(join(tmpdir(), "arc-libressl-"));
+    await writeFile(join(bin, "openssl"), `#!/bin/sh\nif [ "$1" = version ]; then echo "LibreSSL 3.3.6"; exit 0; fi\necho "usage: pkeyutl [-verify] [-pubin] [-inkey file] [-sigfile file]" >&2\nexit 1\n`, { mode: 0o755 });
+    const path = `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`;
+    const refused = await runInstall({ env: { PATH: path } });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("needs OpenSSL 3 (this machine has: LibreSSL 3.3.6)");
+    expect(refused.stderr).toContain("set ARC_OPENSSL to its path");
+    expect(refused.installed).toBeUndefined();
+    const wrongPick = await runInstall({ env: { PATH: path, ARC_OPENSSL: join(bin, "openssl") } });
+    expect(wrongPick.stderr).toContain(`ARC_OPENSSL=${join(bin, "openssl")} is not an OpenSSL 3`);
+    expect(wrongPick.installed).toBeUndefined();
+    const realOpenssl = Bun.which("openssl")!;
+    const picked = await runInstall({ env: { PATH: path, ARC_OPENSSL: realOpenssl } });
+    expect(picked.stderr).toContain("arcproxy 1.2.3 installed to");
+    expect(picked.installed).toBe(fakeArcproxy("linux-amd64"));
+    await rm(bin, { recursive: true, force: true });
+  });
+
   test("a list signed by another key (another relay's install.sh) does not verify and nothing is installed", async () => {
     const other = await startRelay({ host: "127.0.0.1", port: 0, dataDir: join(dir, "other"), downloadsDir: downloads, logger: silentLogger });
     try {
