@@ -105,16 +105,40 @@ test("a harness killed with SIGKILL leaves nothing running: the watchdog tears i
   const state = JSON.parse(readFileSync(join(killedDir, "cluster-state.json"), "utf8")) as { cgroupRoot: string; bridge: string };
   harness.kill("SIGKILL");
   await harness.exited;
-  // The watchdog polls every half second and stops everything with a bounded grace each.
+  await expectTornDown(killedDir, state);
+}, 5 * 60_000);
+
+test("SIGTERM while the cluster is still starting stops kube-up then, not once it is up, and the watchdog removes what had started", async () => {
+  const startingDir = await mkdtemp(join(tmpdir(), "kube-cluster-starting-"));
+  const harness = Bun.spawn([process.execPath, join(import.meta.dir, "kube-up.ts"), "--dir", startingDir], { stdout: "pipe", stderr: "pipe" });
+  const stdout = new Response(harness.stdout).text();
+  const reader = harness.stderr.getReader();
+  let err = "";
+  while (!err.includes("kube-apiserver ready")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`kube-up exited before its API server was up: ${err}`);
+    err += new TextDecoder().decode(value);
+  }
+  const state = JSON.parse(readFileSync(join(startingDir, "cluster-state.json"), "utf8")) as { cgroupRoot: string; bridge: string };
+  harness.kill("SIGTERM");
+  void (async () => { for (;;) { const { value, done } = await reader.read(); if (done) break; err += new TextDecoder().decode(value); } })();
+  expect(await harness.exited).toBe(143);
+  expect(await stdout).not.toContain("ready"); // it did not wait for the node
+  expect(err).toContain("SIGTERM during start-up; stopping");
+  await expectTornDown(startingDir, state);
+}, 5 * 60_000);
+
+/** The watchdog polls every half second and stops everything with a bounded grace each. */
+async function expectTornDown(dir: string, state: { cgroupRoot: string; bridge: string }): Promise<void> {
   const deadline = Date.now() + 60_000;
-  while (existsSync(join(killedDir, "cluster-state.json")) && Date.now() < deadline) await Bun.sleep(200);
-  expect(existsSync(join(killedDir, "cluster-state.json"))).toBe(false);
-  expect(processesMentioning(killedDir)).toEqual([]);
+  while (existsSync(join(dir, "cluster-state.json")) && Date.now() < deadline) await Bun.sleep(200);
+  expect(existsSync(join(dir, "cluster-state.json"))).toBe(false);
+  expect(processesMentioning(dir)).toEqual([]);
   expect(existsSync(`/sys/fs/cgroup/memory${state.cgroupRoot}`)).toBe(false);
   expect(existsSync(`/sys/class/net/${state.bridge}`)).toBe(false);
-  expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(killedDir);
-  await rm(killedDir, { recursive: true, force: true });
-}, 5 * 60_000);
+  expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(dir);
+  await rm(dir, { recursive: true, force: true });
+}
 
 /** "PID: command line" of every process whose command line names `path`, so a failure says what was left running. */
 function processesMentioning(path: string): string[] {

@@ -32,7 +32,16 @@ const main = defineCommand({
     const stopped = new Promise<string>((done) => {
       for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => done(sig));
     });
-    const cluster = await startKubeCluster({ dir, log });
+    // A first start builds Kubernetes for minutes: a signal then must stop us now, not once the
+    // build is done. What had started is removed by the teardown watchdog startKubeCluster runs,
+    // which acts as soon as this process is gone.
+    const starting = startKubeCluster({ dir, log });
+    const first = await Promise.race([starting, stopped]);
+    if (typeof first === "string") {
+      log(`[kube] ${first} during start-up; stopping (the teardown watchdog removes whatever had started)`);
+      process.exit(first === "SIGINT" ? 130 : 143);
+    }
+    const cluster = first;
     try {
       await writeFile(join(dir, "test-image"), `${cluster.node!.testImage}\n`);
       log(`[kube] server:           ${cluster.server}`);
