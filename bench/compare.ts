@@ -32,17 +32,18 @@ import { waitFor } from "../test/support/wait-for.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const argv = process.argv.slice(2);
-const USAGE = `usage: bun bench/compare.ts [--rounds N] [--only PATH,...] [--smoke] [--json FILE] [--no-watches] [--cpu-prof DIR]
+const USAGE = `usage: bun bench/compare.ts [--rounds N] [--only PATH,...] [--smoke] [--json FILE] [--no-watches | --watches-only] [--cpu-prof DIR]
   paths: direct, ours (arcproxy -> arcrelay -> arcagent), relay (the relay directly), chisel, frp, konnectivity
   --smoke: each scenario once, small, our binaries from source: proves the suite runs; its figures mean nothing
   --no-watches: leave out the 1,000 and 10,000 watches
+  --watches-only: only the watches, on a relay and agent that served nothing before (the relay path)
   --cpu-prof DIR: arcproxy, arcrelay and arcagent write a Markdown CPU profile each to DIR when they exit (Bun's --cpu-prof-md)`;
 if (argv.includes("--help") || argv.includes("-h")) {
   console.log(USAGE);
   process.exit(0);
 }
 for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === "--smoke" || argv[i] === "--no-watches") continue;
+  if (argv[i] === "--smoke" || argv[i] === "--no-watches" || argv[i] === "--watches-only") continue;
   if (["--rounds", "--only", "--json", "--cpu-prof"].includes(argv[i]!) && argv[i + 1] !== undefined) {
     i++;
     continue;
@@ -55,6 +56,12 @@ const flag = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const SMOKE = argv.includes("--smoke");
+/** The watches alone: their memory from processes that served no other load first. */
+const WATCHES_ONLY = argv.includes("--watches-only");
+if (WATCHES_ONLY && argv.includes("--no-watches")) {
+  console.error(`--watches-only and --no-watches contradict each other\n${USAGE}`);
+  process.exit(2);
+}
 const ROUNDS = SMOKE ? 1 : Number(flag("--rounds") ?? 3);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
   console.error(`--rounds ${JSON.stringify(flag("--rounds"))}: use a whole number of at least 1\n${USAGE}`);
@@ -62,7 +69,7 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
 }
 const ALL_PATHS = ["direct", "ours", "relay", "chisel", "frp", "konnectivity"] as const;
 type PathName = (typeof ALL_PATHS)[number];
-const ONLY = (flag("--only")?.split(",") ?? [...ALL_PATHS]) as PathName[];
+const ONLY = (WATCHES_ONLY ? ["relay"] : flag("--only")?.split(",") ?? [...ALL_PATHS]) as PathName[];
 for (const p of ONLY) {
   if (!ALL_PATHS.includes(p)) {
     console.error(`--only: unknown path ${JSON.stringify(p)}\n${USAGE}`);
@@ -451,6 +458,15 @@ interface WatchFigure {
   agentMiB: [before: number, holding: number];
 }
 
+function printWatches(watches: WatchFigure[]): void {
+  if (!watches.length) return;
+  console.log(`\n| watches on one tunnel | all open in | event delivery p50 | p99 | relay RSS MiB | agent RSS MiB | relay + agent |`);
+  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  for (const w of watches) {
+    console.log(`| ${w.watches} | ${w.establishedS.toFixed(1)} s | ${(w.p50Us / 1000).toFixed(1)} ms | ${(w.p99Us / 1000).toFixed(1)} ms | ${w.relayMiB[0].toFixed(0)} -> ${w.relayMiB[1].toFixed(0)} | ${w.agentMiB[0].toFixed(0)} -> ${w.agentMiB[1].toFixed(0)} | ${(w.relayMiB[1] + w.agentMiB[1]).toFixed(0)} MiB |`);
+  }
+}
+
 /**
  * For each count: opens that many watches at once through the relay (user token) on the one
  * tunnel of cluster "bench", fires WATCH_EVENTS events at the upstream, and reports how long the
@@ -558,6 +574,15 @@ try {
   await waitFor("the upstream's port", () => (logs.get(upstreamProc) ?? []).join("").includes("\n"), 10_000);
   const upstreamPort = Number((logs.get(upstreamProc) ?? []).join("").split("\n")[0]);
   const paths = await startPaths(go, { cluster: "bench", port: upstreamPort, ca: caFile });
+  if (WATCHES_ONLY) {
+    const watches = await watchesOnOneTunnel(upstreamPort, caFile);
+    printWatches(watches);
+    console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+    const json = flag("--json");
+    if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), watchesOnly: true, watches }, null, 2));
+    await cleanUp();
+    process.exit(0);
+  }
   const apiServer = await startApiServer();
   const listPaths = await startPaths(go, { cluster: "bench-k8s", port: apiServer.port, ca: apiServer.ca, bearer: apiServer.token, agentToken: apiServer.token });
 
@@ -606,13 +631,7 @@ try {
     console.log(`| ${LABEL[path.name]} | ${cells.join(" | ")} | ${range(p99["c=1"]![path.name]!)} | ${path.procs.length ? range(cpu[path.name]!, 2) : ""} | ${rss} |`);
   }
   if (starts.length) console.log(`\narcproxy start to its first answered request (spawn -> ready file -> one GET through it, ${starts.length} starts): median ${median(starts).toFixed(0)} ms, ${range(starts)} ms`);
-  if (watches.length) {
-    console.log(`\n| watches on one tunnel | all open in | event delivery p50 | p99 | relay RSS MiB | agent RSS MiB | relay + agent |`);
-    console.log("| --- | --- | --- | --- | --- | --- | --- |");
-    for (const w of watches) {
-      console.log(`| ${w.watches} | ${w.establishedS.toFixed(1)} s | ${(w.p50Us / 1000).toFixed(1)} ms | ${(w.p99Us / 1000).toFixed(1)} ms | ${w.relayMiB[0].toFixed(0)} -> ${w.relayMiB[1].toFixed(0)} | ${w.agentMiB[0].toFixed(0)} -> ${w.agentMiB[1].toFixed(0)} | ${(w.relayMiB[1] + w.agentMiB[1]).toFixed(0)} MiB |`);
-    }
-  }
+  printWatches(watches);
   console.log(`\n# load average at the end ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   const json = flag("--json");
   if (json) await writeFile(json, JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, smoke: SMOKE, results, p99, cpu, arcproxyStartMs: starts, watches }, null, 2));

@@ -16,6 +16,26 @@ test("bench/compare.ts --help prints its usage and runs nothing; an unknown flag
   const unknown = Bun.spawnSync([process.execPath, "bench/compare.ts", "--roundz", "2"], { cwd: ROOT });
   expect(unknown.exitCode).toBe(2);
   expect(unknown.stderr.toString()).toContain('unknown or incomplete argument "--roundz"');
+  const both = Bun.spawnSync([process.execPath, "bench/compare.ts", "--watches-only", "--no-watches"], { cwd: ROOT });
+  expect(both.exitCode).toBe(2);
+  expect(both.stderr.toString()).toContain("--watches-only and --no-watches contradict each other");
+});
+
+test("bench/compare.ts --smoke --watches-only: only the watches, on a fresh relay and agent; 20 get every event", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "arc-compare-watches-"));
+  try {
+    const json = join(dir, "results.json");
+    const proc = Bun.spawn([process.execPath, "bench/compare.ts", "--smoke", "--watches-only", "--json", json], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+    const { watchesOnly, watches } = JSON.parse(await readFile(json, "utf8")) as { watchesOnly: boolean; watches: { watches: number; p99Us: number }[] };
+    expect(watchesOnly).toBe(true);
+    expect(watches.map((w) => ({ watches: w.watches, delivered: w.p99Us > 0 }))).toEqual([{ watches: 20, delivered: true }]);
+    expect(stdout).toContain("| watches on one tunnel |");
+    expect(stdout).not.toContain("| direct |"); // no request scenario ran
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test("bench/compare.ts --smoke: direct, ours, the relay, chisel, frp and konnectivity each answer every scenario, the LIST from a real API server included; arcproxy's start is timed; 20 watches on one tunnel get every event", async () => {
