@@ -3,7 +3,7 @@
 import type { ClientHttp2Stream } from "node:http2";
 import { ApiServerUnavailable, ArcError, UpstreamTimeout } from "../errors/index.ts";
 import { endAtEventBoundary, isJsonContentType, isWatchRequest, responseHeaders, type HeaderMap } from "../http/index.ts";
-import { http2Constants, splitLongHeaders, timeouts, type TunnelServerStream } from "../tunnel/index.ts";
+import { cancelStream, endedByPeer, http2Constants, splitLongHeaders, timeouts, type TunnelServerStream } from "../tunnel/index.ts";
 import { Http2Unavailable, type ApiServerSessions, type SessionTls } from "./api-server-sessions.ts";
 
 export interface Http2ForwardTarget {
@@ -19,7 +19,7 @@ export interface Http2ForwardTarget {
   watchEnd?: AbortSignal;
 }
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Constants;
 
 /**
  * How much of a request body the agent keeps until the API server answers (bytes), so a request
@@ -108,6 +108,9 @@ class ReplayableBody {
       this.reading = true;
       this.source.on("data", (chunk: Buffer) => this.received(chunk));
       this.source.once("end", () => {
+        // A caller that went away mid-body ends the tunnel stream too (after a reset): the API
+        // server's stream is then cancelled when the tunnel stream closes, never ended.
+        if (!endedByPeer(this.source)) return;
         this.ended = true;
         this.sink?.end();
       });
@@ -174,23 +177,10 @@ class ReplayableBody {
   }
 }
 
-/**
- * Cancels a stream to the API server. A body not yet sent whole is reset with `destroy`: Bun
- * 1.4.5's `close(CANCEL)` first ends the stream (an empty DATA frame with END_STREAM, then
- * RST_STREAM), so the API server would see the cut body as complete.
- */
+/** Cancels a stream to the API server (RST_STREAM CANCEL; a body not yet sent whole is never ended first). */
 function cancelUpstream(upstream: ClientHttp2Stream): void {
-  if (upstream.closed || upstream.destroyed) return;
-  if (upstream.writableEnded) {
-    upstream.close(NGHTTP2_CANCEL);
-    return;
-  }
-  // The error is ours, given only to make Bun reset the stream: nobody waits on it.
-  upstream.once("error", ownCancel);
-  upstream.destroy(new Error("the request was cancelled before its body was sent whole"));
+  if (!upstream.closed) cancelStream(upstream);
 }
-
-function ownCancel(): void {}
 
 /** Resolves "refused" when the API server refused the request before answering; rejects as forwardOverHttp2. */
 async function sendOnce(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget, body: ReplayableBody | undefined): Promise<"done" | "refused"> {

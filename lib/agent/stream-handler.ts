@@ -5,7 +5,7 @@ import type { Identity } from "../auth/index.ts";
 import { ApiServerUnavailable, ArcError, BadRequest, TooManyRequests, UpstreamTimeout, isPeerHangup, statusResponse } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { MAX_REQUEST_HEADER_BYTES, apiServerRequestHeaders, bearerTokenOf, endAtEventBoundary, firstHeader, isJsonContentType, isWatchRequest, responseHeaders, toHeaderMap, type HeaderMap } from "../http/index.ts";
-import { joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
+import { endedByPeer, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelHeaders, type TunnelServerStream } from "../tunnel/index.ts";
 import { createImpersonationReviewer, type ImpersonationReviewer } from "./impersonation-review.ts";
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
@@ -242,7 +242,15 @@ function sendOverHttp1(
     });
 
     if (upgrade || stream.readableEnded) upstreamReq.end();
-    else stream.pipe(upstreamReq);
+    else {
+      // Ended only by the relay's END_STREAM: a caller gone mid-body ends the tunnel stream too
+      // (after a reset), and a chunked body ended then would reach the API server as complete.
+      stream.pipe(upstreamReq, { end: false });
+      stream.once("end", () => {
+        if (endedByPeer(stream)) upstreamReq.end();
+        else upstreamReq.destroy();
+      });
+    }
     if (upgrade) upstreamReq.flushHeaders();
   });
 }

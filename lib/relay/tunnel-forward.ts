@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { AgentNotConnected, BadGateway, UpstreamTimeout, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import { endAtEventBoundary, hasRequestBody, withoutContentLength, isJsonContentType, renderResponseHead, responseHeaders, responseOver, type HeaderMap } from "../http/index.ts";
 import {
-  http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
+  cancelStream, endedByPeer, http2Constants, joinLongHeaders, protocol, splice, splitLongHeaders, timeouts, type TunnelClient, type TunnelHeaders, type TunnelRequestStream,
 } from "../tunnel/index.ts";
 import { markNotForwarded } from "./not-forwarded.ts";
 
@@ -50,8 +50,10 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     // After pipe(): the request already flows, so this listener takes no byte from the stream.
     if (options.observe) req.on("data", (chunk: Buffer) => options.observe!.bytesIn(chunk.length));
   }
+  // A client gone in the middle of its body cancels the stream without ending it: the agent must
+  // not take the part it got for the whole body.
   res.once("close", () => {
-    if (!res.writableFinished && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+    if (!res.writableFinished) cancelStream(stream);
   });
   const method = req.method ?? "GET";
   // Listeners go on inside the 'response' event itself: Bun emits a body-less stream's 'end' and
@@ -72,7 +74,8 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     const finish = () => {
       if (ended) return;
       ended = true;
-      const complete = Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed;
+      // A reset after part of the answer ends the stream too (endedByPeer): cut, not complete.
+      const complete = endedByPeer(stream) && (Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed);
       if (complete) res.end();
       else res.destroy();
     };
@@ -100,7 +103,7 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
       if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
     });
     if (options.endWatch && isJsonContentType(headers["content-type"])) {
-      endAtEventBoundary(stream, res, options.endWatch, () => { if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL); });
+      endAtEventBoundary(stream, res, options.endWatch, () => cancelStream(stream));
     }
     return responseOver(res);
   }).catch((error: unknown) => {
@@ -122,9 +125,7 @@ export function forwardUpgrade(target: ForwardTarget, req: IncomingMessage, sock
   // (kubectl's SPDY POST sends one) would make HTTP/2 reset the stream at the first byte.
   const stream = openStream({ ...target, headers: withoutContentLength(target.headers) }, req.method ?? "GET", { [protocol.UPGRADE_HEADER]: upgrade }, false);
   if (head.length > 0) stream.write(head);
-  socket.once("close", () => {
-    if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
-  });
+  socket.once("close", () => cancelStream(stream));
   return awaitResponse(target, stream, timeouts.UPGRADE_TIMEOUT_MS, (headers) => {
     const upstreamStatus = Number(headers[protocol.UPGRADE_STATUS_HEADER] ?? headers[":status"]);
     // The request id goes back on an upgrade too: a failed exec is reported with it.
@@ -173,7 +174,7 @@ function openStream(target: ForwardTarget, method: string, extra: HeaderMap, end
 function awaitResponse<T>(target: ForwardTarget, stream: TunnelRequestStream, timeoutMs: number, onResponse: (headers: TunnelHeaders) => Promise<T>): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      stream.close(http2Constants.NGHTTP2_CANCEL);
+      cancelStream(stream);
       reject(new UpstreamTimeout(
         `the agent of cluster "${target.cluster}" did not answer within ${timeoutMs / 1000}s (request id ${target.requestId}); the API server may be overloaded`,
       ));

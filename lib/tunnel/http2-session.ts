@@ -316,6 +316,49 @@ async function closeSession(session: http2.Http2Session, done: Promise<void>): P
   clearTimeout(timer);
 }
 
+/**
+ * Cancels `stream`: RST_STREAM with CANCEL (RFC 9113 8.7), and, while its own body is unfinished,
+ * nothing before it. Bun 1.4.5's `close(code)` and a plain `destroy()` end the writable side first,
+ * which puts an empty DATA frame with END_STREAM on the wire: the peer takes a request body cut
+ * short for a complete one (a Go server, as the API server is, reads it without error). A
+ * `destroy(error)` resets without ending, and an error whose code is ABORT_ERR gives CANCEL, not
+ * INTERNAL_ERROR. A stream whose own side already ended gets `close(CANCEL)`. No-op once destroyed.
+ */
+export function cancelStream(stream: http2.Http2Stream): void {
+  if (stream.destroyed) return;
+  if (stream.writableEnded) {
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    return;
+  }
+  // The error only selects the reset: nobody waits on it.
+  stream.once("error", ignoreOwnCancel);
+  stream.destroy(new StreamCancelled());
+}
+
+/** Bun 1.4.5's Http2Stream#_destroy resets with CANCEL for an error whose code is ABORT_ERR. */
+class StreamCancelled extends Error {
+  override readonly name = "AbortError";
+  readonly code = "ABORT_ERR";
+  constructor() {
+    super("the stream was cancelled");
+  }
+}
+
+function ignoreOwnCancel(): void {}
+
+/**
+ * Whether `stream`'s incoming side ended with the peer's END_STREAM, rather than with a reset or
+ * the end of its session: Bun 1.4.5 ends the readable side of a reset stream too. Call it from
+ * 'end'; only then may what was read be forwarded as complete. Bun marks a clean end with
+ * `rstCode` 0 and a reset with its code (CANCEL for a session that died), and sets `aborted` only
+ * while this end's own side is still open. A reset read together with END_STREAM (one TCP read)
+ * sets its code before 'end' runs and counts as a cut: the safe side, as a body or an answer is
+ * then never passed on as whole when it might not be.
+ */
+export function endedByPeer(stream: http2.Http2Stream): boolean {
+  return !stream.aborted && !stream.rstCode;
+}
+
 export const http2Constants = {
   NGHTTP2_NO_ERROR: http2.constants.NGHTTP2_NO_ERROR,
   NGHTTP2_CANCEL: http2.constants.NGHTTP2_CANCEL,

@@ -14,7 +14,7 @@ import { createStreamHandler } from "../../lib/agent/stream-handler.ts";
 import { REPLAYABLE_BODY_BYTES } from "../../lib/agent/forward-http2.ts";
 import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
-import { protocol, splitLongHeaders, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
+import { cancelStream, endedByPeer, protocol, splitLongHeaders, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
 import { waitFor, within } from "../support/wait-for.ts";
 import { patternBytes, readAll, startTunnelPair, type TunnelPair } from "../tunnel/tunnel-pair.ts";
 
@@ -58,9 +58,9 @@ async function startApiServer(cert: SelfSignedCertificate, opts: { http2: boolea
     req.on("data", (chunk: string) => { body += chunk; });
     req.on("end", () => {
       // Bun's compatibility layer ends a request whose stream was reset too; a real API server
-      // fails reading such a body and processes nothing, so only a body that ended counts.
+      // fails reading such a body and processes nothing, so only a body the agent ended counts.
       const h2stream = (req as http2.Http2ServerRequest).stream;
-      if (h2stream && !h2stream.readableEnded) return;
+      if (h2stream && (!h2stream.readableEnded || !endedByPeer(h2stream))) return;
       seen.push({ headers: req.headers, rawHeaders: req.rawHeaders, body, protocol: req.httpVersion });
       const url = req.url ?? "";
       if (url.includes("watch=true")) {
@@ -359,6 +359,35 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(await within("the answer", status)).toBe(413);
     await within("the tunnel stream to finish", new Promise<void>((resolve) => stream.once("close", () => resolve())));
     expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+  });
+
+  test("a caller who cancels an upload halfway: the API server's stream is reset with CANCEL, and its body never ends (over HTTP/2)", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
+    let received = 0;
+    const upstreamClosed = new Promise<{ rstCode: number | undefined; bodyEnded: boolean }>((resolve) => {
+      api.on("stream", (s: http2.ServerHttp2Stream) => {
+        s.on("error", () => {});
+        let bodyEnded = false;
+        s.on("data", (chunk: Buffer) => { received += chunk.length; });
+        s.on("end", () => { bodyEnded = endedByPeer(s); });
+        s.once("close", () => resolve({ rstCode: s.rstCode, bodyEnded }));
+      });
+    });
+    await new Promise<void>((resolve) => api.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => api.close(() => resolve())));
+    const { pair } = await startAgent((api.address() as AddressInfo).port, cert);
+    const stream = pair.client.request({
+      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
+      [protocol.REQUEST_ID_HEADER]: "req-1", "content-type": "application/json",
+    });
+    stream.on("error", () => {});
+    stream.write(Buffer.alloc(16 * 1024, 120));
+    await waitFor("the API server to read the first part", () => received > 0);
+    cancelStream(stream); // as the relay does when its client goes away mid-body
+    // RFC 9113 8.7: CANCEL says the stream is no longer needed, as Go's client sends when a request's
+    // context ends; INTERNAL_ERROR would read as a fault of the agent in the API server's log.
+    expect(await within("the API server's stream to close", upstreamClosed)).toEqual({ rstCode: http2.constants.NGHTTP2_CANCEL, bodyEnded: false });
   });
 
   test("a request head too long for Bun's HPACK (an 80 KB label selector) goes over HTTP/1.1; the session and its other requests live on", async () => {

@@ -17,7 +17,7 @@ import {
 } from "../../lib/auth/index.ts";
 import { createLogger } from "../../lib/observe/index.ts";
 import {
-  createWebSocketDuplex, http2Constants, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
+  cancelStream, createWebSocketDuplex, http2Constants, openTunnelClient, protocol, serveTunnel, type TunnelClient, type TunnelHeaders,
   type TunnelOutgoingHeaders, type TunnelServer,
 } from "../../lib/tunnel/index.ts";
 import { waitFor, within } from "../support/wait-for.ts";
@@ -43,6 +43,9 @@ interface FakeApiServer {
   seen: SeenRequest[];
   /** TCP connections accepted so far. */
   connections: number;
+  /** Request body bytes read so far, and requests whose body was cut ('aborted', never 'end'). */
+  readonly bodyBytes: number;
+  readonly abortedRequests: number;
   close(): Promise<void>;
 }
 
@@ -61,7 +64,9 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
     }
     let body = "";
     req.setEncoding("utf8");
-    req.on("data", (chunk: string) => { body += chunk; });
+    req.on("data", (chunk: string) => { body += chunk; fake.bodyBytes += Buffer.byteLength(chunk); });
+    req.on("aborted", () => { fake.abortedRequests++; });
+    req.on("error", () => {});
     req.on("end", () => {
       seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body });
       // A Warning as an admission webhook may send it: UTF-8 bytes, which node:http writes one per character.
@@ -89,7 +94,7 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
     );
     socket.on("data", (chunk: Buffer) => socket.write(`echo:${chunk.toString()};`));
   });
-  const fake = { connections: 0 };
+  const fake = { connections: 0, bodyBytes: 0, abortedRequests: 0 };
   server.on("connection", () => { fake.connections++; });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -98,6 +103,8 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
     watchClosed,
     seen,
     get connections() { return fake.connections; },
+    get bodyBytes() { return fake.bodyBytes; },
+    get abortedRequests() { return fake.abortedRequests; },
     async close() {
       for (const s of sockets) s.destroy();
       server.closeAllConnections?.();
@@ -303,6 +310,20 @@ describe("an authenticated request", () => {
     expect(response.status).toBe(200);
     expect(api.seen[0]!.method).toBe("POST");
     expect(api.seen[0]!.body).toBe(body);
+  });
+
+  test("a caller who cancels an upload halfway: the API server's request is cut, never ended as complete (over HTTP/1.1)", async () => {
+    // No Content-Length: the body goes chunked, and only a reset tells the API server it was cut.
+    const [bytesBefore, abortedBefore] = [api.bodyBytes, api.abortedRequests];
+    const stream = tunnel.client.request({
+      ":method": "POST", ":path": "/api/v1/namespaces/default/configmaps", authorization: await userBearer(), "content-type": "application/json",
+    });
+    stream.on("error", () => {});
+    stream.write(Buffer.alloc(16 * 1024, 120));
+    await waitFor("the API server to read the first part", () => api.bodyBytes > bytesBefore);
+    cancelStream(stream); // as the relay does when its client goes away mid-body
+    await waitFor("the API server's request to be cut", () => api.abortedRequests === abortedBefore + 1);
+    expect(api.seen.map((r) => r.method)).toEqual([]);
   });
 
   test("the query string reaches the API server unchanged", async () => {

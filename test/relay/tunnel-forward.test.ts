@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import http from "node:http";
 import net from "node:net";
-import { http2Constants, joinLongHeaders, splitLongHeaders, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
+import { cancelStream, endedByPeer, http2Constants, joinLongHeaders, splitLongHeaders, type TunnelHeaders, type TunnelServerStream } from "../../lib/tunnel/index.ts";
 import { waitFor, within } from "../support/wait-for.ts";
 import { collect, httpRequest, rawConnect, readAll, startTunnelPair, type StreamHandler, type TunnelPair } from "../tunnel/tunnel-pair.ts";
 import { startFrontServer, type FrontServer } from "./front-server.ts";
@@ -262,6 +262,54 @@ describe("forwardHttpRequest", () => {
     await waitFor("the agent's stream to close", () => agentClosedAt > 0, 1000);
     expect(agentClosedAt - abortedAt).toBeLessThan(1000);
     expect(agentStream?.rstCode).toBe(http2Constants.NGHTTP2_CANCEL);
+  });
+});
+
+describe("an answer the agent cancels after it began", () => {
+  test.each([
+    ["without Content-Length", {}],
+    ["with Content-Length", { "content-length": "1000000" }],
+  ])("(%s) is cut for the client, never ended as if complete", async (_what, extra) => {
+    const { front } = await setup((stream) => {
+      stream.on("error", () => {});
+      stream.respond({ ":status": 200, "content-type": "application/json", ...extra });
+      stream.write('{"kind":"PodList","items":[');
+      setImmediate(() => cancelStream(stream));
+    });
+    const outcome = await within("the client's response to end", new Promise<string>((resolve) => {
+      const req = http.request({ host: "127.0.0.1", port: front.port, path: "/api/v1/pods", agent: false }, (res) => {
+        res.resume();
+        res.once("end", () => resolve(res.complete ? "complete" : "cut"));
+        res.once("error", () => resolve("cut"));
+        res.once("close", () => resolve(res.complete ? "complete" : "cut"));
+      });
+      req.once("error", () => resolve("cut"));
+      req.end();
+    }));
+    expect(outcome).toBe("cut");
+  });
+});
+
+describe("a client gone in the middle of its request body", () => {
+  test.each([
+    ["chunked", "Transfer-Encoding: chunked\r\n\r\n4000\r\n" + "x".repeat(0x4000) + "\r\n"],
+    ["with Content-Length", "Content-Length: 1000000\r\n\r\n" + "x".repeat(0x4000)],
+  ])("(%s): the agent's stream is cancelled, never ended as if the body were complete", async (_framing, rest) => {
+    let received = 0;
+    const outcome = new Promise<{ endedByPeer: boolean; rstCode: number | undefined }>((resolve) => {
+      void setup((stream) => {
+        let ended = false;
+        stream.on("error", () => {});
+        stream.on("data", (chunk: Buffer) => { received += chunk.length; });
+        stream.on("end", () => { ended = endedByPeer(stream); });
+        stream.once("close", () => resolve({ endedByPeer: ended, rstCode: stream.rstCode }));
+      }).then(async ({ front }) => {
+        const client = await rawConnect(front.port, `POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n${rest}`);
+        await waitFor("the agent to read the first part", () => received > 0);
+        client.destroy();
+      });
+    });
+    expect(await within("the agent's stream to close", outcome)).toEqual({ endedByPeer: false, rstCode: http2Constants.NGHTTP2_CANCEL });
   });
 });
 
