@@ -107,15 +107,25 @@ class ReplayableBody {
     if (!this.reading) {
       this.reading = true;
       this.source.on("data", (chunk: Buffer) => this.received(chunk));
-      this.source.once("end", () => {
-        // A caller that went away mid-body ends the tunnel stream too (after a reset): the API
-        // server's stream is then cancelled when the tunnel stream closes, never ended.
-        if (!endedByPeer(this.source)) return;
-        this.ended = true;
-        this.sink?.end();
-      });
+      if (this.source.readableEnded) {
+        // An empty body (a chunked request with nothing in it) can end while the first session
+        // is still being dialled, before any listener was here to hear it.
+        this.bodyEnded(sink);
+      } else {
+        this.source.once("end", () => this.bodyEnded(this.sink));
+      }
     }
     this.source.resume();
+  }
+
+  /**
+   * The tunnel stream's readable side ended. A caller that went away mid-body ends it too (after a
+   * reset): the API server's stream is then cancelled when the tunnel stream closes, never ended.
+   */
+  private bodyEnded(sink: ClientHttp2Stream | undefined): void {
+    if (!endedByPeer(this.source)) return;
+    this.ended = true;
+    sink?.end();
   }
 
   /**

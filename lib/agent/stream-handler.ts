@@ -241,15 +241,17 @@ function sendOverHttp1(
       stream.once("close", () => res.destroy());
     });
 
-    if (upgrade || stream.readableEnded) upstreamReq.end();
+    // Ended only by the relay's END_STREAM: a caller gone mid-body ends the tunnel stream too
+    // (after a reset), and a chunked body ended then would reach the API server as complete.
+    const bodyEnded = () => {
+      if (endedByPeer(stream)) upstreamReq.end();
+      else upstreamReq.destroy();
+    };
+    if (upgrade) upstreamReq.end();
+    else if (stream.readableEnded) bodyEnded();
     else {
-      // Ended only by the relay's END_STREAM: a caller gone mid-body ends the tunnel stream too
-      // (after a reset), and a chunked body ended then would reach the API server as complete.
       stream.pipe(upstreamReq, { end: false });
-      stream.once("end", () => {
-        if (endedByPeer(stream)) upstreamReq.end();
-        else upstreamReq.destroy();
-      });
+      stream.once("end", bodyEnded);
     }
     if (upgrade) upstreamReq.flushHeaders();
   });

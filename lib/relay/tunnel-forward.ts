@@ -72,7 +72,9 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     let forwarded = 0;
     let ended = false;
     const finish = () => {
-      if (ended) return;
+      // Ended already on purpose (a watch ended at an event boundary, whose own cancel ends the
+      // stream after it): a destroy now could cut what is still being flushed.
+      if (ended || res.writableEnded) return;
       ended = true;
       // A reset after part of the answer ends the stream too (endedByPeer): cut, not complete.
       const complete = endedByPeer(stream) && (Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed);
@@ -100,7 +102,7 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
     // A reset stream emits only 'close'. (Bun may close a stream that ended cleanly before its
     // last bytes are read, so only a reset code counts here; a clean end comes through 'end'.)
     stream.once("close", () => {
-      if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableFinished) res.destroy();
+      if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && !res.writableEnded) res.destroy();
     });
     if (options.endWatch && isJsonContentType(headers["content-type"])) {
       endAtEventBoundary(stream, res, options.endWatch, () => cancelStream(stream));

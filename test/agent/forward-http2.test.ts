@@ -264,6 +264,17 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(JSON.parse(res.body).echo).toBe(body);
   });
 
+  // What the relay sends for a chunked request with no body: HEADERS, then an empty DATA frame
+  // with END_STREAM, whose end may come while the agent still dials its first session.
+  test("an empty body on a cold agent (a chunked request with nothing in it) is answered, not held until the 60 s timeout", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true });
+    const { pair } = await startAgent(api.port, cert);
+    const res = await within("the answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", ""));
+    expect(res.status).toBe(200);
+    expect(api.seen.map((r) => `${r.headers[":method"]} ${JSON.stringify(r.body)}`)).toEqual(['POST ""']);
+  });
+
   test("a request with a body that the API server refused while going away is sent again whole on a new session, and processed once", async () => {
     const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
     const api = await startApiServer(cert, { http2: true, refuseRequest: 2 });
