@@ -42,6 +42,11 @@ export interface ConnectorOptions {
   onDialFailure?: (reason: "unauthorized" | "error") => void;
   /** Called once the first tunnel is up (the agent's readiness). */
   onConnected?: () => void;
+  /**
+   * Asked when the relay refuses the agent's key (401): an error to stop with, or undefined to keep
+   * redialling (a key revoked by mistake may be registered again).
+   */
+  fatalRefusal?: () => Error | undefined;
 }
 
 export const DEFAULT_BACKOFF: ReconnectBackoff = { baseMs: 1_000, maxMs: 10_000 };
@@ -88,6 +93,11 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
     } catch (error) {
       opts.onDialFailure?.(error instanceof Unauthorized ? "unauthorized" : "error");
       if (error instanceof Unauthorized) {
+        const fatal = opts.fatalRefusal?.();
+        if (fatal) {
+          await Promise.all(lingering);
+          throw fatal;
+        }
         opts.logger.error(`relay refused the agent's key${opts.refusedHint ? `: ${opts.refusedHint}` : ""}`, { relay: opts.relay.url.base, error });
       } else {
         opts.logger.warn("tunnel to relay failed", { relay: opts.relay.url.base, error });

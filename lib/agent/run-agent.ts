@@ -51,24 +51,35 @@ export interface AgentOptions {
  * On abort: GOAWAY, streams in flight get `drainTimeoutMs` (25 s), then the tunnel closes.
  *
  * Throws (before any tunnel) when there is no key and no token, when enrollment is refused
- * (Unauthorized for a spent or expired token, with what to do), when the key store cannot be
- * written, or when the relay's issuer cannot be read. Network trouble after that is retried, never
- * thrown.
+ * (Unauthorized for a spent or expired token, or one for another cluster, with what to do), when
+ * the key store cannot be written, or when the relay's issuer cannot be read; and Unauthorized
+ * when the relay refuses both the token and a key an earlier start saved but never saw enrolled.
+ * Network trouble, and the relay refusing an enrolled key (it may be registered again), are
+ * retried, never thrown.
  */
 export async function runAgent(opts: AgentOptions): Promise<void> {
   const cluster = validateClusterName(opts.cluster);
   const log = opts.logger.child({ cluster });
   let keys = await opts.keyStore.load();
   if (keys && keys.cluster !== cluster) {
-    throw new Error(
-      `the key in ${opts.keyStore.describe()} belongs to cluster "${keys.cluster}", not "${cluster}": an agent serves only the cluster it enrolled for`,
-    );
+    if (keys.enrolled !== false) {
+      throw new Error(
+        `the key in ${opts.keyStore.describe()} belongs to cluster "${keys.cluster}", not "${cluster}": an agent serves only the cluster it enrolled for`,
+      );
+    }
+    // Saved for an enrollment the relay refused (a mistyped --cluster): no relay knows it.
+    log.warn("discarding a key that was never enrolled, made for another cluster", { keyStore: opts.keyStore.describe(), keyCluster: keys.cluster });
+    keys = undefined;
   }
   if (!keys || keys.enrolled === false) {
     keys = await enrollOnce(opts, cluster, keys, log);
   } else if (opts.enrollToken) {
     log.info("already enrolled; ignoring the enrollment token", { keyStore: opts.keyStore.describe() });
   }
+  // Not yet confirmed: the relay refused the token offered for a key saved by an earlier start.
+  // The first tunnel decides: accepted, the key was registered (that start crashed after the
+  // relay's answer) and is marked enrolled; refused, the agent stops and says what to do.
+  let unconfirmed = keys.enrolled === false;
 
   let current = keys;
   const external = (opts.trustedIssuers ?? []).map((t) =>
@@ -108,14 +119,26 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       opts.onState?.(state);
     },
     onDialFailure: (reason) => opts.metrics?.dialFailures.inc({ reason }),
+    onConnected: () => {
+      if (!unconfirmed) return;
+      unconfirmed = false;
+      void saveWithRetry(opts.keyStore, { ...current, enrolled: true }, log).then(() => log.info("the relay accepted the stored key: enrolled", { keyStore: opts.keyStore.describe() }));
+    },
+    fatalRefusal: () => unconfirmed
+      ? new Unauthorized(
+        `the relay knows neither this agent's key nor the enrollment token it was given (invalid, expired, already used, or for another cluster): ` +
+          `create a new one with \`arcrelay cluster enroll-token ${cluster}\` and start the agent again with --enroll-token`,
+      )
+      : undefined,
   });
 }
 
 /**
  * Enrollment that survives a crash or a failed save: the new key is stored (marked not enrolled)
  * before the single-use token is spent, so the key the relay registers is never lost. A start that
- * finds such a key enrolls it again with the token; a token the relay already took (the crash came
- * after the relay's answer) means the key is registered, and the tunnel will tell if it is not.
+ * finds such a key enrolls it again with the token. When the relay refuses the token then, either
+ * an earlier start spent it (it crashed after the relay's answer: the key is registered) or the
+ * token was wrong: the key stays marked not enrolled, and the first tunnel tells which.
  */
 async function enrollOnce(opts: AgentOptions, cluster: string, pending: AgentKeys | undefined, log: Logger): Promise<AgentKeys> {
   const where = opts.keyStore.describe();
@@ -132,7 +155,8 @@ async function enrollOnce(opts: AgentOptions, cluster: string, pending: AgentKey
     await enrollWithRelay(opts.relay, cluster, opts.enrollToken, keys.publicJwk);
   } catch (error) {
     if (!(pending && error instanceof Unauthorized)) throw error;
-    log.warn("the enrollment token was already spent; assuming the relay registered the stored key", { keyStore: where });
+    log.warn("the relay refused the enrollment token; connecting with the stored key, which an earlier start may have enrolled", { keyStore: where, error });
+    return pending;
   }
   const enrolled = { ...keys, enrolled: true };
   await saveWithRetry(opts.keyStore, enrolled, log);

@@ -33,7 +33,9 @@ function checkEnrollmentTtl(ttlSeconds: number): void {
 
 /**
  * Consumes the enrollment token and stores the agent's public key; returns the cluster's name. The
- * token names the cluster it was made for; presenting it for another cluster fails and burns it.
+ * token names the cluster it was made for; presented for another cluster (a mistyped --cluster) it
+ * is refused with the cluster it is for, and left valid: whoever holds it may enroll that cluster
+ * anyway, so naming it tells them nothing they could not do.
  * Throws BadRequest for malformed input, Unauthorized for a token that does not enroll `cluster`
  * (the relay runs this through limitAuthentication, so only that counts as a failed login).
  */
@@ -41,7 +43,14 @@ export async function enrollAgent(store: RelayStore, input: { cluster?: unknown;
   const cluster = validateClusterName(String(input.cluster ?? ""));
   if (typeof input.token !== "string" || input.token.length > 512) throw new BadRequest("enrollment needs the token printed by arcrelay cluster add");
   const publicKey = await validateAgentPublicKey(input.publicKey);
-  const record = await store.consumeEnrollmentToken(hashSecret(input.token), new Date());
+  const secretHash = hashSecret(input.token);
+  const found = await store.findEnrollmentToken(secretHash, new Date());
+  if (found && found.cluster !== cluster) {
+    throw new Unauthorized(
+      `this enrollment token is for cluster "${found.cluster}", not "${cluster}": run the agent with --cluster ${found.cluster}; the token was not used and is still valid`,
+    );
+  }
+  const record = await store.consumeEnrollmentToken(secretHash, new Date());
   if (!record || record.cluster !== cluster) {
     throw new Unauthorized(
       `enrollment token for cluster "${cluster}" is invalid, expired or already used: create a new one with arcrelay cluster enroll-token ${cluster}`,

@@ -10,6 +10,7 @@ import { createRelayConnection } from "../../lib/client/index.ts";
 import { generateSigningKeyPair, signAgentToken } from "../../lib/auth/index.ts";
 import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
+import { enrollAgent } from "../../lib/relay/enrollment.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 import { waitFor } from "../support/wait-for.ts";
 
@@ -86,6 +87,59 @@ describe("revocation", () => {
     } finally {
       controller.abort();
     }
+  });
+});
+
+describe("enrollment mistakes an agent recovers from", () => {
+  /** Starts an agent with a fresh logger; resolves how its first start ended: connected, or the error it stopped with. */
+  async function startAgent(stateDir: string, cluster: string, enrollToken: string | undefined) {
+    const states: string[] = [];
+    const controller = new AbortController();
+    let stopped: Error | undefined;
+    const run = runAgent({
+      relay: createRelayConnection(relay.url), cluster, keyStore: createFileKeyStore(stateDir), ...(enrollToken ? { enrollToken } : {}),
+      upstream: loadUpstream({ kubeconfig }), agentVersion: "test", signal: controller.signal, logger: silentLogger,
+      backoff: { baseMs: 10, maxMs: 50 },
+      onState: (state) => void states.push(state),
+    }).catch((error: Error) => { stopped = error; });
+    await waitFor("the agent to connect or stop", () => states.includes("connected") || stopped !== undefined, 10_000);
+    controller.abort();
+    await run;
+    return stopped ? `stopped: ${stopped.message}` : "connected";
+  }
+
+  test("a mistyped enrollment token, twice, then the right one: the agent stops saying what to do, then enrolls (it used to mark its key enrolled and redial forever)", async () => {
+    const { token } = await addCluster(relay.store, "delta");
+    const stateDir = join(dir, "delta-agent");
+    expect(await startAgent(stateDir, "delta", "arcenroll_typo")).toContain('enrollment token for cluster "delta" is invalid, expired or already used');
+    expect(await startAgent(stateDir, "delta", "arcenroll_typo")).toBe(
+      "stopped: the relay knows neither this agent's key nor the enrollment token it was given (invalid, expired, already used, or for another cluster): " +
+        "create a new one with `arcrelay cluster enroll-token delta` and start the agent again with --enroll-token",
+    );
+    expect(await startAgent(stateDir, "delta", token)).toBe("connected");
+    // Enrolled for good: the next start needs no token.
+    expect(await startAgent(stateDir, "delta", undefined)).toBe("connected");
+  });
+
+  test("a start that crashed after the relay took its token connects with the stored key, whose enrollment the relay had registered", async () => {
+    const { token } = await addCluster(relay.store, "epsilon");
+    const stateDir = join(dir, "epsilon-agent");
+    const keyStore = createFileKeyStore(stateDir);
+    const keys = await generateSigningKeyPair("EdDSA");
+    // What the crashed start left: the key saved as not yet enrolled, the token spent at the relay.
+    await keyStore.save({ cluster: "epsilon", ...keys, enrolled: false });
+    await enrollAgent(relay.store, { cluster: "epsilon", token, publicKey: keys.publicJwk });
+    expect(await startAgent(stateDir, "epsilon", token)).toBe("connected");
+    expect((await keyStore.load())?.enrolled).toBe(true);
+  });
+
+  test("a mistyped --cluster does not burn the token: the agent stops naming the token's cluster, then enrolls with it", async () => {
+    const { token } = await addCluster(relay.store, "zeta");
+    const stateDir = join(dir, "zeta-agent");
+    expect(await startAgent(stateDir, "zteta", token)).toContain(
+      'this enrollment token is for cluster "zeta", not "zteta": run the agent with --cluster zeta; the token was not used and is still valid',
+    );
+    expect(await startAgent(stateDir, "zeta", token)).toBe("connected");
   });
 });
 

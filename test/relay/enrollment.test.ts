@@ -170,14 +170,15 @@ describe("enrollAgent", () => {
     expect((await store.getCluster("prod"))?.agentKey?.x).toBe(replacement.x);
   });
 
-  test("a token of cluster A for cluster B is Unauthorized and burns the token", async () => {
+  test("a token of cluster A for cluster B (a mistyped --cluster, registered or not) is Unauthorized, names A, and stays valid for A", async () => {
     const a = await addCluster(store, "cluster-a");
     await addCluster(store, "cluster-b");
-    const error = await thrown(async () => enrollAgent(store, { cluster: "cluster-b", token: a.token, publicKey: await publicKey() }));
-    expect(error).toBeInstanceOf(Unauthorized);
-    expect(error.message).toContain("cluster-b");
-    expect(await thrown(async () => enrollAgent(store, { cluster: "cluster-a", token: a.token, publicKey: await publicKey() })))
-      .toBeInstanceOf(Unauthorized);
+    for (const wrong of ["cluster-b", "cluster-c"]) {
+      const error = await thrown(async () => enrollAgent(store, { cluster: wrong, token: a.token, publicKey: await publicKey() }));
+      expect(error).toBeInstanceOf(Unauthorized);
+      expect(error.message).toBe(`this enrollment token is for cluster "cluster-a", not "${wrong}": run the agent with --cluster cluster-a; the token was not used and is still valid`);
+    }
+    expect(await enrollAgent(store, { cluster: "cluster-a", token: a.token, publicKey: await publicKey() })).toBe("cluster-a");
   });
 
   test("concurrent use of one token: exactly one enrollment wins", async () => {

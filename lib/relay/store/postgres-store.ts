@@ -305,6 +305,12 @@ function createPostgresStore(sql: SQL): RelayStore {
       });
     },
 
+    async findEnrollmentToken(secretHash, now) {
+      const nowMs = toMillis(now, "findEnrollmentToken: now");
+      const [row] = (await sql`SELECT * FROM enrollment_tokens WHERE secret_hash = ${secretHash}`) as TokenRow[];
+      return row && Number(row.expires_at) > nowMs ? toTokenRecord(row) : undefined;
+    },
+
     async addGrant(grant) {
       const { principal, cluster, role } = grant;
       await sql`INSERT INTO grants (id, principal, cluster, role, created_at)

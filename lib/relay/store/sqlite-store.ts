@@ -285,6 +285,12 @@ function createSqliteStore(db: Database): RelayStore {
       }).immediate();
     },
 
+    async findEnrollmentToken(secretHash, now) {
+      const nowMs = toMillis(now, "findEnrollmentToken: now");
+      const row = db.query<TokenRow, { secretHash: string }>("SELECT * FROM enrollment_tokens WHERE secret_hash = $secretHash").get({ secretHash });
+      return row && row.expires_at > nowMs ? toTokenRecord(row) : undefined;
+    },
+
     async addGrant(grant) {
       const { principal, cluster, role } = grant;
       return db.transaction(() => {

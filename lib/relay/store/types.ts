@@ -109,6 +109,11 @@ export interface RelayStore {
    * a token can be consumed once, even by two concurrent callers.
    */
   consumeEnrollmentToken(secretHash: string, now: Date): Promise<EnrollmentTokenRecord | undefined>;
+  /**
+   * The token with this hash if it exists and has not expired, left as it is: lets enrollment say
+   * which cluster a token is for before it spends it (a mistyped --cluster must not burn it).
+   */
+  findEnrollmentToken(secretHash: string, now: Date): Promise<EnrollmentTokenRecord | undefined>;
 
   addGrant(grant: Omit<GrantRecord, "id" | "createdAt">): Promise<GrantRecord>;
   listGrants(filter?: { cluster?: string }): Promise<GrantRecord[]>;

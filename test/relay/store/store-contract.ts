@@ -138,6 +138,17 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.consumeEnrollmentToken(token.secretHash, now)).toBeUndefined();
       });
 
+      test("a token is found without being consumed; an expired or unknown one is not found", async () => {
+        const token = { cluster: "prod", secretHash: "c".repeat(64), expiresAt: later(HOUR) };
+        await store.addEnrollmentToken(token);
+        expect(await store.findEnrollmentToken(token.secretHash, now)).toEqual(token);
+        expect(await store.findEnrollmentToken(token.secretHash, now)).toEqual(token);
+        expect(await store.findEnrollmentToken(token.secretHash, later(HOUR))).toBeUndefined();
+        expect(await store.findEnrollmentToken("f".repeat(64), now)).toBeUndefined();
+        expect(await store.consumeEnrollmentToken(token.secretHash, now)).toEqual(token);
+        expect(await store.findEnrollmentToken(token.secretHash, now)).toBeUndefined();
+      });
+
       test("an unknown token is not consumed", async () => {
         expect(await store.consumeEnrollmentToken("f".repeat(64), now)).toBeUndefined();
       });
