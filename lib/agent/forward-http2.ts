@@ -28,6 +28,40 @@ const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2Constants;
  */
 export const REPLAYABLE_BODY_BYTES = 64 * 1024;
 
+/**
+ * The most the agent keeps of all bodies together for sending again (bytes): 256 full copies.
+ * Without it 2,000 requests in flight, each holding back a 64 KiB copy, would add 125 MiB to an
+ * agent sized at 256 MiB (the attacker's review); past it a body is not kept, and is answered as
+ * a larger one is if the API server refuses it (a 503 with Retry-After, which client-go resends).
+ */
+export const REPLAY_BUDGET_BYTES = 16 * 1024 * 1024;
+
+/** Bytes of bodies kept for sending again, shared by every request of one agent. */
+export class ReplayBudget {
+  private used = 0;
+
+  /** `limitBytes`: see REPLAY_BUDGET_BYTES. Throws TypeError for a negative or fractional size. */
+  constructor(readonly limitBytes: number = REPLAY_BUDGET_BYTES) {
+    if (!Number.isInteger(limitBytes) || limitBytes < 0) throw new TypeError(`the replay budget must be a whole number of bytes, not ${limitBytes}`);
+  }
+
+  /** Bytes kept right now, by all requests. */
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  /** Takes `bytes` if they fit; false (and nothing taken) if they do not. */
+  take(bytes: number): boolean {
+    if (this.used + bytes > this.limitBytes) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.used = Math.max(0, this.used - bytes);
+  }
+}
+
 /** What the agent reads and drops of a body the API server answered without reading (bytes), as Go's server does (256 KiB). */
 const DISCARDED_BODY_BYTES = 256 * 1024;
 
@@ -43,19 +77,29 @@ const DISCARDED_BODY_BYTES = 256 * 1024;
  * refused the request unprocessed, so client-go sends it again), UpstreamTimeout (504, no response
  * head within RESPONSE_HEADERS_TIMEOUT_MS), or a peer hang-up of the tunnel stream.
  */
-export async function forwardOverHttp2(sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget): Promise<void> {
+export async function forwardOverHttp2(
+  sessions: ApiServerSessions, stream: TunnelServerStream, target: Http2ForwardTarget, budget: ReplayBudget = new ReplayBudget(),
+): Promise<void> {
   // END_STREAM on the tunnel's HEADERS: no body, so none is announced to the API server either.
-  const body = stream.endAfterHeaders === true ? undefined : new ReplayableBody(stream, REPLAYABLE_BODY_BYTES);
-  if ((await sendOnce(sessions, stream, target, body)) === "done") return;
-  if (body && !body.replayable) throw refused(target, `its body is over ${REPLAYABLE_BODY_BYTES / 1024} KiB, more than the agent keeps to send it again`);
+  const body = stream.endAfterHeaders === true ? undefined : new ReplayableBody(stream, REPLAYABLE_BODY_BYTES, budget);
   try {
     if ((await sendOnce(sessions, stream, target, body)) === "done") return;
-  } catch (error) {
-    // The body's first bytes were read for the first try: HTTP/1.1 has nothing left to send.
-    if (error instanceof Http2Unavailable && body) throw refused(target, error.message);
-    throw error;
+    if (body && !body.replayable) {
+      throw refused(target, body.overBudget
+        ? "the agent is keeping as much of other requests' bodies as it may, to send them again"
+        : `its body is over ${REPLAYABLE_BODY_BYTES / 1024} KiB, more than the agent keeps to send it again`);
+    }
+    try {
+      if ((await sendOnce(sessions, stream, target, body)) === "done") return;
+    } catch (error) {
+      // The body's first bytes were read for the first try: HTTP/1.1 has nothing left to send.
+      if (error instanceof Http2Unavailable && body) throw refused(target, error.message);
+      throw error;
+    }
+    throw refused(target, "it was refused twice");
+  } finally {
+    body?.release();
   }
-  throw refused(target, "it was refused twice");
 }
 
 function unavailable(target: Http2ForwardTarget, error: unknown): ApiServerUnavailable {
@@ -83,7 +127,11 @@ function refused(target: Http2ForwardTarget, why: string): ApiServerUnavailable 
 class ReplayableBody {
   private chunks: Buffer[] = [];
   private bytes = 0;
+  /** Of `bytes`, what the budget gave: returned when the copy is dropped. */
+  private taken = 0;
   private kept = true;
+  /** The copy was dropped because the agent-wide budget was spent, not because of this body's size. */
+  overBudget = false;
   private ended = false;
   private sink: ClientHttp2Stream | undefined;
   private reading = false;
@@ -91,7 +139,7 @@ class ReplayableBody {
   private discarded = 0;
   private awaitingDrain = false;
 
-  constructor(private readonly source: TunnelServerStream, private readonly limit: number) {}
+  constructor(private readonly source: TunnelServerStream, private readonly limit: number, private readonly budget: ReplayBudget) {}
 
   /** Whether all of the body read so far is kept (false once past the limit, or once answered). */
   get replayable(): boolean {
@@ -151,10 +199,12 @@ class ReplayableBody {
     this.source.resume();
   }
 
-  /** The API server answered: the copy is not needed any more. */
+  /** The API server answered (or the request is over): the copy is not needed any more. Idempotent. */
   release(): void {
     this.kept = false;
     this.chunks = [];
+    this.budget.give(this.taken);
+    this.taken = 0;
   }
 
   private received(chunk: Buffer): void {
@@ -165,8 +215,14 @@ class ReplayableBody {
     }
     if (this.kept) {
       this.bytes += chunk.length;
-      if (this.bytes <= this.limit) this.chunks.push(chunk);
-      else this.release();
+      if (this.bytes > this.limit) this.release();
+      else if (!this.budget.take(chunk.length)) {
+        this.overBudget = true;
+        this.release();
+      } else {
+        this.taken += chunk.length;
+        this.chunks.push(chunk);
+      }
     }
     const sink = this.sink;
     if (!sink) {

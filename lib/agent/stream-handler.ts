@@ -10,7 +10,7 @@ import { createImpersonationReviewer, type ImpersonationReviewer } from "./imper
 import { resolveApiServerIdentity } from "./impersonation.ts";
 import type { Upstream } from "./upstream.ts";
 import { Http2Unavailable, fitsHttp2Head } from "./api-server-sessions.ts";
-import { forwardOverHttp2 } from "./forward-http2.ts";
+import { forwardOverHttp2, ReplayBudget } from "./forward-http2.ts";
 import { measureStream, type AgentMetrics } from "./metrics.ts";
 
 export interface StreamHandlerDeps {
@@ -29,6 +29,8 @@ export interface StreamHandlerDeps {
    * at once. Default DEFAULT_MAX_REQUESTS_IN_FLIGHT (`arcagent --max-requests-in-flight`).
    */
   maxRequestsInFlight?: number;
+  /** The bytes of request bodies kept for sending again, shared by every request (default: REPLAY_BUDGET_BYTES). */
+  replayBudget?: ReplayBudget;
 }
 
 /**
@@ -62,6 +64,8 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
   const reviewer = createImpersonationReviewer(deps.upstream, deps.cluster);
   const serving = new Map<TunnelServerStream, { requestId: string; method: string; path: string; since: number }>();
   const maxInFlight = deps.maxRequestsInFlight ?? DEFAULT_MAX_REQUESTS_IN_FLIGHT;
+  // One budget for every request this handler serves.
+  deps = { ...deps, replayBudget: deps.replayBudget ?? new ReplayBudget() };
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new TypeError(`maxRequestsInFlight must be a positive integer, not ${maxInFlight}`);
   let refusedBusy = 0;
   let lastBusyLog = 0;
@@ -140,7 +144,7 @@ async function serveStream(deps: StreamHandlerDeps, reviewer: ImpersonationRevie
       deps.logger.debug("forwarding", { requestId, user: caller.user, as: identity.user !== caller.user ? identity.user : undefined, method, path: path.split("?")[0], protocol: "h2" });
       try {
         const tls = { ca: options.ca as string | undefined, cert: options.cert as string | undefined, key: options.key as string | undefined, rejectUnauthorized: options.rejectUnauthorized, servername: options.servername };
-        await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, tls, watchEnd: deps.watchEnd });
+        await forwardOverHttp2(sessions, stream, { cluster: deps.cluster, requestId, method, path, headers: h2Headers, tls, watchEnd: deps.watchEnd }, deps.replayBudget);
         return;
       } catch (error) {
         if (!(error instanceof Http2Unavailable)) throw error;

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { loadUpstream, type Upstream } from "../../lib/agent/index.ts";
 import { ApiServerSessions } from "../../lib/agent/api-server-sessions.ts";
 import { createStreamHandler } from "../../lib/agent/stream-handler.ts";
-import { REPLAYABLE_BODY_BYTES } from "../../lib/agent/forward-http2.ts";
+import { REPLAYABLE_BODY_BYTES, ReplayBudget } from "../../lib/agent/forward-http2.ts";
 import { createSelfSignedCertificate, type SelfSignedCertificate } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { cancelStream, endedByPeer, protocol, splitLongHeaders, type TunnelClient, type TunnelHeaders } from "../../lib/tunnel/index.ts";
@@ -174,7 +174,7 @@ async function tcpProxy(port: number): Promise<{ port: number; cut(): void; blac
   };
 }
 
-async function startAgent(port: number, cert: SelfSignedCertificate): Promise<{ pair: TunnelPair; upstream: Upstream }> {
+async function startAgent(port: number, cert: SelfSignedCertificate, replayBudget?: ReplayBudget): Promise<{ pair: TunnelPair; upstream: Upstream }> {
   const dir = await mkdtemp(join(tmpdir(), "arc-forward-http2-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const kubeconfig = join(dir, "kubeconfig");
@@ -189,6 +189,7 @@ current-context: c
   const handler = createStreamHandler({
     cluster: "c", upstream, logger: silentLogger,
     verifyUserToken: async () => ({ user: "alice", groups: ["dev", "ops, and more"], subject: "alice", issuer: "https://issuer.test", audiences: [] }),
+    ...(replayBudget ? { replayBudget } : {}),
   });
   const pair = await startTunnelPair(handler);
   cleanups.push(async () => {
@@ -306,6 +307,24 @@ describe("the agent's HTTP/2 leg to the API server", () => {
     expect(api.seen).toHaveLength(1);
     // The agent goes on: the next request is answered.
     expect((await within("the next answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", "{}"))).status).toBe(200);
+  });
+
+  test("a refused request whose copy did not fit the agent-wide budget is a 503 with Retry-After; every copy is given back once its request is over", async () => {
+    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+    const api = await startApiServer(cert, { http2: true, refuseRequest: 3 });
+    const budget = new ReplayBudget(16 * 1024);
+    const { pair } = await startAgent(api.port, cert, budget);
+    const small = JSON.stringify({ kind: "ConfigMap", data: { key: "v".repeat(1_000) } });
+    expect((await within("an answer within the budget", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", small))).status).toBe(200);
+    expect(budget.usedBytes).toBe(0);
+    const body = JSON.stringify({ kind: "ConfigMap", data: { key: "v".repeat(40_000) } }); // under 64 KiB, over the budget
+    expect((await within("an answer past the budget", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body))).status).toBe(200);
+    const refused = await within("the refused answer", send(pair.client, "POST", "/api/v1/namespaces/x/configmaps", body));
+    expect(api.refusals()).toBe(1);
+    expect(refused.status).toBe(503);
+    expect(refused.headers["retry-after"]).toBe("1");
+    expect(JSON.parse(refused.body).message).toContain("the agent is keeping as much of other requests' bodies as it may, to send them again");
+    expect(budget.usedBytes).toBe(0);
   });
 
   test("a refused body that grows past what is kept while the agent dials its next session is never sent cut: whole, or a 503 to send again", async () => {
