@@ -4,7 +4,7 @@ import { defineCommand, type ArgDef } from "citty";
 import { loadIssuerConfig, parsePrincipal, parseRole, resolveTrustedIssuers, rotateIssuerKeys } from "../lib/auth/index.ts";
 import { validateClusterName, validateGroupName, validateUserName } from "../lib/kube/index.ts";
 import {
-  clusterAudience, loadStoredIssuer, openPostgresStore, openSqliteStore, parseTrustedProxies, startRelay, withAdminOperations,
+  clusterAudience, hasSqliteStore, loadStoredIssuer, openPostgresStore, openSqliteStore, parseTrustedProxies, startRelay, withAdminOperations,
   type AdminTarget, type RelayStore,
 } from "../lib/relay/index.ts";
 import { exitSoonAfterStop, loggerFor, parseDurationMs, parsePositiveInteger, parseDurationSeconds, runCli, repeatedFlag, version, waitForShutdownSignal } from "./common.ts";
@@ -104,7 +104,7 @@ function adminTarget(args: { "data-dir"?: string; "database-url"?: string; relay
   if (databaseUrl) return { databaseUrl };
   if (args["data-dir"]) {
     if (args.token || args["relay-ca"]) throw new ConfigError("--token and --relay-ca go with --relay, not with --data-dir");
-    return { dataDir: args["data-dir"] };
+    return { dataDir: existingDataDir(args["data-dir"]) };
   }
   const token = args.token || process.env.ARC_TOKEN;
   if (!token) throw new ConfigError("--relay needs a user token with an admin grant: pass --token or set ARC_TOKEN");
@@ -171,6 +171,18 @@ const clusterRevokeAgent = defineCommand({
   },
 });
 
+/**
+ * A data dir an admin command may use: one that holds the store `arcrelay serve` made. A mistyped
+ * --data-dir would otherwise get a new, empty store of its own: an empty list, or a cluster and
+ * a token the running relay never hears of. Throws ConfigError naming the directory.
+ */
+function existingDataDir(dir: string): string {
+  if (!hasSqliteStore(dir)) {
+    throw new ConfigError(`${dir} holds no relay store: pass the --data-dir that arcrelay serve uses (it makes the store at its first start)`);
+  }
+  return dir;
+}
+
 /** The store a local command works on: --data-dir's SQLite file or --database-url's PostgreSQL (or ARC_DATABASE_URL). */
 const localStoreArgs = {
   "data-dir": { type: "string", description: "the relay's data dir (on the relay host)" },
@@ -180,7 +192,7 @@ const localStoreArgs = {
 async function withLocalStore<T>(args: { "data-dir"?: string; "database-url"?: string }, fn: (store: RelayStore) => Promise<T>): Promise<T> {
   const databaseUrl = args["database-url"] || (!args["data-dir"] ? process.env.ARC_DATABASE_URL : undefined);
   if (Boolean(databaseUrl) === Boolean(args["data-dir"])) throw new ConfigError("pass exactly one of --data-dir DIR (on the relay host) or --database-url URL (the relays' PostgreSQL)");
-  const store = databaseUrl ? await openPostgresStore(databaseUrl) : await openSqliteStore(args["data-dir"]!);
+  const store = databaseUrl ? await openPostgresStore(databaseUrl) : await openSqliteStore(existingDataDir(args["data-dir"]!));
   try {
     return await fn(store);
   } finally {

@@ -6,7 +6,7 @@ export { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } fro
 export { loadStoredIssuer } from "./relay-issuer.ts";
 export { describeCluster } from "./cluster-status.ts";
 export type { ClusterStatus } from "./cluster-status.ts";
-export { openPostgresStore, openSqliteStore } from "./store/index.ts";
+export { hasSqliteStore, openPostgresStore, openSqliteStore } from "./store/index.ts";
 export type { RelayStore, GrantRecord, ClusterRecord, Role } from "./store/index.ts";
 export { ADMIN_API_PATH, createAdminApi } from "./admin-api.ts";
 export type { AdminApiDeps } from "./admin-api.ts";

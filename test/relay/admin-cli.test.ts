@@ -1,4 +1,5 @@
 // `arcrelay cluster|grant ...` against a running relay with --relay and a token, after a local relay-admin bootstrap.
+import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -167,6 +168,17 @@ describe("choosing local or remote", () => {
     const r = await arcrelay(args());
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("pass exactly one of --data-dir DIR");
+  });
+
+  test.each([
+    "cluster list", "cluster add typo", "grant list", "token create --user alice", "issuer rotate-key",
+  ])("a --data-dir that holds no relay store (a typo) is refused, and nothing is made there: %s", async (line) => {
+    const command = line.split(" ");
+    const typo = `${dataDir}-typo`;
+    const r = await arcrelay([...command, "--data-dir", typo]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${typo} holds no relay store: pass the --data-dir that arcrelay serve uses`);
+    expect(existsSync(typo)).toBe(false);
   });
 
   test("--relay without a token says where to put one", async () => {

@@ -1,3 +1,3 @@
 export type { RelayStore, ClusterRecord, GrantRecord, EnrollmentTokenRecord, PresenceRecord, ReplicaRecord, StoreChange, Role } from "./types.ts";
-export { openSqliteStore } from "./sqlite-store.ts";
+export { hasSqliteStore, openSqliteStore } from "./sqlite-store.ts";
 export { openPostgresStore } from "./postgres-store.ts";

@@ -1,6 +1,7 @@
 // The embedded relay store: one SQLite file in the data dir, shared by `arcrelay serve` and the CLI.
 import { Database } from "bun:sqlite";
 import { mkdir, open } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Conflict } from "../../errors/index.ts";
 import { migrateSqliteSchema } from "./schema-sqlite.ts";
@@ -46,6 +47,11 @@ interface TokenRow {
  * Opens (creating if needed) `<dataDir>/relay.db`: the directory is created 0700 and the file
  * 0600, since it holds agent keys and the built-in issuer's signing keys.
  */
+/** Whether `dataDir` holds a relay store already (made by the first `openSqliteStore`, as `arcrelay serve` does). */
+export function hasSqliteStore(dataDir: string): boolean {
+  return existsSync(join(dataDir, SQLITE_FILE_NAME));
+}
+
 export async function openSqliteStore(dataDir: string): Promise<RelayStore> {
   const path = join(dataDir, SQLITE_FILE_NAME);
   let db: Database;
