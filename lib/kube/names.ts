@@ -53,3 +53,39 @@ function quote(value: unknown): string {
   const text = typeof value === "string" ? value : String(value);
   return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
 }
+
+/**
+ * Up to three names in `known` close to `wanted` (a typo, a missing suffix), nearest first: edit
+ * distance (a swap of two letters counting as one) at most a third of the name's length (at least
+ * 1), or one containing the other.
+ */
+export function suggestClusterNames(wanted: string, known: readonly string[]): string[] {
+  const limit = Math.max(1, Math.floor(wanted.length / 3));
+  return known
+    .map((name) => ({ name, distance: editDistance(wanted, name), contains: name.includes(wanted) || wanted.includes(name) }))
+    .filter((c) => c.name !== wanted && (c.distance <= limit || c.contains))
+    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
+    .slice(0, 3)
+    .map((c) => c.name);
+}
+
+/**
+ * Optimal string alignment distance: Levenshtein's insertions, deletions and substitutions, plus
+ * two neighbouring letters swapped as one edit (Damerau), the commonest typo ("prdo" for "prod",
+ * which plain Levenshtein counts as two). O(a*b) for short names.
+ */
+function editDistance(a: string, b: string): number {
+  let beforePrevious: number[] = [];
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      let d = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, beforePrevious[j - 2]! + 1);
+      current[j] = d;
+    }
+    beforePrevious = previous;
+    previous = current;
+  }
+  return previous[b.length]!;
+}

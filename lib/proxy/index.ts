@@ -3,7 +3,7 @@ export { startProxySession } from "./proxy-session.ts";
 export type { ProxySession, ProxySessionOptions, KubeconfigTarget } from "./proxy-session.ts";
 export { startLocalProxy } from "./local-proxy.ts";
 export type { LocalProxy, LocalProxyOptions } from "./local-proxy.ts";
-export { fetchClusterInfo, listClusters, suggestClusterNames } from "./relay-client.ts";
+export { fetchClusterInfo, listClusters } from "./relay-client.ts";
 export { readUserConfig, writeUserConfig, resolveRelayUrl, userConfigDir } from "./user-config.ts";
 export type { UserConfig } from "./user-config.ts";
 export type { ClusterInfo } from "./relay-client.ts";

@@ -1,6 +1,7 @@
 // Asks the relay about one cluster before anything else starts, turning its answers into clear errors.
 import { callRelay, clusterApiPath, refusalError, type RelayConnection } from "../client/index.ts";
 import { ArcError, BadGateway, Forbidden, NotFound } from "../errors/index.ts";
+import { suggestClusterNames } from "../kube/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { CLUSTER_INFO_TIMEOUT_MS } from "./timeouts.ts";
 
@@ -62,20 +63,6 @@ export async function listClusters(relay: RelayConnection, token: string): Promi
   return answer.json as ClusterInfo[];
 }
 
-/**
- * Up to three names in `known` close to `wanted` (a typo, a missing suffix), nearest first: edit
- * distance at most a third of the name's length (at least 1), or one containing the other.
- */
-export function suggestClusterNames(wanted: string, known: readonly string[]): string[] {
-  const limit = Math.max(1, Math.floor(wanted.length / 3));
-  return known
-    .map((name) => ({ name, distance: editDistance(wanted, name), contains: name.includes(wanted) || wanted.includes(name) }))
-    .filter((c) => c.name !== wanted && (c.distance <= limit || c.contains))
-    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
-    .slice(0, 3)
-    .map((c) => c.name);
-}
-
 /** The refusal, with the names the user may have meant; unchanged if the list cannot be had. */
 async function withSuggestions(refusal: ArcError, relay: RelayConnection, cluster: string, token: string): Promise<ArcError> {
   const known = await listClusters(relay, token).then((list) => list.map((c) => c.name), () => []);
@@ -85,15 +72,3 @@ async function withSuggestions(refusal: ArcError, relay: RelayConnection, cluste
   return new Refusal(`${refusal.message}; did you mean ${near.join(", ")}? (arcproxy clusters lists them)`);
 }
 
-/** Levenshtein distance (insertions, deletions, substitutions), in O(a*b) for short names. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
-}

@@ -6,6 +6,7 @@ import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken } from "./enrollment.ts";
+import { addGrantToRegistered } from "./grant-add.ts";
 import { readJsonBody, type JsonBodyOptions } from "./json-body.ts";
 import type { ClusterRecord, RelayStore } from "./store/index.ts";
 import type { TunnelRegistry } from "./tunnel-registry.ts";
@@ -147,7 +148,7 @@ export function createAdminApi(deps: AdminApiDeps): Hono {
     const cluster = rawCluster === "*" ? "*" : validateClusterName(rawCluster);
     const role = parseRole(stringField(body, "role", "cluster-user, cluster-admin or relay-admin"));
     await authorizeGrantChange(who, { cluster, role }, "create");
-    const grant = await store.addGrant({ principal, cluster, role });
+    const grant = await addGrantToRegistered(store, { principal, cluster, role });
     logger.info("admin: grant added", { user: who.identity.user, cluster, principal, role, grantId: grant.id });
     return c.json(grant, 201);
   });

@@ -4,6 +4,7 @@ import { NotFound } from "../errors/index.ts";
 import { createAdminClient, type AdminClient } from "./admin-client.ts";
 import { describeCluster, type ClusterStatus } from "./cluster-status.ts";
 import { addCluster, createEnrollmentToken, DEFAULT_ENROLLMENT_TTL_SECONDS } from "./enrollment.ts";
+import { addGrantToRegistered } from "./grant-add.ts";
 import { openPostgresStore, openSqliteStore, type GrantRecord, type RelayStore, type Role } from "./store/index.ts";
 
 export interface AdminOperations {
@@ -63,7 +64,7 @@ export function createLocalAdminOperations(store: RelayStore): AdminOperations {
       await store.setAgentKey(name, undefined);
       return {};
     },
-    addGrant: (grant) => store.addGrant(grant),
+    addGrant: (grant) => addGrantToRegistered(store, grant),
     listGrants: (cluster) => store.listGrants(cluster ? { cluster } : undefined),
     removeGrants: (match) => store.removeGrant(match),
     close: () => store.close(),

@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../lib/errors/index.ts";
-import { readUserConfig, resolveRelayUrl, suggestClusterNames, userConfigDir, writeUserConfig } from "../../lib/proxy/index.ts";
+import { suggestClusterNames } from "../../lib/kube/index.ts";
+import { readUserConfig, resolveRelayUrl, userConfigDir, writeUserConfig } from "../../lib/proxy/index.ts";
 
 let dir: string;
 beforeEach(async () => {
@@ -63,6 +64,10 @@ describe("suggestClusterNames", () => {
     ["prod", ["prod-eu", "prod-us", "dev"], ["prod-eu", "prod-us"]],
     ["stagng", ["staging", "prod"], ["staging"]],
     ["zzz", ["prod", "staging"], []],
+    // Two letters swapped, the commonest typo: one edit, not two.
+    ["prdo", ["prod", "staging", "dev"], ["prod"]],
+    ["stgaing", ["staging", "prod"], ["staging"]],
+    ["ved", ["prod", "dev"], []],
   ] as const)("%s among %j: %j", (wanted, known, expected) => {
     expect(suggestClusterNames(wanted, known)).toEqual([...expected]);
   });

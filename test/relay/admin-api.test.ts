@@ -310,6 +310,14 @@ describe("POST /v1/admin/grants", () => {
     await expectStatus(await call("POST", "/grants", { as: "bob", body: { principal: "user:bob", cluster: "prod", role: "cluster-admin" } }), 403, "Forbidden");
   });
 
+  test("a grant on a cluster that is not registered (a typo): 404 with the nearest names, and nothing is granted", async () => {
+    const message = await expectStatus(await call("POST", "/grants", { as: "root", body: { principal: "user:carol", cluster: "prdo", role: "cluster-user" } }), 404, "NotFound");
+    expect(message).toBe(
+      `cluster "prdo" is not registered (did you mean prod?): grant on a registered cluster (arcrelay cluster list), register it first (arcrelay cluster add prdo), or grant on '*'`,
+    );
+    expect((await store.listGrants()).filter((g) => g.principal === "user:carol")).toEqual([]);
+  });
+
   test.each([
     ["a bad principal", { principal: "carol", cluster: "prod", role: "cluster-user" }, "invalid principal"],
     ["a bad role", { principal: "user:carol", cluster: "prod", role: "owner" }, "invalid role"],
