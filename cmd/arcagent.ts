@@ -55,7 +55,7 @@ const main = defineCommand({
     ...agentIdentityArgs,
     "enroll-token": { type: "string", description: "one-time token from `arcrelay cluster add` (first start only; or ARC_ENROLL_TOKEN)" },
     config: { type: "string", description: "YAML file of external OIDC issuers this agent trusts (issuers: [...])" },
-    "reconnect-backoff-base": { type: "string", default: "1s", description: "first redial waits up to this (exponential backoff, full jitter)" },
+    "reconnect-backoff-base": { type: "string", default: "1s", description: "redial n waits a random time up to this times 2^n, from twice this for the first (exponential backoff, full jitter)" },
     "reconnect-backoff-max": { type: "string", default: "10s", description: "no redial waits longer than this" },
     "shutdown-timeout": { type: "string", default: "25s", description: "on SIGTERM: how long requests in flight get to finish (under the pod's 30 s grace)" },
     "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics (off when not given)" },
