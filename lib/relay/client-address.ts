@@ -43,7 +43,7 @@ export function parseTrustedProxies(list: string): TrustedProxies {
  * and whether it is one of `trusted` (the proxies whose X-Forwarded-For clientAddress believes).
  */
 export function rememberClientAddress(socket: Socket, trusted?: TrustedProxies): void {
-  const address = socket.remoteAddress;
+  const address = socket.remoteAddress && canonicalAddress(socket.remoteAddress);
   if (!address) return;
   connections.set(socket, trusted && isTrusted(trusted, address) ? { address, trusted } : { address });
 }
@@ -62,7 +62,8 @@ export function clientAddress(req: { socket?: object | null; headers?: IncomingH
   const socket = req?.socket;
   if (!socket) return "unknown";
   const connected = connections.get(socket);
-  const peer = connected?.address ?? (socket as { remoteAddress?: string }).remoteAddress ?? "unknown";
+  const remote = (socket as { remoteAddress?: string }).remoteAddress;
+  const peer = connected?.address ?? (remote ? canonicalAddress(remote) : "unknown");
   const trusted = connected?.trusted;
   const forwarded = req.headers?.["x-forwarded-for"];
   if (!trusted || !forwarded) return peer;
@@ -87,12 +88,32 @@ export function clientAddress(req: { socket?: object | null; headers?: IncomingH
  * balancers write it (`192.0.2.1:4711`, `[2001:db8::1]:4711`); undefined for anything else.
  */
 function hostOf(entry: string): string | undefined {
-  if (isIP(entry)) return entry;
+  if (isIP(entry)) return canonicalAddress(entry);
   const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/.exec(entry);
-  if (bracketed && isIP(bracketed[1]!) === 6) return bracketed[1];
+  if (bracketed && isIP(bracketed[1]!) === 6) return canonicalAddress(bracketed[1]!);
   const withPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(entry);
   if (withPort && isIP(withPort[1]!) === 4) return withPort[1];
   return undefined;
+}
+
+/**
+ * One spelling per address, so one client has one rate-limit budget and one `sourceIPs` string
+ * however a proxy or the socket wrote it: IPv6 in RFC 5952's form (lower case, zeros compressed;
+ * the WHATWG URL parser writes it so), and an IPv4-mapped IPv6 address (`::ffff:198.51.100.1`,
+ * what a dual-stack listener reports for an IPv4 client, or its hex spelling) as the IPv4 address.
+ * Anything that is not an IP address is returned as it is. Never throws.
+ */
+export function canonicalAddress(address: string): string {
+  if (isIP(address) !== 6) return address;
+  // A link-local address's zone (`fe80::1%eth0`) is kept as it is; URLs have no room for it.
+  const zoneAt = address.indexOf("%");
+  if (zoneAt >= 0) return canonicalAddress(address.slice(0, zoneAt)) + address.slice(zoneAt);
+  const canonical = new URL(`http://[${address}]`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const high = parseInt(mapped[1]!, 16);
+  const low = parseInt(mapped[2]!, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
 function isTrusted(trusted: TrustedProxies, address: string): boolean {

@@ -81,6 +81,23 @@ describe("--trusted-proxies: the client behind a load balancer", () => {
     expect(await guess(PROXY, "[2001:db8::8]:4711")).toBe(401);
   });
 
+  test("one client however its address is spelled (IPv6 case and zeros, IPv4-mapped) has one budget", async () => {
+    // Each test here uses /64s of its own: a budget is per /64.
+    expect(await repeatGuess(MAX_FAILURES, PROXY, "2001:db8:a::a")).toEqual([401, 401, 401]);
+    expect(await guess(PROXY, "2001:DB8:A::A")).toBe(429);
+    expect(await guess(PROXY, "2001:0db8:000a:0000:0000:0000:0000:000a")).toBe(429);
+    expect(await repeatGuess(MAX_FAILURES, PROXY, "198.51.100.10")).toEqual([401, 401, 401]);
+    expect(await guess(PROXY, "::ffff:198.51.100.10")).toBe(429);
+    expect(await guess(PROXY, "::FFFF:C633:640A")).toBe(429);
+  });
+
+  test("an IPv6 client cannot escape its budget by rotating through the addresses of its /64", async () => {
+    expect(await repeatGuess(MAX_FAILURES, PROXY, "2001:db8:b:1::1")).toEqual([401, 401, 401]);
+    expect(await guess(PROXY, "2001:db8:b:1:ffff:ffff:ffff:fffe")).toBe(429);
+    // The next /64 is someone else.
+    expect(await guess(PROXY, "2001:db8:b:2::1")).toBe(401);
+  });
+
   test("a very long X-Forwarded-For is read only from its right end", async () => {
     const long = `${Array.from({ length: 5_000 }, (_, i) => `192.0.2.${i % 250}`).join(", ")}, 198.51.100.9`;
     expect(await repeatGuess(MAX_FAILURES, PROXY, long)).toEqual([401, 401, 401]);
@@ -99,6 +116,22 @@ describe("--trusted-proxies: the client behind a load balancer", () => {
       return event !== undefined;
     }, 5_000);
     expect(event?.sourceIPs).toEqual(["198.51.100.7", PROXY]);
+  });
+
+  test("the audit log writes an address in one form: RFC 5952's for IPv6, IPv4 for an IPv4-mapped one", async () => {
+    for (const [written, logged] of [["2001:DB8:0:0::00B", "2001:db8::b"], ["::ffff:198.51.100.11", "198.51.100.11"]] as const) {
+      const raw = await rawExchange(h.port, rawRequest("GET", `/v1/clusters/${CLUSTER}/k8s/version?spelled=${encodeURIComponent(written)}`, [
+        `Authorization: Bearer ${h.alice}`, `X-Forwarded-For: ${written}`, "Connection: close",
+      ]), { localAddress: PROXY });
+      expect(statusCodes(raw)[0]).toBe(200);
+      let event: { sourceIPs?: string[] } | undefined;
+      await waitFor("the request's audit event", async () => {
+        const lines = (await readFile(join(dir, "audit.log"), "utf8").catch(() => "")).split("\n").filter(Boolean);
+        event = lines.map((l) => JSON.parse(l)).find((e) => e.stage === "ResponseComplete" && String(e.requestURI).includes(encodeURIComponent(written)));
+        return event !== undefined;
+      }, 5_000);
+      expect(event?.sourceIPs).toEqual([logged, PROXY]);
+    }
   });
 });
 
