@@ -32,12 +32,25 @@ case "$relay" in
 esac
 relay="${relay%/}"
 
-# An openssl that verifies Ed25519 over raw input (`pkeyutl -rawin`, OpenSSL 3.0+). macOS's own
-# `openssl` is LibreSSL, which cannot; Homebrew's openssl@3 is not on PATH by default, so look there.
-can_verify_ed25519() { [ -x "$1" ] && "$1" pkeyutl -help 2>&1 | grep -q -- -rawin; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+# An openssl that verifies Ed25519 over raw input (`pkeyutl -rawin`, OpenSSL 3.0+) and hashes
+# SHA-256: tried on RFC 8032's test 2 and on "abc", as a help text would not show a FIPS-only
+# build that lists both and runs neither. macOS's own `openssl` is LibreSSL, which cannot;
+# Homebrew's openssl@3 is not on PATH by default, so look there.
+printf -- '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAPUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw=\n-----END PUBLIC KEY-----\n' > "$work/probe-key.pem"
+printf 'r' > "$work/probe-message"
+can_verify_ed25519() {
+  [ -x "$1" ] || return 1
+  printf '%s' 'kqAJqfDUyrhyDoILX2QlQKKye1QWUD+Ps3YiI+vbadoIWsHkPhWZbkWPNhPQ8R2MOHsurrQwKu6wDSkWErsMAA==' | "$1" base64 -d -A > "$work/probe-signature" 2>/dev/null || return 1
+  "$1" pkeyutl -verify -pubin -inkey "$work/probe-key.pem" -rawin -in "$work/probe-message" -sigfile "$work/probe-signature" >/dev/null 2>&1 || return 1
+  [ "$(printf 'abc' | "$1" dgst -sha256 -r 2>/dev/null | cut -d' ' -f1)" = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad ]
+}
 openssl=""
 if [ -n "${ARC_OPENSSL:-}" ]; then
-  can_verify_ed25519 "$ARC_OPENSSL" || fail "ARC_OPENSSL=$ARC_OPENSSL is not an OpenSSL 3 that can verify Ed25519 signatures"
+  can_verify_ed25519 "$ARC_OPENSSL" || fail "ARC_OPENSSL=$ARC_OPENSSL is not an OpenSSL 3 that can verify Ed25519 signatures and hash SHA-256"
   openssl="$ARC_OPENSSL"
 else
   for candidate in "$(command -v openssl 2>/dev/null || true)" /opt/homebrew/opt/openssl@3/bin/openssl /usr/local/opt/openssl@3/bin/openssl; do
@@ -58,19 +71,26 @@ fi
 
 if command -v curl >/dev/null 2>&1; then
   fetch() { curl -fsSL --proto '=https,http' --proto-redir '=https' "$1" -o "$2" || fail "could not download $1"; }
-  fetch_progress() {
-    if [ -t 2 ]; then curl -fL --proto '=https,http' --proto-redir '=https' --progress-bar "$1" -o "$2" || fail "could not download $1"
-    else fetch "$1" "$2"; fi
+  stream_progress() {
+    if [ -t 2 ]; then curl -fL --proto '=https,http' --proto-redir '=https' --progress-bar "$1"
+    else curl -fsSL --proto '=https,http' --proto-redir '=https' "$1"; fi
   }
 elif command -v wget >/dev/null 2>&1; then
   fetch() { wget -q -O "$2" "$1" || fail "could not download $1"; }
-  fetch_progress() {
-    if [ -t 2 ]; then wget -q --show-progress -O "$2" "$1" 2>/dev/null || wget -O "$2" "$1" || fail "could not download $1"
-    else fetch "$1" "$2"; fi
+  stream_progress() {
+    if [ -t 2 ]; then wget -q --show-progress -O - "$1"
+    else wget -q -O - "$1"; fi
   }
 else
   fail "curl or wget is needed"
 fi
+
+# URL to FILE, never more than MAX bytes: a relay (or a cache before it) that streams without end
+# must not fill the disk. One byte past the signed size is enough to show that the file is wrong.
+fetch_capped() {
+  { stream_progress "$1" || echo failed > "$work/fetch-failed"; } | head -c "$3" > "$2"
+  [ ! -e "$work/fetch-failed" ] || [ "$(wc -c < "$2" | tr -d ' ')" -ge "$3" ] || fail "could not download $1"
+}
 
 # For what only shapes a hint: failing is no reason to stop.
 fetch_optional() {
@@ -98,10 +118,6 @@ fi
 exe=""
 [ "$os" = windows ] && exe=".exe"
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-trap 'exit 130' INT TERM
-
 # base64url (RFC 4648 section 5) without padding, as JWS uses it, to bytes.
 b64url_decode() {
   s=$(printf '%s' "$1" | tr '_-' '/+')
@@ -116,6 +132,7 @@ case "$embedded_key" in
 esac
 "$openssl" pkey -pubin -in "$work/key.pem" -outform DER > "$work/key.der" 2>/dev/null || fail "the relay's downloads key is not a public key"
 key_sha256=$("$openssl" dgst -sha256 -r "$work/key.der" | cut -d' ' -f1)
+[ -n "$key_sha256" ] || fail "$openssl could not hash the relay's downloads key; set ARC_OPENSSL to another OpenSSL 3"
 pinned_key_sha256=$(printf '%s' "$pinned_key_sha256" | tr 'A-F' 'a-f')
 if [ -n "$pinned_key_sha256" ] && [ "$key_sha256" != "$pinned_key_sha256" ]; then
   fail "the relay's downloads key is $key_sha256, not the pinned ARC_DOWNLOADS_KEY_SHA256 $pinned_key_sha256; nothing was installed"
@@ -147,7 +164,7 @@ version=$(printf '%s' "$line" | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
 
 # 3. The binary: size and SHA-256 as signed.
 say "downloading arcproxy $version for $os-$arch from $relay"
-fetch_progress "$relay/v1/downloads/arcproxy/$os-$arch" "$work/arcproxy$exe"
+fetch_capped "$relay/v1/downloads/arcproxy/$os-$arch" "$work/arcproxy$exe" $((want_size + 1))
 got_size=$(wc -c < "$work/arcproxy$exe" | tr -d ' ')
 [ "$got_size" = "$want_size" ] || fail "the downloaded arcproxy is $got_size bytes, the signed list says $want_size; nothing was installed"
 got_sha256=$(sha256 "$work/arcproxy$exe")

@@ -1,10 +1,11 @@
 // The relay serves release binaries from --downloads-dir, signed; install.sh and arcproxy update install nothing that does not verify.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { createHash } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
+import { CompactSign, importPKCS8 } from "jose";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createRelayConnection, verifyDownloadsDocument, DOWNLOADS_PATHS, type DownloadsDocument } from "../../lib/client/index.ts";
+import { createRelayConnection, serializeDownloadsDocument, verifyDownloadsDocument, DOWNLOADS_PATHS, type DownloadsDocument } from "../../lib/client/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { ArcproxyTooOld, checkArcproxyVersion, compareVersions, publicKeySha256, updateSelf } from "../../lib/proxy/index.ts";
 import { startRelay, type RunningRelay } from "../../lib/relay/index.ts";
@@ -132,9 +133,9 @@ describe("the relay's downloads", () => {
 });
 
 /** Runs the install.sh the relay serves, as `curl -fsSL URL/install.sh | sh` does, in a fresh HOME. */
-async function runInstall(opts: { from?: RunningRelay; env?: Record<string, string> } = {}) {
+async function runInstall(opts: { from?: RunningRelay; scriptUrl?: string; env?: Record<string, string> } = {}) {
   const home = await mkdtemp(join(tmpdir(), "arc-install-home-"));
-  const script = await (await fetch(`${(opts.from ?? relay).url}/install.sh`)).text();
+  const script = await (await fetch(opts.scriptUrl ?? `${(opts.from ?? relay).url}/install.sh`)).text();
   const proc = Bun.spawn(["sh"], {
     stdin: new TextEncoder().encode(script),
     stdout: "pipe",
@@ -192,6 +193,58 @@ describe("install.sh", () => {
     expect(picked.stderr).toContain("arcproxy 1.2.3 installed to");
     expect(picked.installed).toBe(fakeArcproxy("linux-amd64"));
     await rm(bin, { recursive: true, force: true });
+  });
+
+  test("a download that does not end (a cache or proxy gone wrong) is cut one byte past the signed size and refused", async () => {
+    // A stand-in relay (the real one serves no byte past the signed size): the real install.sh,
+    // a list signed with a key of its own, and an endless body for the binary.
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const binary = Buffer.from(fakeArcproxy("endless"));
+    const chunk = new Uint8Array(1 << 20);
+    let base = "";
+    const standIn: ReturnType<typeof Bun.serve> = Bun.serve({
+      port: 0, hostname: "127.0.0.1",
+      async fetch(req: Request): Promise<Response> {
+        const url = new URL(req.url);
+        if (url.pathname === "/install.sh") {
+          const script = await readFile(join(ROOT, "lib", "relay", "install.sh"), "utf8");
+          return new Response(script.replace("@ARC_RELAY@", base).replace("@ARC_DOWNLOADS_KEY_PEM@", publicKey.export({ type: "spki", format: "pem" }).toString().trim()));
+        }
+        if (url.pathname === "/v1/downloads/index.jws") {
+          const doc = serializeDownloadsDocument({ relay: base, version: "9.9.9", issuedAt: new Date().toISOString(), files: [
+            { name: "arcproxy", os: "linux", arch: "amd64", version: "9.9.9", size: binary.length, sha256: sha256(binary), path: "/v1/downloads/arcproxy/linux-amd64" },
+          ] });
+          const key = await importPKCS8(privateKey.export({ type: "pkcs8", format: "pem" }).toString(), "EdDSA");
+          return new Response(await new CompactSign(new TextEncoder().encode(doc)).setProtectedHeader({ alg: "EdDSA", typ: "cluster-connect-downloads+jws" }).sign(key));
+        }
+        if (url.pathname === "/v1/downloads/arcproxy/linux-amd64") return new Response(new ReadableStream({ pull(c) { c.enqueue(chunk); } }));
+        return new Response("not found", { status: 404 });
+      },
+    });
+    base = `http://127.0.0.1:${standIn.port}`;
+    try {
+      const r = await runInstall({ scriptUrl: `${base}/install.sh`, env: { ARC_OS: "linux", ARC_ARCH: "amd64" } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`the downloaded arcproxy is ${binary.length + 1} bytes, the signed list says ${binary.length}; nothing was installed`);
+      expect(r.installed).toBeUndefined();
+    } finally {
+      standIn.stop(true);
+    }
+  });
+
+  test("an OpenSSL 3 that lists Ed25519 but cannot run it (a FIPS-only build) is refused when chosen", async () => {
+    // A stand-in: the machine's OpenSSL for everything but pkeyutl -verify, which fails as a FIPS-only provider does.
+    const bin = await mkdtemp(join(tmpdir(), "arc-fips-"));
+    const wrapper = join(bin, "openssl");
+    await writeFile(wrapper, `#!/bin/sh\nif [ "$1" = pkeyutl ]; then echo "pkeyutl: unsupported algorithm" >&2; exit 1; fi\nexec ${Bun.which("openssl")} "$@"\n`, { mode: 0o755 });
+    try {
+      const r = await runInstall({ env: { ARC_OPENSSL: wrapper } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`ARC_OPENSSL=${wrapper} is not an OpenSSL 3 that can verify Ed25519 signatures and hash SHA-256`);
+      expect(r.installed).toBeUndefined();
+    } finally {
+      await rm(bin, { recursive: true, force: true });
+    }
   });
 
   test("a list signed by another key (another relay's install.sh) does not verify and nothing is installed", async () => {
