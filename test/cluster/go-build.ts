@@ -5,7 +5,7 @@
 //
 // GOCACHE and GOMODCACHE live under <cache>/go as well, so the Kubernetes binaries, helm and the
 // peers of the benchmarks share downloaded modules and compiled packages.
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
 import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { cacheRoot } from "../../scripts/cache-root.ts";
@@ -55,6 +55,28 @@ export async function buildGoModule(spec: GoModuleBuild, log: (line: string) => 
     await release();
   }
 }
+
+/** Builds running now, stopped (and their half-written output removed) if this process exits first. */
+const runningBuilds = new Set<{ proc: { kill(signal?: number | NodeJS.Signals): void }; tmpDir: string }>();
+
+/**
+ * A process that exits during a build (kube-up stopped by Ctrl-C while Kubernetes compiles) skips
+ * every `finally`: without this its `go build` went on compiling as an orphan, beside the next
+ * run's own build of the same sources, and left its temporary folder behind.
+ */
+function stopOnExit(build: { proc: { kill(signal?: number | NodeJS.Signals): void }; tmpDir: string }): void {
+  if (runningBuilds.size === 0 && !exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", () => {
+      for (const { proc, tmpDir } of runningBuilds) {
+        proc.kill("SIGKILL");
+        rmSync(tmpDir, { recursive: true, force: true });
+      }
+    });
+  }
+  runningBuilds.add(build);
+}
+let exitHookInstalled = false;
 
 /** Hash of everything that decides the binaries: module files, our own sources, flags. */
 async function sourceKey(spec: GoModuleBuild): Promise<string> {
@@ -111,6 +133,8 @@ async function runGoBuild(spec: GoModuleBuild, cache: string, binDir: string, lo
     else log(`[go-build] ${line}`);
   };
   const proc = Bun.spawn(args, { cwd: spec.moduleDir, env, stdout: "pipe", stderr: "pipe" });
+  const running = { proc, tmpDir };
+  stopOnExit(running);
   const heartbeat = setInterval(() => {
     const secs = Math.round((Date.now() - started) / 1000);
     log(`[go-build] ${spec.name} ${secs}s: ${downloads} modules downloaded, ${packages} packages compiled (last: ${last || "-"})`);
@@ -122,6 +146,7 @@ async function runGoBuild(spec: GoModuleBuild, cache: string, binDir: string, lo
     await rename(tmpDir, binDir);
   } finally {
     clearInterval(heartbeat);
+    runningBuilds.delete(running);
     await rm(tmpDir, { recursive: true, force: true });
   }
   log(`[go-build] ${spec.name} done in ${Math.round((Date.now() - started) / 1000)}s`);

@@ -11,6 +11,9 @@ import { join, resolve } from "node:path";
 import { installAgentChart } from "./agent-install.ts";
 import { startKubeCluster } from "./cluster.ts";
 
+/** 128 + the signal's number, as a shell reports a process a signal ended. */
+const SIGNAL_EXIT_CODES = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
+
 const main = defineCommand({
   meta: { name: "kube-up", description: "Run a whole single-node Kubernetes cluster for local testing" },
   args: {
@@ -29,7 +32,7 @@ const main = defineCommand({
     await mkdir(dir, { recursive: true });
     const log = (line: string) => console.error(line);
     // Persistent handlers (not `once`): `bun run` forwards signals, so each may arrive twice.
-    const stopped = new Promise<string>((done) => {
+    const stopped = new Promise<keyof typeof SIGNAL_EXIT_CODES>((done) => {
       for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => done(sig));
     });
     // A first start builds Kubernetes for minutes: a signal then must stop us now, not once the
@@ -39,7 +42,7 @@ const main = defineCommand({
     const first = await Promise.race([starting, stopped]);
     if (typeof first === "string") {
       log(`[kube] ${first} during start-up; stopping (the teardown watchdog removes whatever had started)`);
-      process.exit(first === "SIGINT" ? 130 : 143);
+      process.exit(SIGNAL_EXIT_CODES[first]);
     }
     const cluster = first;
     try {
@@ -49,11 +52,14 @@ const main = defineCommand({
       log(`[kube] kubectl:          ${cluster.kubectl}`);
       log(`[kube] test image:       ${cluster.node!.testImage}`);
       console.log("ready");
+      let reason: string | undefined;
       if (agent) {
-        await installAgentChart(cluster, { relayUrl: agent, cluster: args["agent-cluster"]!, enrollToken: enrollToken!, log });
-        console.log("agent ready");
+        // Building the image and installing the chart takes a while too: a signal meanwhile stops it.
+        const installed = installAgentChart(cluster, { relayUrl: agent, cluster: args["agent-cluster"]!, enrollToken: enrollToken!, log }).then(() => undefined);
+        reason = await Promise.race([installed, stopped]);
+        if (reason === undefined) console.log("agent ready");
       }
-      const reason = await Promise.race([stopped, cluster.exited.then((msg) => `error: ${msg}`)]);
+      reason ??= await Promise.race([stopped, cluster.exited.then((msg) => `error: ${msg}`)]);
       log(`[kube] ${reason}; stopping`);
       await cluster.stop();
       log("[kube] stopped");
