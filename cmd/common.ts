@@ -4,6 +4,7 @@ import { stripVTControlCharacters } from "node:util";
 import ms from "ms";
 import { createLogger, type Logger, type LogLevel } from "../lib/observe/index.ts";
 import { ConfigError } from "../lib/errors/index.ts";
+import { checkCommandLine, subcommandFirst } from "./cli-args.ts";
 
 declare const VERSION: string | undefined;
 /** Stamped by scripts/build.ts; "dev" when run from source. */
@@ -129,15 +130,18 @@ async function printUsage(cmd: CommandDef<any>, parent?: CommandDef<any>): Promi
 export async function runCli(main: CommandDef<any>, binary: string): Promise<void> {
   const rawArgs = process.argv.slice(2);
   const dashdash = rawArgs.indexOf("--");
-  const own = dashdash >= 0 ? rawArgs.slice(0, dashdash) : rawArgs;
+  // The subcommand first, wherever the user wrote it among the flags (cli-args.ts).
+  const own = subcommandFirst(main, dashdash >= 0 ? rawArgs.slice(0, dashdash) : rawArgs);
   if (own.includes("--help") || own.includes("-h") || (own.length === 1 && own[0] === "--version")) {
     await runMain(main, { rawArgs: own, showUsage: printUsage });
     return;
   }
   try {
+    checkCommandLine(main, own, binary);
     await runCommand(main, { rawArgs: own });
   } catch (error) {
-    if ((error as Error)?.name === "CLIError") exitWithError(binary, new Error(`${(error as Error).message} (see ${binary} --help)`));
+    // citty colours its own messages, which a pipe or a log file would get as escape codes.
+    if ((error as Error)?.name === "CLIError") exitWithError(binary, new Error(`${stripVTControlCharacters((error as Error).message)} (see ${binary} --help)`));
     exitWithError(binary, error);
   }
 }

@@ -1,4 +1,4 @@
-export { validateClusterName, validateUserName, validateGroupName, subjectNameProblem, suggestClusterNames } from "./names.ts";
+export { validateClusterName, validateUserName, validateGroupName, subjectNameProblem, suggestNames } from "./names.ts";
 export { buildKubeconfig, writeKubeconfig } from "./kubeconfig.ts";
 export { mergeKubeconfigContext, defaultKubeconfigPath, ARCPROXY_EXTENSION, KUBECONFIG_LOCK_TIMEOUT_MS } from "./kubeconfig-merge.ts";
 export type { MergedContext, MergedKubeconfig } from "./kubeconfig-merge.ts";

@@ -55,11 +55,12 @@ function quote(value: unknown): string {
 }
 
 /**
- * Up to three names in `known` close to `wanted` (a typo, a missing suffix), nearest first: edit
+ * Up to three names in `known` close to `wanted` (a typo, a missing suffix), nearest first, for
+ * "did you mean" (cluster names, flags): edit
  * distance (a swap of two letters counting as one) at most a third of the name's length (at least
  * 1), or one containing the other.
  */
-export function suggestClusterNames(wanted: string, known: readonly string[]): string[] {
+export function suggestNames(wanted: string, known: readonly string[]): string[] {
   const limit = Math.max(1, Math.floor(wanted.length / 3));
   return known
     .map((name) => ({ name, distance: editDistance(wanted, name), contains: name.includes(wanted) || wanted.includes(name) }))

@@ -1,7 +1,7 @@
 // Asks the relay about one cluster before anything else starts, turning its answers into clear errors.
 import { callRelay, clusterApiPath, refusalError, type RelayConnection } from "../client/index.ts";
 import { ArcError, BadGateway, Forbidden, NotFound } from "../errors/index.ts";
-import { suggestClusterNames } from "../kube/index.ts";
+import { suggestNames } from "../kube/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { CLUSTER_INFO_TIMEOUT_MS } from "./timeouts.ts";
 
@@ -66,7 +66,7 @@ export async function listClusters(relay: RelayConnection, token: string): Promi
 /** The refusal, with the names the user may have meant; unchanged if the list cannot be had. */
 async function withSuggestions(refusal: ArcError, relay: RelayConnection, cluster: string, token: string): Promise<ArcError> {
   const known = await listClusters(relay, token).then((list) => list.map((c) => c.name), () => []);
-  const near = suggestClusterNames(cluster, known);
+  const near = suggestNames(cluster, known);
   if (near.length === 0) return refusal;
   const Refusal = refusal.constructor as new (message: string) => ArcError;
   return new Refusal(`${refusal.message}; did you mean ${near.join(", ")}? (arcproxy clusters lists them)`);

@@ -1,6 +1,6 @@
 // Adding a grant, as both `arcrelay grant add --data-dir` and the admin API do it.
 import { NotFound } from "../errors/index.ts";
-import { suggestClusterNames } from "../kube/index.ts";
+import { suggestNames } from "../kube/index.ts";
 import type { GrantRecord, RelayStore, Role } from "./store/index.ts";
 
 /**
@@ -11,7 +11,7 @@ import type { GrantRecord, RelayStore, Role } from "./store/index.ts";
  */
 export async function addGrantToRegistered(store: RelayStore, grant: { principal: string; cluster: string; role: Role }): Promise<GrantRecord> {
   if (grant.cluster !== "*" && !(await store.getCluster(grant.cluster))) {
-    const near = suggestClusterNames(grant.cluster, (await store.listClusters()).map((c) => c.name));
+    const near = suggestNames(grant.cluster, (await store.listClusters()).map((c) => c.name));
     throw new NotFound(
       `cluster ${JSON.stringify(grant.cluster)} is not registered${near.length ? ` (did you mean ${near.join(", ")}?)` : ""}: ` +
         `grant on a registered cluster (arcrelay cluster list), register it first (arcrelay cluster add ${grant.cluster}), or grant on '*'`,

@@ -34,6 +34,9 @@ test("compiled arcrelay registers a cluster and issues a token without any sourc
   await Bun.write(join(dir, ".env"), "ARC_TOKEN=from-dotenv\n");
   await Bun.write(join(dir, "bunfig.toml"), 'preload = ["./does-not-exist.ts"]\n');
   const data = join(dir, "data");
+  // The store as `arcrelay serve` leaves it at its first start; admin commands refuse a dir without one.
+  const { openSqliteStore } = await import("../../lib/relay/index.ts");
+  await (await openSqliteStore(data)).close();
   const added = await run([bin("arcrelay"), "cluster", "add", "edge", "--data-dir", data]);
   expect(added.code).toBe(0);
   expect(added.stdout.trim().split("\n").at(-1)).toMatch(/^arcenroll_[A-Za-z0-9_-]{43}$/);

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../lib/errors/index.ts";
-import { suggestClusterNames } from "../../lib/kube/index.ts";
+import { suggestNames } from "../../lib/kube/index.ts";
 import { readUserConfig, resolveRelayUrl, userConfigDir, writeUserConfig } from "../../lib/proxy/index.ts";
 
 let dir: string;
@@ -58,7 +58,7 @@ describe("resolveRelayUrl", () => {
   });
 });
 
-describe("suggestClusterNames", () => {
+describe("suggestNames", () => {
   test.each([
     ["prd", ["prod", "staging", "dev"], ["prod"]],
     ["prod", ["prod-eu", "prod-us", "dev"], ["prod-eu", "prod-us"]],
@@ -69,7 +69,7 @@ describe("suggestClusterNames", () => {
     ["stgaing", ["staging", "prod"], ["staging"]],
     ["ved", ["prod", "dev"], []],
   ] as const)("%s among %j: %j", (wanted, known, expected) => {
-    expect(suggestClusterNames(wanted, known)).toEqual([...expected]);
+    expect(suggestNames(wanted, known)).toEqual([...expected]);
   });
 });
 
