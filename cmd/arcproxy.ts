@@ -114,6 +114,14 @@ const kubeconfig = defineCommand({
   async run({ args }) {
     const relayUrl = resolveRelayUrl(args.relay, process.env, await readUserConfig());
     resolveTokenSourceSpec(args, process.env, relayUrl);
+    if (new URL(relayUrl).protocol === "http:") {
+      // client-go runs no exec plugin for a plain-http server (checked with kubectl 1.32): the
+      // kubeconfig would reach the relay with no credential at all.
+      process.stderr.write(
+        `arcproxy: warning: kubectl runs no credential plugin for a plain-http server, so this kubeconfig will reach ${relayUrl} unauthenticated; ` +
+          "serve the relay over TLS (arcrelay serve --tls-cert/--tls-key), or use arcproxy --cluster NAME, whose local endpoint adds the token\n",
+      );
+    }
     process.stdout.write(buildCredentialKubeconfig({
       relayUrl,
       cluster: args.cluster,

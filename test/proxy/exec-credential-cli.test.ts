@@ -85,6 +85,15 @@ test("kubeconfig: server on the relay, CA from --relay-ca, exec runs this arcpro
   ]);
 });
 
+test("kubeconfig for a plain-http relay warns that kubectl will send no credential, and what to use instead", async () => {
+  const r = await runArcproxy(["kubeconfig", "--relay", "http://127.0.0.1:9", "--cluster", CLUSTER, "--token-file", "/run/token"]);
+  expect(r.code).toBe(0);
+  expect(r.stderr).toContain("kubectl runs no credential plugin for a plain-http server");
+  expect(r.stderr).toContain("use arcproxy --cluster NAME");
+  const https = await runArcproxy(["kubeconfig", "--relay", "https://relay.example.com", "--cluster", CLUSTER, "--token-file", "/run/token"]);
+  expect(https.stderr).toBe("");
+});
+
 test("kubeconfig makes a relative --token-file absolute and refuses a literal --token", async () => {
   const relative = await runArcproxy(["kubeconfig", "--relay", "https://r.example", "--cluster", CLUSTER, "--token-file", "token.txt"], { cwd: dir });
   expect(relative.code).toBe(0);
