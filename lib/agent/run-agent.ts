@@ -126,8 +126,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     },
     fatalRefusal: () => unconfirmed
       ? new Unauthorized(
-        `the relay knows neither this agent's key nor the enrollment token it was given (invalid, expired, already used, or for another cluster): ` +
-          `create a new one with \`arcrelay cluster enroll-token ${cluster}\` and start the agent again with --enroll-token`,
+        `the relay does not know this agent's key, saved for an enrollment that did not go through (its token was invalid, expired, already used, or for another cluster): ` +
+          `create a new token with \`arcrelay cluster enroll-token ${cluster}\` and start the agent again with --enroll-token`,
       )
       : undefined,
   });

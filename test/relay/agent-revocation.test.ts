@@ -113,8 +113,8 @@ describe("enrollment mistakes an agent recovers from", () => {
     const stateDir = join(dir, "delta-agent");
     expect(await startAgent(stateDir, "delta", "arcenroll_typo")).toContain('enrollment token for cluster "delta" is invalid, expired or already used');
     expect(await startAgent(stateDir, "delta", "arcenroll_typo")).toBe(
-      "stopped: the relay knows neither this agent's key nor the enrollment token it was given (invalid, expired, already used, or for another cluster): " +
-        "create a new one with `arcrelay cluster enroll-token delta` and start the agent again with --enroll-token",
+      "stopped: the relay does not know this agent's key, saved for an enrollment that did not go through (its token was invalid, expired, already used, or for another cluster): " +
+        "create a new token with `arcrelay cluster enroll-token delta` and start the agent again with --enroll-token",
     );
     expect(await startAgent(stateDir, "delta", token)).toBe("connected");
     // Enrolled for good: the next start needs no token.
