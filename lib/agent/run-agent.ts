@@ -80,6 +80,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   // The first tunnel decides: accepted, the key was registered (that start crashed after the
   // relay's answer) and is marked enrolled; refused, the agent stops and says what to do.
   let unconfirmed = keys.enrolled === false;
+  // The save that records it, awaited before the agent returns (a stop right after must not lose it).
+  let confirming: Promise<void> | undefined;
 
   let current = keys;
   const external = (opts.trustedIssuers ?? []).map((t) =>
@@ -122,7 +124,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     onConnected: () => {
       if (!unconfirmed) return;
       unconfirmed = false;
-      void saveWithRetry(opts.keyStore, { ...current, enrolled: true }, log).then(() => log.info("the relay accepted the stored key: enrolled", { keyStore: opts.keyStore.describe() }));
+      confirming = saveWithRetry(opts.keyStore, { ...current, enrolled: true }, log)
+        .then(() => log.info("the relay accepted the stored key: enrolled", { keyStore: opts.keyStore.describe() }));
     },
     fatalRefusal: () => unconfirmed
       ? new Unauthorized(
@@ -131,6 +134,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       )
       : undefined,
   });
+  await confirming;
 }
 
 /**
