@@ -4,6 +4,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../observe/index.ts";
 import { forwardRequest, type ForwardContext } from "./request-forward.ts";
+import { RetryMemo } from "./relay-retry.ts";
 import { createSessionToken, createSessionUnauthorized, isSessionAuthorized } from "./session-auth.ts";
 import { writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import { MAX_REQUEST_HEADER_BYTES, createSelfSignedCertificate, renderParseErrorResponse } from "../http/index.ts";
@@ -42,7 +43,9 @@ export async function startLocalProxy(opts: LocalProxyOptions): Promise<LocalPro
   const { certPem, keyPem, caPem } = await createSelfSignedCertificate({ commonName: "arcproxy session" });
   const sessionToken = createSessionToken();
   const logger = opts.logger.child({ cluster: opts.cluster });
-  const ctx: ForwardContext = { relay: opts.relay, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, relayRetryMs: opts.relayRetryMs, logger };
+  const ctx: ForwardContext = {
+    relay: opts.relay, cluster: opts.cluster, getToken: opts.getToken, kubeToken: opts.kubeToken, relayRetryMs: opts.relayRetryMs, retryMemo: new RetryMemo(), logger,
+  };
 
   // The API server's own limit on request line plus headers, not node's 16 KiB default: a long
   // label selector must get through, and an oversized one a 431 Status that says which limit.

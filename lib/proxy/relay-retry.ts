@@ -46,14 +46,39 @@ export async function readReplayableBody(req: IncomingMessage): Promise<Buffer |
 }
 
 /**
+ * What one arcproxy remembers between its requests to one cluster: when a retry window last ran
+ * out without an answer. kubectl's commands are strings of requests (discovery, then the call);
+ * each waiting the whole window for an offline cluster made one `kubectl get pods` take minutes.
+ * While a window ran out less than a window ago, a request is sent once, not retried; an answer
+ * that is not the relay's refusal forgets it.
+ */
+export class RetryMemo {
+  private gaveUpAt = Number.NEGATIVE_INFINITY;
+
+  /** Whether to retry now, for a window of `windowMs` (ms). */
+  mayRetry(windowMs: number, now = Date.now()): boolean {
+    return now - this.gaveUpAt >= windowMs;
+  }
+
+  gaveUp(now = Date.now()): void {
+    this.gaveUpAt = now;
+  }
+
+  answered(): void {
+    this.gaveUpAt = Number.NEGATIVE_INFINITY;
+  }
+}
+
+/**
  * Sends `request` (built anew by `build` for each attempt, so a refreshed token is used) and
  * retries, for up to `retryWindowMs` (default RELAY_RETRY_WINDOW_MS, 30 s: a relay restart), while it is safe:
  * - the relay refused the connection (it cannot have seen the request);
  * - the relay answered 503 with Retry-After and x-arc-not-forwarded (it is draining, or the agent is
  *   reconnecting, and forwarded nothing), after about that delay;
  * - the connection broke before an answer and the method is safe (GET, HEAD, OPTIONS).
- * A body sent as a stream is never retried. Resolves with the final answer; rejects with the last
- * failure once the window is over or the client has gone (`signal`).
+ * A body sent as a stream is never retried. With `memo` (one per arcproxy and cluster), a request
+ * made soon after another ran out its window is sent once (RetryMemo). Resolves with the final
+ * answer; rejects with the last failure once the window is over or the client has gone (`signal`).
  */
 export async function sendWithRetry(
   conn: RelayConnection,
@@ -62,8 +87,12 @@ export async function sendWithRetry(
   signal: AbortSignal,
   logger: Logger,
   retryWindowMs = RELAY_RETRY_WINDOW_MS,
+  memo?: RetryMemo,
 ): Promise<IncomingMessage> {
-  const deadline = Date.now() + retryWindowMs;
+  const retrying = memo?.mayRetry(retryWindowMs) ?? true;
+  const deadline = retrying ? Date.now() + retryWindowMs : Date.now();
+  // Gave up only when there was a window to give up on: a request sent once leaves the memo as it is.
+  const gaveUp = () => { if (retrying && retryWindowMs > 0) memo?.gaveUp(); };
   for (let attempt = 0; ; attempt++) {
     const request = await build();
     const replayable = !(request.body instanceof Readable);
@@ -74,16 +103,25 @@ export async function sendWithRetry(
       // Only the relay's own refusal, which reached nothing beyond it, is sent again: an API
       // server's (or an aggregated API's) 503 may come after the request did something.
       const notForwarded = answer.headers[protocol.NOT_FORWARDED_HEADER] === "true";
-      if (answer.statusCode !== 503 || !notForwarded || !Number.isFinite(retryAfter) || !replayable) return answer;
+      if (answer.statusCode !== 503 || !notForwarded || !Number.isFinite(retryAfter) || !replayable) {
+        if (!(answer.statusCode === 503 && notForwarded)) memo?.answered();
+        return answer;
+      }
       // Jittered, so the arcproxies of a whole team do not come back in the same instant.
       waitMs = Math.max(FIRST_BACKOFF_MS, Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2)) * (0.75 + Math.random() * 0.5);
-      if (Date.now() + waitMs > deadline || signal.aborted) return answer;
+      if (Date.now() + waitMs > deadline || signal.aborted) {
+        if (!signal.aborted) gaveUp();
+        return answer;
+      }
       answer.resume(); // this answer is replaced by the retry's
       logger.info("relay is draining; sending the request again", { method: request.method, attempt, waitMs });
     } catch (error) {
       const safe = replayable && error instanceof RelayUnreachable && (error.neverSent || (error.broken && SAFE.has(request.method)));
       waitMs = Math.random() * Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
-      if (!safe || Date.now() + waitMs > deadline || signal.aborted) throw error;
+      if (!safe || Date.now() + waitMs > deadline || signal.aborted) {
+        if (safe && !signal.aborted) gaveUp();
+        throw error;
+      }
       logger.info("relay not reachable; sending the request again", { method: request.method, attempt, waitMs: Math.round(waitMs), error });
     }
     await abortableSleep(waitMs, signal);

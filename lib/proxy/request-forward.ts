@@ -8,7 +8,7 @@ import type { RelayConnection } from "../client/index.ts";
 import { arcproxyRequestHeaders, isWatchRequest, newRequestId, responseHeaders, type HeaderMap } from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import type { ClusterRequest } from "./relay-request.ts";
-import { readReplayableBody, sendWithRetry } from "./relay-retry.ts";
+import { readReplayableBody, sendWithRetry, type RetryMemo } from "./relay-retry.ts";
 import { streamResumableWatch } from "./watch-resume.ts";
 
 /** What every forwarded request or upgrade needs to know. */
@@ -20,6 +20,8 @@ export interface ForwardContext {
   kubeToken?: string;
   /** How long to keep sending a request again while the relay restarts (ms); default 30,000 (`--relay-retry`). */
   relayRetryMs?: number;
+  /** When a retry window last ran out, shared by the requests of one arcproxy (relay-retry.ts). */
+  retryMemo?: RetryMemo;
   logger: Logger;
 }
 
@@ -51,13 +53,13 @@ export async function forwardRequest(req: IncomingMessage, res: ServerResponse, 
     if (isWatchRequest(method, kubePath)) {
       req.resume();
       await streamResumableWatch(kubePath, res, {
-        open: (path) => sendWithRetry(ctx.relay, ctx.cluster, () => build(path), clientGone.signal, logger, ctx.relayRetryMs),
+        open: (path) => sendWithRetry(ctx.relay, ctx.cluster, () => build(path), clientGone.signal, logger, ctx.relayRetryMs, ctx.retryMemo),
         logger,
       }, clientGone.signal);
       return;
     }
     const body = await readReplayableBody(req);
-    const answer = await sendWithRetry(ctx.relay, ctx.cluster, () => build(kubePath, body), clientGone.signal, logger, ctx.relayRetryMs);
+    const answer = await sendWithRetry(ctx.relay, ctx.cluster, () => build(kubePath, body), clientGone.signal, logger, ctx.relayRetryMs, ctx.retryMemo);
     logger.debug("forwarded", { method, path: pathOnly(kubePath), status: answer.statusCode });
     res.writeHead(answer.statusCode ?? 502, answer.statusMessage, clientHeaders(answer));
     // Send the head now: a stream's first bytes may be minutes away and kubectl waits for them.

@@ -4,7 +4,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { createRelayConnection, type RelayConnection } from "../../lib/client/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
-import { sendWithRetry } from "../../lib/proxy/relay-retry.ts";
+import { RetryMemo, sendWithRetry } from "../../lib/proxy/relay-retry.ts";
 
 let server: http.Server;
 let relay: RelayConnection;
@@ -42,6 +42,33 @@ describe("sendWithRetry", () => {
     received = 0;
     answers = [refusal(true), refusal(true)];
     expect(await send("POST")).toBe(200);
+    expect(received).toBe(3);
+  });
+
+  test("after one request ran out its window on an offline cluster, the next ones within a window are sent once; an answer makes them wait again", async () => {
+    const memo = new RetryMemo();
+    const offline = (res: http.ServerResponse) => refusal(true)(res);
+    const sendOnce = async () => {
+      const answer = await sendWithRetry(relay, "prod", async () => ({ method: "GET", kubePath: "/api", headers: {} }), new AbortController().signal, silentLogger, 600, memo);
+      answer.resume();
+      return answer.statusCode ?? 0;
+    };
+    // The first request retries until its window is over (Retry-After: 0 means the 250 ms minimum).
+    received = 0;
+    answers = Array.from({ length: 50 }, () => offline);
+    expect(await sendOnce()).toBe(503);
+    expect(received).toBeGreaterThan(1);
+    // kubectl's next requests (discovery, then the call) get the refusal at once.
+    received = 0;
+    expect(await sendOnce()).toBe(503);
+    expect(await sendOnce()).toBe(503);
+    expect(received).toBe(2);
+    // The cluster answers again: that is remembered, and the next refusal is waited out again.
+    answers = [];
+    expect(await sendOnce()).toBe(200);
+    received = 0;
+    answers = [offline, offline];
+    expect(await sendOnce()).toBe(200);
     expect(received).toBe(3);
   });
 
