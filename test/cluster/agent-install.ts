@@ -45,7 +45,7 @@ export async function provideImage(cluster: KubeCluster, name: ImageName, log?: 
 /**
  * Installs the agent chart into the namespace cluster-connect: hostNetwork, so a relay listening on
  * 127.0.0.1 is reachable; the API server by address, since the test cluster runs no kube-proxy.
- * Resolves once the agent pod is Running.
+ * Resolves once the agent's tunnel is up (its log says so).
  */
 export async function installAgentChart(cluster: KubeCluster, opts: AgentInstallOptions): Promise<void> {
   const log = opts.log ?? (() => {});
@@ -69,8 +69,32 @@ export async function installAgentChart(cluster: KubeCluster, opts: AgentInstall
     ...Object.entries(values).flatMap(([k, v]) => ["--set-string", `${k}=${v}`]),
     "--wait", "--timeout", `${AGENT_READY_TIMEOUT_MS / 1000}s`,
   ], { cluster, dir: cluster.dir, log });
-  await waitForAgentPod(cluster);
-  log(`[kube] agent ${image} running in namespace ${AGENT_NAMESPACE}`);
+  const pod = await waitForAgentPod(cluster);
+  await waitForAgentTunnel(cluster, pod);
+  log(`[kube] agent ${image} running in namespace ${AGENT_NAMESPACE}, its tunnel up`);
+}
+
+/**
+ * Waits until the agent in `pod` logs that its tunnel is up. A Running pod alone says little: the
+ * chart has no readiness probe (the agent only dials out), and an agent that exits at once (its
+ * metrics port taken on the host network) is Running for a moment between restarts. Throws with
+ * the agent's log when it restarted or the tunnel is not up within AGENT_READY_TIMEOUT_MS.
+ */
+async function waitForAgentTunnel(cluster: KubeCluster, pod: string): Promise<void> {
+  const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
+  for (;;) {
+    const logs = await kubectl(cluster, ["logs", "-n", AGENT_NAMESPACE, pod]).catch((e: Error) => e.message);
+    if (logs.includes("tunnel connected")) return;
+    const status = JSON.parse(await kubectl(cluster, ["get", "pod", "-n", AGENT_NAMESPACE, pod, "-o", "json"])) as {
+      status: { containerStatuses?: { restartCount: number }[] };
+    };
+    const restarted = (status.status.containerStatuses ?? []).some((c) => c.restartCount > 0);
+    if (restarted || Date.now() > deadline) {
+      const previous = restarted ? await kubectl(cluster, ["logs", "-n", AGENT_NAMESPACE, pod, "--previous"]).catch((e: Error) => e.message) : "";
+      throw new Error(`the agent's tunnel is not up (${restarted ? "the agent restarted" : `after ${AGENT_READY_TIMEOUT_MS / 1000}s`}); its log:\n${previous}${logs}`);
+    }
+    await Bun.sleep(250);
+  }
 }
 
 /** Waits until an agent pod (app.kubernetes.io/name=arcagent) is Running; returns its name. */
