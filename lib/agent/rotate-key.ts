@@ -32,6 +32,11 @@ export async function rotateAgentKey(opts: { relay: RelayConnection; cluster: st
   const stored = (await opts.keyStore.load()) as StoredKeys | undefined;
   if (!stored) throw new Error(`no agent key in ${where}: nothing to rotate; enroll the agent first with --enroll-token`);
   if (stored.cluster !== cluster) throw new Error(`the key in ${where} belongs to cluster "${stored.cluster}", not "${cluster}"`);
+  if (stored.enrolled === false) {
+    throw new Error(
+      `the key in ${where} was never enrolled: there is nothing at the relay to rotate; start the agent with --enroll-token (a new one: arcrelay cluster enroll-token ${cluster})`,
+    );
+  }
   const current = { privateJwk: stored.privateJwk, publicJwk: stored.publicJwk };
   const resuming = stored.pending !== undefined;
   const next = stored.pending ?? (await generateSigningKeyPair("EdDSA"));
@@ -47,7 +52,9 @@ export async function rotateAgentKey(opts: { relay: RelayConnection; cluster: st
   // A previous run may have switched the relay and then failed to save: the pending key is registered.
   if (refusal?.status === 401 && resuming && !(await askRelay(opts.relay, cluster, next, next))) refusal = undefined;
   if (refusal?.status !== undefined && refusal.status < 500) {
-    await opts.keyStore.save({ cluster, ...current }).catch(() => undefined);
+    // As it was before this run: every stored field kept, only the pending pair dropped.
+    const { pending: _dropped, ...before } = stored;
+    await opts.keyStore.save(before).catch(() => undefined);
     throw refusalError(refusal.status, refusal.body, {
       relay: opts.relay.url,
       action: `the relay refused the key rotation of cluster "${cluster}" (${refusal.status}); nothing changed at the relay, and ${where} keeps key ${kids.previousKid}`,

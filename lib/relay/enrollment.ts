@@ -36,8 +36,9 @@ function checkEnrollmentTtl(ttlSeconds: number): void {
  * token names the cluster it was made for; presented for another cluster (a mistyped --cluster) it
  * is refused with the cluster it is for, and left valid: whoever holds it may enroll that cluster
  * anyway, so naming it tells them nothing they could not do.
- * Throws BadRequest for malformed input, Unauthorized for a token that does not enroll `cluster`
- * (the relay runs this through limitAuthentication, so only that counts as a failed login).
+ * Throws BadRequest for malformed input or a token made for another cluster, Unauthorized for a
+ * token that is invalid, expired or spent (the relay runs this through limitAuthentication, so only
+ * that counts as a failed login).
  */
 export async function enrollAgent(store: RelayStore, input: { cluster?: unknown; token?: unknown; publicKey?: unknown }): Promise<string> {
   const cluster = validateClusterName(String(input.cluster ?? ""));
@@ -46,7 +47,9 @@ export async function enrollAgent(store: RelayStore, input: { cluster?: unknown;
   const secretHash = hashSecret(input.token);
   const found = await store.findEnrollmentToken(secretHash, new Date());
   if (found && found.cluster !== cluster) {
-    throw new Unauthorized(
+    // 400, not 401: the token is good, the request names the wrong cluster. An agent that kept a
+    // key for an enrollment that did not finish takes a 401 for "maybe spent by my earlier start".
+    throw new BadRequest(
       `this enrollment token is for cluster "${found.cluster}", not "${cluster}": run the agent with --cluster ${found.cluster}; the token was not used and is still valid`,
     );
   }

@@ -101,6 +101,15 @@ describe("arcagent rotate-key", () => {
     expect((JSON.parse(await readFile(other.describe(), "utf8")) as { pending?: unknown }).pending).toBeUndefined();
     expect(await readFile(keyStore.describe(), "utf8")).toBe(before);
   });
+
+  test("a key that was never enrolled is not rotated, and keeps its mark (the next start with a token enrolls it)", async () => {
+    const unenrolled = createFileKeyStore(join(dir, "unenrolled"));
+    await unenrolled.save({ cluster: CLUSTER, ...(await generateSigningKeyPair("EdDSA")), enrolled: false });
+    const saved = await readFile(unenrolled.describe(), "utf8");
+    const error = await rotateAgentKey({ relay: createRelayConnection(relay.url), cluster: CLUSTER, keyStore: unenrolled }).catch((e: Error) => e);
+    expect(String(error)).toContain("was never enrolled: there is nothing at the relay to rotate; start the agent with --enroll-token");
+    expect(await readFile(unenrolled.describe(), "utf8")).toBe(saved);
+  });
 });
 
 function getThroughRelay(): Promise<number> {

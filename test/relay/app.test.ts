@@ -215,10 +215,10 @@ describe("POST /v1/agent/enroll", () => {
     expect((await store.getCluster("prod"))?.agentKey?.x).toBe(first.x);
   });
 
-  test("a token made for cluster A presented for B (a mistyped --cluster): 401 naming A, B gets no key, and the token still enrolls A", async () => {
+  test("a token made for cluster A presented for B (a mistyped --cluster): 400 naming A, B gets no key, and the token still enrolls A", async () => {
     const { token } = await addCluster(store, "cluster-a");
     await addCluster(store, "cluster-b");
-    const { message } = await expectStatus(await postEnroll({ cluster: "cluster-b", token, publicKey: await agentPublicKey() }), 401, "Unauthorized");
+    const { message } = await expectStatus(await postEnroll({ cluster: "cluster-b", token, publicKey: await agentPublicKey() }), 400, "BadRequest");
     expect(message).toContain('this enrollment token is for cluster "cluster-a", not "cluster-b": run the agent with --cluster cluster-a');
     expect((await store.getCluster("cluster-b"))?.agentKey).toBeUndefined();
     const key = await agentPublicKey();

@@ -170,12 +170,12 @@ describe("enrollAgent", () => {
     expect((await store.getCluster("prod"))?.agentKey?.x).toBe(replacement.x);
   });
 
-  test("a token of cluster A for cluster B (a mistyped --cluster, registered or not) is Unauthorized, names A, and stays valid for A", async () => {
+  test("a token of cluster A for cluster B (a mistyped --cluster, registered or not) is a BadRequest, names A, and stays valid for A", async () => {
     const a = await addCluster(store, "cluster-a");
     await addCluster(store, "cluster-b");
     for (const wrong of ["cluster-b", "cluster-c"]) {
       const error = await thrown(async () => enrollAgent(store, { cluster: wrong, token: a.token, publicKey: await publicKey() }));
-      expect(error).toBeInstanceOf(Unauthorized);
+      expect(error).toBeInstanceOf(BadRequest);
       expect(error.message).toBe(`this enrollment token is for cluster "cluster-a", not "${wrong}": run the agent with --cluster cluster-a; the token was not used and is still valid`);
     }
     expect(await enrollAgent(store, { cluster: "cluster-a", token: a.token, publicKey: await publicKey() })).toBe("cluster-a");
