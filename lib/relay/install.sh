@@ -77,8 +77,9 @@ if command -v curl >/dev/null 2>&1; then
   }
 elif command -v wget >/dev/null 2>&1; then
   fetch() { wget -q -O "$2" "$1" || fail "could not download $1"; }
+  # --show-progress is GNU wget 1.16+; busybox's wget (Alpine) and older GNU ones refuse it.
   stream_progress() {
-    if [ -t 2 ]; then wget -q --show-progress -O - "$1"
+    if [ -t 2 ] && wget --help 2>&1 | grep -q -- '--show-progress'; then wget -q --show-progress -O - "$1"
     else wget -q -O - "$1"; fi
   }
 else

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash, generateKeyPairSync } from "node:crypto";
 import { CompactSign, importPKCS8 } from "jose";
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRelayConnection, serializeDownloadsDocument, verifyDownloadsDocument, DOWNLOADS_PATHS, type DownloadsDocument } from "../../lib/client/index.ts";
@@ -133,11 +133,17 @@ describe("the relay's downloads", () => {
 });
 
 /** Runs the install.sh the relay serves, as `curl -fsSL URL/install.sh | sh` does, in a fresh HOME. */
-async function runInstall(opts: { from?: RunningRelay; scriptUrl?: string; env?: Record<string, string> } = {}) {
+/**
+ * Runs the relay's install.sh with sh. `terminal`: on a pseudo-terminal (util-linux `script`), as
+ * `curl ... | sh` typed by a person runs, where install.sh shows a progress bar.
+ */
+async function runInstall(opts: { from?: RunningRelay; scriptUrl?: string; env?: Record<string, string>; terminal?: boolean } = {}) {
   const home = await mkdtemp(join(tmpdir(), "arc-install-home-"));
   const script = await (await fetch(opts.scriptUrl ?? `${(opts.from ?? relay).url}/install.sh`)).text();
-  const proc = Bun.spawn(["sh"], {
-    stdin: new TextEncoder().encode(script),
+  const scriptFile = join(home, "install.sh");
+  await writeFile(scriptFile, script);
+  const proc = Bun.spawn(opts.terminal ? ["script", "-qec", `sh ${scriptFile}`, "/dev/null"] : ["sh", scriptFile], {
+    stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, ARC_INSTALL_DIR: join(home, "bin"), ...opts.env },
@@ -229,6 +235,23 @@ describe("install.sh", () => {
       expect(r.installed).toBeUndefined();
     } finally {
       standIn.stop(true);
+    }
+  });
+
+  test("with busybox's wget and no curl (Alpine), on a terminal: installs (busybox wget has no --show-progress)", async () => {
+    // A PATH of this machine's tools without curl or GNU wget, and busybox as wget.
+    const bin = await mkdtemp(join(tmpdir(), "arc-busybox-wget-"));
+    for (const dir of ["/usr/bin", "/bin"]) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        if (name !== "curl" && name !== "wget") await symlink(join(dir, name), join(bin, name)).catch(() => undefined);
+      }
+    }
+    await symlink(Bun.which("busybox")!, join(bin, "wget"));
+    try {
+      const r = await runInstall({ terminal: true, env: { PATH: bin } });
+      expect({ code: r.code, installed: r.installed }).toEqual({ code: 0, installed: fakeArcproxy("linux-amd64") });
+    } finally {
+      await rm(bin, { recursive: true, force: true });
     }
   });
 
