@@ -181,6 +181,23 @@ describe("choosing local or remote", () => {
     expect(existsSync(typo)).toBe(false);
   });
 
+  test("a --data-dir this user may not read says so, and whose it is (not 'holds no relay store')", async () => {
+    const outer = await mkdtemp(join(tmpdir(), "arc-private-"));
+    try {
+      const { openSqliteStore } = await import("../../lib/relay/index.ts");
+      await (await openSqliteStore(join(outer, "data"))).close(); // 0700, as arcrelay serve makes it
+      const proc = Bun.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BUN, "cmd/arcrelay.ts", "cluster", "list", "--data-dir", join(outer, "data")], {
+        cwd: join(import.meta.dir, "..", ".."), stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "", HOME: "/tmp" },
+      });
+      const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      expect(code).toBe(1);
+      expect(stderr).toContain("EACCES");
+      expect(stderr).toContain("run this as the user arcrelay serve runs as");
+    } finally {
+      await rm(outer, { recursive: true, force: true });
+    }
+  });
+
   test("--relay without a token says where to put one", async () => {
     const r = await arcrelay(["cluster", "list", "--relay", relayUrl]);
     expect(r.code).toBe(1);

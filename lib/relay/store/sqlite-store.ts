@@ -1,7 +1,7 @@
 // The embedded relay store: one SQLite file in the data dir, shared by `arcrelay serve` and the CLI.
 import { Database } from "bun:sqlite";
 import { mkdir, open } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { Conflict } from "../../errors/index.ts";
 import { migrateSqliteSchema } from "./schema-sqlite.ts";
@@ -47,9 +47,24 @@ interface TokenRow {
  * Opens (creating if needed) `<dataDir>/relay.db`: the directory is created 0700 and the file
  * 0600, since it holds agent keys and the built-in issuer's signing keys.
  */
-/** Whether `dataDir` holds a relay store already (made by the first `openSqliteStore`, as `arcrelay serve` does). */
+/**
+ * Whether `dataDir` holds a relay store already (made by the first `openSqliteStore`, as `arcrelay
+ * serve` does). Throws, naming the path, when it cannot tell: a directory this user may not read
+ * (the data dir is 0700, its owner the relay's user) is not a missing store.
+ */
 export function hasSqliteStore(dataDir: string): boolean {
-  return existsSync(join(dataDir, SQLITE_FILE_NAME));
+  const path = join(dataDir, SQLITE_FILE_NAME);
+  try {
+    statSync(path);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    throw new Error(
+      `cannot look at ${path}: ${(error as Error).message}${code === "EACCES" || code === "EPERM" ? "; run this as the user arcrelay serve runs as (the data dir is private to it)" : ""}`,
+      { cause: error },
+    );
+  }
 }
 
 export async function openSqliteStore(dataDir: string): Promise<RelayStore> {
