@@ -15,46 +15,72 @@ function subCommandsOf(cmd: AnyCommand): Record<string, AnyCommand> {
   return (typeof cmd.subCommands === "object" && cmd.subCommands !== null ? cmd.subCommands : {}) as Record<string, AnyCommand>;
 }
 
-/** Whether `--name` takes the next token as its value (a string or enum flag written without `=`). */
-function takesValue(args: ArgsDef, token: string): boolean {
-  if (!token.startsWith("-") || token.includes("=")) return false;
-  const name = token.replace(/^--?/, "");
-  const def = args[name] ?? Object.values(args).find((d) => aliasesOf(d).includes(name));
-  return def !== undefined && def.type !== "boolean" && def.type !== "positional";
-}
-
 function aliasesOf(def: ArgsDef[string]): string[] {
   const alias = (def as { alias?: string | string[] }).alias;
   return alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
 }
 
+/** A flag's name as written, in the kebab case the commands declare (citty takes `--dataDir` for `--data-dir`). */
+function flagName(token: string): string {
+  return token.replace(/^--?/, "").split("=", 1)[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Every flag name (aliases, and `no-NAME` for booleans) of `cmd` and the commands under it, with help and version. */
+function allFlags(cmd: AnyCommand, into = new Set<string>(["help", "version"])): Set<string> {
+  for (const [name, def] of Object.entries(argsOf(cmd))) {
+    if (def.type === "positional") continue;
+    into.add(name);
+    for (const alias of aliasesOf(def)) into.add(alias);
+    if (def.type === "boolean") into.add(`no-${name}`);
+  }
+  for (const sub of Object.values(subCommandsOf(cmd))) allFlags(sub, into);
+  return into;
+}
+
+/** The names (and aliases) of the flags that take a value, in `cmd` and every command under it. */
+function valueFlags(cmd: AnyCommand, into = new Set<string>()): Set<string> {
+  for (const [name, def] of Object.entries(argsOf(cmd))) {
+    if (def.type === "boolean" || def.type === "positional") continue;
+    into.add(name);
+    for (const alias of aliasesOf(def)) into.add(alias);
+  }
+  for (const sub of Object.values(subCommandsOf(cmd))) valueFlags(sub, into);
+  return into;
+}
+
+/** Whether `token` is a flag that takes the next token as its value (written without `=`). */
+function takesValue(values: ReadonlySet<string>, token: string): boolean {
+  return token.startsWith("-") && !token.includes("=") && values.has(flagName(token));
+}
+
 /**
  * The command line with the subcommand first, as citty expects it: `arcproxy --relay R clusters`
  * is read as `arcproxy clusters --relay R` (citty took the first word that is not a flag as the
- * command, and the flags before it were lost). A flag's value is never taken for a command.
+ * command, and the flags before it were lost). A flag's value is never taken for a command, the
+ * value of a flag only a subcommand has included (`arcrelay --data-dir D cluster list`).
  * Returns `argv` unchanged when no subcommand is named.
  */
-export function subcommandFirst(main: AnyCommand, argv: readonly string[]): string[] {
+export function subcommandFirst(main: AnyCommand, argv: readonly string[], values: ReadonlySet<string> = valueFlags(main)): string[] {
   const commands = subCommandsOf(main);
-  const args = argsOf(main);
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i]!;
     if (token.startsWith("-")) {
-      if (takesValue(args, token)) i++;
+      if (takesValue(values, token)) i++;
       continue;
     }
     if (!(token in commands)) return [...argv];
-    return [token, ...subcommandFirst(commands[token]!, [...argv.slice(0, i), ...argv.slice(i + 1)])];
+    return [token, ...subcommandFirst(commands[token]!, [...argv.slice(0, i), ...argv.slice(i + 1)], values)];
   }
   return [...argv];
 }
 
 /**
- * Refuses a `--flag` the named command does not have (citty ignores it, or takes the word after
- * it for a command: `--clustr prod` was "Unknown command prod"), with the nearest flag it has,
- * and a command that only groups others named alone (`arcproxy config`), listing them. Only
- * long flags are checked; `--no-NAME` counts for a boolean NAME. `argv` is subcommandFirst's
- * output, before any `--`. Throws ConfigError saying where the command's flags are listed.
+ * Refuses a `--flag` no command of the binary has (citty ignores it, or takes the word after it
+ * for a command: `--clustr prod` was "Unknown command prod"), with the nearest flag there is, and
+ * a command that only groups others named alone (`arcproxy config`), listing them. A flag another
+ * command has (`--log-level` on `arcrelay cluster list`) was always ignored without complaint and
+ * still is. Only long flags are checked; camelCase spellings count as citty reads them. `argv` is
+ * subcommandFirst's output, before any `--`. Throws ConfigError saying where the flags are listed.
  */
 export function checkCommandLine(main: AnyCommand, argv: readonly string[], binary: string): void {
   let cmd = main;
@@ -68,19 +94,14 @@ export function checkCommandLine(main: AnyCommand, argv: readonly string[], bina
   if (groups.length > 0 && cmd.run === undefined && (cmd as { default?: string }).default === undefined) {
     throw new ConfigError(`${path.join(" ")} needs a command: ${groups.join(", ")} (${path.join(" ")} --help says what each does)`);
   }
-  const args = argsOf(cmd);
-  const known = new Set<string>(["help", "version"]);
-  for (const [name, def] of Object.entries(args)) {
-    known.add(name);
-    for (const alias of aliasesOf(def)) known.add(alias);
-    if (def.type === "boolean") known.add(`no-${name}`);
-  }
+  const known = allFlags(main);
+  const values = valueFlags(main);
   for (; i < argv.length; i++) {
     const token = argv[i]!;
     if (!token.startsWith("--")) continue;
-    const name = token.slice(2).split("=", 1)[0]!;
+    const name = flagName(token);
     if (known.has(name)) {
-      if (takesValue(args, token)) i++;
+      if (takesValue(values, token)) i++;
       continue;
     }
     const near = suggestNames(name, [...known].filter((n) => n.length > 1));

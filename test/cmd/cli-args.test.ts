@@ -24,6 +24,8 @@ describe("subcommandFirst", () => {
     [["--cluster", "clusters", "--relay", "R"], ["--cluster", "clusters", "--relay", "R"]],
     [["--relay=R", "config", "set-relay", "U"], ["config", "set-relay", "--relay=R", "U"]],
     [["--relay", "R"], ["--relay", "R"]],
+    // A flag only a subcommand has, written before it: its value is not taken for a command.
+    [["--output", "clusters", "clusters"], ["clusters", "--output", "clusters"]],
   ])("%j reads as %j", (argv, expected) => {
     expect(subcommandFirst(main, argv)).toEqual(expected);
   });
@@ -41,6 +43,12 @@ describe("checkCommandLine", () => {
     expect(() => checkCommandLine(main, ["config", "set-relay", "https://relay.example.com"], "tool")).not.toThrow();
   });
 
+  test("a parent's flag after the subcommand, and camelCase spellings, are taken as before", () => {
+    expect(() => checkCommandLine(main, ["clusters", "--verbose", "--cluster", "x"], "tool")).not.toThrow();
+    expect(() => checkCommandLine(main, ["clusters", "--Relay=R"], "tool")).toThrow("unknown flag");
+    expect(() => checkCommandLine(main, ["--noVerbose"], "tool")).not.toThrow();
+  });
+
   test("a command group named alone lists its commands", () => {
     expect(() => checkCommandLine(main, ["config"], "tool")).toThrow("tool config needs a command: set-relay (tool config --help says what each does)");
   });
@@ -53,6 +61,17 @@ describe("the real binaries", () => {
     const r = arcproxy(["--relay", "http://127.0.0.1:9", "clusters"]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toBe("arcproxy: no token: run arcproxy login --relay http://127.0.0.1:9 (or pass --token, or set ARC_TOKEN)\n");
+  });
+
+  test("arcrelay --data-dir D cluster list: a subcommand's flag before the command, as the newcomer typed it", () => {
+    const r = Bun.spawnSync([process.execPath, "cmd/arcrelay.ts", "--data-dir", "/nonexistent-arc-dir", "cluster", "list"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "" } });
+    expect(r.stderr.toString()).toBe("arcrelay: /nonexistent-arc-dir holds no relay store: pass the --data-dir that arcrelay serve uses (it makes the store at its first start)\n");
+  });
+
+  test("arcagent rotate-key --log-level debug (a parent's flag) is not refused, nor --dataDir style spellings", () => {
+    const r = Bun.spawnSync([process.execPath, "cmd/arcagent.ts", "rotate-key", "--relay", "http://127.0.0.1:9", "--cluster", "c", "--stateDir", "/nonexistent-arc-state", "--log-level", "debug"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "" } });
+    expect(r.stderr.toString()).not.toContain("unknown flag");
+    expect(r.stderr.toString()).toContain("no agent key in /nonexistent-arc-state");
   });
 
   test("a mistyped flag names itself, in plain text when piped", () => {
