@@ -68,6 +68,11 @@ describe("the real binaries", () => {
     expect(r.stderr.toString()).toBe("arcrelay: /nonexistent-arc-dir holds no relay store: pass the --data-dir that arcrelay serve uses (it makes the store at its first start)\n");
   });
 
+  test("arcrelay cluster list --log-level debug (a flag of another command, always ignored there) is not refused", () => {
+    const r = Bun.spawnSync([process.execPath, "cmd/arcrelay.ts", "cluster", "list", "--log-level", "debug", "--data-dir", "/nonexistent-arc-dir"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "" } });
+    expect(r.stderr.toString()).toContain("holds no relay store");
+  });
+
   test("arcagent rotate-key --log-level debug (a parent's flag) is not refused, nor --dataDir style spellings", () => {
     const r = Bun.spawnSync([process.execPath, "cmd/arcagent.ts", "rotate-key", "--relay", "http://127.0.0.1:9", "--cluster", "c", "--stateDir", "/nonexistent-arc-state", "--log-level", "debug"], { cwd: ROOT, env: { PATH: process.env.PATH ?? "" } });
     expect(r.stderr.toString()).not.toContain("unknown flag");
