@@ -124,8 +124,17 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     onConnected: () => {
       if (!unconfirmed) return;
       unconfirmed = false;
-      confirming = saveWithRetry(opts.keyStore, { ...current, enrolled: true }, log)
-        .then(() => log.info("the relay accepted the stored key: enrolled", { keyStore: opts.keyStore.describe() }));
+      confirming = (async () => {
+        // As stored now, so a key `arcagent rotate-key` put there meanwhile is never overwritten.
+        // Unreadable now: the mark waits for the next start, which connects with the key and confirms it.
+        const stored = await opts.keyStore.load().catch((error: unknown) => {
+          log.warn("could not re-read the agent key to record its enrollment; the next start will", { keyStore: opts.keyStore.describe(), error });
+          return undefined;
+        });
+        if (!stored || stored.enrolled !== false || stored.publicJwk.kid !== current.publicJwk.kid) return;
+        await saveWithRetry(opts.keyStore, { ...stored, enrolled: true }, log);
+        log.info("the relay accepted the stored key: enrolled", { keyStore: opts.keyStore.describe() });
+      })();
     },
     fatalRefusal: () => unconfirmed
       ? new Unauthorized(
