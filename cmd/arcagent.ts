@@ -58,7 +58,7 @@ const main = defineCommand({
     "reconnect-backoff-base": { type: "string", default: "1s", description: "redial n waits a random time up to this times 2^n, from twice this for the first (exponential backoff, full jitter)" },
     "reconnect-backoff-max": { type: "string", default: "10s", description: "no redial waits longer than this" },
     "shutdown-timeout": { type: "string", default: "25s", description: "on SIGTERM: how long requests in flight get to finish (under the pod's 30 s grace)" },
-    "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics (off when not given)" },
+    "metrics-listen": { type: "string", valueHint: "HOST:PORT", description: "serve Prometheus metrics at http://HOST:PORT/metrics, and /readyz (200 while the tunnel is up) for a readiness probe (off when not given)" },
     "max-requests-in-flight": {
       type: "string", default: String(DEFAULT_MAX_REQUESTS_IN_FLIGHT),
       description: "requests (watches included) served at once, 429 beyond; each holds an HTTP/2 stream to the API server, about 10 KiB of memory (26 KiB over HTTP/1.1)",
@@ -78,8 +78,14 @@ const main = defineCommand({
     const upstream = loadUpstream({ kubeconfig: args.kubeconfig, context: args.context, logger });
     const controller = new AbortController();
     const metrics = createAgentMetrics();
+    // Ready while the tunnel is up: the chart's readiness probe, so `helm install --wait` and
+    // `kubectl get pods` say whether the cluster is reachable through the relay.
+    let tunnelUp = false;
     const metricsServer = args["metrics-listen"]
-      ? await startMetricsServer({ ...parseHostPort(args["metrics-listen"], "--metrics-listen"), registry: metrics.registry, logger })
+      ? await startMetricsServer({
+        ...parseHostPort(args["metrics-listen"], "--metrics-listen"), registry: metrics.registry, logger,
+        readiness: () => (tunnelUp ? undefined : "the agent's tunnel to the relay is not up; its log says why"),
+      })
       : undefined;
     const agent = runAgent({
       metrics,
@@ -99,6 +105,7 @@ const main = defineCommand({
       liveness: tunnelLiveness(args),
       trustedIssuers,
       maxRequestsInFlight,
+      onState: (state) => { tunnelUp = state === "connected"; },
     });
     void waitForShutdownSignal().then(() => {
       logger.info("stopping: draining the tunnel");

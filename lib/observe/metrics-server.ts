@@ -9,17 +9,27 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** What `GET /readyz` reports: undefined when ready, else why not (one line, for `kubectl describe pod`). */
+export type Readiness = () => string | undefined;
+
 /**
  * Serves `GET /metrics` (the registry in Prometheus' text format; OpenMetrics when the scraper
- * asks for it is left to prom-client's content type) on `host:port` (0 picks a free port), and 404
- * for anything else. Plain HTTP, as Prometheus scrapes by default: bind it to an address only the
- * scraper reaches (a pod IP, loopback). Bounds: a request head within 10 s, an answer within 10 s.
- * Throws an Error naming the address when it is taken.
+ * asks for it is left to prom-client's content type) on `host:port` (0 picks a free port), and,
+ * with `readiness`, `GET /readyz` for a kubelet readiness probe (200 "ok", or 503 with the
+ * reason); 404 for anything else. Plain HTTP, as Prometheus scrapes and the kubelet probes by
+ * default: bind it to an address only they reach (a pod IP, loopback). Bounds: a request head
+ * within 10 s, an answer within 10 s. Throws an Error naming the address when it is taken.
  */
-export async function startMetricsServer(opts: { host: string; port: number; registry: Registry; logger: Logger }): Promise<MetricsServer> {
+export async function startMetricsServer(opts: { host: string; port: number; registry: Registry; logger: Logger; readiness?: Readiness }): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
-    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
-      res.writeHead(404, { "content-type": "text/plain" }).end("only GET /metrics here\n");
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method === "GET" && path === "/readyz" && opts.readiness) {
+      const notReady = opts.readiness();
+      res.writeHead(notReady === undefined ? 200 : 503, { "content-type": "text/plain" }).end(`${notReady ?? "ok"}\n`);
+      return;
+    }
+    if (req.method !== "GET" || path !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end(`only GET /metrics${opts.readiness ? " and /readyz" : ""} here\n`);
       return;
     }
     opts.registry.metrics().then(

@@ -112,6 +112,14 @@ describe("the agent chart", () => {
     expect(flagValue(await argsOf(["--set", "maxRequestsInFlight=5000"]))).toBe("5000");
   });
 
+  test("the agent is ready while its tunnel is up (/readyz on the metrics port), so helm --wait waits for it; no probe without metrics", async () => {
+    const containerOf = async (extra: string[]) => (await render(AGENT, [...AGENT_VALUES, ...extra])).find((d) => d.kind === "Deployment")!.spec!.template.spec.containers[0];
+    const container = await containerOf([]);
+    expect(container.readinessProbe).toEqual({ httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5, failureThreshold: 2 });
+    expect(container.livenessProbe).toBeUndefined();
+    expect((await containerOf(["--set", "metrics.enabled=false"])).readinessProbe).toBeUndefined();
+  });
+
   test("deploy/agent.yaml is exactly what the chart renders (npm run manifests)", async () => {
     expect(await readFile(AGENT_MANIFEST, "utf8")).toBe(await renderAgentManifest());
   });
