@@ -6,6 +6,7 @@ import { buildDistrolessStandin } from "../../scripts/distroless-standin.ts";
 import { cacheRoot } from "../../scripts/cache-root.ts";
 import { buildProductImages, type BuiltImage, type ImageName } from "../../scripts/image-build.ts";
 import { kubectl, type KubeCluster } from "./cluster.ts";
+import { freePorts } from "./control-plane.ts";
 import { helm } from "./helm.ts";
 
 export const AGENT_NAMESPACE = "cluster-connect";
@@ -52,6 +53,7 @@ export async function installAgentChart(cluster: KubeCluster, opts: AgentInstall
   const image = await provideImage(cluster, "arcagent", log);
   const [repository, tag] = image.split(/:(?=[^:]+$)/) as [string, string];
   const server = new URL(cluster.server);
+  const [metricsPort] = await freePorts(1);
   const values: Record<string, string> = {
     "relay.url": opts.relayUrl,
     cluster: opts.cluster,
@@ -60,6 +62,9 @@ export async function installAgentChart(cluster: KubeCluster, opts: AgentInstall
     "image.tag": tag,
     "image.pullPolicy": "Never",
     hostNetwork: "true",
+    // On the host's network the metrics port is the host's: a fixed 9090 clashed with an agent of
+    // another test cluster on the same machine (the demo beside kube:up), and the pod crash-looped.
+    "metrics.port": String(metricsPort),
     "apiServer.host": server.hostname,
     "apiServer.port": server.port,
     ...opts.values,
