@@ -75,7 +75,8 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
   let attempt = 0;
   let goawayAt = Number.NEGATIVE_INFINITY;
   while (!opts.signal.aborted) {
-    const started = Date.now();
+    // Durations on the monotonic clock: a wall clock stepped by NTP must not reset or stretch them.
+    const started = performance.now();
     let redialAtOnce = false;
     try {
       const tunnel = await connectOnce(opts);
@@ -83,7 +84,7 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
       if (outcome === "goaway" && !opts.signal.aborted) {
         opts.logger.info("relay is draining (GOAWAY): dialling a new tunnel while this one finishes its streams");
         redialAtOnce = true;
-        goawayAt = Date.now();
+        goawayAt = performance.now();
         const finishing = tunnel.finish();
         lingering.add(finishing);
         void finishing.then(() => lingering.delete(finishing));
@@ -106,13 +107,13 @@ export async function runConnector(opts: ConnectorOptions): Promise<void> {
     if (opts.signal.aborted) break;
     // Only a tunnel that stayed up resets the backoff: a relay (or a middlebox) that accepts the
     // WebSocket and drops it at once must not be redialled at full speed by every agent.
-    if (Date.now() - started > STABLE_AFTER_MS) attempt = 0;
+    if (performance.now() - started > STABLE_AFTER_MS) attempt = 0;
     // A drain is answered at once, at a random moment in DRAIN_REDIAL_SPREAD_MS so agents spread
     // out, and so is every failed dial for a while after it: a relay that restarts (one replica)
     // is back within seconds, and a 10 s backoff would keep its users waiting. Otherwise a failure
     // backs off: attempt n waits up to base * 2^(n+1), so even the first retries of agents cut off
     // together spread over two seconds.
-    const afterDrain = redialAtOnce || Date.now() - goawayAt < REDIAL_AFTER_DRAIN_WINDOW_MS;
+    const afterDrain = redialAtOnce || performance.now() - goawayAt < REDIAL_AFTER_DRAIN_WINDOW_MS;
     const waitMs = afterDrain
       ? Math.random() * DRAIN_REDIAL_SPREAD_MS
       : Math.random() * Math.min(backoff.maxMs, backoff.baseMs * 2 ** (attempt + 1));
@@ -197,9 +198,9 @@ async function connectOnce(opts: ConnectorOptions): Promise<OpenTunnel> {
 /** GOAWAY, then wait (bounded) for the streams in flight, then close the session. */
 async function drainThenClose(server: TunnelServer, timeoutMs: number, log: Logger, inFlight?: () => unknown[]): Promise<void> {
   server.drain();
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   if (server.activeStreams > 0) log.info("draining the tunnel", { activeStreams: server.activeStreams, timeoutMs });
-  while (server.activeStreams > 0 && Date.now() < deadline) {
+  while (server.activeStreams > 0 && performance.now() < deadline) {
     await Promise.race([server.done, new Promise((resolve) => setTimeout(resolve, 100))]);
   }
   if (server.activeStreams > 0) {

@@ -11,12 +11,15 @@ export interface LivenessOptions {
 }
 
 /**
- * What the sweep needs of a tunnel's WebSocket. The socket's owner sets `lastHeard` (Date.now(),
- * ms) whenever anything arrives from the peer, a pong included; the sweep pings it every
+ * What the sweep needs of a tunnel's WebSocket. The socket's owner sets `lastHeard`
+ * (performance.now(), ms: a monotonic clock, so a wall clock stepped by NTP neither kills every
+ * tunnel at once nor keeps a dead one) whenever anything arrives from the peer, a pong included;
+ * the sweep pings it every
  * `pingEvery` ms and terminates it once silent for longer than `deadAfter` ms.
  */
 export interface LivenessTarget {
   lastHeard: number;
+  /** performance.now() of the last ping sent (ms). */
   lastPing: number;
   readonly pingEvery: number;
   readonly deadAfter: number;
@@ -43,7 +46,7 @@ let timer: ReturnType<typeof setInterval> | undefined;
 let tickMs = LIVENESS_TICK_MS;
 
 function sweep(): void {
-  const now = Date.now();
+  const now = performance.now();
   for (const target of all) {
     if (now - target.lastHeard > target.deadAfter) {
       all.delete(target);

@@ -92,7 +92,7 @@ export function acceptWebSocket(
  * is full, and writes wait for the socket to drain.
  */
 export class WebSocketStream extends Duplex implements LivenessTarget {
-  lastHeard = Date.now();
+  lastHeard = performance.now();
   lastPing = 0;
   readonly pingEvery: number;
   readonly deadAfter: number;
@@ -144,7 +144,7 @@ export class WebSocketStream extends Duplex implements LivenessTarget {
 
   /** Feeds bytes read from the socket through the frame parser. */
   receive(chunk: Buffer): void {
-    this.lastHeard = Date.now();
+    this.lastHeard = performance.now();
     if (this.closeReceived) return;
     let data = chunk;
     if (this.partialHeader) {

@@ -34,11 +34,11 @@ const watchedOf = new WeakMap<WebSocket, WatchedWebSocket>();
 /** Any frame or pong from the peer counts as life; one function for every tunnel, not a closure each. */
 function heard(this: WebSocket): void {
   const watched = watchedOf.get(this);
-  if (watched) watched.lastHeard = Date.now();
+  if (watched) watched.lastHeard = performance.now();
 }
 
 class WatchedWebSocket implements LivenessTarget {
-  lastHeard = Date.now();
+  lastHeard = performance.now();
   lastPing = 0;
   readonly pingEvery: number;
   readonly deadAfter: number;
