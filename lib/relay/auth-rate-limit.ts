@@ -1,6 +1,7 @@
 // The one path every authentication at the relay takes: bounds what failures from one address cost, never refuses valid credentials.
 import { TooManyRequests, Unauthorized } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
+import { canonicalAddress } from "./client-address.ts";
 
 /** Failed authentications one address may spend at once; the budget refills over `windowSeconds`. */
 export const DEFAULT_MAX_AUTH_FAILURES = 20;
@@ -224,11 +225,11 @@ function clientGone(): Error {
  * /64, so counting single IPv6 addresses would let it rotate through them).
  */
 export function sourceKey(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  if (!address.includes(":")) return address;
-  const groups = expandIpv6(address.replace(/%.*$/, ""));
-  return groups ? `${groups.slice(0, 4).join(":")}::/64` : address;
+  // One spelling first (an IPv4-mapped address, dotted or hex, is its IPv4 address): clientAddress's.
+  const canonical = canonicalAddress(address);
+  if (!canonical.includes(":")) return canonical;
+  const groups = expandIpv6(canonical.replace(/%.*$/, ""));
+  return groups ? `${groups.slice(0, 4).join(":")}::/64` : canonical;
 }
 
 function expandIpv6(address: string): string[] | undefined {

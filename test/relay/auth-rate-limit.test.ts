@@ -307,6 +307,7 @@ describe("UserAccess goes through limitAuthentication", () => {
 describe("sourceKey", () => {
   test.each([
     ["::ffff:203.0.113.5", "203.0.113.5"],
+    ["::FFFF:CB00:7105", "203.0.113.5"],
     ["203.0.113.5", "203.0.113.5"],
     ["2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"],
     ["2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"],
