@@ -200,6 +200,29 @@ current-context: c
   return { pair, upstream };
 }
 
+/** An agent whose API server is a bare HTTP/2 stand-in that hands each stream to `onStream`. */
+async function startAgentBeforeStandIn(onStream: (stream: http2.ServerHttp2Stream) => void): Promise<{ pair: TunnelPair; upstream: Upstream }> {
+  const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
+  const api = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
+  api.on("stream", (s: http2.ServerHttp2Stream) => {
+    s.on("error", () => {});
+    onStream(s);
+  });
+  await new Promise<void>((resolve) => api.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => new Promise<void>((resolve) => api.close(() => resolve())));
+  return startAgent((api.address() as AddressInfo).port, cert);
+}
+
+/** A POST on the tunnel, as the relay sends one, its body left to the caller to write. */
+function openUpload(client: TunnelClient): ReturnType<TunnelClient["request"]> {
+  const stream = client.request({
+    ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
+    [protocol.REQUEST_ID_HEADER]: "req-1", "content-type": "application/json",
+  });
+  stream.on("error", () => {});
+  return stream;
+}
+
 function send(client: TunnelClient, method: string, path: string, body?: string): Promise<{ status: number; headers: TunnelHeaders; body: string }> {
   // Long values cross the tunnel in pieces, as the relay sends them.
   const stream = client.request(splitLongHeaders({
@@ -356,21 +379,11 @@ describe("the agent's HTTP/2 leg to the API server", () => {
   });
 
   test("an API server that answers before reading a large upload (a 413): the answer arrives and the tunnel stream finishes", async () => {
-    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
-    const early = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
-    early.on("stream", (s: http2.ServerHttp2Stream) => {
-      s.on("error", () => {});
+    const { pair } = await startAgentBeforeStandIn((s) => {
       s.respond({ ":status": 413, "content-type": "application/json" });
       s.end(`{"kind":"Status","code":413,"reason":"RequestEntityTooLarge"}`);
     });
-    await new Promise<void>((resolve) => early.listen(0, "127.0.0.1", resolve));
-    cleanups.push(() => new Promise<void>((resolve) => early.close(() => resolve())));
-    const { pair } = await startAgent((early.address() as AddressInfo).port, cert);
-    const stream = pair.client.request({
-      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
-      [protocol.REQUEST_ID_HEADER]: "req-1", "content-type": "application/json",
-    });
-    stream.on("error", () => {});
+    const stream = openUpload(pair.client);
     const status = new Promise<number>((resolve) => stream.once("response", (h) => resolve(Number(h[":status"]))));
     stream.resume();
     const chunk = Buffer.alloc(64 * 1024, 120);
@@ -392,26 +405,16 @@ describe("the agent's HTTP/2 leg to the API server", () => {
   });
 
   test("a caller who cancels an upload halfway: the API server's stream is reset with CANCEL, and its body never ends (over HTTP/2)", async () => {
-    const cert = await createSelfSignedCertificate({ commonName: "api", hosts: ["127.0.0.1"] });
-    const api = http2.createSecureServer({ cert: cert.certPem, key: cert.keyPem });
     let received = 0;
-    const upstreamClosed = new Promise<{ rstCode: number | undefined; bodyEnded: boolean }>((resolve) => {
-      api.on("stream", (s: http2.ServerHttp2Stream) => {
-        s.on("error", () => {});
-        let bodyEnded = false;
-        s.on("data", (chunk: Buffer) => { received += chunk.length; });
-        s.on("end", () => { bodyEnded = endedByPeer(s); });
-        s.once("close", () => resolve({ rstCode: s.rstCode, bodyEnded }));
-      });
+    let closed!: (outcome: { rstCode: number | undefined; bodyEnded: boolean }) => void;
+    const upstreamClosed = new Promise<{ rstCode: number | undefined; bodyEnded: boolean }>((resolve) => { closed = resolve; });
+    const { pair } = await startAgentBeforeStandIn((s) => {
+      let bodyEnded = false;
+      s.on("data", (chunk: Buffer) => { received += chunk.length; });
+      s.on("end", () => { bodyEnded = endedByPeer(s); });
+      s.once("close", () => closed({ rstCode: s.rstCode, bodyEnded }));
     });
-    await new Promise<void>((resolve) => api.listen(0, "127.0.0.1", resolve));
-    cleanups.push(() => new Promise<void>((resolve) => api.close(() => resolve())));
-    const { pair } = await startAgent((api.address() as AddressInfo).port, cert);
-    const stream = pair.client.request({
-      ":method": "POST", ":path": "/api/v1/namespaces/x/configmaps", authorization: "Bearer user-token",
-      [protocol.REQUEST_ID_HEADER]: "req-1", "content-type": "application/json",
-    });
-    stream.on("error", () => {});
+    const stream = openUpload(pair.client);
     stream.write(Buffer.alloc(16 * 1024, 120));
     await waitFor("the API server to read the first part", () => received > 0);
     cancelStream(stream); // as the relay does when its client goes away mid-body
