@@ -25,27 +25,20 @@ function flagName(token: string): string {
   return token.replace(/^--?/, "").split("=", 1)[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
-/** Every flag name (aliases, and `no-NAME` for booleans) of `cmd` and the commands under it, with help and version. */
-function allFlags(cmd: AnyCommand, into = new Set<string>(["help", "version"])): Set<string> {
+/**
+ * The flags of `cmd` and every command under it: every name a user may write (aliases, `no-NAME`
+ * for booleans, help and version), and the names of those that take a value.
+ */
+function flagsOf(cmd: AnyCommand, flags = { all: new Set<string>(["help", "version"]), values: new Set<string>() }) {
   for (const [name, def] of Object.entries(argsOf(cmd))) {
     if (def.type === "positional") continue;
-    into.add(name);
-    for (const alias of aliasesOf(def)) into.add(alias);
-    if (def.type === "boolean") into.add(`no-${name}`);
+    const names = [name, ...aliasesOf(def)];
+    for (const n of names) flags.all.add(n);
+    if (def.type === "boolean") flags.all.add(`no-${name}`);
+    else for (const n of names) flags.values.add(n);
   }
-  for (const sub of Object.values(subCommandsOf(cmd))) allFlags(sub, into);
-  return into;
-}
-
-/** The names (and aliases) of the flags that take a value, in `cmd` and every command under it. */
-function valueFlags(cmd: AnyCommand, into = new Set<string>()): Set<string> {
-  for (const [name, def] of Object.entries(argsOf(cmd))) {
-    if (def.type === "boolean" || def.type === "positional") continue;
-    into.add(name);
-    for (const alias of aliasesOf(def)) into.add(alias);
-  }
-  for (const sub of Object.values(subCommandsOf(cmd))) valueFlags(sub, into);
-  return into;
+  for (const sub of Object.values(subCommandsOf(cmd))) flagsOf(sub, flags);
+  return flags;
 }
 
 /** Whether `token` is a flag that takes the next token as its value (written without `=`). */
@@ -60,7 +53,7 @@ function takesValue(values: ReadonlySet<string>, token: string): boolean {
  * value of a flag only a subcommand has included (`arcrelay --data-dir D cluster list`).
  * Returns `argv` unchanged when no subcommand is named.
  */
-export function subcommandFirst(main: AnyCommand, argv: readonly string[], values: ReadonlySet<string> = valueFlags(main)): string[] {
+export function subcommandFirst(main: AnyCommand, argv: readonly string[], values: ReadonlySet<string> = flagsOf(main).values): string[] {
   const commands = subCommandsOf(main);
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i]!;
@@ -94,8 +87,7 @@ export function checkCommandLine(main: AnyCommand, argv: readonly string[], bina
   if (groups.length > 0 && cmd.run === undefined && (cmd as { default?: string }).default === undefined) {
     throw new ConfigError(`${path.join(" ")} needs a command: ${groups.join(", ")} (${path.join(" ")} --help says what each does)`);
   }
-  const known = allFlags(main);
-  const values = valueFlags(main);
+  const { all: known, values } = flagsOf(main);
   for (; i < argv.length; i++) {
     const token = argv[i]!;
     if (!token.startsWith("--")) continue;
