@@ -115,10 +115,20 @@ function frame(first: number, payload: Buffer, options: { masked?: boolean; decl
   return Buffer.concat([head, key, body]);
 }
 
-/** The close code of the first server frame after the handshake, if it is a close frame. */
+/**
+ * The close code of the server's close frame among the (unmasked, short) frames it sent after the
+ * handshake. Control frames before it are skipped: the liveness sweep pings every stream on one
+ * timer, so a ping may come first (seen in CI: 89 00 ahead of the close).
+ */
 function closeCodeOf(bytes: Buffer): number | undefined {
-  if (bytes.length < 4 || (bytes[0]! & 0x0f) !== 0x8) return undefined;
-  return bytes.readUInt16BE(2);
+  let offset = 0;
+  while (offset + 2 <= bytes.length) {
+    const length = bytes[offset + 1]! & 0x7f;
+    if (length > 125) return undefined;
+    if ((bytes[offset]! & 0x0f) === 0x8) return length >= 2 ? bytes.readUInt16BE(offset + 2) : undefined;
+    offset += 2 + length;
+  }
+  return undefined;
 }
 
 describe("acceptWebSocket with the agent's ws client", () => {
