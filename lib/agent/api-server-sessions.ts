@@ -83,7 +83,7 @@ export class ApiServerSessions {
 
   /** Whether to try HTTP/2 now (false for a while after the API server refused it). */
   get available(): boolean {
-    return !this.closed && Date.now() >= this.refusedUntil;
+    return !this.closed && performance.now() >= this.refusedUntil;
   }
 
   /**
@@ -116,7 +116,7 @@ export class ApiServerSessions {
 
   /** HTTP/2 is not to be used for a while: requests go over HTTP/1.1 meanwhile. */
   private refuse(reason: string, cause?: unknown): Http2Unavailable {
-    this.refusedUntil = Date.now() + RETRY_HTTP2_AFTER_MS;
+    this.refusedUntil = performance.now() + RETRY_HTTP2_AFTER_MS;
     this.opts.logger.info("the API server does not take HTTP/2 requests: they use HTTP/1.1", { reason, retryAfterMs: RETRY_HTTP2_AFTER_MS });
     return new Http2Unavailable(reason, { cause });
   }

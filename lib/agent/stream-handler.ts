@@ -85,8 +85,8 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
     if (serving.size >= maxInFlight) {
       refusedBusy += 1;
       // One line per 10 s at most: an overload must not become a flood of log lines too.
-      if (Date.now() - lastBusyLog >= BUSY_LOG_EVERY_MS) {
-        lastBusyLog = Date.now();
+      if (performance.now() - lastBusyLog >= BUSY_LOG_EVERY_MS) {
+        lastBusyLog = performance.now();
         deps.logger.warn("refusing requests: the agent serves the most requests it takes (429)", { requestId, refusedSinceLastLine: refusedBusy, maxRequestsInFlight: maxInFlight });
         refusedBusy = 0;
       }
@@ -98,7 +98,7 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
       ), requestId);
       return;
     }
-    serving.set(stream, { requestId, method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0]!, since: Date.now() });
+    serving.set(stream, { requestId, method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0]!, since: performance.now() });
     stream.once("close", () => serving.delete(stream));
     const log = deps.logger.child({ requestId });
     log.debug("request", { method: String(headers[":method"]), path: String(headers[":path"]).split("?")[0] });
@@ -112,7 +112,7 @@ export function createStreamHandler(deps: StreamHandlerDeps): StreamHandler {
     });
   };
   return Object.assign(handleTunnelStream, {
-    inFlight: () => [...serving.values()].map(({ since, ...rest }) => ({ ...rest, ageMs: Date.now() - since })),
+    inFlight: () => [...serving.values()].map(({ since, ...rest }) => ({ ...rest, ageMs: performance.now() - since })),
   });
 }
 

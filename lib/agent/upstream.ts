@@ -67,7 +67,7 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string; http
     agent,
     dedicatedAgent: () => proxyAgentFor(server) ?? false,
     async requestOptions() {
-      if (!cached || Date.now() - cached.at > CREDENTIAL_REFRESH_MS) {
+      if (!cached || performance.now() - cached.at > CREDENTIAL_REFRESH_MS) {
         const options: https.RequestOptions = { headers: {} };
         await kc.applyToHTTPSOptions(options);
         // PEM as strings, once: the connection pool names each request's pool from these, and a
@@ -76,7 +76,7 @@ export function loadUpstream(opts: { kubeconfig?: string; context?: string; http
           const value = options[field];
           if (Buffer.isBuffer(value)) options[field] = value.toString("utf8");
         }
-        cached = { at: Date.now(), options };
+        cached = { at: performance.now(), options };
       }
       return { ...cached.options, headers: { ...(cached.options.headers as Record<string, string>) } };
     },

@@ -152,7 +152,7 @@ async function withKubeconfig(
 
 async function lock(file: string, timeoutMs: number): Promise<() => Promise<void>> {
   const lockPath = `${file}.lock`;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   await mkdirFor(file);
   for (let attempt = 0; ; attempt++) {
     try {
@@ -163,7 +163,7 @@ async function lock(file: string, timeoutMs: number): Promise<() => Promise<void
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
         throw new ConfigError(`cannot lock kubeconfig ${file}: ${(error as Error).message}`, { cause: error });
       }
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         throw new ConfigError(
           `kubeconfig ${file} is locked by another program (${lockPath} exists); arcproxy left it unchanged. ` +
             `If no kubectl or arcproxy is writing it, remove ${lockPath}`,

@@ -56,11 +56,11 @@ export class RetryMemo {
   private gaveUpAt = Number.NEGATIVE_INFINITY;
 
   /** Whether to retry now, for a window of `windowMs` (ms). */
-  mayRetry(windowMs: number, now = Date.now()): boolean {
+  mayRetry(windowMs: number, now = performance.now()): boolean {
     return now - this.gaveUpAt >= windowMs;
   }
 
-  gaveUp(now = Date.now()): void {
+  gaveUp(now = performance.now()): void {
     this.gaveUpAt = now;
   }
 
@@ -90,7 +90,7 @@ export async function sendWithRetry(
   memo?: RetryMemo,
 ): Promise<IncomingMessage> {
   const retrying = memo?.mayRetry(retryWindowMs) ?? true;
-  const deadline = retrying ? Date.now() + retryWindowMs : Date.now();
+  const deadline = retrying ? performance.now() + retryWindowMs : performance.now();
   // Gave up only when there was a window to give up on: a request sent once leaves the memo as it is.
   const gaveUp = () => { if (retrying && retryWindowMs > 0) memo?.gaveUp(); };
   for (let attempt = 0; ; attempt++) {
@@ -109,7 +109,7 @@ export async function sendWithRetry(
       }
       // Jittered, so the arcproxies of a whole team do not come back in the same instant.
       waitMs = Math.max(FIRST_BACKOFF_MS, Math.min(retryAfter * 1000, MAX_BACKOFF_MS * 2)) * (0.75 + Math.random() * 0.5);
-      if (Date.now() + waitMs > deadline || signal.aborted) {
+      if (performance.now() + waitMs > deadline || signal.aborted) {
         if (!signal.aborted) gaveUp();
         return answer;
       }
@@ -118,7 +118,7 @@ export async function sendWithRetry(
     } catch (error) {
       const safe = replayable && error instanceof RelayUnreachable && (error.neverSent || (error.broken && SAFE.has(request.method)));
       waitMs = Math.random() * Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
-      if (!safe || Date.now() + waitMs > deadline || signal.aborted) {
+      if (!safe || performance.now() + waitMs > deadline || signal.aborted) {
         if (safe && !signal.aborted) gaveUp();
         throw error;
       }

@@ -36,12 +36,12 @@ export function createIssuerKeySource(trusted: TrustedIssuer[], fetchImpl: typeo
       const t = byIssuer.get(issuer);
       if (!t) throw new NotFound(`the relay does not trust issuer ${issuer}: add it to the relay's --config as well`);
       const hit = cache.get(issuer);
-      if (hit && Date.now() - hit.at < KEYS_CACHE_MS) return hit.keys;
+      if (hit && performance.now() - hit.at < KEYS_CACHE_MS) return hit.keys;
       const keys = fetchKeys(t).catch((cause: unknown) => {
         cache.delete(issuer);
         throw new BadGateway(`the relay could not fetch the signing keys of issuer ${issuer}: ${(cause as Error)?.message ?? cause}`, { cause });
       });
-      cache.set(issuer, { at: Date.now(), keys });
+      cache.set(issuer, { at: performance.now(), keys });
       return keys;
     },
   };

@@ -108,13 +108,13 @@ async function configureConnection(db: Database): Promise<void> {
  * fresh database at once; seen about once in eight such starts).
  */
 async function switchToWal(db: Database): Promise<{ journal_mode: string } | null> {
-  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  const deadline = performance.now() + BUSY_TIMEOUT_MS;
   for (let attempt = 0; ; attempt++) {
     try {
       return db.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get();
     } catch (error) {
       const busy = (error as { code?: string }).code === "SQLITE_BUSY" || /database is locked/.test((error as Error).message);
-      if (!busy || Date.now() >= deadline) throw error;
+      if (!busy || performance.now() >= deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, Math.min(100, 5 * 2 ** attempt) * Math.random() + 1));
     }
   }
