@@ -267,11 +267,17 @@ async function idle(): Promise<void> {
   // new process on the same port): how long until every agent has its tunnel again.
   const total = AGENTS + WARM;
   restartedAt = performance.now();
-  await stack.restart("r1", "SIGTERM");
+  const restarted = await stack.restart("r1", "SIGTERM");
   const upAgain = performance.now() - restartedAt;
   await waitFor(`all ${total} agents back`, () => backAt.length >= total, 300_000);
   const sorted = [...backAt].sort((a, b) => a - b);
   const at = (q: number) => (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! / 1000).toFixed(1);
   console.log(`relay restart (SIGTERM, new process ready ${(upAgain / 1000).toFixed(1)} s later): agents back, from the SIGTERM: half ${at(0.5)} s, 99% ${at(0.99)} s, all ${(sorted.at(-1)! / 1000).toFixed(1)} s`);
+  // The new process holds the same tunnels without having enrolled anyone: a relay's memory as it
+  // runs for long, after a restart or a rollout, when its agents come back with the keys they have.
+  await waitFor("every tunnel recorded after the restart", async () => (await stack!.store.listPresence(new Date())).length === total, 120_000);
+  await settle();
+  const again = await rssOf(restarted.proc.pid);
+  console.log(`relay RSS after the restart with all ${total} agents back: ${(again / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()}); over the empty relay: ${((again - before) / total / 1024).toFixed(1)} KiB per agent`);
   stop.abort();
 }
