@@ -51,6 +51,12 @@ if (!Number.isInteger(AGENTS) || AGENTS < 4) {
   console.error(`--agents ${JSON.stringify(process.argv[agentsArg + 1])}: use a whole number of at least 4\n${USAGE}`);
   process.exit(2);
 }
+/**
+ * Equal steps from the warm agents to all of them, RSS read after each. RSS grows in jumps of
+ * megabytes (the engine's heap and the allocator's arenas), so a slope through five points moved
+ * by a jump near either end: 1,000 agents gave 17-34 KiB per agent; ten steps average it out.
+ */
+const STEPS = SMOKE ? 2 : 10;
 /** How long the relay is left alone before its RSS is read (ms). */
 const SETTLE_MS = SMOKE ? 0 : 10_000;
 
@@ -222,13 +228,13 @@ async function idle(): Promise<void> {
   warmRss = await rssOf(relay.proc.pid);
   const warmHeap = await heapBytes();
   console.log(`relay RSS with ${WARM} agents (warm): ${(warmRss / 1048576).toFixed(1)} MiB (JS heap used ${await heapMiB()})`);
-  // Then the rest in four steps, RSS after each: the slope through these five points is what one
+  // Then the rest in STEPS steps, RSS after each: the slope through these points is what one
   // more idle agent costs, apart from what the process takes once as it grows (its heap's and
   // allocator's next size steps), which the figures over the empty relay include.
   const points: [number, number][] = [[WARM, warmRss]];
   started = performance.now();
-  for (let step = 1; step <= 4; step++) {
-    const to = WARM + Math.round((AGENTS * step) / 4);
+  for (let step = 1; step <= STEPS; step++) {
+    const to = WARM + Math.round((AGENTS * step) / STEPS);
     await connect(points.at(-1)![0], to);
     await waitFor("every tunnel recorded", async () => (await stack!.store.listPresence(new Date())).length === to, 120_000);
     await settle();

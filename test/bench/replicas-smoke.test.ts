@@ -30,4 +30,12 @@ test.each([[[]], [["--tls"]]])("bench/replicas-bench.ts idle --smoke %p: 25 agen
   expect(out).toMatch(/per agent: -?[\d.]+ KiB \(slope from 5 to 25 agents\)/);
   expect(out).toMatch(/database transactions per second with 25 idle agents/);
   expect(out).toMatch(/relay restart \(SIGTERM, new process ready [\d.]+ s later\): agents back, from the SIGTERM: half [\d.]+ s, 99% [\d.]+ s, all [\d.]+ s/);
+  expect(out).toMatch(/relay RSS after the restart with all 25 agents back: [\d.]+ MiB .*over the empty relay: -?[\d.]+ KiB per agent/);
+});
+
+test("bench/verify-rss.ts: five rounds of concurrent verifies, each read", async () => {
+  const proc = Bun.spawn([process.execPath, "bench/verify-rss.ts"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect(code).toBe(0);
+  expect(stdout.match(/^RSS after round \d of 64 concurrent verifies: [\d.]+ MiB$/gm)?.length).toBe(5);
 });
