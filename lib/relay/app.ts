@@ -69,13 +69,16 @@ export function createRelayApp(options: RelayAppDeps): Hono {
   app.get(protocol.CLIENT_CONFIG_PATH, (c) => c.json(deps.clientConfig ?? { relay: deps.issuer.issuer, version: "dev", loginIssuers: [] }));
 
   /** What arcproxy shows of a cluster: whether its agent is connected, its versions, when it was last seen. */
-  const clusterView = async (name: string) => {
+  // Connected: this replica holds the tunnel, or the store names another replica that does (its
+  // presence not expired), as the status page decides. Only the local tunnel said so before, so a
+  // replica without it called the cluster offline while it served it (found by the newcomer).
+  const clusterView = async (name: string, heldElsewhere: (name: string) => Promise<boolean>) => {
     const record = await deps.store.getCluster(name);
     if (!record) return undefined;
     const tunnel = deps.registry.get(name);
     return {
       name,
-      connected: tunnel !== undefined,
+      connected: tunnel !== undefined || await heldElsewhere(name),
       // An agent key is on record: the cluster is enrolled (its agent may be away); else it awaits enrollment.
       enrolled: record.agentKey !== undefined,
       agentVersion: tunnel?.agentVersion ?? record.agentVersion,
@@ -87,14 +90,16 @@ export function createRelayApp(options: RelayAppDeps): Hono {
   app.get(protocol.CLUSTERS_PATH, async (c) => {
     const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
     const names = await deps.access.reachableClusters(identity, "cluster-user");
-    return c.json((await Promise.all(names.map(clusterView))).filter((v) => v !== undefined));
+    const holders = new Set((await deps.store.listPresence(new Date())).map((p) => p.cluster));
+    const held = async (name: string) => holders.has(name);
+    return c.json((await Promise.all(names.map((name) => clusterView(name, held)))).filter((v) => v !== undefined));
   });
 
   app.get("/v1/clusters/:name", async (c) => {
     const name = validateClusterName(c.req.param("name"));
     const identity = await deps.access.authenticate(c.req.raw.headers, remoteAddressOf(c.env), c.req.raw.signal);
     await deps.access.authorize(identity, name, "cluster-user");
-    const view = await clusterView(name);
+    const view = await clusterView(name, async (held) => (await deps.store.findTunnelHolder(held, new Date())) !== undefined);
     if (!view) throw new NotFound(`cluster "${name}" is not registered with this relay`);
     return c.json(view);
   });

@@ -97,6 +97,16 @@ const api = (via: string, cluster: string, path: string, init: RequestInit = {})
   fetch(`${replica(via).url}/v1/clusters/${cluster}/k8s${path}`, { ...init, headers: { authorization: `Bearer ${alice}`, ...(init.headers as Record<string, string> | undefined) } });
 
 describe("a user on a replica that does not hold the tunnel", () => {
+  test("the cluster is reported connected there too (the list arcproxy reads, and the cluster itself)", async () => {
+    expect(await holderOf("c1")).toBe("r1");
+    for (const via of ["r1", "r2", "r3"]) {
+      const auth = { headers: { authorization: `Bearer ${alice}` } };
+      const list = (await (await fetch(`${replica(via).url}/v1/clusters`, auth)).json()) as { name: string; connected: boolean }[];
+      expect(list.filter((c) => c.name.startsWith("c")).map((c) => [c.name, c.connected])).toEqual([["c1", true], ["c2", true]]);
+      expect(((await (await fetch(`${replica(via).url}/v1/clusters/c1`, auth)).json()) as { connected: boolean }).connected).toBe(true);
+    }
+  });
+
   test("a GET crosses to the holder: the API server sees the verified user, the answer carries the request id", async () => {
     for (const via of ["r2", "r3"]) {
       const res = await api(via, "c1", "/api/who", { headers: { "x-arc-request-id": `who-via-${via}` } });
