@@ -2,6 +2,7 @@
 import { createBuiltinIssuer, loadOrCreateIssuerKeys, type BuiltinIssuer } from "../auth/index.ts";
 import type { RelayStore } from "./store/index.ts";
 import { ConfigError } from "../errors/index.ts";
+import type { Logger } from "../observe/index.ts";
 
 /** Audience of the built-in issuer's tokens: any cluster on this relay. */
 export const BUILTIN_AUDIENCE = "cluster-connect";
@@ -13,8 +14,26 @@ export interface RelayIssuer extends BuiltinIssuer {
   reload(): Promise<boolean>;
 }
 
-/** Used by `serve`: records the public URL so offline `token create` signs for the same issuer. */
-export async function loadRelayIssuer(store: RelayStore, publicUrl: string): Promise<RelayIssuer> {
+/**
+ * Used by `serve`: records the public URL so offline `token create` signs for the same issuer.
+ * Throws ConfigError when live replicas other than `opts.replicaId` were started with another
+ * public URL: replicas that each recorded their own overwrote one another, so tokens signed for one
+ * URL were refused by the replicas of the other (found by the newcomer). A single relay moved to a
+ * new URL is told what that breaks through `opts.logger`.
+ */
+export async function loadRelayIssuer(store: RelayStore, publicUrl: string, opts: { replicaId?: string; logger?: Logger } = {}): Promise<RelayIssuer> {
+  const recorded = await store.getSetting(ISSUER_URL_SETTING);
+  if (recorded !== undefined && recorded !== publicUrl) {
+    const others = (await store.listReplicas(new Date())).map((r) => r.replicaId).filter((id) => id !== opts.replicaId);
+    if (others.length > 0) {
+      throw new ConfigError(
+        `replica${others.length > 1 ? "s" : ""} ${others.join(", ")} of this relay serve${others.length > 1 ? "" : "s"} the public URL ${recorded}, and this one was ` +
+        `started with --public-url ${publicUrl}: every replica needs the same --public-url, the one address users and agents reach ` +
+        "(the load balancer's), because tokens and agents are bound to it. To move the relay to a new URL, stop every replica, then start them all with it",
+      );
+    }
+    opts.logger?.warn("the relay's public URL changed: tokens issued for the old one no longer verify, and agents must dial the new one", { from: recorded, to: publicUrl });
+  }
   await store.setSetting(ISSUER_URL_SETTING, publicUrl);
   const build = async () => createBuiltinIssuer({ issuer: publicUrl, audience: BUILTIN_AUDIENCE, ...(await loadOrCreateIssuerKeys(store)) });
   let current = await build();

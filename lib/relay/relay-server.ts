@@ -211,7 +211,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   } catch (error) {
     return abandon(new ConfigError(`the relay store refused to report changes (LISTEN): ${(error as Error).message}`, { cause: error }));
   }
-  const issuer = await loadRelayIssuer(store, url).catch(abandon);
+  const issuer = await loadRelayIssuer(store, url, { replicaId, logger: opts.logger }).catch(abandon);
   const external = opts.trustedIssuers ?? [];
   let verifier: UserTokenVerifier;
   try {

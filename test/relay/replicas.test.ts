@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 import { startPostgres, type RunningPostgres } from "../support/postgres.ts";
 import { startReplicaStack, type ReplicaStack } from "../support/replica-stack.ts";
-import { waitFor } from "../support/wait-for.ts";
+import { waitFor, within } from "../support/wait-for.ts";
 
 setDefaultTimeout(60_000);
 
@@ -164,6 +164,30 @@ describe("a user on a replica that does not hold the tunnel", () => {
     const res = await fetch(`${replica("r3").url}/v1/clusters/c1/k8s/api/who`, { headers: { authorization: "Bearer not-a-token" } });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { kind: string }).kind).toBe("Status");
+  });
+});
+
+describe("a replica started with another --public-url", () => {
+  test("is refused, naming the live replicas and their URL, and the recorded URL stays", async () => {
+    const proc = Bun.spawn([process.execPath, "cmd/arcrelay.ts", "serve", "--listen", "127.0.0.1:0", "--insecure-http", "--public-url", "http://127.0.0.1:1",
+      "--replica-id", "r4", "--internal-listen", "127.0.0.1:0"], {
+      cwd: join(import.meta.dir, "..", ".."), env: { ...process.env, ARC_DATABASE_URL: db.url }, stdout: "pipe", stderr: "pipe",
+    });
+    const stderr = new Response(proc.stderr).text();
+    try {
+      expect(await within("the replica to refuse to start", proc.exited, 30_000)).not.toBe(0);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+    expect(await stderr).toContain(`replicas r1, r2, r3 of this relay serve the public URL ${stack.publicUrl}, and this one was started with --public-url http://127.0.0.1:1`);
+    expect(await stderr).toContain("every replica needs the same --public-url");
+    // `token create` still signs for the URL every replica serves, so each of them takes its tokens.
+    const created = arcrelay(["token", "create", "--user", "alice", "--group", "dev", "--ttl", "5m"]);
+    expect(created.code).toBe(0);
+    const token = created.stdout.trim().split("\n").at(-1)!;
+    for (const via of ["r1", "r2", "r3"]) {
+      expect((await fetch(`${replica(via).url}/v1/clusters/c1/k8s/api/who`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    }
   });
 });
 
