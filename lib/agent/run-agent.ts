@@ -1,7 +1,7 @@
 // The agent's whole life: load or enroll its key, learn whom to trust, keep the tunnel up.
 import { builtinIssuerTrust, createUserTokenVerifier, generateSigningKeyPair, signAgentToken, type TrustedIssuer } from "../auth/index.ts";
 import { protocol } from "../tunnel/index.ts";
-import { BadGateway, Unauthorized } from "../errors/index.ts";
+import { BadGateway, ConfigError, Unauthorized } from "../errors/index.ts";
 import { validateClusterName } from "../kube/index.ts";
 import type { Logger } from "../observe/index.ts";
 import type { AgentMetrics } from "./metrics.ts";
@@ -71,6 +71,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     log.warn("discarding a key that was never enrolled, made for another cluster", { keyStore: opts.keyStore.describe(), keyCluster: keys.cluster });
     keys = undefined;
   }
+  // Before enrolling, so a wrong --relay spends no token.
+  const relayIssuer = await discoverRelayIssuer(opts.relay);
   if (!keys || keys.enrolled === false) {
     keys = await enrollOnce(opts, cluster, keys, log);
   } else if (opts.enrollToken) {
@@ -87,7 +89,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   const external = (opts.trustedIssuers ?? []).map((t) =>
     t.keysFrom === "relay" ? keysThroughRelay(t, opts.relay, () => current) : t);
   const verifier = createUserTokenVerifier({
-    issuers: [builtinIssuerTrust(await discoverRelayIssuer(opts.relay)), ...external],
+    issuers: [builtinIssuerTrust(relayIssuer), ...external],
     ...(opts.relay.tls.ca ? { tlsCa: opts.relay.tls.ca } : {}),
     // Every token reaching the agent was verified by the relay first, so an unknown key id here is
     // a key rotation, not someone probing: fetch the keys again after a second, not after 30 s
@@ -220,7 +222,9 @@ const AGENT_JWKS_COOLDOWN_MS = 1_000;
 
 /**
  * The relay's built-in issuer: the agent trusts it because its own --relay flag names that relay,
- * and the keys must verify under the issuer URL the relay publishes for itself.
+ * and the keys must verify under the issuer URL the relay publishes for itself. Throws ConfigError
+ * when that URL is not the one dialled (the relay would refuse every tunnel), and what
+ * refusalError makes of a relay that does not answer 200.
  */
 async function discoverRelayIssuer(relay: RelayConnection): Promise<{ issuer: string; audience: string; jwksUrl: string }> {
   const path = "/.well-known/openid-configuration";
@@ -229,6 +233,15 @@ async function discoverRelayIssuer(relay: RelayConnection): Promise<{ issuer: st
   const doc = answer.json as { issuer?: unknown; jwks_uri?: unknown } | undefined;
   if (typeof doc?.issuer !== "string" || typeof doc.jwks_uri !== "string") {
     throw new BadGateway(`the relay at ${relay.url.base} published no issuer or jwks_uri at ${path}; is --relay the relay's URL?`);
+  }
+  // The relay takes an agent's tunnel only with a token whose audience is its public URL (its
+  // issuer), and the agent signs for the URL it dials: a relay reached by another name (a replica
+  // dialled directly, a Service name) refused every dial as if the key were revoked.
+  if (doc.issuer !== relay.url.base) {
+    throw new ConfigError(
+      `the relay at ${relay.url.base} serves as ${doc.issuer} (its --public-url), and takes an agent's tunnel only for that URL: ` +
+      `start the agent with --relay ${doc.issuer}, or, if agents must dial ${relay.url.base}, start the relay with --public-url ${relay.url.base}`,
+    );
   }
   return { issuer: doc.issuer, audience: "cluster-connect", jwksUrl: relayHref(relay.url, "/.well-known/jwks.json") };
 }

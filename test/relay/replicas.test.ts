@@ -9,6 +9,9 @@ import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
+import { createRelayConnection } from "../../lib/client/index.ts";
+import { silentLogger } from "../../lib/observe/index.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 import { startPostgres, type RunningPostgres } from "../support/postgres.ts";
 import { startReplicaStack, type ReplicaStack } from "../support/replica-stack.ts";
@@ -102,7 +105,7 @@ describe("a user on a replica that does not hold the tunnel", () => {
     for (const via of ["r1", "r2", "r3"]) {
       const auth = { headers: { authorization: `Bearer ${alice}` } };
       const list = (await (await fetch(`${replica(via).url}/v1/clusters`, auth)).json()) as { name: string; connected: boolean }[];
-      expect(list.filter((c) => c.name.startsWith("c")).map((c) => [c.name, c.connected])).toEqual([["c1", true], ["c2", true]]);
+      expect(list.filter((c) => c.name === "c1" || c.name === "c2").map((c) => [c.name, c.connected])).toEqual([["c1", true], ["c2", true]]);
       expect(((await (await fetch(`${replica(via).url}/v1/clusters/c1`, auth)).json()) as { connected: boolean }).connected).toBe(true);
     }
   });
@@ -188,6 +191,23 @@ describe("a replica started with another --public-url", () => {
     for (const via of ["r1", "r2", "r3"]) {
       expect((await fetch(`${replica(via).url}/v1/clusters/c1/k8s/api/who`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
     }
+  });
+});
+
+describe("an agent that dials a replica by its own address, not the public URL", () => {
+  test("stops before enrolling, saying which URL to dial; its token is not spent", async () => {
+    const added = arcrelay(["cluster", "add", "c-direct"]);
+    expect(added.code).toBe(0);
+    const failed = await runAgent({
+      relay: createRelayConnection(replica("r2").url), cluster: "c-direct", keyStore: createFileKeyStore(join(dir, "agents", "c-direct")),
+      enrollToken: added.stdout.trim().split("\n").at(-1)!, upstream: loadUpstream({ kubeconfig: join(dir, "agent.kubeconfig") }),
+      agentVersion: "test", logger: silentLogger, signal: AbortSignal.timeout(30_000),
+    }).then(() => undefined, (error: Error) => error);
+    expect(failed?.message).toBe(
+      `the relay at ${replica("r2").url} serves as ${stack.publicUrl} (its --public-url), and takes an agent's tunnel only for that URL: ` +
+      `start the agent with --relay ${stack.publicUrl}, or, if agents must dial ${replica("r2").url}, start the relay with --public-url ${replica("r2").url}`,
+    );
+    expect((await stack.store.getCluster("c-direct"))?.agentKey).toBeUndefined();
   });
 });
 
