@@ -258,6 +258,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         agentWaitMs: opts.agentWaitMs ?? DEFAULT_AGENT_WAIT_MS,
       });
       const internalUrl = opts.internalUrl ?? defaultInternalUrl(internal.listening);
+      // A process of this id that died (a container restarted in its pod) left its tunnels on
+      // record; renewed by this one's heartbeat, they would stay "present" and draw requests for
+      // good. Removed first (this process holds no tunnel yet), and the other replicas hear the
+      // delete and the insert, so they also pin the new certificate at once.
+      await store.removeReplica(replicaId);
       await store.recordReplica({ replicaId, internalUrl, certificatePem: cert.certPem, expiresAt: new Date(Date.now() + PRESENCE_EXPIRY_MS) });
       opts.logger.info("replica registered: other replicas forward requests for the tunnels it holds", { replicaId, internalUrl, listen: `${internal.listening.host}:${internal.listening.port}` });
     } catch (error) {

@@ -308,6 +308,19 @@ function steadyLoad(via: string, cluster: string): { outcomes: number[]; stop():
   return { outcomes, stop: async () => { running = false; await load; } };
 }
 
+describe("a replica whose process dies and comes back under the same id (its container restarted in its pod)", () => {
+  test("forgets the tunnels its last process held, so nothing is routed to them", async () => {
+    expect(arcrelay(["cluster", "add", "c-ghost"]).code).toBe(0);
+    await stack.store.recordPresence({ cluster: "c-ghost", replicaId: "r3", expiresAt: new Date(Date.now() + 60_000) });
+    expect(await holderOf("c-ghost")).toBe("r3");
+    await stack.restart("r3", "SIGKILL");
+    // Its heartbeat renewed every row under its id: the dead process's tunnels stayed "present"
+    // for good, and each request for them crossed to r3 to hear it had none.
+    expect(await holderOf("c-ghost")).toBeUndefined();
+    expect((await api("r3", "c1", "/api/who")).status).toBe(200);
+  });
+});
+
 describe("a replica that drains (SIGTERM, as a rolling update stops a pod)", () => {
   test("requests through another replica carry on while its agent moves: each succeeds or fails cleanly, and the next ones succeed", async () => {
     await stack.startAgent("c3", join(dir, "agent.kubeconfig"), "r3");
