@@ -148,6 +148,7 @@ export class ApiServerSessions {
       ...tls,
       servername: tls.servername ?? (isIP(hostname) ? undefined : hostname),
       settings: { enablePush: false, initialWindowSize: API_SERVER_STREAM_WINDOW_BYTES },
+      maxHeaderListPairs: timeouts.MAX_HEADER_LIST_PAIRS,
     });
     widenConnectionWindow(session, API_SERVER_STREAM_WINDOW_BYTES);
     const entry: Entry = { session, tls, active: 0, usable: true, ready: Promise.resolve() };

@@ -11,7 +11,7 @@ export {
 } from "./impersonation-request.ts";
 export type { ImpersonationRequest } from "./impersonation-request.ts";
 export { renderResponseHead } from "./response-head.ts";
-export { MAX_REQUEST_HEADER_BYTES, renderParseErrorResponse } from "./http-limits.ts";
+export { MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADER_FIELDS, MAX_FORWARDED_HEADER_FIELDS, checkForwardedHeaderFields, renderParseErrorResponse } from "./http-limits.ts";
 export { isWatchRequest, isJsonContentType, endAtEventBoundary } from "./watch.ts";
 export { newRequestId, requestIdFrom, requestIdOf } from "./request-id.ts";
 export { createSelfSignedCertificate } from "./self-signed-cert.ts";

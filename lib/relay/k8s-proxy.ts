@@ -3,7 +3,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { AgentNotConnected, ArcError, ShuttingDown, TooManyRequests, isPeerHangup, toStatus, writeStatusResponse, writeStatusToSocket } from "../errors/index.ts";
 import type { Logger } from "../observe/index.ts";
-import { hasRequestBody, isWatchRequest, onResponseOver, parseImpersonationRequest, relayRequestHeaders, requestIdOf } from "../http/index.ts";
+import {
+  checkForwardedHeaderFields, hasRequestBody, isWatchRequest, onResponseOver, parseImpersonationRequest, relayRequestHeaders, requestIdOf,
+} from "../http/index.ts";
 import { protocol } from "../tunnel/index.ts";
 import { parseClusterApiTarget } from "./cluster-path.ts";
 import type { RelayDrain } from "./drain.ts";
@@ -75,6 +77,7 @@ export function createClusterApiProxy(deps: ClusterApiProxyDeps): ClusterApiProx
       });
     }
     const { cluster, kubePath } = parseClusterApiTarget(req.url ?? "/");
+    checkForwardedHeaderFields(req.rawHeaders, `cluster "${cluster}" (request id ${requestId})`);
     const identity = await deps.access.authenticate(req.headers, clientAddress(req), gone);
     measure.identity = identity;
     const record = await deps.access.authorize(identity, cluster, "cluster-user");

@@ -84,6 +84,9 @@ function openRequest(target: ReplicaForwardTarget, method: string, extra: Header
     // Exactly this replica's own certificate, nothing else: the address could be anyone's next week.
     ca: target.holder.certificatePem,
     agent: agentFor(target.holder),
+    // The answer's head as the tunnel carried it to the holder (node:http's 16 KiB default cut an
+    // API server's large response headers on this hop only).
+    maxHeaderSize: timeouts.MAX_HEADER_LIST_BYTES,
     ...(isIP(host) ? {} : { servername: host }),
     headers: { ...target.headers, ...extra, [protocol.REQUEST_ID_HEADER]: target.requestId, [protocol.REPLICA_SECRET_HEADER]: target.secret },
   });

@@ -2,7 +2,7 @@
 import http2 from "node:http2";
 import type { Duplex } from "node:stream";
 import {
-  CONNECTION_WINDOW_BYTES, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES,
+  CONNECTION_WINDOW_BYTES, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_BYTES, MAX_HEADER_LIST_PAIRS, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES,
   TUNNEL_DRAIN_TIMEOUT_MS,
 } from "./timeouts.ts";
 
@@ -106,6 +106,7 @@ class Http2TunnelClient implements TunnelClient {
       tunnelSocket: socket,
       settings: SETTINGS,
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
+      maxHeaderListPairs: MAX_HEADER_LIST_PAIRS,
     } as http2.ClientSessionOptions) as ClientSession;
     this.session = session;
     session.arcTunnelClient = this;
@@ -199,7 +200,7 @@ export function serveTunnel(
   onStream: (stream: TunnelServerStream, headers: TunnelHeaders) => void,
   onError?: (error: Error) => void,
 ): TunnelServer {
-  const server = http2.createServer({ settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY_MB });
+  const server = http2.createServer({ settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY_MB, maxHeaderListPairs: MAX_HEADER_LIST_PAIRS });
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
   let resolveGoaway!: () => void;

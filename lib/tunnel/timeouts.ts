@@ -70,6 +70,15 @@ export const MAX_SESSION_MEMORY_MB = 128;
 export const MAX_HEADER_LIST_BYTES = 2 * 1024 * 1024;
 
 /**
+ * Header fields one HTTP/2 header block may carry through the tunnel and from the API server
+ * (node:http2's maxHeaderListPairs, pseudo-headers included). Its default, 128, reset any request
+ * of more than 124 headers with ENHANCE_YOUR_CALM, which the user read as a 502 from the agent,
+ * while the relay's edge takes 190 and kube-apiserver counts none. This holds the edge's fields,
+ * MAX_LONG_HEADER_PIECES and what the relay and agent add; MAX_HEADER_LIST_BYTES bounds the memory.
+ */
+export const MAX_HEADER_LIST_PAIRS = 512;
+
+/**
  * Bun's HPACK coder fails the whole session on one header value of 64 KiB or more, so longer
  * values (a `:path` with a long label selector) cross the tunnel in pieces of at most this size.
  */

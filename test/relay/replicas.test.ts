@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createFileKeyStore, loadUpstream, runAgent } from "../../lib/agent/index.ts";
 import { createRelayConnection } from "../../lib/client/index.ts";
+import { MAX_FORWARDED_HEADER_FIELDS } from "../../lib/http/index.ts";
 import { silentLogger } from "../../lib/observe/index.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
 import { startPostgres, type RunningPostgres } from "../support/postgres.ts";
@@ -44,6 +45,9 @@ async function startUpstream(): Promise<http.Server> {
       const hash = createHash("sha256");
       req.on("data", (chunk: Buffer) => hash.update(chunk));
       req.on("end", () => res.end(hash.digest("hex")));
+    } else if (url.pathname === "/api/big-header") {
+      res.writeHead(200, { "content-type": "application/json", "x-big": "h".repeat(Number(url.searchParams.get("bytes"))) });
+      res.end("{}");
     } else if (url.pathname === "/api/big") {
       const size = Number(url.searchParams.get("bytes"));
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(size) });
@@ -161,6 +165,32 @@ describe("a user on a replica that does not hold the tunnel", () => {
     socket.write("ping through two replicas");
     await waitFor("the echo", () => received === "ping through two replicas");
     socket.destroy();
+  });
+
+  test("a 70 KB response header (as an API server may send) comes through the extra hop whole", async () => {
+    const res = await api("r2", "c1", "/api/big-header?bytes=70000");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-big")?.length).toBe(70_000);
+  });
+
+  test("as many header fields as the relay forwards pass the extra hop, and one more is refused at the first replica with a 431 Status", async () => {
+    // Raw, so the count is exact: Host, Authorization and Connection, then the extra ones.
+    const send = (extra: number) => new Promise<string>((resolve, reject) => {
+      const socket = net.connect(replica("r2").port, "127.0.0.1", () => {
+        let head = `GET /v1/clusters/c1/k8s/api/who HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer ${alice}\r\nConnection: close\r\n`;
+        for (let i = 0; i < extra; i++) head += `x-extra-${i}: v\r\n`;
+        socket.write(`${head}\r\n`);
+      });
+      let answer = "";
+      socket.on("data", (chunk: Buffer) => { answer += chunk.toString("latin1"); });
+      socket.on("end", () => resolve(answer));
+      socket.on("error", reject);
+    });
+    const passed = await within("the answer with the most fields forwarded", send(MAX_FORWARDED_HEADER_FIELDS - 3), 10_000);
+    expect(passed).toStartWith("HTTP/1.1 200 ");
+    const refused = await within("the answer with one field too many", send(MAX_FORWARDED_HEADER_FIELDS - 2), 10_000);
+    expect(refused).toStartWith("HTTP/1.1 431 ");
+    expect(refused).toContain(`the request has ${MAX_FORWARDED_HEADER_FIELDS + 1} header fields, and the relay forwards at most ${MAX_FORWARDED_HEADER_FIELDS}; send fewer headers`);
   });
 
   test("a token that is not valid is refused by the replica the user reached, with a Status", async () => {

@@ -27,6 +27,23 @@ describe("HTTP/2 over the WebSocket tunnel", () => {
     expect(seen[0]?.[":method"]).toBe("GET");
   });
 
+  test("a request and an answer of 400 header fields each cross whole (node:http2 reset more than 124 by default)", async () => {
+    const fields = (prefix: string) => Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`${prefix}-${i}`, String(i)]));
+    let seen: TunnelHeaders | undefined;
+    pair = await startTunnelPair((stream, headers) => {
+      seen = headers;
+      stream.respond({ ":status": 200, ...fields("x-answer") }, { endStream: true });
+    });
+    const request = pair.client.request({ ":method": "GET", ":path": "/api", ...fields("x-asked") }, { endStream: true });
+    const answer = await within("the answer", new Promise<TunnelHeaders>((resolve, reject) => {
+      request.once("response", resolve);
+      request.once("error", reject);
+    }));
+    request.resume();
+    expect(Object.keys(seen ?? {}).filter((name) => name.startsWith("x-asked-")).length).toBe(400);
+    expect(Object.keys(answer).filter((name) => name.startsWith("x-answer-")).length).toBe(400);
+  });
+
   test("200 concurrent requests are each answered with their own body", async () => {
     pair = await startTunnelPair((stream, headers) => {
       const n = String(headers[":path"]).slice(1);
