@@ -274,7 +274,15 @@ function createPostgresStore(sql: SQL): RelayStore {
 
     async watchChanges(onChange) {
       // Bun's SQL keeps one connection LISTENing for the pool; notifications arrive after the writer's commit.
-      const subscription = (await (sql as unknown as ListeningSql).listen(CHANGES_CHANNEL, (payload: string) => onChange(parseChange(payload)))) as { unlisten?: () => Promise<void> };
+      // When that connection is lost it LISTENs again on a new one and calls `onListen` again; what
+      // was committed in between was told to nobody, so every listener is told to resync ("*")
+      // rather than wait for the periodic one (a revoked key kept its tunnel 60 s; attack review).
+      let listens = 0;
+      const subscription = (await (sql as unknown as ListeningSql).listen(
+        CHANGES_CHANNEL,
+        (payload: string) => onChange(parseChange(payload)),
+        () => { if (++listens > 1) onChange({ table: "*" }); },
+      )) as { unlisten?: () => Promise<void> };
       let stopped = false;
       return async () => {
         if (stopped) return;
@@ -382,9 +390,12 @@ function describeUrl(url: string): string {
   }
 }
 
-/** Bun 1.4's SQL client LISTENs (not yet in its type declarations). */
+/**
+ * Bun 1.4's SQL client LISTENs (not yet in its type declarations); `onListen` is called each time
+ * the LISTEN takes effect, on a new connection after one was lost too.
+ */
 interface ListeningSql {
-  listen(channel: string, onNotification: (payload: string) => void): Promise<unknown>;
+  listen(channel: string, onNotification: (payload: string) => void, onListen?: () => void): Promise<unknown>;
 }
 
 interface ReplicaRow {

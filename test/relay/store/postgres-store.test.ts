@@ -80,6 +80,29 @@ describe("postgres store shared by replicas", () => {
     }
   });
 
+  test("a LISTEN connection that is lost is replaced, and listeners are told to resync what was committed meanwhile", async () => {
+    const db = await pg.createDatabase();
+    const [writer, watcher] = await Promise.all([openPostgresStore(db.url), openPostgresStore(db.url)]);
+    const seen: StoreChange[] = [];
+    const stop = await watcher.watchChanges((change) => seen.push(change));
+    const sql = new SQL(db.url, { max: 1 });
+    try {
+      const killed = await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()`;
+      expect(killed.length).toBe(1);
+      // Committed while nobody listens: only the resync can carry it.
+      await writer.addGrant({ principal: "user:gap", cluster: "*", role: "cluster-user" });
+      await waitFor("the resync after the new LISTEN", () => seen.some((c) => c.table === "*"), 15_000);
+      seen.length = 0;
+      await writer.addGrant({ principal: "user:after", cluster: "*", role: "cluster-user" });
+      await waitFor("a change after it, told as before", () => seen.some((c) => c.table === "grants"));
+    } finally {
+      await sql.close();
+      await stop();
+      await Promise.all([writer.close(), watcher.close()]);
+      await db.drop();
+    }
+  });
+
   test("a password given as a URL parameter never appears in an error either", async () => {
     const error = await openPostgresStore("postgres://arc@127.0.0.1:1/none?password=hunter2-secret&sslmode=disable").catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
