@@ -3,15 +3,20 @@ import { SQL } from "bun";
 import { ConfigError, Conflict } from "../../errors/index.ts";
 import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, ReplicaRecord, Role, StoreChange } from "./types.ts";
 import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
+import { planSchema, SCHEMA_READABLE_FROM_KEY, SCHEMA_VERSION_KEY } from "./schema-versions.ts";
 
-/** Settings key holding the number of the last migration applied (as in SQLite). */
-const SCHEMA_VERSION_KEY = "schema_version";
 /** pg_advisory_xact_lock key of the migrations: replicas that start at once migrate one after another. */
 const MIGRATION_LOCK_KEY = 0x61726372; // "arcr"
 /** Connections per relay process; each request needs one only for a moment. */
 const POOL_MAX = 10;
 /** The NOTIFY channel the triggers of migration 4 write every change to. */
 export const CHANGES_CHANNEL = "arc_changes";
+
+/**
+ * Migrations a relay that does not know them may ignore (schema-versions.ts): 5 adds the change
+ * triggers, which the relay of schema 4 never relied on. Mark one only if that is so.
+ */
+export const POSTGRES_ADDITIVE_MIGRATIONS: ReadonlySet<number> = new Set([5]);
 
 /**
  * Migration N (1-based) brings the schema from version N-1 to N. Append only. Times are epoch
@@ -164,16 +169,17 @@ async function migrate(sql: SQL): Promise<void> {
     const [row] = await tx`SELECT value FROM settings WHERE key = ${SCHEMA_VERSION_KEY}`;
     const current = row ? Number((row as { value: string }).value) : 0;
     if (!Number.isInteger(current) || current < 0) throw new Error(`settings.${SCHEMA_VERSION_KEY} is not a schema version: ${JSON.stringify(row)}`);
-    if (current > POSTGRES_MIGRATIONS.length) {
-      throw new ConfigError(`database schema version ${current} is newer than this relay supports (${POSTGRES_MIGRATIONS.length}): upgrade arcrelay`);
-    }
+    const [readable] = await tx`SELECT value FROM settings WHERE key = ${SCHEMA_READABLE_FROM_KEY}`;
+    const plan = planSchema(current, POSTGRES_MIGRATIONS.length, readable ? Number((readable as { value: string }).value) : undefined, POSTGRES_ADDITIVE_MIGRATIONS);
+    if (plan.action !== "migrate") return;
     for (let version = current + 1; version <= POSTGRES_MIGRATIONS.length; version++) {
       await tx.unsafe(POSTGRES_MIGRATIONS[version - 1]!).catch((error: Error) => {
         throw new Error(`applying schema migration ${version}: ${error.message}`, { cause: error });
       });
     }
-    await tx`INSERT INTO settings (key, value) VALUES (${SCHEMA_VERSION_KEY}, ${String(POSTGRES_MIGRATIONS.length)})
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+    for (const [key, value] of [[SCHEMA_VERSION_KEY, POSTGRES_MIGRATIONS.length], [SCHEMA_READABLE_FROM_KEY, plan.readableFrom]] as const) {
+      await tx`INSERT INTO settings (key, value) VALUES (${key}, ${String(value)}) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+    }
   });
 }
 

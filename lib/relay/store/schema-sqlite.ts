@@ -1,8 +1,12 @@
 // The SQLite schema as an ordered list of migrations, and the one function that applies them.
 import type { Database } from "bun:sqlite";
 
-/** Settings key holding the number of the last migration applied. */
-export const SCHEMA_VERSION_KEY = "schema_version";
+import { planSchema, SCHEMA_READABLE_FROM_KEY, SCHEMA_VERSION_KEY } from "./schema-versions.ts";
+
+export { SCHEMA_VERSION_KEY };
+
+/** Migrations a relay that does not know them may ignore (schema-versions.ts); none so far. */
+export const SQLITE_ADDITIVE_MIGRATIONS: ReadonlySet<number> = new Set();
 
 /**
  * Migration N (1-based) brings the schema from version N-1 to N. Append only: never edit a
@@ -66,15 +70,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
  * (BEGIN IMMEDIATE), so two processes opening a fresh file at once migrate it once.
  * Refuses a database written by a newer relay rather than guessing at its schema.
  */
-export function migrateSqliteSchema(db: Database, migrations: readonly string[] = SQLITE_MIGRATIONS): number {
+export function migrateSqliteSchema(db: Database, migrations: readonly string[] = SQLITE_MIGRATIONS, additive = SQLITE_ADDITIVE_MIGRATIONS): number {
   const migrate = db.transaction(() => {
     const current = readSchemaVersion(db);
-    if (current > migrations.length) {
-      throw new Error(
-        `database schema version ${current} is newer than this relay supports (${migrations.length}): upgrade arcrelay`,
-      );
-    }
-    if (current === migrations.length) return current;
+    const plan = planSchema(current, migrations.length, readSetting(db, SCHEMA_READABLE_FROM_KEY), additive);
+    if (plan.action !== "migrate") return current;
     for (let version = current + 1; version <= migrations.length; version++) {
       try {
         db.run(migrations[version - 1]!);
@@ -82,22 +82,25 @@ export function migrateSqliteSchema(db: Database, migrations: readonly string[] 
         throw new Error(`applying schema migration ${version}: ${(error as Error).message}`, { cause: error });
       }
     }
-    db.query("INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-      .run({ key: SCHEMA_VERSION_KEY, value: String(migrations.length) });
+    const write = db.query("INSERT INTO settings (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    write.run({ key: SCHEMA_VERSION_KEY, value: String(migrations.length) });
+    write.run({ key: SCHEMA_READABLE_FROM_KEY, value: String(plan.readableFrom) });
     return migrations.length;
   });
   return migrate.immediate();
 }
 
+/** A number in the settings table, undefined when absent (or no settings table yet). */
+function readSetting(db: Database, key: string): number | undefined {
+  const hasSettings = db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settings'").get();
+  if (!hasSettings) return undefined;
+  const row = db.query<{ value: string }, { key: string }>("SELECT value FROM settings WHERE key = $key").get({ key });
+  return row ? Number(row.value) : undefined;
+}
+
 /** 0 for an empty database (no settings table yet). */
 function readSchemaVersion(db: Database): number {
-  const hasSettings = db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settings'").get();
-  if (!hasSettings) return 0;
-  const row = db.query<{ value: string }, { key: string }>("SELECT value FROM settings WHERE key = $key")
-    .get({ key: SCHEMA_VERSION_KEY });
-  const version = row ? Number(row.value) : 0;
-  if (!Number.isInteger(version) || version < 0) {
-    throw new Error(`settings.${SCHEMA_VERSION_KEY} is not a schema version: ${JSON.stringify(row?.value)}`);
-  }
+  const version = readSetting(db, SCHEMA_VERSION_KEY) ?? 0;
+  if (!Number.isInteger(version) || version < 0) throw new Error(`settings.${SCHEMA_VERSION_KEY} is not a schema version: ${JSON.stringify(version)}`);
   return version;
 }

@@ -103,6 +103,22 @@ describe("postgres store shared by replicas", () => {
     }
   });
 
+  test("a new database records that relays of schema 4 may run on it (migration 5 only adds triggers), and such a database is run on untouched", async () => {
+    const db = await pg.createDatabase();
+    const store = await openPostgresStore(db.url);
+    expect(await store.getSetting("schema_readable_from")).toBe("4");
+    // As a relay of the next schema would leave it: version 6, readable by this one.
+    await store.setSetting("schema_version", "6");
+    await store.setSetting("schema_readable_from", "5");
+    await store.addCluster("kept");
+    await store.close();
+    const rolledBack = await openPostgresStore(db.url);
+    expect((await rolledBack.getCluster("kept"))?.name).toBe("kept");
+    expect(await rolledBack.getSetting("schema_version")).toBe("6");
+    await rolledBack.close();
+    await db.drop();
+  });
+
   test("a password given as a URL parameter never appears in an error either", async () => {
     const error = await openPostgresStore("postgres://arc@127.0.0.1:1/none?password=hunter2-secret&sslmode=disable").catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
@@ -114,8 +130,9 @@ describe("postgres store shared by replicas", () => {
     const db = await pg.createDatabase();
     const store = await openPostgresStore(db.url);
     await store.setSetting("schema_version", "99");
+    await store.setSetting("schema_readable_from", "98");
     await store.close();
-    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (5): upgrade arcrelay");
+    await expect(openPostgresStore(db.url)).rejects.toThrow("database schema version 99 is newer than this relay supports (5): upgrade arcrelay (relays of schema 98 or later run on it)");
     const wrong = db.url.replace("postgres@", "postgres:s3cret-pw@").replace(/:(\d+)\//, ":1/");
     const error = (await openPostgresStore(wrong).then(() => new Error("opened"), (e: unknown) => e)) as Error;
     expect(error.message).toContain("opening relay store postgres://postgres@127.0.0.1:1/");

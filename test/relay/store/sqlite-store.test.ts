@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteStore } from "../../../lib/relay/store/index.ts";
 import type { RelayStore } from "../../../lib/relay/store/index.ts";
+import { SQLITE_MIGRATIONS } from "../../../lib/relay/store/schema-sqlite.ts";
 import { within } from "../../support/wait-for.ts";
 import { describeStoreContract } from "./store-contract.ts";
 
@@ -97,11 +98,27 @@ describe("sqlite store on disk", () => {
     await store.close();
   });
 
-  test("refuses a database written by a newer relay", async () => {
+  test("refuses a database written by a newer relay that this one cannot run on", async () => {
     const first = await openSqliteStore(dataDir);
     await first.setSetting("schema_version", "99");
+    await first.setSetting("schema_readable_from", "98");
     await first.close();
-    await expect(openSqliteStore(dataDir)).rejects.toThrow(/schema version 99 is newer than this relay supports/);
+    await expect(openSqliteStore(dataDir)).rejects.toThrow(
+      `database schema version 99 is newer than this relay supports (${SQLITE_MIGRATIONS.length}): upgrade arcrelay (relays of schema 98 or later run on it); ` +
+      "to roll a relay back across this change, restore the database from a backup taken before it",
+    );
+  });
+
+  test("runs on a newer relay's database whose newer migrations it may ignore (a rollback), and leaves its version alone", async () => {
+    const first = await openSqliteStore(dataDir);
+    await first.addCluster("kept");
+    await first.setSetting("schema_version", String(SQLITE_MIGRATIONS.length + 1));
+    await first.setSetting("schema_readable_from", String(SQLITE_MIGRATIONS.length));
+    await first.close();
+    const rolledBack = await openSqliteStore(dataDir);
+    expect((await rolledBack.getCluster("kept"))?.name).toBe("kept");
+    expect(await rolledBack.getSetting("schema_version")).toBe(String(SQLITE_MIGRATIONS.length + 1));
+    await rolledBack.close();
   });
 
   test("two stores on one data dir (CLI beside a running relay) see each other's writes", async () => {
