@@ -168,7 +168,9 @@ class ServedAgentTunnel implements TunnelClientEvents, KeyWatcher {
   keyLost(reason: KeyLossReason, why: string): void {
     this.reason ??= reason;
     this.deps.logger.info("closing agent tunnel: its key is no longer enrolled", { cluster: this.entry.cluster, reason: why, kid: this.keyThumbprint });
-    void this.entry.tunnel.close();
+    // A revoked agent serves nothing more, its open watches and execs included; a rotated key's
+    // tunnel lets them finish while the agent dials again with the new key.
+    void (reason === "key_revoked" ? this.entry.tunnel.terminate() : this.entry.tunnel.close());
   }
 
   closed(): void {

@@ -32,7 +32,10 @@ export interface TunnelClient {
   drain(): void;
   /** Streams in flight right now. */
   readonly activeStreams: number;
+  /** GOAWAY, streams in flight finish (at most TUNNEL_DRAIN_TIMEOUT_MS), then the session ends. */
   close(): Promise<void>;
+  /** Ends the session now, every stream in flight reset: for an agent that may no longer serve. */
+  terminate(): Promise<void>;
 }
 
 /** The agent's side: it answers the relay's requests. */
@@ -137,6 +140,11 @@ class Http2TunnelClient implements TunnelClient {
   }
 
   close(): Promise<void> { return closeSession(this.session, this.done); }
+
+  terminate(): Promise<void> {
+    if (!this.session.destroyed) this.session.destroy();
+    return this.done;
+  }
 
   /** See createFlushKick: the same, with its flag on the client rather than in a closure. */
   kick(): void {

@@ -12,7 +12,8 @@ import { createLogger, silentLogger } from "../../lib/observe/index.ts";
 import { addCluster, loadStoredIssuer, startRelay, type RunningRelay } from "../../lib/relay/index.ts";
 import { enrollAgent } from "../../lib/relay/enrollment.ts";
 import { writeKubeconfig } from "../cluster/kubeconfig-file.ts";
-import { waitFor } from "../support/wait-for.ts";
+import { timeouts } from "../../lib/tunnel/index.ts";
+import { waitFor, within } from "../support/wait-for.ts";
 
 setDefaultTimeout(20_000);
 
@@ -28,9 +29,11 @@ let beta: KeyPair;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "arc-revoke-"));
-  upstream = http.createServer((_req, res) => {
+  upstream = http.createServer((req, res) => {
     res.writeHead(200, { "content-type": "application/json" });
-    res.end('{"kind":"Status","status":"Success"}');
+    // A watch stays open until its client or the tunnel goes.
+    if (req.url?.includes("watch=true")) res.flushHeaders();
+    else res.end('{"kind":"Status","status":"Success"}');
   });
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   kubeconfig = join(dir, "kubeconfig");
@@ -69,8 +72,14 @@ describe("revocation", () => {
     try {
       await waitFor("the agent to connect", () => states.includes("connected"), 10_000);
       expect((await get(relay.url + "/v1/clusters/gamma/k8s/api", userToken)).status).toBe(200);
+      const watch = await fetch(relay.url + "/v1/clusters/gamma/k8s/api/v1/pods?watch=true", { headers: { authorization: `Bearer ${userToken}` } });
+      expect(watch.status).toBe(200);
+      const watchEnded = watch.text().then(() => "ended", () => "cut");
 
       await relay.store.setAgentKey("gamma", undefined);
+      // Cut with the tunnel, not left to finish: a graceful close would have let it run the
+      // tunnel's whole drain timeout (the newcomer watched one live 5 s after its agent was revoked).
+      expect(await within("the open watch to be cut", watchEnded, timeouts.TUNNEL_DRAIN_TIMEOUT_MS - 1_000)).toBe("cut");
       await waitFor("the revoked tunnel to close", () => states.includes("disconnected"), 5_000);
       const offline = await get(relay.url + "/v1/clusters/gamma/k8s/api", userToken);
       expect(offline.status).toBe(503);

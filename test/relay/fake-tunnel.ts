@@ -3,7 +3,7 @@ import type { TunnelClient } from "../../lib/tunnel/index.ts";
 
 export type FakeTunnel = TunnelClient & { closed: boolean; draining: boolean; close: () => Promise<void> };
 
-/** `close()` marks it closed and resolves `done`; `drain()` marks it draining and resolves `goaway`. */
+/** `close()` and `terminate()` mark it closed and resolve `done`; `drain()` marks it draining and resolves `goaway`. */
 export function fakeTunnel(): FakeTunnel {
   let resolveDone!: () => void;
   let resolveGoaway!: () => void;
@@ -21,6 +21,9 @@ export function fakeTunnel(): FakeTunnel {
     async close() {
       tunnel.closed = true;
       resolveDone();
+    },
+    terminate() {
+      return tunnel.close();
     },
   };
   return tunnel;
