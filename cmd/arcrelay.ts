@@ -72,7 +72,7 @@ const serve = defineCommand({
       ...(args["metrics-listen"] ? { metricsListen: parseHostPort(args["metrics-listen"], "--metrics-listen") } : {}),
       logger: loggerFor("arcrelay", args["log-level"], args["log-format"]),
     });
-    process.stdout.write(`arcrelay ${version} serving ${relay.url}\n`);
+    process.stdout.write(`arcrelay ${version} serving ${relay.url}${relay.url.endsWith(`//${relay.listen}`) ? "" : ` (listening on ${relay.listen})`}\n`);
     if (relay.downloads) {
       // What a user pins out of band (ARC_DOWNLOADS_KEY_SHA256), so install.sh trusts no key it was merely handed.
       process.stdout.write(

@@ -72,7 +72,8 @@ export function subcommandFirst(main: AnyCommand, argv: readonly string[], value
  * for a command: `--clustr prod` was "Unknown command prod"), with the nearest flag there is, and
  * a command that only groups others named alone (`arcproxy config`), listing them. A flag another
  * command has (`--log-level` on `arcrelay cluster list`) was always ignored without complaint and
- * still is. Only long flags are checked; camelCase spellings count as citty reads them. `argv` is
+ * still is. Only long flags are checked; camelCase spellings count as citty reads them. A word
+ * where the command takes none (no positional argument) is refused too. `argv` is
  * subcommandFirst's output, before any `--`. Throws ConfigError saying where the flags are listed.
  */
 export function checkCommandLine(main: AnyCommand, argv: readonly string[], binary: string): void {
@@ -88,9 +89,17 @@ export function checkCommandLine(main: AnyCommand, argv: readonly string[], bina
     throw new ConfigError(`${path.join(" ")} needs a command: ${groups.join(", ")} (${path.join(" ")} --help says what each does)`);
   }
   const { all: known, values } = flagsOf(main);
+  const takesWords = Object.values(argsOf(cmd)).some((def) => def.type === "positional");
   for (; i < argv.length; i++) {
     const token = argv[i]!;
-    if (!token.startsWith("--")) continue;
+    if (!token.startsWith("-") && !takesWords) {
+      // citty drops a word no positional argument takes: `grant remove ID` went on as if no id were given.
+      throw new ConfigError(`${path.join(" ")} takes no argument ${JSON.stringify(token)}, only flags: ${path.join(" ")} --help lists them`);
+    }
+    if (!token.startsWith("--")) {
+      if (takesValue(values, token)) i++;
+      continue;
+    }
     const name = flagName(token);
     if (known.has(name)) {
       if (takesValue(values, token)) i++;

@@ -92,7 +92,10 @@ export interface RelayOptions {
 }
 
 export interface RunningRelay {
+  /** The public URL (--public-url), or, without one, where it listens. */
   url: string;
+  /** Where it listens, `host:port` (IPv6 in brackets). */
+  listen: string;
   port: number;
   store: RelayStore;
   /** The relay's metrics (always collected; served only with `metricsListen`). */
@@ -353,6 +356,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   })());
   return {
     url,
+    listen: `${hostInUrl}:${port}`,
     port,
     store,
     metrics,

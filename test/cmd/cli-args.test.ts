@@ -49,6 +49,14 @@ describe("checkCommandLine", () => {
     expect(() => checkCommandLine(main, ["--noVerbose"], "tool")).not.toThrow();
   });
 
+  test("a word where the command takes none is refused (citty dropped it: `grant remove ID` ran as if no id were given)", () => {
+    expect(() => checkCommandLine(main, ["clusters", "prod"], "tool")).toThrow('tool clusters takes no argument "prod", only flags: tool clusters --help lists them');
+    // A boolean takes no value: `--verbose false` was read as true, with "false" dropped.
+    expect(() => checkCommandLine(main, ["clusters", "--verbose", "false"], "tool")).toThrow('takes no argument "false"');
+    expect(() => checkCommandLine(main, ["clusters", "-o", "json", "--relay", "R"], "tool")).not.toThrow();
+    expect(() => checkCommandLine(main, ["config", "set-relay", "https://relay"], "tool")).not.toThrow();
+  });
+
   test("a command group named alone lists its commands", () => {
     expect(() => checkCommandLine(main, ["config"], "tool")).toThrow("tool config needs a command: set-relay (tool config --help says what each does)");
   });
