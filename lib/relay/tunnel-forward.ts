@@ -77,7 +77,9 @@ export function forwardHttpRequest(target: ForwardTarget, req: IncomingMessage, 
       if (ended || res.writableEnded) return;
       ended = true;
       // A reset after part of the answer ends the stream too (endedByPeer): cut, not complete.
-      const complete = endedByPeer(stream) && (Number.isFinite(declared) ? forwarded === declared : !target.tunnel.closed);
+      // Not `closed`: a tunnel closing gracefully (key rotation, a drain) still ends its streams for
+      // real, and its chunked answers (logs, watches, long lists) were cut at their very end.
+      const complete = endedByPeer(stream) && (Number.isFinite(declared) ? forwarded === declared : !target.tunnel.lost);
       if (complete) res.end();
       else res.destroy();
     };

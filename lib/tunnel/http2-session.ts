@@ -21,7 +21,14 @@ const SETTINGS: http2.Settings = {
 /** The relay's side: it sends requests to the agent. */
 export interface TunnelClient {
   request(headers: TunnelOutgoingHeaders, options?: { endStream?: boolean }): TunnelRequestStream;
+  /** True once closing or closed: no new request goes here. */
   readonly closed: boolean;
+  /**
+   * True once the session was destroyed (its socket gone, cut, or past the drain timeout), not
+   * merely closing: Bun then ends every open stream as if its peer had, so a stream that "ends"
+   * now was cut. A graceful close's streams keep ending for real meanwhile.
+   */
+  readonly lost: boolean;
   /** True once either end said GOAWAY: streams in flight finish, new requests go elsewhere. */
   readonly draining: boolean;
   /** Resolves once the session is gone, for whatever reason. */
@@ -130,6 +137,7 @@ class Http2TunnelClient implements TunnelClient {
   }
 
   get closed(): boolean { return this.session.closed || this.session.destroyed; }
+  get lost(): boolean { return this.session.destroyed; }
   get draining(): boolean { return this.goingAway || this.session.closed || this.session.destroyed; }
   get activeStreams(): number { return this.active; }
 

@@ -1,7 +1,7 @@
 // A TunnelClient without a session, for relay tests that never send a request through it.
 import type { TunnelClient } from "../../lib/tunnel/index.ts";
 
-export type FakeTunnel = TunnelClient & { closed: boolean; draining: boolean; close: () => Promise<void> };
+export type FakeTunnel = TunnelClient & { closed: boolean; lost: boolean; draining: boolean; close: () => Promise<void> };
 
 /** `close()` and `terminate()` mark it closed and resolve `done`; `drain()` marks it draining and resolves `goaway`. */
 export function fakeTunnel(): FakeTunnel {
@@ -9,6 +9,7 @@ export function fakeTunnel(): FakeTunnel {
   let resolveGoaway!: () => void;
   const tunnel: FakeTunnel = {
     closed: false,
+    lost: false,
     draining: false,
     activeStreams: 0,
     done: new Promise<void>((resolve) => { resolveDone = resolve; }),

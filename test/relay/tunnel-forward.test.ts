@@ -195,6 +195,35 @@ describe("forwardHttpRequest", () => {
     expect(status.message).toContain("req-42");
   });
 
+  test.each([
+    ["closes gracefully (a key rotation, a drain): the answer ends for real, complete", "close", true],
+    ["is terminated (a revoked key): the answer is cut", "terminate", false],
+  ] as const)("a chunked answer under way when its tunnel %s", async (_what, how, complete) => {
+    let agentSide: TunnelServerStream | undefined;
+    const { pair, front } = await setup((stream) => {
+      agentSide = stream;
+      stream.respond({ ":status": 200, "content-type": "text/plain" });
+      stream.write("first line\n");
+    });
+    const outcome = new Promise<{ body: string; complete: boolean }>((resolve) => {
+      const req = http.request({ host: "127.0.0.1", port: front.port, path: "/api/v1/namespaces/a/pods/p/log?follow=true", agent: false }, (res) => {
+        let body = "";
+        res.on("data", (chunk: Buffer) => { body += chunk.toString(); });
+        res.on("error", () => {});
+        res.once("close", () => resolve({ body, complete: res.complete }));
+      });
+      req.on("error", () => resolve({ body: "", complete: false }));
+      req.end();
+    });
+    await waitFor("the answer under way", () => agentSide !== undefined);
+    const closing = pair.client[how]();
+    agentSide!.end("last line\n");
+    const result = await within("the client to see the answer end", outcome);
+    expect(result.complete).toBe(complete);
+    if (complete) expect(result.body).toBe("first line\nlast line\n");
+    await within("the tunnel to be done", closing);
+  });
+
   test("the agent's WebSocket dying mid-response cuts the response short, and a new tunnel serves the next request", async () => {
     let current: TunnelPair | undefined;
     const first = await startTunnelPair((stream) => {
