@@ -239,7 +239,7 @@ async function discoverRelayIssuer(relay: RelayConnection): Promise<{ issuer: st
   // dialled directly, a Service name) refused every dial as if the key were revoked.
   if (doc.issuer !== relay.url.base) {
     throw new ConfigError(
-      `the relay at ${relay.url.base} serves as ${doc.issuer} (its --public-url), and takes an agent's tunnel only for that URL: ` +
+      `the relay at ${relay.url.base} serves as ${doc.issuer} (its public URL), and takes an agent's tunnel only for that URL: ` +
       `start the agent with --relay ${doc.issuer}, or, if agents must dial ${relay.url.base}, start the relay with --public-url ${relay.url.base}`,
     );
   }

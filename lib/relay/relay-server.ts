@@ -204,7 +204,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   });
   const scheme = opts.tls ? "https" : "http";
   const hostInUrl = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
-  const url = opts.publicUrl ? publicUrl : `${scheme}://${hostInUrl}:${port}`;
+  // Normalised as a --public-url is, so a relay on a default port (80, 443) names itself as agents
+  // spell it (http://host, not http://host:80): they sign for that spelling.
+  const url = opts.publicUrl ? publicUrl : normalizePublicUrl(`${scheme}://${hostInUrl}:${port}`);
 
   const replicaId = opts.replicaId ?? hostname();
   let feed: ChangeFeed;
@@ -265,6 +267,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       // record; renewed by this one's heartbeat, they would stay "present" and draw requests for
       // good. Removed first (this process holds no tunnel yet), and the other replicas hear the
       // delete and the insert, so they also pin the new certificate at once.
+      if ((await store.listReplicas(new Date())).some((r) => r.replicaId === replicaId)) {
+        opts.logger.warn("a replica of this id was still registered: its tunnels are forgotten now; if it was not this replica's last process but another one running, give each its own --replica-id", { replicaId });
+      }
       await store.removeReplica(replicaId);
       await store.recordReplica({ replicaId, internalUrl, certificatePem: cert.certPem, expiresAt: new Date(Date.now() + PRESENCE_EXPIRY_MS) });
       opts.logger.info("replica registered: other replicas forward requests for the tunnels it holds", { replicaId, internalUrl, listen: `${internal.listening.host}:${internal.listening.port}` });

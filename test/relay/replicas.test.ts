@@ -234,7 +234,7 @@ describe("an agent that dials a replica by its own address, not the public URL",
       agentVersion: "test", logger: silentLogger, signal: AbortSignal.timeout(30_000),
     }).then(() => undefined, (error: Error) => error);
     expect(failed?.message).toBe(
-      `the relay at ${replica("r2").url} serves as ${stack.publicUrl} (its --public-url), and takes an agent's tunnel only for that URL: ` +
+      `the relay at ${replica("r2").url} serves as ${stack.publicUrl} (its public URL), and takes an agent's tunnel only for that URL: ` +
       `start the agent with --relay ${stack.publicUrl}, or, if agents must dial ${replica("r2").url}, start the relay with --public-url ${replica("r2").url}`,
     );
     expect((await stack.store.getCluster("c-direct"))?.agentKey).toBeUndefined();
@@ -347,6 +347,7 @@ describe("a replica whose process dies and comes back under the same id (its con
     // Its heartbeat renewed every row under its id: the dead process's tunnels stayed "present"
     // for good, and each request for them crossed to r3 to hear it had none.
     expect(await holderOf("c-ghost")).toBeUndefined();
+    expect(replica("r3").log()).toContain("a replica of this id was still registered");
     expect((await api("r3", "c1", "/api/who")).status).toBe(200);
   });
 });

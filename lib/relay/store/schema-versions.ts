@@ -28,6 +28,8 @@ export type SchemaPlan =
  * do, when the database needs a newer relay.
  */
 export function planSchema(current: number, known: number, readableFrom: number | undefined, additive: ReadonlySet<number>): SchemaPlan {
+  // Only a version counts: an empty or garbled value (edited by hand) must not read as 0.
+  if (readableFrom !== undefined && !(Number.isInteger(readableFrom) && readableFrom >= 1)) readableFrom = undefined;
   if (current > known) {
     if (readableFrom !== undefined && readableFrom <= known) return { action: "run-on-newer" };
     throw new ConfigError(
