@@ -4,13 +4,17 @@ import { ConfigError, Conflict } from "../../errors/index.ts";
 import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, ReplicaRecord, Role, StoreChange } from "./types.ts";
 import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 import { planSchema, SCHEMA_READABLE_FROM_KEY, SCHEMA_VERSION_KEY } from "./schema-versions.ts";
+import { watchPostgresChanges } from "./postgres-feed.ts";
+
+export interface PostgresStoreOptions {
+  /** How often the change feed proves its LISTEN connection alive (ms; postgres-feed.ts, FEED_PING_EVERY_MS). */
+  feedPingEveryMs?: number;
+}
 
 /** pg_advisory_xact_lock key of the migrations: replicas that start at once migrate one after another. */
 const MIGRATION_LOCK_KEY = 0x61726372; // "arcr"
 /** Connections per relay process; each request needs one only for a moment. */
 const POOL_MAX = 10;
-/** The NOTIFY channel the triggers of migration 4 write every change to. */
-export const CHANGES_CHANNEL = "arc_changes";
 
 /**
  * Migrations a relay that does not know them may ignore (schema-versions.ts): 5 adds the change
@@ -102,22 +106,6 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
    CREATE TRIGGER replicas_truncated AFTER TRUNCATE ON replicas FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();`,
 ];
 
-const CHANGE_TABLES: ReadonlySet<string> = new Set(["clusters", "grants", "presence", "settings", "replicas"]);
-
-/** A NOTIFY payload from arc_notify_change; anything else is read as "anything may have changed". */
-function parseChange(payload: string): StoreChange {
-  try {
-    const parsed = JSON.parse(payload) as { table?: unknown; key?: unknown };
-    if (typeof parsed.table === "string" && CHANGE_TABLES.has(parsed.table)) {
-      if (typeof parsed.key === "string") return { table: parsed.table as StoreChange["table"], key: parsed.key };
-      // A table told without a row (grants always; any table on TRUNCATE): every row may have changed.
-      return parsed.table === "grants" ? { table: "grants" } : { table: "*" };
-    }
-  } catch {
-    // not ours: fall through
-  }
-  return { table: "*" };
-}
 
 interface ClusterRow {
   name: string;
@@ -149,7 +137,7 @@ interface TokenRow {
  * and returns the store. Throws ConfigError naming the database (never the password) when it cannot
  * connect or is newer than this relay.
  */
-export async function openPostgresStore(url: string): Promise<RelayStore> {
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<RelayStore> {
   const where = describeUrl(url);
   const sql = new SQL(url, { max: POOL_MAX, idleTimeout: 60, connectionTimeout: 10 });
   try {
@@ -159,7 +147,7 @@ export async function openPostgresStore(url: string): Promise<RelayStore> {
     if (error instanceof ConfigError) throw error;
     throw new ConfigError(`opening relay store ${where}: ${(error as Error).message}`, { cause: error });
   }
-  return createPostgresStore(sql);
+  return createPostgresStore(sql, url, options);
 }
 
 async function migrate(sql: SQL): Promise<void> {
@@ -183,7 +171,7 @@ async function migrate(sql: SQL): Promise<void> {
   });
 }
 
-function createPostgresStore(sql: SQL): RelayStore {
+function createPostgresStore(sql: SQL, url: string, options: PostgresStoreOptions): RelayStore {
   const notRegistered = clusterNotRegistered;
 
   return {
@@ -278,23 +266,8 @@ function createPostgresStore(sql: SQL): RelayStore {
       return row ? toReplicaRecord(row) : undefined;
     },
 
-    async watchChanges(onChange) {
-      // Bun's SQL keeps one connection LISTENing for the pool; notifications arrive after the writer's commit.
-      // When that connection is lost it LISTENs again on a new one and calls `onListen` again; what
-      // was committed in between was told to nobody, so every listener is told to resync ("*")
-      // rather than wait for the periodic one (a revoked key kept its tunnel 60 s; attack review).
-      let listens = 0;
-      const subscription = (await (sql as unknown as ListeningSql).listen(
-        CHANGES_CHANNEL,
-        (payload: string) => onChange(parseChange(payload)),
-        () => { if (++listens > 1) onChange({ table: "*" }); },
-      )) as { unlisten?: () => Promise<void> };
-      let stopped = false;
-      return async () => {
-        if (stopped) return;
-        stopped = true;
-        await subscription.unlisten?.().catch(() => undefined);
-      };
+    watchChanges(onChange) {
+      return watchPostgresChanges(url, sql, onChange, options.feedPingEveryMs);
     },
 
     async addEnrollmentToken(token) {
@@ -396,13 +369,6 @@ function describeUrl(url: string): string {
   }
 }
 
-/**
- * Bun 1.4's SQL client LISTENs (not yet in its type declarations); `onListen` is called each time
- * the LISTEN takes effect, on a new connection after one was lost too.
- */
-interface ListeningSql {
-  listen(channel: string, onNotification: (payload: string) => void, onListen?: () => void): Promise<unknown>;
-}
 
 interface ReplicaRow {
   replica_id: string;

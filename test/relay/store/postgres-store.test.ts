@@ -1,6 +1,7 @@
 // The PostgreSQL store against a real PostgreSQL: the same contract as SQLite, and what only replicas sharing a database can show.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { SQL } from "bun";
+import net from "node:net";
 import { openPostgresStore } from "../../../lib/relay/store/postgres-store.ts";
 import { startPostgres, type RunningPostgres } from "../../support/postgres.ts";
 import { describeStoreContract } from "./store-contract.ts";
@@ -117,6 +118,48 @@ describe("postgres store shared by replicas", () => {
     expect(await rolledBack.getSetting("schema_version")).toBe("6");
     await rolledBack.close();
     await db.drop();
+  });
+
+  test("a LISTEN connection that goes silent (a NAT dropping it without a word) is found by the feed's own ping and replaced", async () => {
+    const db = await pg.createDatabase();
+    const target = new URL(db.url);
+    // A TCP hop that can freeze every connection open through it: nothing passes, nothing closes.
+    const open: { client: net.Socket; frozen: boolean }[] = [];
+    const hop = net.createServer((client) => {
+      const entry = { client, frozen: false };
+      open.push(entry);
+      const server = net.connect(Number(target.port), target.hostname);
+      client.on("data", (chunk: Buffer) => { if (!entry.frozen) server.write(chunk); });
+      server.on("data", (chunk: Buffer) => { if (!entry.frozen) client.write(chunk); });
+      for (const [a, b] of [[client, server], [server, client]] as const) {
+        a.on("error", () => b.destroy());
+        a.on("close", () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => hop.listen(0, "127.0.0.1", resolve));
+    const viaHop = new URL(db.url);
+    viaHop.port = String((hop.address() as net.AddressInfo).port);
+    const [writer, watcher] = await Promise.all([openPostgresStore(db.url), openPostgresStore(viaHop.href, { feedPingEveryMs: 300 })]);
+    const seen: StoreChange[] = [];
+    const stop = await watcher.watchChanges((change) => seen.push(change));
+    try {
+      await writer.addGrant({ principal: "user:before", cluster: "*", role: "cluster-user" });
+      await waitFor("a change told while the connection is alive", () => seen.some((c) => c.table === "grants"));
+      for (const entry of open) entry.frozen = true;
+      seen.length = 0;
+      // Told to a connection that hears nothing: only the resync can carry it.
+      await writer.addGrant({ principal: "user:unheard", cluster: "*", role: "cluster-user" });
+      await waitFor("the resync once a ping went unanswered", () => seen.some((c) => c.table === "*"), 10_000);
+      seen.length = 0;
+      await writer.addGrant({ principal: "user:after", cluster: "*", role: "cluster-user" });
+      await waitFor("a change told again, on a new connection", () => seen.some((c) => c.table === "grants"), 10_000);
+    } finally {
+      await stop();
+      for (const entry of open) entry.client.destroy();
+      hop.close();
+      await Promise.all([writer.close(), watcher.close()]);
+      await db.drop();
+    }
   });
 
   test("a password given as a URL parameter never appears in an error either", async () => {
