@@ -44,10 +44,6 @@ interface TokenRow {
 }
 
 /**
- * Opens (creating if needed) `<dataDir>/relay.db`: the directory is created 0700 and the file
- * 0600, since it holds agent keys and the built-in issuer's signing keys.
- */
-/**
  * Whether `dataDir` holds a relay store already (made by the first `openSqliteStore`, as `arcrelay
  * serve` does). Throws, naming the path, when it cannot tell: a directory this user may not read
  * (the data dir is 0700, its owner the relay's user) is not a missing store.
@@ -67,6 +63,10 @@ export function hasSqliteStore(dataDir: string): boolean {
   }
 }
 
+/**
+ * Opens (creating if needed) `<dataDir>/relay.db`: the directory is created 0700 and the file
+ * 0600, since it holds agent keys and the built-in issuer's signing keys.
+ */
 export async function openSqliteStore(dataDir: string): Promise<RelayStore> {
   const path = join(dataDir, SQLITE_FILE_NAME);
   let db: Database;
