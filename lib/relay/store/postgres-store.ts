@@ -1,7 +1,7 @@
 // The relay store on PostgreSQL, for several relay replicas sharing one state (Bun's built-in SQL client).
 import { SQL } from "bun";
 import { ConfigError, Conflict } from "../../errors/index.ts";
-import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, ReplicaRecord, Role, StoreChange } from "./types.ts";
+import type { ClusterRecord, EnrollmentTokenRecord, GrantRecord, RelayStore, ReplicaRecord, Role } from "./types.ts";
 import { callerPrincipals, clusterNotRegistered, parseAgentKey, toMillis } from "./rows.ts";
 import { planSchema, SCHEMA_READABLE_FROM_KEY, SCHEMA_VERSION_KEY } from "./schema-versions.ts";
 import { watchPostgresChanges } from "./postgres-feed.ts";
@@ -105,7 +105,6 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
    CREATE TRIGGER settings_truncated AFTER TRUNCATE ON settings FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();
    CREATE TRIGGER replicas_truncated AFTER TRUNCATE ON replicas FOR EACH STATEMENT EXECUTE FUNCTION arc_notify_change();`,
 ];
-
 
 interface ClusterRow {
   name: string;
@@ -369,7 +368,6 @@ function describeUrl(url: string): string {
   }
 }
 
-
 interface ReplicaRow {
   replica_id: string;
   internal_url: string;
@@ -390,7 +388,6 @@ function toClusterRecord(row: ClusterRow): ClusterRecord {
   record.connected = row.connected === true;
   return record;
 }
-
 
 function toGrantRecord(row: GrantRow): GrantRecord {
   return { id: row.id, principal: row.principal, cluster: row.cluster, role: row.role as Role, createdAt: new Date(Number(row.created_at)) };

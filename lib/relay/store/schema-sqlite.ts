@@ -1,9 +1,6 @@
 // The SQLite schema as an ordered list of migrations, and the one function that applies them.
 import type { Database } from "bun:sqlite";
-
 import { planSchema, SCHEMA_READABLE_FROM_KEY, SCHEMA_VERSION_KEY } from "./schema-versions.ts";
-
-export { SCHEMA_VERSION_KEY };
 
 /** Migrations a relay that does not know them may ignore (schema-versions.ts); none so far. */
 export const SQLITE_ADDITIVE_MIGRATIONS: ReadonlySet<number> = new Set();
